@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian machine (as root) for the demo, the tests and the bench:
+# npm packages, docker.io with a running dockerd, redis-server, and the runtime images
+# built locally (no registry is reachable). Idempotent: a second run only checks.
+#
+# Environment:
+#   NANOGRID_SKIP_APT=1      do not apt-get install (the tools must already be there)
+#   NANOGRID_PYTHON_IMAGE    image tag to build for python (default nanogrid/python:local)
+#   NANOGRID_CPP_IMAGE       image tag to build for cpp    (default nanogrid/cpp:local)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+PY_IMAGE=${NANOGRID_PYTHON_IMAGE:-nanogrid/python:local}
+CPP_IMAGE=${NANOGRID_CPP_IMAGE:-nanogrid/cpp:local}
+CACHE=${NANOGRID_CACHE_DIR:-/var/cache/nanogrid}
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    say "must run as root to install docker.io/redis-server and start dockerd"
+    exit 1
+  fi
+}
+
+install_packages() {
+  local missing=()
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "system packages present (dockerd, redis-server, debootstrap)"
+    return
+  fi
+  if [ "${NANOGRID_SKIP_APT:-0}" = 1 ]; then
+    say "missing ${missing[*]} and NANOGRID_SKIP_APT=1"
+    exit 1
+  fi
+  need_root
+  say "installing ${missing[*]} with apt-get (about 30 s)"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_npm() {
+  cd "$root"
+  # package-lock.json is the source of truth; reinstall when it changed since last install.
+  if [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
+    say "npm packages present"
+    return
+  fi
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+}
+
+start_dockerd() {
+  if docker info >/dev/null 2>&1; then
+    say "dockerd running"
+    return
+  fi
+  need_root
+  # A dockerd killed with its session leaves its pid file behind, and the next one
+  # refuses to start while it exists.
+  local pidfile=/var/run/docker.pid
+  if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    say "removing stale $pidfile"
+    rm -f "$pidfile"
+  fi
+  local cpid=/var/run/docker/containerd/containerd.pid
+  if [ -f "$cpid" ] && ! kill -0 "$(cat "$cpid")" 2>/dev/null; then
+    rm -f "$cpid"
+  fi
+  if [ ! -f "$pidfile" ]; then
+    say "starting dockerd (log: /var/log/nanogrid-dockerd.log)"
+    setsid nohup dockerd >/var/log/nanogrid-dockerd.log 2>&1 </dev/null &
+  fi
+  for _ in $(seq 1 120); do
+    if docker info >/dev/null 2>&1; then
+      say "dockerd ready"
+      return
+    fi
+    sleep 0.5
+  done
+  say "dockerd did not answer within 60 s; last log lines:"
+  tail -20 /var/log/nanogrid-dockerd.log >&2 || true
+  exit 1
+}
+
+# Builds IMAGE from a debootstrap minbase root filesystem with the given packages.
+build_image() {
+  local image=$1 include=$2 fixup=$3
+  if docker image inspect "$image" >/dev/null 2>&1; then
+    say "image $image present"
+    return
+  fi
+  need_root
+  local dir
+  dir=$(mktemp -d "/tmp/nanogrid-rootfs.XXXXXX")
+  say "building $image: debootstrap --include=$include (about 30-90 s)"
+  if ! debootstrap --variant=minbase --include="$include" bookworm "$dir" >"$dir.log" 2>&1; then
+    say "debootstrap for $image failed; last lines:"
+    tail -20 "$dir.log" >&2
+    rm -rf "$dir" "$dir.log"
+    return 1
+  fi
+  # Package caches and docs are dead weight in a runtime image.
+  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* \
+    "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/locale/*
+  if [ -n "$fixup" ]; then (cd "$dir" && eval "$fixup"); fi
+  tar -C "$dir" -c . | docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["sleep","infinity"]' - "$image" >/dev/null
+  rm -rf "$dir" "$dir.log"
+  say "image $image built"
+}
+
+build_images() {
+  # The two debootstraps are network and disk bound: run them side by side.
+  build_image "$PY_IMAGE" python3-minimal 'ln -sf python3 usr/bin/python' &
+  local p1=$!
+  build_image "$CPP_IMAGE" g++ '' &
+  local p2=$!
+  local rc=0
+  wait "$p1" || rc=1
+  wait "$p2" || rc=1
+  return $rc
+}
+
+mkdir -p "$CACHE" 2>/dev/null || true
+install_packages
+install_npm
+start_dockerd
+build_images
+say "ready"

@@ -1,0 +1,173 @@
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+/** The runtimes this agent knows how to run, and the command each one executes. */
+export const RUNTIMES = ['python', 'cpp'] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+
+export interface RuntimeConfig {
+  image: string;
+  /** Run through `/bin/sh -c` in the invocation's workspace. */
+  command: string;
+  prewarm: number;
+  maxContainers: number;
+}
+
+export interface Config {
+  agentId: string;
+  queueUrl: string | undefined;
+  region: string;
+  endpoint: string | undefined;
+  redisUrl: string | undefined;
+  httpPort: number;
+  httpHost: string;
+  runtimes: Record<Runtime, RuntimeConfig>;
+  idleTimeoutMs: number;
+  resultTtlSeconds: number;
+  network: string;
+  workRoot: string;
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+  defaultMemoryMb: number;
+  outputLimitBytes: number;
+  codeMaxBytes: number;
+  zipMaxEntries: number;
+  zipMaxBytes: number;
+  visibilityTimeoutS: number;
+  maxReceiveCount: number | undefined;
+  shutdownGraceMs: number;
+  dockerTimeoutMs: number;
+  s3TimeoutMs: number;
+  unzipThreads: number;
+  logLevel: string;
+  tipLanguage: 'en' | 'ko';
+  cloudwatchEnabled: boolean;
+  cloudwatchFlushMs: number;
+  cloudwatchNamespace: string;
+  memoryHistorySize: number;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`invalid configuration ${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+function read<T>(env: Env, name: string, schema: z.ZodType<T>, fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const parsed = schema.safeParse(raw.trim());
+  if (!parsed.success) {
+    throw new ConfigError(name, `${JSON.stringify(raw)}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** Parses `python=2,cpp=1` into per-runtime numbers, rejecting unknown runtimes. */
+export function parsePerRuntime(name: string, raw: string | undefined, fallback: Record<Runtime, number>): Record<Runtime, number> {
+  const out = { ...fallback };
+  if (raw === undefined || raw.trim() === '') return out;
+  for (const part of raw.split(',')) {
+    const m = /^\s*([a-z+]+)\s*=\s*(\d+)\s*$/.exec(part);
+    if (!m) throw new ConfigError(name, `"${part}" is not runtime=number (for example python=2,cpp=1)`);
+    const runtime = normalizeRuntime(m[1]!);
+    if (!runtime) throw new ConfigError(name, `unknown runtime "${m[1]}" (known: ${RUNTIMES.join(', ')})`);
+    out[runtime] = Number(m[2]);
+  }
+  return out;
+}
+
+/** Maps the runtime names the Controller may send onto the ones this agent knows. */
+export function normalizeRuntime(raw: string): Runtime | undefined {
+  const r = raw.trim().toLowerCase();
+  if (r === 'python' || r === 'python3') return 'python';
+  if (r === 'cpp' || r === 'c++') return 'cpp';
+  return undefined;
+}
+
+const url = z.string().url();
+
+export function loadConfig(env: Env = process.env): Config {
+  const prewarm = parsePerRuntime('NANOGRID_PREWARM', env.NANOGRID_PREWARM, { python: 2, cpp: 1 });
+  const maxContainers = parsePerRuntime('NANOGRID_MAX_CONTAINERS', env.NANOGRID_MAX_CONTAINERS, { python: 4, cpp: 2 });
+  for (const r of RUNTIMES) {
+    if (maxContainers[r] < 1) throw new ConfigError('NANOGRID_MAX_CONTAINERS', `${r} must allow at least 1 container`);
+    if (prewarm[r] > maxContainers[r]) {
+      throw new ConfigError('NANOGRID_PREWARM', `${r}=${prewarm[r]} exceeds NANOGRID_MAX_CONTAINERS ${r}=${maxContainers[r]}`);
+    }
+  }
+
+  let redisUrl = read(env, 'REDIS_URL', url, undefined as string | undefined);
+  if (!redisUrl && env.REDIS_HOST) {
+    const port = read(env, 'REDIS_PORT', int(1, 65535), 6379);
+    redisUrl = `redis://${env.REDIS_HOST}:${port}`;
+  }
+
+  const defaultTimeoutMs = read(env, 'NANOGRID_DEFAULT_TIMEOUT_MS', int(1, 3_600_000), 10_000);
+  const maxTimeoutMs = read(env, 'NANOGRID_MAX_TIMEOUT_MS', int(1, 3_600_000), 900_000);
+  if (defaultTimeoutMs > maxTimeoutMs) {
+    throw new ConfigError('NANOGRID_DEFAULT_TIMEOUT_MS', `${defaultTimeoutMs} exceeds NANOGRID_MAX_TIMEOUT_MS ${maxTimeoutMs}`);
+  }
+  const lang = read(env, 'NANOGRID_TIP_LANGUAGE', z.enum(['en', 'ko']), 'en');
+
+  return {
+    agentId: read(env, 'NANOGRID_AGENT_ID', z.string().regex(/^[a-zA-Z0-9_.-]{1,63}$/, 'letters, digits, _ . - (max 63)'), safeHost()),
+    queueUrl: read(env, 'SQS_QUEUE_URL', url, undefined as string | undefined),
+    region: read(env, 'AWS_REGION', z.string().min(1), 'us-east-1'),
+    endpoint: read(env, 'AWS_ENDPOINT_URL', url, undefined as string | undefined),
+    redisUrl,
+    httpPort: read(env, 'HTTP_PORT', int(0, 65535), 8080),
+    httpHost: read(env, 'HTTP_HOST', z.string().min(1), '0.0.0.0'),
+    runtimes: {
+      python: {
+        image: read(env, 'NANOGRID_IMAGE_PYTHON', z.string().min(1), 'nanogrid/python:local'),
+        command: read(env, 'NANOGRID_COMMAND_PYTHON', z.string().min(1), 'python main.py'),
+        prewarm: prewarm.python,
+        maxContainers: maxContainers.python,
+      },
+      cpp: {
+        image: read(env, 'NANOGRID_IMAGE_CPP', z.string().min(1), 'nanogrid/cpp:local'),
+        command: read(env, 'NANOGRID_COMMAND_CPP', z.string().min(1), '/bin/bash run.sh'),
+        prewarm: prewarm.cpp,
+        maxContainers: maxContainers.cpp,
+      },
+    },
+    idleTimeoutMs: read(env, 'NANOGRID_IDLE_TIMEOUT_MS', int(1000, 86_400_000), 300_000),
+    resultTtlSeconds: read(env, 'NANOGRID_RESULT_TTL_SECONDS', int(1, 30 * 86_400), 86_400),
+    network: read(env, 'NANOGRID_NETWORK', z.string().min(1), 'none'),
+    workRoot: read(env, 'NANOGRID_WORK_ROOT', z.string().startsWith('/', 'must be an absolute path'), join(tmpdir(), 'nanogrid')),
+    defaultTimeoutMs,
+    maxTimeoutMs,
+    defaultMemoryMb: read(env, 'NANOGRID_DEFAULT_MEMORY_MB', int(16, 65_536), 128),
+    outputLimitBytes: read(env, 'NANOGRID_OUTPUT_LIMIT_BYTES', int(1024, 64 * 1024 * 1024), 1024 * 1024),
+    codeMaxBytes: read(env, 'NANOGRID_CODE_MAX_BYTES', int(1024, 2 ** 31), 64 * 1024 * 1024),
+    zipMaxEntries: read(env, 'NANOGRID_ZIP_MAX_ENTRIES', int(1, 1_000_000), 10_000),
+    zipMaxBytes: read(env, 'NANOGRID_ZIP_MAX_BYTES', int(1024, 2 ** 40), 256 * 1024 * 1024),
+    visibilityTimeoutS: read(env, 'NANOGRID_VISIBILITY_TIMEOUT_S', int(10, 43_200), 60),
+    maxReceiveCount: read(env, 'NANOGRID_MAX_RECEIVE_COUNT', int(1, 1000), undefined as number | undefined),
+    shutdownGraceMs: read(env, 'NANOGRID_SHUTDOWN_GRACE_MS', int(0, 3_600_000), 30_000),
+    dockerTimeoutMs: read(env, 'NANOGRID_DOCKER_TIMEOUT_MS', int(100, 600_000), 30_000),
+    s3TimeoutMs: read(env, 'NANOGRID_S3_TIMEOUT_MS', int(100, 600_000), 30_000),
+    unzipThreads: read(env, 'NANOGRID_THREADS', int(1, 64), 2),
+    logLevel: read(env, 'LOG_LEVEL', z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), 'info'),
+    tipLanguage: lang,
+    cloudwatchEnabled: read(env, 'NANOGRID_CLOUDWATCH', z.enum(['on', 'off']), 'on') === 'on',
+    cloudwatchFlushMs: read(env, 'NANOGRID_CLOUDWATCH_FLUSH_MS', int(100, 3_600_000), 60_000),
+    cloudwatchNamespace: read(env, 'NANOGRID_CLOUDWATCH_NAMESPACE', z.string().min(1), 'NanoGrid/FunctionRunner'),
+    memoryHistorySize: read(env, 'NANOGRID_MEMORY_HISTORY', int(1, 10_000), 100),
+  };
+}
+
+function safeHost(): string {
+  const h = hostname().replace(/[^a-zA-Z0-9_.-]/g, '-').slice(0, 63);
+  return h || 'nanogrid';
+}

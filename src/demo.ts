@@ -1,0 +1,186 @@
+import Docker from 'dockerode';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Agent } from './agent.js';
+import { loadConfig } from './config.js';
+import { LocalClient } from './local/client.js';
+import { SAMPLES } from './local/samples.js';
+import { startLocalStack, type LocalStack } from './local/stack.js';
+import { createLogger } from './log.js';
+import type { Result } from './result.js';
+import { LABEL_AGENT } from './warmContainer.js';
+
+/**
+ * `npm run demo`: the agent's main job on the embedded local stack. Uploads and enqueues
+ * real functions, waits for their results through Redis, prints them with cold, prewarm
+ * and warm timings, and stops leaving no containers.
+ */
+
+const AGENT_ID = 'demo';
+const say = (msg: string) => process.stdout.write(`[demo] ${msg}\n`);
+
+interface Row {
+  label: string;
+  expected: string;
+  sentAt: number;
+  result?: Result;
+  e2eMs?: number;
+  error?: string;
+}
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  const logFile = join(tmpdir(), 'nanogrid-demo.log');
+  say(`agent logs (JSON lines) go to ${logFile}`);
+  say('starting the embedded local stack: fauxqs (SQS + S3 + DLQ) and redis-server');
+  let stack: LocalStack | undefined;
+  let agent: Agent | undefined;
+  let client: LocalClient | undefined;
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+    say('interrupted: stopping cleanly');
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    stack = await startLocalStack();
+    const config = loadConfig({
+      ...process.env,
+      NANOGRID_AGENT_ID: AGENT_ID,
+      HTTP_PORT: process.env.HTTP_PORT ?? '0',
+      HTTP_HOST: '127.0.0.1',
+      SQS_QUEUE_URL: stack.queueUrl,
+      AWS_ENDPOINT_URL: stack.endpoint,
+      REDIS_URL: stack.redisUrl,
+      NANOGRID_CLOUDWATCH: 'off',
+    });
+    agent = new Agent({ config, log: createLogger('info', pino.destination({ dest: logFile, sync: false })), credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+    say(`starting the agent (prewarm python=${config.runtimes.python.prewarm} cpp=${config.runtimes.cpp.prewarm})`);
+    await agent.start();
+    say(`agent up: GET http://127.0.0.1:${agent.httpPort}/status`);
+
+    client = new LocalClient({ ...stack });
+    await client.connect();
+    await client.uploadZip('py-hello/v1.zip', SAMPLES.pythonHello);
+    await client.uploadZip('py-fail/v1.zip', SAMPLES.pythonFail);
+    await client.uploadZip('cpp-hello/v1.zip', SAMPLES.cppHello);
+
+    const rows: Row[] = [];
+    const run = async (label: string, expected: string, message: Record<string, unknown>) => {
+      const requestId = String(message.requestId ?? message.job_id);
+      const row: Row = { label, expected, sentAt: await client!.send(message) };
+      rows.push(row);
+      try {
+        row.result = await client!.waitForResult(requestId, 90_000);
+        row.e2eMs = Date.now() - row.sentAt;
+      } catch (err) {
+        row.error = (err as Error).message;
+      }
+      return row;
+    };
+    const msg = (id: string, functionId: string, runtime: string, key: string, extra: object = {}) => ({
+      requestId: id,
+      functionId,
+      runtime,
+      s3Bucket: stack!.bucket,
+      s3Key: key,
+      timeoutMs: 30_000,
+      memoryMb: 256,
+      ...extra,
+    });
+
+    say('wave 1: six samples at once (the missing S3 key retries with backoff until its last try)');
+    await Promise.all([
+      run('python hello', 'SUCCESS', msg('demo-py-hello-1', 'py-hello', 'python', 'py-hello/v1.zip')),
+      run('cpp hello (g++)', 'SUCCESS', msg('demo-cpp-hello-1', 'cpp-hello', 'cpp', 'cpp-hello/v1.zip')),
+      run('python exit 3 + stderr', 'FAILED', msg('demo-py-fail-1', 'py-fail', 'python', 'py-fail/v1.zip')),
+      run('unsupported runtime', 'FAILED', msg('demo-ruby-1', 'rb-hello', 'ruby', 'rb-hello/v1.zip')),
+      run('missing S3 key', 'FAILED', msg('demo-missing-1', 'py-missing', 'python', 'py-missing/v1.zip')),
+      run('legacy inline code', 'SUCCESS', { job_id: 'demo-legacy-1', function_id: 'legacy-hello', code: 'print("hello from legacy inline code")' }),
+    ]);
+    if (interrupted) return 130;
+
+    say('wave 2: the same functions again, one at a time (warm containers)');
+    for (let i = 2; i <= 4; i++) await run('python hello', 'SUCCESS', msg(`demo-py-hello-${i}`, 'py-hello', 'python', 'py-hello/v1.zip'));
+    await run('cpp hello (g++)', 'SUCCESS', msg('demo-cpp-hello-2', 'cpp-hello', 'cpp', 'cpp-hello/v1.zip'));
+    say('wave 3: new functions one at a time (prewarm while ready, then cold)');
+    for (let i = 1; i <= 4; i++) {
+      await client.uploadZip(`py-new-${i}/v1.zip`, SAMPLES.pythonHello);
+      await run(`python new fn ${i}`, 'SUCCESS', msg(`demo-py-new-${i}`, `py-new-${i}`, 'python', `py-new-${i}/v1.zip`));
+    }
+    if (interrupted) return 130;
+
+    printTable(rows);
+    printTimings(rows);
+    const dlq = await client.queueDepth(stack.dlqUrl);
+    say(`dead-letter queue now holds ${dlq.visible + dlq.inflight} message(s) (the missing S3 key after ${stack.maxReceiveCount} tries)`);
+    const failures = rows.filter((r) => !r.result || (r.expected === 'SUCCESS') !== r.result.success);
+    if (failures.length > 0) {
+      say(`UNEXPECTED: ${failures.map((r) => `${r.label}: ${r.error ?? r.result?.status}`).join('; ')}`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    client?.close();
+    say('stopping the agent');
+    await agent?.stop();
+    await stack?.stop();
+    const left = await new Docker().listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${AGENT_ID}`] } }).catch(() => []);
+    say(`containers left behind: ${left.length}`);
+    say(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+}
+
+function printTable(rows: Row[]): void {
+  const head = ['requestId', 'runtime', 'start', 'status', 'reason', 'exit', 'run ms', 'e2e ms', 'peak MB', 'stdout (first line)'];
+  const body = rows.map((r) => {
+    const x = r.result;
+    if (!x) return [r.label, '-', '-', 'NO RESULT', '-', '-', '-', '-', '-', r.error ?? ''];
+    const first = (x.stdout.split('\n')[0] || (x.stderr.split('\n')[0] ?? '')).slice(0, 48);
+    return [
+      x.requestId,
+      String(x.runtime),
+      x.startKind ?? '-',
+      x.status,
+      x.reason,
+      String(x.exitCode),
+      String(x.durationMillis),
+      String(r.e2eMs ?? '-'),
+      x.peakMemoryBytes === null ? '-' : (x.peakMemoryBytes / 1048576).toFixed(1),
+      first,
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  process.stdout.write(`\n${line(head)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${body.map(line).join('\n')}\n\n`);
+  const tips = rows.filter((r) => r.result?.optimizationTip).slice(-1);
+  for (const r of tips) process.stdout.write(`auto-tuner tip for ${r.result!.functionId}: ${r.result!.optimizationTip}\n\n`);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function printTimings(rows: Row[]): void {
+  process.stdout.write('start kind  n   acquire ms (median)  end-to-end ms (median)   [python and cpp hello functions]\n');
+  for (const kind of ['cold', 'prewarm', 'warm'] as const) {
+    const rs = rows.filter((r) => r.result?.startKind === kind && r.result.success);
+    if (rs.length === 0) continue;
+    const acquire = median(rs.map((r) => r.result!.timings.acquireMs ?? 0));
+    const e2e = median(rs.map((r) => r.e2eMs ?? 0));
+    process.stdout.write(`${kind.padEnd(10)}  ${String(rs.length).padEnd(2)}  ${acquire.toFixed(1).padStart(19)}  ${e2e.toFixed(0).padStart(22)}\n`);
+  }
+  process.stdout.write('\n');
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`[demo] failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,174 @@
+import { z } from 'zod';
+import { normalizeRuntime, type Runtime } from './config.js';
+import type { Reason } from './result.js';
+
+export type CodeSource =
+  | { kind: 's3'; bucket: string; key: string }
+  /** The older Controller's inline source; always python, written as main.py. */
+  | { kind: 'inline'; code: string };
+
+export interface Invocation {
+  requestId: string;
+  functionId: string;
+  runtime: Runtime;
+  code: CodeSource;
+  timeoutMs: number;
+  memoryMb: number;
+  receiptHandle: string;
+  messageId: string;
+  /** SQS ApproximateReceiveCount: 1 on the first delivery. */
+  receiveCount: number;
+  /** SQS SentTimestamp in epoch ms, when known. */
+  sentAt: number | undefined;
+  receivedAt: number;
+}
+
+export interface Rejection {
+  /** The best identifiers we could read, so the rejection can still be answered. */
+  requestId: string;
+  functionId: string;
+  runtime: string;
+  reason: Extract<Reason, 'INVALID_MESSAGE' | 'RUNTIME_NOT_SUPPORTED'>;
+  message: string;
+  memoryMb: number;
+}
+
+export type ParseOutcome = { ok: true; invocation: Invocation } | { ok: false; rejection: Rejection };
+
+export interface MessageMeta {
+  messageId: string;
+  receiptHandle: string;
+  receiveCount: number;
+  sentAt?: number | undefined;
+  receivedAt: number;
+}
+
+export interface ParseLimits {
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+  defaultMemoryMb: number;
+  /** Largest inline source accepted from the legacy format. */
+  maxInlineBytes?: number;
+}
+
+// Ids end up in Redis keys, container labels and log lines: keep them to a safe alphabet.
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/, 'must be 1-128 of A-Z a-z 0-9 . _ : @ - and start alphanumeric');
+
+const current = z.object({
+  requestId: id,
+  functionId: id,
+  runtime: z.string().min(1).max(32),
+  s3Bucket: z.string().min(3).max(63),
+  s3Key: z.string().min(1).max(1024),
+  timeoutMs: z.number().int().positive().optional(),
+  memoryMb: z.number().int().positive().optional(),
+});
+
+const legacy = z.object({
+  job_id: id,
+  function_id: id,
+  code: z.string(),
+  runtime: z.string().min(1).max(32).optional(),
+  timeoutMs: z.number().int().positive().optional(),
+  memoryMb: z.number().int().positive().optional(),
+});
+
+const MIN_MEMORY_MB = 16;
+const MAX_MEMORY_MB = 65_536;
+
+/** Validates an SQS body in either contract format. Never throws. */
+export function parseInvocation(body: string, meta: MessageMeta, limits: ParseLimits): ParseOutcome {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (err) {
+    return reject(meta, {}, 'INVALID_MESSAGE', `body is not JSON: ${(err as Error).message}`, limits);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return reject(meta, {}, 'INVALID_MESSAGE', 'body is not a JSON object', limits);
+  }
+  const obj = json as Record<string, unknown>;
+  const isLegacy = 'job_id' in obj || ('code' in obj && !('s3Key' in obj));
+  const parsed = isLegacy ? legacy.safeParse(obj) : current.safeParse(obj);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ');
+    return reject(meta, obj, 'INVALID_MESSAGE', `${isLegacy ? 'legacy ' : ''}message invalid: ${detail}`, limits);
+  }
+
+  const msg = parsed.data;
+  const rawRuntime = msg.runtime ?? 'python';
+  const runtime = normalizeRuntime(rawRuntime);
+  if (!runtime) {
+    return reject(meta, obj, 'RUNTIME_NOT_SUPPORTED', `runtime "${rawRuntime}" is not supported (python, cpp, c++)`, limits);
+  }
+
+  const timeoutMs = msg.timeoutMs ?? limits.defaultTimeoutMs;
+  if (timeoutMs > limits.maxTimeoutMs) {
+    return reject(meta, obj, 'INVALID_MESSAGE', `timeoutMs ${timeoutMs} exceeds the maximum ${limits.maxTimeoutMs}`, limits);
+  }
+  const memoryMb = msg.memoryMb ?? limits.defaultMemoryMb;
+  if (memoryMb < MIN_MEMORY_MB || memoryMb > MAX_MEMORY_MB) {
+    return reject(meta, obj, 'INVALID_MESSAGE', `memoryMb ${memoryMb} is outside ${MIN_MEMORY_MB}-${MAX_MEMORY_MB}`, limits);
+  }
+
+  let code: CodeSource;
+  let requestId: string;
+  let functionId: string;
+  if ('job_id' in msg) {
+    const maxInline = limits.maxInlineBytes ?? 256 * 1024;
+    if (Buffer.byteLength(msg.code) > maxInline) {
+      return reject(meta, obj, 'INVALID_MESSAGE', `inline code exceeds ${maxInline} bytes`, limits);
+    }
+    if (runtime !== 'python') {
+      return reject(meta, obj, 'RUNTIME_NOT_SUPPORTED', `inline code runs only as python, not "${rawRuntime}"`, limits);
+    }
+    code = { kind: 'inline', code: msg.code };
+    requestId = msg.job_id;
+    functionId = msg.function_id;
+  } else {
+    code = { kind: 's3', bucket: msg.s3Bucket, key: msg.s3Key };
+    requestId = msg.requestId;
+    functionId = msg.functionId;
+  }
+
+  return {
+    ok: true,
+    invocation: {
+      requestId,
+      functionId,
+      runtime,
+      code,
+      timeoutMs,
+      memoryMb,
+      receiptHandle: meta.receiptHandle,
+      messageId: meta.messageId,
+      receiveCount: meta.receiveCount,
+      sentAt: meta.sentAt,
+      receivedAt: meta.receivedAt,
+    },
+  };
+}
+
+function reject(
+  meta: MessageMeta,
+  obj: Record<string, unknown>,
+  reason: Rejection['reason'],
+  message: string,
+  limits: ParseLimits,
+): ParseOutcome {
+  // Answer on the requestId the sender used when it is usable, so its caller is not left
+  // waiting; otherwise on the SQS message id, which is at least in the sender's logs.
+  const pick = (v: unknown) => (typeof v === 'string' && id.safeParse(v).success ? v : undefined);
+  const memory = typeof obj.memoryMb === 'number' && Number.isFinite(obj.memoryMb) ? obj.memoryMb : limits.defaultMemoryMb;
+  return {
+    ok: false,
+    rejection: {
+      requestId: pick(obj.requestId) ?? pick(obj.job_id) ?? meta.messageId,
+      functionId: pick(obj.functionId) ?? pick(obj.function_id) ?? 'unknown',
+      runtime: typeof obj.runtime === 'string' ? obj.runtime.slice(0, 32) : 'unknown',
+      reason,
+      message,
+      memoryMb: memory,
+    },
+  };
+}

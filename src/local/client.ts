@@ -1,0 +1,142 @@
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { Redis } from 'ioredis';
+import yazl from 'yazl';
+import type { Result } from '../result.js';
+import { resultKey } from '../sinks/redisSink.js';
+
+export type ZipFiles = Record<string, string | { content: string | Buffer; mode?: number }>;
+
+/** Builds a zip in memory (what the Controller uploads for a function). */
+export function buildZip(files: ZipFiles): Promise<Buffer> {
+  const zip = new yazl.ZipFile();
+  for (const [name, f] of Object.entries(files)) {
+    const content = typeof f === 'string' ? Buffer.from(f) : Buffer.isBuffer(f.content) ? f.content : Buffer.from(f.content);
+    zip.addBuffer(content, name, { mode: typeof f === 'string' ? 0o100644 : (f.mode ?? 0o100644) });
+  }
+  zip.end();
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    zip.outputStream.on('data', (c: Buffer) => chunks.push(c));
+    zip.outputStream.on('end', () => resolve(Buffer.concat(chunks)));
+    zip.outputStream.on('error', reject);
+  });
+}
+
+export interface ClientOptions {
+  endpoint: string;
+  region: string;
+  queueUrl: string;
+  bucket: string;
+  redisUrl: string;
+}
+
+/**
+ * Plays the Controller's part against the local stack: uploads code, enqueues
+ * invocations, and hears results on `result:*` (or reads the stored key when late).
+ */
+export class LocalClient {
+  readonly sqs: SQSClient;
+  readonly s3: S3Client;
+  private readonly sub: Redis;
+  private readonly kv: Redis;
+  private readonly seen = new Map<string, Result>();
+  private readonly waiters = new Map<string, Array<(r: Result) => void>>();
+
+  constructor(readonly opts: ClientOptions) {
+    const aws = { region: opts.region, endpoint: opts.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } };
+    this.sqs = new SQSClient(aws);
+    this.s3 = new S3Client({ ...aws, forcePathStyle: true });
+    this.sub = new Redis(opts.redisUrl, { lazyConnect: true });
+    this.kv = new Redis(opts.redisUrl, { lazyConnect: true });
+    this.sub.on('pmessage', (_p: string, channel: string, payload: string) => {
+      const r = JSON.parse(payload) as Result;
+      this.seen.set(channel.slice('result:'.length), r);
+      for (const w of this.waiters.get(r.requestId) ?? []) w(r);
+      this.waiters.delete(r.requestId);
+    });
+  }
+
+  async connect(): Promise<void> {
+    await this.sub.connect();
+    await this.kv.connect();
+    await this.sub.psubscribe('result:*');
+  }
+
+  async upload(key: string, body: Buffer, bucket = this.opts.bucket): Promise<void> {
+    await this.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  }
+
+  async uploadZip(key: string, files: ZipFiles): Promise<void> {
+    await this.upload(key, await buildZip(files));
+  }
+
+  async send(message: object, queueUrl = this.opts.queueUrl): Promise<number> {
+    const at = Date.now();
+    await this.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(message) }));
+    return at;
+  }
+
+  async sendBatch(messages: object[]): Promise<number> {
+    const at = Date.now();
+    for (let i = 0; i < messages.length; i += 10) {
+      const chunk = messages.slice(i, i + 10);
+      await this.sqs.send(
+        new SendMessageBatchCommand({ QueueUrl: this.opts.queueUrl, Entries: chunk.map((m, j) => ({ Id: String(j), MessageBody: JSON.stringify(m) })) }),
+      );
+    }
+    return at;
+  }
+
+  /** The result for `requestId`: heard on its channel, or read from its key if published earlier. */
+  async waitForResult(requestId: string, timeoutMs = 60_000): Promise<Result> {
+    const known = this.seen.get(requestId);
+    if (known) return known;
+    const heard = new Promise<Result>((resolve) => {
+      const list = this.waiters.get(requestId) ?? [];
+      list.push(resolve);
+      this.waiters.set(requestId, list);
+    });
+    const stored = await this.readStored(requestId);
+    if (stored) return stored;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no result for ${requestId} within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([heard, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async readStored(requestId: string): Promise<Result | undefined> {
+    const raw = await this.kv.get(resultKey(requestId));
+    return raw ? (JSON.parse(raw) as Result) : undefined;
+  }
+
+  async jobState(requestId: string): Promise<Record<string, string>> {
+    return this.kv.hgetall(`job:${requestId}`);
+  }
+
+  async queueDepth(queueUrl = this.opts.queueUrl): Promise<{ visible: number; inflight: number }> {
+    const res = await this.sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+    );
+    return {
+      visible: Number(res.Attributes?.ApproximateNumberOfMessages ?? 0),
+      inflight: Number(res.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0),
+    };
+  }
+
+  forget(requestId: string): void {
+    this.seen.delete(requestId);
+  }
+
+  close(): void {
+    this.sub.disconnect();
+    this.kv.disconnect();
+    this.sqs.destroy();
+    this.s3.destroy();
+  }
+}

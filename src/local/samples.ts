@@ -1,0 +1,19 @@
+import type { ZipFiles } from './client.js';
+
+/** Sample functions shared by the demo, the tests and the bench. */
+export const SAMPLES = {
+  pythonHello: { 'main.py': 'print("hello from python")\n' },
+  pythonFail: {
+    'main.py': 'import sys\nprint("about to fail")\nprint("something went wrong", file=sys.stderr)\nsys.exit(3)\n',
+  },
+  cppHello: {
+    'main.cpp': '#include <iostream>\nint main() { std::cout << "hello from c++" << std::endl; return 0; }\n',
+    'run.sh': { content: 'set -e\ng++ -O0 -o program main.cpp\n./program\n', mode: 0o100755 },
+  },
+  /** Sleeps `ms` then prints: a function whose run time is known. */
+  pythonSleep: (ms: number): ZipFiles => ({ 'main.py': `import time\ntime.sleep(${ms / 1000})\nprint("slept ${ms} ms")\n` }),
+  /** Touches `bytes` of memory for `holdMs`, frees it, then exits. */
+  pythonAllocate: (bytes: number, holdMs = 100): ZipFiles => ({
+    'main.py': `import time\nb = bytearray(${bytes})\nfor i in range(0, len(b), 4096):\n    b[i] = 1\ntime.sleep(${holdMs / 1000})\ndel b\nprint("allocated ${bytes}")\n`,
+  }),
+} satisfies Record<string, ZipFiles | ((...a: never[]) => ZipFiles)>;
