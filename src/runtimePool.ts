@@ -209,11 +209,16 @@ export class RuntimePool {
     if (this.stopping) throw new InvocationError('SHUTTING_DOWN', 'transient', `the ${this.runtime} pool is stopping`);
     let warm: WarmContainer | undefined;
     let prewarm: WarmContainer | undefined;
+    let returning = false;
     for (const c of this.containers.values()) {
+      if (c.state === 'wiping' && c.functionId === functionId) returning = true;
       if (c.state !== 'paused') continue;
       if (c.functionId === functionId && (!warm || c.lastUsedAt > warm.lastUsedAt)) warm = c;
       if (c.functionId === null && !prewarm) prewarm = c;
     }
+    // This function's container is being paused and wiped (tens of ms): waiting for it
+    // beats a cold start and keeps the prewarm containers for functions that have none.
+    if (!warm && returning) return undefined;
     const pick = warm ?? prewarm;
     if (pick) {
       pick.to('running');
@@ -233,13 +238,17 @@ export class RuntimePool {
     return { container: c, startKind: 'cold', fresh: true };
   }
 
-  /** Serves waiters in arrival order while containers are available. */
+  /** Serves waiters, oldest first, each as soon as a container fits it. */
   private dispatch(): void {
-    while (this.waiters.length > 0) {
-      const w = this.waiters[0]!;
+    if (this.stopping) return;
+    for (let i = 0; i < this.waiters.length; ) {
+      const w = this.waiters[i]!;
       const claim = this.claim(w.functionId);
-      if (!claim) return;
-      this.waiters.shift();
+      if (!claim) {
+        i++;
+        continue;
+      }
+      this.waiters.splice(i, 1);
       w.resolve(claim);
     }
     if (this.waiters.length === 0) this.replenish();
@@ -344,7 +353,7 @@ export class RuntimePool {
       });
       await this.mailbox.post(() => {
         this.containers.delete(c.name);
-        if (!this.stopping) this.dispatch();
+        this.dispatch();
       });
     })();
     this.track(gone);

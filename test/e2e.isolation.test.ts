@@ -1,0 +1,115 @@
+import t from 'tap';
+import { docker, startHarness } from './helpers/harness.js';
+
+// A probe that reports what it can see of earlier runs: files in its workspace and /tmp,
+// processes other than PID 1 and itself, and whether it can reach the network or write /.
+const PROBE = `
+import os, socket
+mine = {os.getpid(), os.getppid(), 1}
+procs = []
+for p in os.listdir('/proc'):
+    if p.isdigit() and int(p) not in mine:
+        try:
+            procs.append(open(f'/proc/{p}/cmdline','rb').read().replace(b'\\0', b' ').decode().strip())
+        except Exception:
+            pass
+print('cwd=' + os.getcwd())
+print('workspace=' + ','.join(sorted(os.listdir('.'))))
+print('tmp=' + ','.join(sorted(os.listdir('/tmp'))))
+print('procs=' + '|'.join(p for p in procs if p))
+try:
+    socket.create_connection(('1.1.1.1', 53), timeout=1)
+    print('net=yes')
+except OSError:
+    print('net=no')
+try:
+    open('/etc/probe', 'w')
+    print('rootfs=writable')
+except OSError:
+    print('rootfs=readonly')
+print('uid=%d' % os.getuid())
+`;
+
+const LITTER = `
+import os, subprocess
+open('left-behind.txt', 'w').write('secret')
+open('/tmp/tmp-left-behind.txt', 'w').write('secret')
+subprocess.Popen(['sleep', '300'], start_new_session=True)
+print('littered')
+`;
+
+const parse = (stdout: string) => Object.fromEntries(stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+
+t.test('nothing one invocation leaves is visible to the next', async (t) => {
+  // One python container at most: every run below lands in the same pool slot.
+  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+
+  const litter = await h.invoke('litterbug', { 'main.py': LITTER, 'data.txt': 'x' });
+  t.equal(litter.status, 'SUCCESS', litter.stderr);
+
+  t.test('another function: new container, sees none of it', async (t) => {
+    const r = await h.invoke('probe', { 'main.py': PROBE });
+    t.equal(r.status, 'SUCCESS', r.stderr);
+    t.not(r.startKind, 'warm');
+    const seen = parse(r.stdout);
+    t.equal(seen.cwd, '/sandbox/work');
+    t.equal(seen.workspace, 'main.py', 'only its own code in the workspace');
+    t.equal(seen.tmp, '', 'an empty /tmp');
+    t.equal(seen.procs, '', 'no processes but its own');
+    t.equal(seen.net, 'no', 'network none');
+    t.equal(seen.rootfs, 'readonly');
+    t.equal(seen.uid, '65534', 'runs unprivileged');
+  });
+
+  t.test('a warm run of the same function keeps no workspace files and no processes', async (t) => {
+    const code = `${LITTER}\n${PROBE}`;
+    const first = await h.invoke('litter-then-probe', { 'main.py': code });
+    t.equal(first.status, 'SUCCESS', first.stderr);
+    const second = await h.invoke('litter-then-probe', undefined);
+    t.equal(second.startKind, 'warm');
+    const seen = parse(second.stdout.split('\n').slice(1).join('\n'));
+    t.equal(seen.workspace, 'left-behind.txt,main.py', 'only what this run wrote itself');
+    t.equal(seen.procs, 'sleep 300', 'only the sleep this run started itself');
+  });
+
+  t.test('no host directory is shared between containers', async (t) => {
+    const containers = await h.containers();
+    const mounts = new Set<string>();
+    for (const c of containers) {
+      const info = await docker.getContainer(c.Id).inspect();
+      for (const m of info.Mounts) {
+        t.notOk(mounts.has(m.Source), `${m.Source} mounted once`);
+        mounts.add(m.Source);
+      }
+    }
+    t.ok(mounts.size >= 1);
+  });
+});
+
+t.test('timeoutMs is enforced and the container is never reused', async (t) => {
+  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const before = (await h.containers()).map((c) => c.Id);
+  const r = await h.invoke('sleeper', { 'main.py': 'import time\nprint("started", flush=True)\ntime.sleep(60)\n' }, { timeoutMs: 1500 });
+  t.equal(r.status, 'TIMEOUT');
+  t.equal(r.reason, 'TIMEOUT');
+  t.equal(r.success, false);
+  t.equal(r.stdout, 'started\n', 'output before the kill is kept');
+  t.ok(r.durationMillis >= 1400 && r.durationMillis < 10_000, `killed near its timeout (${r.durationMillis} ms)`);
+  const next = await h.invoke('sleeper', undefined, { timeoutMs: 1500 });
+  t.equal(next.status, 'TIMEOUT');
+  t.equal(next.startKind, 'cold', 'the timed-out container was not reused');
+  const after = (await h.containers()).map((c) => c.Id);
+  t.notOk(after.some((id) => before.includes(id)), 'the original container is gone');
+  const ok = await h.invoke('after-timeout', { 'main.py': 'print("fine")' });
+  t.equal(ok.status, 'SUCCESS', 'the pool keeps serving');
+});
+
+t.test('output beyond the cap is cut and flagged', async (t) => {
+  const h = await startHarness(t, { env: { NANOGRID_OUTPUT_LIMIT_BYTES: '4096' } });
+  const r = await h.invoke('chatty', { 'main.py': 'import sys\nsys.stdout.write("x" * 100000)\nsys.stderr.write("e" * 10)\n' });
+  t.equal(r.status, 'SUCCESS');
+  t.equal(r.stdout.length, 4096);
+  t.equal(r.stdoutTruncated, true);
+  t.equal(r.stderr, 'eeeeeeeeee');
+  t.equal(r.stderrTruncated, false);
+});

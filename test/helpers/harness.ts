@@ -1,0 +1,125 @@
+import Docker from 'dockerode';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, type AgentOptions } from '../../src/agent.js';
+import { loadConfig } from '../../src/config.js';
+import { LocalClient, type ZipFiles } from '../../src/local/client.js';
+import { startLocalStack, type LocalStack } from '../../src/local/stack.js';
+import { createLogger, silentLogger, type Logger } from '../../src/log.js';
+import type { Result } from '../../src/result.js';
+import { LABEL_AGENT } from '../../src/warmContainer.js';
+
+export const docker = new Docker();
+
+/** Minimal view of a tap test used here, so helpers need not import tap's types. */
+export interface T {
+  teardown(fn: () => unknown): void;
+  name: string;
+}
+
+export interface Harness {
+  stack: LocalStack;
+  agent: Agent;
+  client: LocalClient;
+  agentId: string;
+  workRoot: string;
+  /** Uploads `files` as a zip under `functionId/v1.zip` (unless already uploaded) and runs it. */
+  invoke(functionId: string, files: ZipFiles | undefined, extra?: Record<string, unknown>): Promise<Result>;
+  message(functionId: string, extra?: Record<string, unknown>): Record<string, unknown> & { requestId: string };
+  containers(): Promise<Docker.ContainerInfo[]>;
+}
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+export interface HarnessOptions {
+  env?: Record<string, string>;
+  maxReceiveCount?: number;
+  agent?: Partial<AgentOptions>;
+  log?: Logger;
+}
+
+/**
+ * A real stack for one test file: fauxqs over HTTP, a private redis-server, the real
+ * Docker engine, and an agent with its own id (so files running side by side never touch
+ * each other's containers). Everything is torn down when the test ends, pass or fail.
+ */
+export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Harness> {
+  const agentId = uniqueId('t');
+  const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-test-'));
+  const stack = await startLocalStack({ maxReceiveCount: opts.maxReceiveCount ?? 3 });
+  t.teardown(async () => {
+    await stack.stop();
+    await rm(workRoot, { recursive: true, force: true });
+  });
+  const config = loadConfig({
+    NANOGRID_AGENT_ID: agentId,
+    HTTP_PORT: '0',
+    HTTP_HOST: '127.0.0.1',
+    SQS_QUEUE_URL: stack.queueUrl,
+    AWS_ENDPOINT_URL: stack.endpoint,
+    REDIS_URL: stack.redisUrl,
+    NANOGRID_WORK_ROOT: workRoot,
+    NANOGRID_CLOUDWATCH: 'off',
+    NANOGRID_PREWARM: 'python=1,cpp=0',
+    NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1',
+    NANOGRID_SHUTDOWN_GRACE_MS: '5000',
+    ...opts.env,
+  });
+  const log = opts.log ?? (process.env.TEST_LOGS ? createLogger('debug') : silentLogger);
+  const agent = new Agent({ config, log, credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, ...opts.agent });
+  t.teardown(async () => {
+    await agent.stop();
+    // Whatever the test did, leave nothing of this agent behind.
+    const left = await docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } });
+    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  });
+  await agent.start();
+  const client = new LocalClient({ ...stack });
+  await client.connect();
+  t.teardown(() => client.close());
+
+  const uploaded = new Set<string>();
+  const message = (functionId: string, extra: Record<string, unknown> = {}) => ({
+    requestId: uniqueId(functionId),
+    functionId,
+    runtime: 'python',
+    s3Bucket: stack.bucket,
+    s3Key: `${functionId}/v1.zip`,
+    timeoutMs: 20_000,
+    memoryMb: 128,
+    ...extra,
+  });
+  return {
+    stack,
+    agent,
+    client,
+    agentId,
+    workRoot,
+    message,
+    async invoke(functionId, files, extra = {}) {
+      if (files && !uploaded.has(functionId)) {
+        await client.uploadZip(`${functionId}/v1.zip`, files);
+        uploaded.add(functionId);
+      }
+      const m = message(functionId, extra);
+      await client.send(m);
+      return client.waitForResult(m.requestId, 120_000);
+    },
+    containers: () => docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } }),
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `ms`. */
+export async function eventually<V>(what: string, check: () => Promise<V | undefined>, ms = 20_000): Promise<V> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
