@@ -126,6 +126,8 @@ export class RuntimePool {
     lease.container.served++;
     this.served[lease.startKind]++;
     this.opts.onEvent?.({ type: 'served', runtime: this.runtime, startKind: lease.startKind, acquireMs: lease.acquireMs });
+    // A prewarm container now belongs to a function: make another ready in the background.
+    if (lease.startKind === 'prewarm') void this.mailbox.post(() => this.replenish());
   }
 
   /**
@@ -222,8 +224,6 @@ export class RuntimePool {
     const pick = warm ?? prewarm;
     if (pick) {
       pick.to('running');
-      // A prewarm container used now leaves one fewer ready: make another in the background.
-      if (!warm) this.replenish();
       return { container: pick, startKind: warm ? 'warm' : 'prewarm', fresh: false };
     }
     if (this.containers.size >= this.capacity) {

@@ -49,6 +49,9 @@ export class LocalClient {
     this.s3 = new S3Client({ ...aws, forcePathStyle: true });
     this.sub = new Redis(opts.redisUrl, { lazyConnect: true });
     this.kv = new Redis(opts.redisUrl, { lazyConnect: true });
+    // Connection errors surface as failed commands; the event would otherwise be unhandled.
+    this.sub.on('error', () => undefined);
+    this.kv.on('error', () => undefined);
     this.sub.on('pmessage', (_p: string, channel: string, payload: string) => {
       const r = JSON.parse(payload) as Result;
       this.seen.set(channel.slice('result:'.length), r);

@@ -38,6 +38,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
   const maxReceiveCount = opts.maxReceiveCount ?? 3;
   const server = await startFauxqs({ port: opts.port ?? 0, logger: false });
   let redis: RedisServer | undefined;
+  let stopped: Promise<void> | undefined;
   try {
     const dlq = server.createQueue(`${queueName}-dlq`);
     const main = server.createQueue(queueName, {
@@ -57,9 +58,12 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       bucket,
       redisUrl,
       maxReceiveCount,
-      async stop() {
-        await redis?.stop();
-        await server.stop();
+      stop() {
+        stopped ??= (async () => {
+          await redis?.stop();
+          await server.stop();
+        })();
+        return stopped;
       },
     };
   } catch (err) {

@@ -48,7 +48,7 @@ export interface HarnessOptions {
  * each other's containers). Everything is torn down when the test ends, pass or fail.
  */
 export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Harness> {
-  const agentId = uniqueId('t');
+  const agentId = opts.env?.NANOGRID_AGENT_ID ?? uniqueId('t');
   const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-test-'));
   const stack = await startLocalStack({ maxReceiveCount: opts.maxReceiveCount ?? 3 });
   t.teardown(async () => {

@@ -1,0 +1,146 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { LocalClient } from '../src/local/client.js';
+import { SAMPLES } from '../src/local/samples.js';
+import { startLocalStack } from '../src/local/stack.js';
+import { LABEL_AGENT } from '../src/warmContainer.js';
+import { docker, eventually, startHarness, uniqueId } from './helpers/harness.js';
+
+const MAIN = fileURLToPath(new URL('../dist/src/main.js', import.meta.url));
+const byLabel = (agentId: string) => docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } });
+
+t.test('SIGTERM: finishes the running invocation, releases held ones, removes containers, exits 0', async (t) => {
+  const stack = await startLocalStack();
+  t.teardown(() => stack.stop());
+  const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-sig-'));
+  t.teardown(() => rm(workRoot, { recursive: true, force: true }));
+  const client = new LocalClient({ ...stack });
+  await client.connect();
+  t.teardown(() => client.close());
+  const agentId = uniqueId('sig');
+  t.teardown(async () => {
+    for (const c of await byLabel(agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  });
+
+  const child = spawn(process.execPath, [MAIN], {
+    env: {
+      ...process.env,
+      NANOGRID_AGENT_ID: agentId,
+      SQS_QUEUE_URL: stack.queueUrl,
+      AWS_ENDPOINT_URL: stack.endpoint,
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+      REDIS_URL: stack.redisUrl,
+      HTTP_PORT: '0',
+      HTTP_HOST: '127.0.0.1',
+      NANOGRID_WORK_ROOT: workRoot,
+      NANOGRID_PREWARM: 'python=1,cpp=0',
+      NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1',
+      NANOGRID_CLOUDWATCH: 'off',
+      NANOGRID_SHUTDOWN_GRACE_MS: '20000',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await eventually('agent started', async () => (out.includes('agent started') ? true : undefined), 60_000);
+  t.ok(out.split('\n').filter(Boolean).every((l) => JSON.parse(l).level), 'logs are JSON lines');
+
+  // One slot: the first runs for 2 s, the second waits in the pool, unstarted.
+  await client.uploadZip('slow/v1.zip', SAMPLES.pythonSleep(2000));
+  const first = { requestId: uniqueId('slow'), functionId: 'slow', runtime: 'python', s3Bucket: stack.bucket, s3Key: 'slow/v1.zip' };
+  const second = { ...first, requestId: uniqueId('slow') };
+  await client.send(first);
+  await eventually('first running', async () => ((await client.jobState(first.requestId)).state === 'PROCESSING' ? true : undefined));
+  await client.send(second);
+  await eventually('second held', async () => ((await client.queueDepth()).inflight === 2 ? true : undefined));
+  child.kill('SIGTERM');
+
+  t.equal(await exited, 0, 'exit code 0');
+  const r = await client.readStored(first.requestId);
+  t.equal(r?.status, 'SUCCESS', 'the running invocation finished within the grace period');
+  t.equal(await client.readStored(second.requestId), undefined, 'the unstarted one did not run');
+  const depth = await client.queueDepth();
+  t.equal(depth.visible, 1, 'the unstarted message is visible again for another worker');
+  t.same(await byLabel(agentId), [], 'no containers left');
+  for (const line of out.split('\n').filter((l) => l.includes(first.requestId))) {
+    t.equal(JSON.parse(line).requestId, first.requestId, 'requestId on every line of the invocation');
+  }
+});
+
+t.test('a restart removes the containers a killed run left behind', async (t) => {
+  const agentId = uniqueId('left');
+  t.teardown(async () => {
+    for (const c of await byLabel(agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  });
+  const labels = { [LABEL_AGENT]: agentId, 'nanogrid.run': 'killed-run' };
+  const exited = await docker.createContainer({ Image: 'nanogrid/python:local', Cmd: ['true'], Labels: labels });
+  await exited.start();
+  await exited.wait();
+  const paused = await docker.createContainer({ Image: 'nanogrid/python:local', Cmd: ['sleep', 'infinity'], Labels: labels });
+  await paused.start();
+  await paused.pause();
+  t.equal((await byLabel(agentId)).length, 2, 'two leftovers: one Exited, one paused');
+
+  const h = await startHarness(t, { env: { NANOGRID_AGENT_ID: agentId } });
+  const ids = (await h.containers()).map((c) => c.Id);
+  t.notOk(ids.includes(exited.id), 'the Exited leftover is gone');
+  t.notOk(ids.includes(paused.id), 'the paused leftover is gone');
+  t.equal(ids.length, 1, 'only the new prewarm container remains');
+});
+
+t.test('stop removes every container of the agent', async (t) => {
+  const h = await startHarness(t);
+  const r = await h.invoke('hello', SAMPLES.pythonHello);
+  t.equal(r.status, 'SUCCESS');
+  t.ok((await h.containers()).length >= 1);
+  await h.agent.stop();
+  t.same(await h.containers(), []);
+});
+
+t.test('GET /health and /status', async (t) => {
+  const h = await startHarness(t);
+  await h.invoke('hello', SAMPLES.pythonHello);
+  const base = `http://127.0.0.1:${h.agent.httpPort}`;
+  const health = await fetch(`${base}/health`);
+  t.equal(health.status, 200);
+  const hb = (await health.json()) as { status: string; parts: Record<string, { ok: boolean }> };
+  t.equal(hb.status, 'UP');
+  t.equal(hb.parts.docker?.ok, true);
+  t.equal(hb.parts.queue?.ok, true);
+
+  const status = (await (await fetch(`${base}/status`)).json()) as {
+    supervisor: { inflight: number; freeSlots: number; capacity: number; totals: { deleted: number } };
+    pools: Array<{ runtime: string; containers: Record<string, number>; served: Record<string, number> }>;
+  };
+  t.equal(status.supervisor.inflight, 0);
+  t.equal(status.supervisor.capacity, 3);
+  t.equal(status.supervisor.freeSlots, 3);
+  t.equal(status.supervisor.totals.deleted, 1);
+  const py = status.pools.find((p) => p.runtime === 'python')!;
+  t.same(py.served, { cold: 0, prewarm: 1, warm: 0 });
+  t.ok(py.containers.paused! >= 1);
+  t.equal((await fetch(`${base}/nope`)).status, 404);
+
+  // The queue endpoint goes away: health turns 503 and names the part.
+  await h.stack.stop();
+  const down = await eventually(
+    'health 503',
+    async () => {
+      const res = await fetch(`${base}/health`);
+      return res.status === 503 ? ((await res.json()) as { parts: Record<string, { ok: boolean }> }) : undefined;
+    },
+    60_000,
+  );
+  t.equal(down.parts.queue?.ok, false);
+  t.equal(down.parts.docker?.ok, true);
+});
