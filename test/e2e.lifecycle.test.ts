@@ -118,10 +118,16 @@ t.test('GET /health and /status', async (t) => {
   t.equal(hb.parts.docker?.ok, true);
   t.equal(hb.parts.queue?.ok, true);
 
-  const status = (await (await fetch(`${base}/status`)).json()) as {
+  type Status = {
     supervisor: { inflight: number; freeSlots: number; capacity: number; totals: { deleted: number } };
     pools: Array<{ runtime: string; containers: Record<string, number>; served: Record<string, number> }>;
   };
+  // The result is published before the message is deleted and the container paused.
+  const status = await eventually('agent settled', async () => {
+    const s = (await (await fetch(`${base}/status`)).json()) as Status;
+    const settled = s.supervisor.inflight === 0 && s.pools.every((p) => p.containers.wiping === 0 && p.containers.creating === 0);
+    return settled ? s : undefined;
+  });
   t.equal(status.supervisor.inflight, 0);
   t.equal(status.supervisor.capacity, 3);
   t.equal(status.supervisor.freeSlots, 3);
