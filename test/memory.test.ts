@@ -1,0 +1,72 @@
+import t from 'tap';
+import { MB } from '../src/autoTuner.js';
+import { buildZip } from '../src/local/client.js';
+import { SAMPLES } from '../src/local/samples.js';
+import { docker, startHarness, type Harness } from './helpers/harness.js';
+
+async function runVersion(h: Harness, functionId: string, version: string, bytes: number, memoryMb: number) {
+  const key = `${functionId}/${version}.zip`;
+  await h.client.upload(key, await buildZip(SAMPLES.pythonAllocate(bytes, 100)));
+  const m = h.message(functionId, { s3Key: key, memoryMb });
+  await h.client.send(m);
+  return h.client.waitForResult(m.requestId, 60_000);
+}
+
+const within = (actual: number, expected: number, pct: number) => Math.abs(actual - expected) <= expected * (pct / 100);
+
+for (const mode of ['exact', 'sampled'] as const) {
+  t.test(`peak memory (${mode}) is per invocation and within 10% on a reused container`, async (t) => {
+    const h = await startHarness(t, { agent: { forceMemorySampling: mode === 'sampled' } });
+    const big = await runVersion(h, 'mem', 'v1', 300 * MB, 512);
+    t.equal(big.status, 'SUCCESS', big.stderr);
+    t.ok(big.peakMemoryBytes! >= 300 * MB, `first run peaks above 300 MB (${(big.peakMemoryBytes! / MB).toFixed(1)} MB)`);
+
+    const target = 200 * MB;
+    const small = await runVersion(h, 'mem', 'v2', target, 512);
+    t.equal(small.status, 'SUCCESS', small.stderr);
+    t.equal(small.startKind, 'warm', 'the same container as the larger run');
+    t.equal(small.peakMemoryMethod, mode === 'exact' ? 'cgroup-v1-max-usage' : 'sampled');
+    const peak = small.peakMemoryBytes!;
+    t.ok(within(peak, target, 10), `peak ${(peak / MB).toFixed(1)} MB is within 10% of ${target / MB} MB`);
+  });
+}
+
+t.test('memoryMb is the container limit; exceeding it is OOM, not a generic failure', async (t) => {
+  const h = await startHarness(t);
+  const ok = await runVersion(h, 'limits', 'v1', 16 * MB, 96);
+  t.equal(ok.status, 'SUCCESS', ok.stderr);
+  const containers = await h.containers();
+  const limits = await Promise.all(containers.map(async (c) => (await docker.getContainer(c.Id).inspect()).HostConfig));
+  t.ok(
+    limits.some((hc) => hc.Memory === 96 * MB && hc.MemorySwap === 96 * MB),
+    'the container serving it has Memory = MemorySwap = 96 MB',
+  );
+
+  const r = await runVersion(h, 'hog', 'v1', 200 * MB, 64);
+  t.equal(r.status, 'OOM');
+  t.equal(r.reason, 'OOM');
+  t.equal(r.success, false);
+  t.equal(r.exitCode, 137);
+  t.equal(r.recommendedMemoryMb, 128, 'advice: double the limit');
+  t.match(r.optimizationTip, /increase memory/i);
+  const after = await h.invoke('after-oom', SAMPLES.pythonHello);
+  t.equal(after.status, 'SUCCESS', 'the pool keeps serving after an OOM kill');
+});
+
+t.test('peaks are kept per function in Redis and turn into a recommendation', async (t) => {
+  const h = await startHarness(t);
+  let last;
+  for (let i = 0; i < 5; i++) {
+    last = await h.invoke('right-size', SAMPLES.pythonHello, { memoryMb: 512 });
+    t.equal(last.status, 'SUCCESS');
+    if (i < 4) {
+      t.equal(last.recommendedMemoryMb, null, `run ${i + 1}: too few runs to recommend`);
+      t.match(last.optimizationTip, /not enough to recommend/);
+    }
+  }
+  t.equal(last!.recommendedMemoryMb, 128, 'a tiny function is sized to the 128 MB floor');
+  t.match(last!.optimizationTip, /Reduce to about 128 MB, saving about 75%/);
+  const history = await h.agent.redis.redis.lrange('mem:right-size', 0, -1);
+  t.equal(history.length, 5, 'five peaks in mem:right-size');
+  t.ok(history.every((v) => Number(v) > 0));
+});

@@ -1,0 +1,115 @@
+import { createServer, type Server } from 'node:http';
+import { gunzipSync } from 'node:zlib';
+import t from 'tap';
+import { SAMPLES } from '../src/local/samples.js';
+import { startHarness } from './helpers/harness.js';
+
+interface Captured {
+  target: string;
+  body: {
+    Namespace: string;
+    MetricData: Array<{
+      MetricName: string;
+      Unit: string;
+      Dimensions: Array<{ Name: string; Value: string }>;
+      StatisticValues: { SampleCount: number; Sum: number; Minimum: number; Maximum: number };
+    }>;
+  };
+}
+
+/** A CloudWatch stand-in: decodes what the real SDK sends (AWS JSON 1.0, maybe gzip). */
+async function fakeCloudWatch(t: { teardown(fn: () => unknown): void }, status = 200): Promise<{ url: string; calls: Captured[] }> {
+  const calls: Captured[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let raw = Buffer.concat(chunks);
+      if (req.headers['content-encoding'] === 'gzip') raw = gunzipSync(raw);
+      calls.push({ target: String(req.headers['x-amz-target']), body: JSON.parse(raw.toString()) as Captured['body'] });
+      res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' });
+      res.end(status === 200 ? '{}' : JSON.stringify({ __type: 'InternalFailure', message: 'boom' }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const addr = server.address();
+  return { url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`, calls };
+}
+
+t.test('CloudWatch: one batched PutMetricData per flush, flushed at shutdown', async (t) => {
+  const cw = await fakeCloudWatch(t);
+  const h = await startHarness(t, {
+    env: { NANOGRID_CLOUDWATCH: 'on', NANOGRID_CLOUDWATCH_FLUSH_MS: '3600000' },
+    agent: { cloudwatchEndpoint: cw.url },
+  });
+  for (let i = 0; i < 3; i++) t.equal((await h.invoke('cw-a', SAMPLES.pythonHello)).status, 'SUCCESS');
+  t.equal((await h.invoke('cw-b', SAMPLES.pythonFail)).status, 'FAILED');
+  t.equal(cw.calls.length, 0, 'nothing sent per invocation');
+  await h.agent.stop();
+  t.equal(cw.calls.length, 1, 'one call at shutdown');
+  const call = cw.calls[0]!;
+  t.equal(call.target, 'GraniteServiceVersion20100801.PutMetricData');
+  t.equal(call.body.Namespace, 'NanoGrid/FunctionRunner');
+  const find = (metric: string, fn: string) =>
+    call.body.MetricData.find((d) => d.MetricName === metric && d.Dimensions.some((x) => x.Name === 'FunctionId' && x.Value === fn));
+  const peakA = find('PeakMemoryBytes', 'cw-a')!;
+  t.ok(peakA, 'PeakMemoryBytes for cw-a');
+  t.equal(peakA.Unit, 'Bytes');
+  t.same(peakA.Dimensions, [
+    { Name: 'FunctionId', Value: 'cw-a' },
+    { Name: 'Runtime', Value: 'python' },
+  ]);
+  t.equal(peakA.StatisticValues.SampleCount, 3, 'three runs aggregated into one statistic set');
+  t.ok(peakA.StatisticValues.Minimum > 0 && peakA.StatisticValues.Maximum >= peakA.StatisticValues.Minimum);
+  const durB = find('DurationMillis', 'cw-b')!;
+  t.equal(durB.Unit, 'Milliseconds');
+  t.equal(durB.StatisticValues.SampleCount, 1);
+});
+
+t.test('a failing CloudWatch never fails an invocation; the failure is counted', async (t) => {
+  const cw = await fakeCloudWatch(t, 500);
+  const h = await startHarness(t, {
+    env: { NANOGRID_CLOUDWATCH: 'on', NANOGRID_CLOUDWATCH_FLUSH_MS: '200' },
+    agent: { cloudwatchEndpoint: cw.url },
+  });
+  const r = await h.invoke('cw-fail', SAMPLES.pythonHello);
+  t.equal(r.status, 'SUCCESS');
+  const deadline = Date.now() + 15_000;
+  let text = '';
+  while (Date.now() < deadline) {
+    text = await (await fetch(`http://127.0.0.1:${h.agent.httpPort}/metrics`)).text();
+    if (/nanogrid_sink_failures_total\{sink="cloudwatch",op="put_metric_data"\} [1-9]/.test(text)) break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  t.match(text, /nanogrid_sink_failures_total\{sink="cloudwatch",op="put_metric_data"\} [1-9]/);
+  t.ok(cw.calls.length >= 1, 'the SDK did call the endpoint');
+});
+
+t.test('GET /metrics exposes the key series with Prometheus naming', async (t) => {
+  const h = await startHarness(t);
+  await h.invoke('m-hello', SAMPLES.pythonHello);
+  await h.invoke('m-hello', SAMPLES.pythonHello);
+  await h.invoke('m-fail', SAMPLES.pythonFail);
+  const res = await fetch(`http://127.0.0.1:${h.agent.httpPort}/metrics`);
+  t.equal(res.status, 200);
+  t.match(res.headers.get('content-type'), /text\/plain/);
+  const text = await res.text();
+  const expectLine = (re: RegExp, what: string) => t.match(text, re, what);
+  expectLine(/nanogrid_invocations_total\{runtime="python",status="SUCCESS",start_kind="prewarm",reason="OK"\} 1/, 'invocations by status and start kind');
+  expectLine(/nanogrid_invocations_total\{runtime="python",status="SUCCESS",start_kind="warm",reason="OK"\} 1/, 'the warm one');
+  expectLine(/nanogrid_invocations_total\{runtime="python",status="FAILED",start_kind="\w+",reason="NON_ZERO_EXIT"\} 1/, 'the failure');
+  expectLine(/nanogrid_start_latency_seconds_bucket\{le="[\d.]+",runtime="python",start_kind="warm"\} \d/, 'start latency histogram');
+  expectLine(/nanogrid_run_duration_seconds_count\{runtime="python",start_kind="prewarm"\} 1/, 'run duration histogram');
+  expectLine(/nanogrid_peak_memory_bytes_count\{runtime="python",method="cgroup-v1-max-usage"\} 3/, 'peak memory');
+  expectLine(/nanogrid_containers\{runtime="python",state="paused"\} \d/, 'containers by state');
+  expectLine(/nanogrid_free_slots \d/, 'free slots');
+  expectLine(/nanogrid_inflight_invocations \d/, 'in flight');
+  expectLine(/nanogrid_sqs_messages_received_total 3/, 'received');
+  expectLine(/nanogrid_sqs_dispositions_total\{disposition="deleted",reason="OK"\} 2/, 'dispositions');
+  expectLine(/nanogrid_thread_pool_utilization_ratio [\d.e-]+/, 'piscina utilisation');
+  expectLine(/nanogrid_thread_pool_queue_size \d/, 'piscina queue');
+  expectLine(/nanogrid_docker_up 1/, 'docker up');
+  expectLine(/process_cpu_seconds_total/, 'default process metrics');
+  t.notMatch(text, /request_?id/i, 'no request ids as labels');
+});
