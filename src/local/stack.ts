@@ -93,8 +93,8 @@ export async function freePort(): Promise<number> {
 }
 
 /** Starts a throwaway redis-server (no persistence) on a free loopback port. */
-export async function startRedisServer(): Promise<RedisServer> {
-  const port = await freePort();
+export async function startRedisServer(fixedPort?: number): Promise<RedisServer> {
+  const port = fixedPort ?? (await freePort());
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -1,0 +1,45 @@
+import t from 'tap';
+import { classify } from '../../src/execute.js';
+import { wrapCommand } from '../../src/exec.js';
+import { OutputBuffer } from '../../src/outputBuffer.js';
+import { withTimeout, TimeoutError } from '../../src/timeout.js';
+import { failedResult } from '../../src/result.js';
+
+t.test('OutputBuffer keeps the first bytes and counts the rest', async (t) => {
+  const b = new OutputBuffer(5);
+  await new Promise<void>((r) => b.write(Buffer.from('hello world'), () => r()));
+  await new Promise<void>((r) => b.write(Buffer.from('!!'), () => r()));
+  t.equal(b.text(), 'hello');
+  t.equal(b.total, 13);
+  t.equal(b.truncated, true);
+  const small = new OutputBuffer(100);
+  await new Promise<void>((r) => small.write(Buffer.from('hi'), () => r()));
+  t.equal(small.truncated, false);
+});
+
+t.test('classify maps a run onto status and reason', async (t) => {
+  t.same(classify({ timedOut: true, exitCode: -1 }, false), { status: 'TIMEOUT', reason: 'TIMEOUT' });
+  t.same(classify({ timedOut: false, exitCode: 137 }, true), { status: 'OOM', reason: 'OOM' });
+  t.same(classify({ timedOut: false, exitCode: 0 }, false), { status: 'SUCCESS', reason: 'OK' });
+  t.same(classify({ timedOut: false, exitCode: 2 }, false), { status: 'FAILED', reason: 'NON_ZERO_EXIT' });
+});
+
+t.test('the wrapped command kills leftovers and keeps the exit code', async (t) => {
+  const w = wrapCommand('python main.py');
+  t.match(w, /^python main\.py\nrc=\$\?\nkill -9 -1/);
+  t.match(w, /exit \$rc$/);
+});
+
+t.test('withTimeout bounds a call', async (t) => {
+  await t.rejects(withTimeout('never', 20, new Promise(() => undefined)), TimeoutError);
+  t.equal(await withTimeout('quick', 1000, Promise.resolve(7)), 7);
+});
+
+t.test('failedResult follows the original contract: exitCode -1, error in stderr', async (t) => {
+  const r = failedResult({ requestId: 'r', functionId: 'f', runtime: 'python', reason: 'S3_NOT_FOUND', message: 'gone', memoryMb: 128, attempt: 3, workerId: 'w', totalMs: 5 });
+  t.equal(r.exitCode, -1);
+  t.equal(r.stderr, '[S3_NOT_FOUND] gone');
+  t.equal(r.status, 'FAILED');
+  t.equal(r.success, false);
+  t.equal(r.startKind, null);
+});
