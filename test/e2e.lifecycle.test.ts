@@ -60,7 +60,15 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
   const first = { requestId: uniqueId('slow'), functionId: 'slow', runtime: 'python', s3Bucket: stack.bucket, s3Key: 'slow/v1.zip' };
   const second = { ...first, requestId: uniqueId('slow') };
   await client.send(first);
-  await eventually('first running', async () => ((await client.jobState(first.requestId)).state === 'PROCESSING' ? true : undefined));
+  const port = await eventually('http port', async () => {
+    const line = out.split('\n').find((l) => l.includes('agent started'));
+    return line ? (JSON.parse(line) as { httpPort: number }).httpPort : undefined;
+  });
+  // Running means the function's process has started, not only that the message was taken.
+  await eventually('first running', async () => {
+    const s = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { supervisor: { running: number } };
+    return s.supervisor.running === 1 ? true : undefined;
+  });
   await client.send(second);
   await eventually('second held', async () => ((await client.queueDepth()).inflight === 2 ? true : undefined));
   child.kill('SIGTERM');

@@ -29,6 +29,8 @@ export interface Harness {
   invoke(functionId: string, files: ZipFiles | undefined, extra?: Record<string, unknown>): Promise<Result>;
   message(functionId: string, extra?: Record<string, unknown>): Record<string, unknown> & { requestId: string };
   containers(): Promise<Docker.ContainerInfo[]>;
+  /** Waits until no message is held and no container is being created or wiped. */
+  settle(): Promise<void>;
 }
 
 export function uniqueId(prefix: string): string {
@@ -110,6 +112,13 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
       return client.waitForResult(m.requestId, 120_000);
     },
     containers: () => docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } }),
+    settle: async () => {
+      await eventually('agent settled', async () => {
+        const s = agent.status();
+        const busy = s.supervisor.inflight > 0 || s.pools.some((p) => p.containers.creating + p.containers.wiping + p.containers.retiring > 0);
+        return busy ? undefined : true;
+      });
+    },
   };
 }
 
