@@ -36,7 +36,6 @@ export interface AgentOptions {
   dockerSocket?: string;
   /** Force the thread-sampling meter (for tests of the fallback). */
   forceMemorySampling?: boolean;
-  minRecommendedMb?: number;
 }
 
 export interface AgentStatus {
@@ -273,7 +272,7 @@ export class Agent {
       const peaks = peak !== null ? await this.history.record(inv.functionId, peak, log) : [];
       advice = advise(
         { peaksBytes: peaks, allocatedMb: inv.memoryMb, oomKilled: report.status === 'OOM' },
-        { ...DEFAULT_POLICY, language: this.opts.config.tipLanguage, floorMb: this.opts.minRecommendedMb ?? DEFAULT_POLICY.floorMb },
+        { ...DEFAULT_POLICY, language: this.opts.config.tipLanguage },
       );
       log.info({ tag: 'AUTO-TUNER', peakMemoryBytes: peak, method: report.memory.method, band: advice.band, recommendedMemoryMb: advice.recommendedMemoryMb, samples: advice.samples }, advice.tip);
     } catch (err) {
