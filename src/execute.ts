@@ -51,6 +51,7 @@ export interface ExecuteHooks {
 
 export async function execute(inv: Invocation, pool: RuntimePool, deps: ExecuteDeps, log: Logger, hooks: ExecuteHooks = {}): Promise<RunReport> {
   const staging = join(deps.stagingRoot, `${inv.requestId}-${randomBytes(4).toString('hex')}`);
+  const t0 = performance.now();
   const [leaseR, codeR] = await Promise.allSettled([pool.acquire(inv.functionId, inv.memoryMb), deps.fetcher.fetch(inv, staging)]);
 
   if (codeR.status === 'rejected') {
@@ -111,7 +112,7 @@ export async function execute(inv: Invocation, pool: RuntimePool, deps: ExecuteD
       durationMillis: Math.round(outcome.durationMs),
       startKind: lease.startKind,
       memory,
-      timings: { fetchMs: round(code.fetchMs), acquireMs: round(lease.acquireMs), execMs: round(outcome.durationMs) },
+      timings: { fetchMs: round(code.fetchMs), acquireMs: round(lease.acquireMs), execMs: round(outcome.durationMs), agentMs: round(performance.now() - t0) },
     };
   } catch (err) {
     if (err instanceof InvocationError) throw err;

@@ -51,6 +51,8 @@ export interface Timings {
   /** Pool acquire: time to get an unpaused container ready for exec. */
   acquireMs?: number;
   execMs?: number;
+  /** Inside the agent: pool acquire (overlapping the code fetch) to result ready. */
+  agentMs?: number;
   /** Receive to result ready. */
   totalMs: number;
 }

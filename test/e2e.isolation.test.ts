@@ -97,7 +97,8 @@ t.test('timeoutMs is enforced and the container is never reused', async (t) => {
   t.ok(r.durationMillis >= 1400 && r.durationMillis < 10_000, `killed near its timeout (${r.durationMillis} ms)`);
   const next = await h.invoke('sleeper', undefined, { timeoutMs: 1500 });
   t.equal(next.status, 'TIMEOUT');
-  t.equal(next.startKind, 'cold', 'the timed-out container was not reused');
+  // cold or a fresh prewarm one, depending on whether the replacement was ready.
+  t.not(next.startKind, 'warm', 'the timed-out container was not reused');
   const after = (await h.containers()).map((c) => c.Id);
   t.notOk(after.some((id) => before.includes(id)), 'the original container is gone');
   const ok = await h.invoke('after-timeout', { 'main.py': 'print("fine")' });

@@ -1,0 +1,198 @@
+// Measurements through the whole agent on the embedded local stack: SQS (fauxqs over
+// HTTP) -> S3 -> pool -> Docker -> Redis, with the real SDK clients.
+import { pino } from 'pino';
+import { Agent } from '../src/agent.js';
+import { loadConfig } from '../src/config.js';
+import type { LocalClient, ZipFiles } from '../src/local/client.js';
+import type { LocalStack } from '../src/local/stack.js';
+import { createLogger } from '../src/log.js';
+import type { Result, StartKind } from '../src/result.js';
+
+export const BENCH_AGENT = 'bench-agent';
+
+export interface BenchEnv {
+  stack: LocalStack;
+  client: LocalClient;
+  workRoot: string;
+  logFile: string;
+  progress: (msg: string) => void;
+}
+
+export async function withAgent<T>(env: BenchEnv, overrides: Record<string, string>, fn: (agent: Agent) => Promise<T>): Promise<T> {
+  const config = loadConfig({
+    NANOGRID_AGENT_ID: BENCH_AGENT,
+    HTTP_PORT: '0',
+    HTTP_HOST: '127.0.0.1',
+    SQS_QUEUE_URL: env.stack.queueUrl,
+    AWS_ENDPOINT_URL: env.stack.endpoint,
+    REDIS_URL: env.stack.redisUrl,
+    NANOGRID_WORK_ROOT: env.workRoot,
+    NANOGRID_CLOUDWATCH: 'off',
+    NANOGRID_SHUTDOWN_GRACE_MS: '10000',
+    ...overrides,
+  });
+  const agent = new Agent({
+    config,
+    log: createLogger('warn', pino.destination({ dest: env.logFile, sync: false, append: true })),
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  current = agent;
+  try {
+    await agent.start();
+    return await fn(agent);
+  } finally {
+    await agent.stop();
+    current = undefined;
+  }
+}
+
+/** The agent running now, for the interrupt handler. */
+export let current: Agent | undefined;
+
+export async function settle(agent: Agent, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const s = agent.status();
+    const busy = s.supervisor.inflight > 0 || s.pools.some((p) => p.containers.creating + p.containers.wiping + p.containers.retiring > 0);
+    if (!busy) return;
+    if (Date.now() > deadline) throw new Error('agent did not settle');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface Sample {
+  result: Result;
+  e2eMs: number;
+}
+
+let seq = 0;
+export async function invoke(env: BenchEnv, functionId: string, runtime: string, key: string): Promise<Sample> {
+  const requestId = `b-${process.pid}-${++seq}`;
+  const sentAt = await env.client.send({ requestId, functionId, runtime, s3Bucket: env.stack.bucket, s3Key: key, timeoutMs: 60_000, memoryMb: 256 });
+  const result = await env.client.waitForResult(requestId, 120_000);
+  const e2eMs = Date.now() - sentAt;
+  env.client.forget(requestId);
+  if (!result.success) throw new Error(`bench invocation failed: ${result.reason} ${result.stderr.slice(0, 200)}`);
+  return { result, e2eMs };
+}
+
+export interface KindSamples {
+  inside: number[];
+  e2e: number[];
+  kinds: Record<string, number>;
+}
+
+/**
+ * Start latency of one start kind, one invocation at a time. cold: an agent with no
+ * prewarm and a new function each time; prewarm: a ready generic container each time;
+ * warm: the same function again.
+ */
+export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp', kind: StartKind, key: string, n: number): Promise<KindSamples> {
+  const prewarm = kind === 'prewarm' ? 1 : 0;
+  const overrides = {
+    NANOGRID_PREWARM: `python=${runtime === 'python' ? prewarm : 0},cpp=${runtime === 'cpp' ? prewarm : 0}`,
+    NANOGRID_MAX_CONTAINERS: 'python=3,cpp=3',
+  };
+  return withAgent(env, overrides, async (agent) => {
+    const out: KindSamples = { inside: [], e2e: [], kinds: {} };
+    const tag = `${runtime}-${kind}-${Date.now()}`;
+    if (kind === 'warm') await invoke(env, `${tag}-fn`, runtime, key);
+    for (let i = 0; i < n; i++) {
+      // Measure each start on a quiet pool: creation and removal in the background are
+      // not part of the start being measured.
+      await settle(agent);
+      const fn = kind === 'warm' ? `${tag}-fn` : `${tag}-fn-${i}`;
+      const s = await invoke(env, fn, runtime, key);
+      out.kinds[s.result.startKind ?? 'none'] = (out.kinds[s.result.startKind ?? 'none'] ?? 0) + 1;
+      if (s.result.startKind !== kind) continue;
+      out.inside.push(s.result.timings.agentMs ?? NaN);
+      out.e2e.push(s.e2eMs);
+    }
+    return out;
+  });
+}
+
+export interface ThroughputRun {
+  poolSize: number;
+  fn: string;
+  invocations: number;
+  seconds: number;
+  perSecond: number;
+  e2e: number[];
+  kinds: Record<string, number>;
+}
+
+/** Sends `count` invocations at once and times them until the last result. */
+async function burst(env: BenchEnv, messages: Array<{ functionId: string; key: string }>): Promise<{ seconds: number; e2e: number[]; kinds: Record<string, number> }> {
+  const ids = messages.map(() => `t-${process.pid}-${++seq}`);
+  const waits = ids.map((id) => env.client.waitForResult(id, 300_000));
+  const t0 = Date.now();
+  await env.client.sendBatch(
+    messages.map((m, i) => ({ requestId: ids[i], functionId: m.functionId, runtime: 'python', s3Bucket: env.stack.bucket, s3Key: m.key, timeoutMs: 60_000, memoryMb: 256 })),
+  );
+  const e2e: number[] = [];
+  const kinds: Record<string, number> = {};
+  await Promise.all(
+    waits.map(async (w) => {
+      const r = await w;
+      e2e.push(Date.now() - t0);
+      kinds[r.startKind ?? 'none'] = (kinds[r.startKind ?? 'none'] ?? 0) + 1;
+      env.client.forget(r.requestId);
+      if (!r.success) throw new Error(`throughput invocation failed: ${r.reason}`);
+    }),
+  );
+  return { seconds: (Date.now() - t0) / 1000, e2e, kinds };
+}
+
+export async function measureThroughput(env: BenchEnv, poolSize: number, fn: string, key: string, count: number): Promise<ThroughputRun> {
+  return withAgent(env, { NANOGRID_PREWARM: `python=${poolSize},cpp=0`, NANOGRID_MAX_CONTAINERS: `python=${poolSize},cpp=1` }, async (agent) => {
+    const functionId = `tp-${fn}-${poolSize}-${Date.now()}`;
+    // Warm every container with this function first: this measures steady state.
+    await burst(env, Array.from({ length: poolSize }, () => ({ functionId, key })));
+    await settle(agent);
+    const r = await burst(env, Array.from({ length: count }, () => ({ functionId, key })));
+    return { poolSize, fn, invocations: count, seconds: r.seconds, perSecond: count / r.seconds, e2e: r.e2e, kinds: r.kinds };
+  });
+}
+
+export interface ColdCurvePoint {
+  distinctFunctions: number;
+  capacity: number;
+  invocations: number;
+  coldFraction: number;
+  perSecond: number;
+  e2e: number[];
+  kinds: Record<string, number>;
+}
+
+/** A small seeded PRNG (mulberry32): the same function sequence on every run. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export async function measureColdCurve(env: BenchEnv, capacity: number, distinct: number, key: string, count: number): Promise<ColdCurvePoint> {
+  return withAgent(env, { NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_MAX_CONTAINERS: `python=${capacity},cpp=1` }, async () => {
+    const rand = rng(distinct * 7919);
+    const tag = `cc-${distinct}-${Date.now()}`;
+    const messages = Array.from({ length: count }, () => ({ functionId: `${tag}-${Math.floor(rand() * distinct)}`, key }));
+    const r = await burst(env, messages);
+    return {
+      distinctFunctions: distinct,
+      capacity,
+      invocations: count,
+      coldFraction: (r.kinds.cold ?? 0) / count,
+      perSecond: count / r.seconds,
+      e2e: r.e2e,
+      kinds: r.kinds,
+    };
+  });
+}
+
+export type { ZipFiles };

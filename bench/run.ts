@@ -1,0 +1,263 @@
+// `npm run bench` (full) and `npm run bench -- --quick`: cold against warm starts, the
+// original system's paths and the engine's floors side by side in one run, throughput,
+// and throughput against the fraction of cold starts.
+import Docker from 'dockerode';
+import { execSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LocalClient } from '../src/local/client.js';
+import { SAMPLES } from '../src/local/samples.js';
+import { startLocalStack, type LocalStack } from '../src/local/stack.js';
+import type { StartKind } from '../src/result.js';
+import { BENCH_AGENT, current, measureColdCurve, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
+import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
+import { BENCH_LABEL, DIRECT_AGENT, measureFloors, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
+import { ratio, summarize, type Summary } from './stats.js';
+
+const quick = process.argv.includes('--quick');
+const plan = quick
+  ? { latencyN: { python: 8, cpp: 4 }, floorN: 10, baselineN: { python: 8, cpp: 3 }, tpCount: 16, ccCount: 24 }
+  : { latencyN: { python: 30, cpp: 30 }, floorN: 30, baselineN: { python: 30, cpp: 10 }, tpCount: 48, ccCount: 64 };
+const POOL_SIZES = [1, 2, 4, 8];
+const CC_CAPACITY = 4;
+const CC_DISTINCT = [1, 4, 8, 16];
+const IMAGES = { python: process.env.NANOGRID_IMAGE_PYTHON ?? 'nanogrid/python:local', cpp: process.env.NANOGRID_IMAGE_CPP ?? 'nanogrid/cpp:local' };
+const COMMANDS = { python: ['python', 'main.py'], cpp: ['/bin/bash', 'run.sh'] };
+
+const root = fileURLToPath(new URL(existsSync(fileURLToPath(new URL('../../package.json', import.meta.url))) ? '../../' : '../', import.meta.url));
+const started = Date.now();
+const progress = (msg: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${msg}\n`);
+const docker = new Docker();
+
+let stack: LocalStack | undefined;
+let client: LocalClient | undefined;
+let scratch: string | undefined;
+
+async function cleanup(): Promise<void> {
+  await current?.stop().catch(() => undefined);
+  client?.close();
+  await stack?.stop().catch(() => undefined);
+  for (const agent of [DIRECT_AGENT, BENCH_AGENT]) {
+    const left = await docker.listContainers({ all: true, filters: { label: [`${BENCH_LABEL}=${agent}`] } }).catch(() => []);
+    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  }
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+}
+
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    progress(`${sig}: removing the bench's containers, queues and processes`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+interface Report {
+  mode: 'quick' | 'full';
+  startedAt: string;
+  durationSeconds: number;
+  machine: Record<string, unknown>;
+  commit: string;
+  latency: Record<string, Summary>;
+  startKinds: Record<string, Record<string, number>>;
+  throughput: Array<Omit<ThroughputRun, 'e2e'> & { e2e: Summary }>;
+  coldCurve: Array<Omit<ColdCurvePoint, 'e2e'> & { e2e: Summary }>;
+  ratios: Record<string, number>;
+  overheadOverFloorMs: Record<string, number>;
+}
+
+async function main(): Promise<void> {
+  progress(`mode ${quick ? 'quick' : 'full'}; images ${IMAGES.python}, ${IMAGES.cpp}`);
+  await cleanup();
+  scratch = await mkdtemp(join(tmpdir(), 'nanogrid-bench-'));
+  const codeDirs = { python: join(scratch, 'code-python'), cpp: join(scratch, 'code-cpp') };
+  await writeFunction(codeDirs.python, SAMPLES.pythonHello);
+  await writeFunction(codeDirs.cpp, SAMPLES.cppHello);
+
+  const latency: Record<string, Summary> = {};
+  const raw: Record<string, number[]> = {};
+  const put = (k: string, v: number[]) => {
+    raw[k] = v;
+    latency[k] = summarize(v);
+  };
+
+  progress('floors on the bare engine');
+  for (const [k, v] of Object.entries(await measureFloors({ docker, image: IMAGES.python, n: plan.floorN, progress }))) put(k, v);
+  for (const rt of ['python', 'cpp'] as const) {
+    const o = { docker, image: IMAGES[rt], codeDir: codeDirs[rt], command: COMMANDS[rt], n: plan.baselineN[rt], progress };
+    put(`${rt}: own run time`, await measureOwnRunTime({ ...o, n: plan.floorN }));
+    progress(`${rt}: own run time p50 ${latency[`${rt}: own run time`]!.p50} ms`);
+    put(`${rt}: original stage 3 (create/start/wait/logs/remove)`, await measureStage3(o));
+    put(`${rt}: original stage 4 (unpause/exec/pause)`, await measureStage4(o));
+    progress(`${rt}: original stage 3 and 4 paths x${o.n}`);
+  }
+
+  stack = await startLocalStack();
+  client = new LocalClient({ ...stack });
+  await client.connect();
+  const env: BenchEnv = { stack, client, workRoot: join(scratch, 'work'), logFile: join(scratch, 'agent.log'), progress };
+  await mkdir(env.workRoot, { recursive: true });
+  await client.uploadZip('bench/python-hello.zip', SAMPLES.pythonHello);
+  await client.uploadZip('bench/cpp-hello.zip', SAMPLES.cppHello);
+  await client.uploadZip('bench/python-sleep100.zip', SAMPLES.pythonSleep(100));
+
+  const startKinds: Record<string, Record<string, number>> = {};
+  for (const rt of ['python', 'cpp'] as const) {
+    for (const kind of ['cold', 'prewarm', 'warm'] as const satisfies readonly StartKind[]) {
+      const n = plan.latencyN[rt];
+      const s: KindSamples = await measureStartKind(env, rt, kind, `bench/${rt}-hello.zip`, n);
+      put(`${rt}: agent ${kind} (inside)`, s.inside);
+      put(`${rt}: agent ${kind} (end to end)`, s.e2e);
+      startKinds[`${rt}:${kind}`] = s.kinds;
+      progress(`${rt} ${kind}: inside p50 ${latency[`${rt}: agent ${kind} (inside)`]!.p50} ms, end to end p50 ${latency[`${rt}: agent ${kind} (end to end)`]!.p50} ms (n=${s.inside.length})`);
+    }
+  }
+
+  const throughput: Report['throughput'] = [];
+  for (const [fn, key] of [
+    ['trivial', 'bench/python-hello.zip'],
+    ['100 ms', 'bench/python-sleep100.zip'],
+  ] as const) {
+    for (const size of POOL_SIZES) {
+      const r = await measureThroughput(env, size, fn, key, plan.tpCount);
+      throughput.push({ ...r, e2e: summarize(r.e2e) });
+      progress(`throughput ${fn} pool ${size}: ${r.perSecond.toFixed(1)}/s`);
+    }
+  }
+
+  const coldCurve: Report['coldCurve'] = [];
+  for (const d of CC_DISTINCT) {
+    const p = await measureColdCurve(env, CC_CAPACITY, d, 'bench/python-hello.zip', plan.ccCount);
+    coldCurve.push({ ...p, e2e: summarize(p.e2e) });
+    progress(`cold curve: ${d} functions on ${CC_CAPACITY} containers: ${(p.coldFraction * 100).toFixed(0)}% cold, ${p.perSecond.toFixed(1)}/s`);
+  }
+
+  const L = (k: string) => latency[k]?.p50 ?? NaN;
+  const ratios: Record<string, number> = {};
+  const overhead: Record<string, number> = {};
+  for (const rt of ['python', 'cpp'] as const) {
+    ratios[`${rt}: cold / warm (inside, p50)`] = ratio(L(`${rt}: agent cold (inside)`), L(`${rt}: agent warm (inside)`));
+    ratios[`${rt}: cold / warm (end to end, p50)`] = ratio(L(`${rt}: agent cold (end to end)`), L(`${rt}: agent warm (end to end)`));
+    ratios[`${rt}: prewarm / warm (inside, p50)`] = ratio(L(`${rt}: agent prewarm (inside)`), L(`${rt}: agent warm (inside)`));
+    ratios[`${rt}: original stage 3 / agent warm (inside, p50)`] = ratio(L(`${rt}: original stage 3 (create/start/wait/logs/remove)`), L(`${rt}: agent warm (inside)`));
+    ratios[`${rt}: original stage 4 / agent warm (inside, p50)`] = ratio(L(`${rt}: original stage 4 (unpause/exec/pause)`), L(`${rt}: agent warm (inside)`));
+    const own = L(`${rt}: own run time`);
+    const exec = L('floor: exec /bin/true');
+    // The least a start of each kind can cost on this engine: its container step, one exec, the function.
+    const floors: Record<StartKind, number> = {
+      warm: L('floor: pause+unpause') / 2 + exec + own,
+      prewarm: L('floor: pause+unpause') / 2 + exec + own,
+      cold: L('floor: create+start+remove') + exec + own,
+    };
+    for (const kind of ['cold', 'prewarm', 'warm'] as const) {
+      overhead[`${rt}: ${kind}`] = Math.round((L(`${rt}: agent ${kind} (inside)`) - floors[kind]) * 10) / 10;
+    }
+  }
+
+  const report: Report = {
+    mode: quick ? 'quick' : 'full',
+    startedAt: new Date(started).toISOString(),
+    durationSeconds: Math.round((Date.now() - started) / 1000),
+    machine: await machine(),
+    commit: gitCommit(),
+    latency,
+    startKinds,
+    throughput,
+    coldCurve,
+    ratios,
+    overheadOverFloorMs: overhead,
+  };
+  const stamp = new Date(started).toISOString().replace(/[:.]/g, '-');
+  const outDir = join(root, 'bench', 'results');
+  await mkdir(outDir, { recursive: true });
+  const base = join(outDir, `${stamp}-${report.mode}`);
+  await writeFile(`${base}.json`, `${JSON.stringify({ ...report, samples: raw }, null, 1)}\n`);
+  await writeFile(`${base}-latency.svg`, latencyChart(`Start latency per start kind and path (${report.mode}, ${report.machine.cpus} cores)`, latencyRows(latency)));
+  await writeFile(
+    `${base}-cold-curve.svg`,
+    coldCurveChart(
+      `Throughput against cold starts (${CC_CAPACITY} python containers, trivial function)`,
+      coldCurve.map((p) => ({ label: `${p.distinctFunctions} fn`, x: p.coldFraction, y: p.perSecond, note: `p50 ${Math.round(p.e2e.p50)} / p99 ${Math.round(p.e2e.p99)} ms` })),
+    ),
+  );
+  process.stdout.write(markdown(report));
+  progress(`wrote ${base}.json, ${base}-latency.svg, ${base}-cold-curve.svg`);
+}
+
+function latencyRows(latency: Record<string, Summary>): LatencyRow[] {
+  return Object.entries(latency).map(([label, summary]) => ({
+    label,
+    summary,
+    group: label.startsWith('floor') || label.includes('own run') ? 'floor' : label.includes('original') ? 'baseline' : (label.match(/agent (\w+)/)?.[1] ?? 'other'),
+  }));
+}
+
+function markdown(r: Report): string {
+  const f = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '-');
+  const lines: string[] = [];
+  lines.push(`\n## NanoGrid bench (${r.mode}), ${r.startedAt}, commit ${r.commit}, ${r.durationSeconds} s`);
+  lines.push(`Machine: ${r.machine.cpus} x ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}, Docker ${r.machine.docker}, Node ${r.machine.node}, cgroup v${r.machine.cgroup}\n`);
+  lines.push('### Latency (ms)\n');
+  lines.push('| cell | n | p50 | p95 | p99 |');
+  lines.push('|---|---:|---:|---:|---:|');
+  for (const [k, s] of Object.entries(r.latency)) lines.push(`| ${k} | ${s.n} | ${f(s.p50)} | ${f(s.p95)} | ${f(s.p99)} |`);
+  lines.push('\n"inside": pool acquire to result ready in the agent; "end to end": SQS send to result heard on Redis.\n');
+  lines.push('### Ratios (p50, same run)\n');
+  for (const [k, v] of Object.entries(r.ratios)) lines.push(`- ${k}: **${f(v)}x**`);
+  lines.push('\n### Agent overhead over the floor (inside p50 minus container step + exec /bin/true + own run time), ms\n');
+  for (const [k, v] of Object.entries(r.overheadOverFloorMs)) lines.push(`- ${k}: ${f(v)}`);
+  lines.push('\n### Throughput (full path: SQS, S3, pool, Docker, Redis; warm steady state)\n');
+  lines.push('| function | pool size | invocations | per second | end to end p50 | p99 |');
+  lines.push('|---|---:|---:|---:|---:|---:|');
+  for (const t of r.throughput) lines.push(`| ${t.fn} | ${t.poolSize} | ${t.invocations} | ${f(t.perSecond)} | ${f(t.e2e.p50)} | ${f(t.e2e.p99)} |`);
+  lines.push(`\n### Throughput against cold starts (${CC_CAPACITY} python containers, no prewarm, functions drawn at random)\n`);
+  lines.push('| distinct functions | x capacity | cold fraction | per second | end to end p50 | p99 |');
+  lines.push('|---:|---:|---:|---:|---:|---:|');
+  for (const p of r.coldCurve) {
+    lines.push(`| ${p.distinctFunctions} | ${p.distinctFunctions / p.capacity} | ${(p.coldFraction * 100).toFixed(0)}% | ${f(p.perSecond)} | ${f(p.e2e.p50)} | ${f(p.e2e.p99)} |`);
+  }
+  lines.push('');
+  return `${lines.join('\n')}\n`;
+}
+
+async function machine(): Promise<Record<string, unknown>> {
+  let dockerVersion = 'unknown';
+  try {
+    dockerVersion = (await docker.version()).Version;
+  } catch {
+    // reported as unknown
+  }
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+    docker: dockerVersion,
+    cgroup: existsSync('/sys/fs/cgroup/memory') ? 1 : 2,
+  };
+}
+
+function gitCommit(): string {
+  try {
+    const sha = execSync('git rev-parse --short HEAD', { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    const dirty = execSync('git status --porcelain', { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() ? '-dirty' : '';
+    return sha + dirty;
+  } catch {
+    return 'unknown';
+  }
+}
+
+main()
+  .catch((err: unknown) => {
+    progress(`failed: ${(err as Error).stack ?? String(err)}`);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    if (!interrupted) await cleanup();
+  });
