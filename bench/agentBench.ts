@@ -29,6 +29,7 @@ export async function withAgent<T>(env: BenchEnv, overrides: Record<string, stri
     NANOGRID_WORK_ROOT: env.workRoot,
     NANOGRID_CLOUDWATCH: 'off',
     NANOGRID_SHUTDOWN_GRACE_MS: '10000',
+    NANOGRID_RECEIVE_WAIT_S: '2',
     ...overrides,
   });
   const agent = new Agent({
@@ -57,6 +58,14 @@ export async function settle(agent: Agent, ms = 30_000): Promise<void> {
     if (!busy) return;
     if (Date.now() > deadline) throw new Error('agent did not settle');
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function until(ok: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -101,6 +110,7 @@ export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp',
       // Measure each start on a quiet pool: creation and removal in the background are
       // not part of the start being measured.
       await settle(agent);
+      if (kind === 'prewarm') await until(() => agent.status().pools.find((p) => p.runtime === runtime)!.idlePrewarm > 0);
       const fn = kind === 'warm' ? `${tag}-fn` : `${tag}-fn-${i}`;
       const s = await invoke(env, fn, runtime, key);
       out.kinds[s.result.startKind ?? 'none'] = (out.kinds[s.result.startKind ?? 'none'] ?? 0) + 1;

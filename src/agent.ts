@@ -160,6 +160,7 @@ export class Agent {
       pools: this.pools,
       limits: { defaultTimeoutMs: c.defaultTimeoutMs, maxTimeoutMs: c.maxTimeoutMs, defaultMemoryMb: c.defaultMemoryMb },
       visibilityTimeoutS: c.visibilityTimeoutS,
+      receiveWaitS: c.receiveWaitS,
       maxReceiveCount: c.maxReceiveCount,
       sqsTimeoutMs: 10_000,
       log: this.log,

@@ -35,6 +35,7 @@ export interface Config {
   zipMaxEntries: number;
   zipMaxBytes: number;
   visibilityTimeoutS: number;
+  receiveWaitS: number;
   maxReceiveCount: number | undefined;
   shutdownGraceMs: number;
   dockerTimeoutMs: number;
@@ -153,6 +154,7 @@ export function loadConfig(env: Env = process.env): Config {
     zipMaxEntries: read(env, 'NANOGRID_ZIP_MAX_ENTRIES', int(1, 1_000_000), 10_000),
     zipMaxBytes: read(env, 'NANOGRID_ZIP_MAX_BYTES', int(1024, 2 ** 40), 256 * 1024 * 1024),
     visibilityTimeoutS: read(env, 'NANOGRID_VISIBILITY_TIMEOUT_S', int(10, 43_200), 60),
+    receiveWaitS: read(env, 'NANOGRID_RECEIVE_WAIT_S', int(0, 20), 20),
     maxReceiveCount: read(env, 'NANOGRID_MAX_RECEIVE_COUNT', int(1, 1000), undefined as number | undefined),
     shutdownGraceMs: read(env, 'NANOGRID_SHUTDOWN_GRACE_MS', int(0, 3_600_000), 30_000),
     dockerTimeoutMs: read(env, 'NANOGRID_DOCKER_TIMEOUT_MS', int(100, 600_000), 30_000),

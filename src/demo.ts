@@ -55,6 +55,7 @@ async function main(): Promise<number> {
       AWS_ENDPOINT_URL: stack.endpoint,
       REDIS_URL: stack.redisUrl,
       NANOGRID_CLOUDWATCH: 'off',
+      NANOGRID_RECEIVE_WAIT_S: process.env.NANOGRID_RECEIVE_WAIT_S ?? '2',
     });
     agent = new Agent({ config, log: createLogger('info', pino.destination({ dest: logFile, sync: false })), credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
     say(`starting the agent (prewarm python=${config.runtimes.python.prewarm} cpp=${config.runtimes.cpp.prewarm})`);

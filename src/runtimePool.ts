@@ -155,7 +155,9 @@ export class RuntimePool {
           this.dispatch();
         });
       } catch (err) {
-        this.opts.log.warn({ tag: 'DOCKER', container: c.name, err: String(err) }, 'pause or wipe failed; retiring container');
+        // While stopping, the pool removes this container under the pause: expected.
+        const level = this.stopping ? 'debug' : 'warn';
+        this.opts.log[level]({ tag: 'DOCKER', container: c.name, err: String(err) }, 'pause or wipe failed; retiring container');
         this.retire(c, 'pause failed');
       }
     })();

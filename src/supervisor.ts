@@ -28,6 +28,8 @@ export interface SupervisorOptions {
   pools: Map<Runtime, RuntimePool>;
   limits: ParseLimits;
   visibilityTimeoutS: number;
+  /** Long-poll wait per receive (SQS allows 0-20 s). */
+  receiveWaitS: number;
   /** Overrides the queue's redrive policy for the "last try" decision. */
   maxReceiveCount: number | undefined;
   sqsTimeoutMs: number;
@@ -126,10 +128,16 @@ export class Supervisor {
   async stop(graceMs: number): Promise<number> {
     this.stopping = true;
     this.draining = true;
-    this.abort.abort();
     this.slotFreed?.();
-    await this.loop?.catch(() => undefined);
     const deadline = Date.now() + graceMs;
+    // The long poll in flight is not aborted: the queue may already have handed it
+    // messages, which would then stay invisible for their whole visibility timeout.
+    // It returns within the wait time, and whatever it brings is given back at once.
+    const loopDone = await Promise.race([this.loop?.then(() => true, () => true) ?? true, sleep(graceMs).then(() => false)]);
+    if (!loopDone) {
+      this.abort.abort();
+      await this.loop?.catch(() => undefined);
+    }
     while (this.held.size > 0 && Date.now() < deadline) {
       await Promise.race([Promise.allSettled([...this.tasks]), sleep(Math.min(250, Math.max(1, deadline - Date.now())))]);
     }
@@ -156,7 +164,7 @@ export class Supervisor {
           new ReceiveMessageCommand({
             QueueUrl: this.opts.queueUrl,
             MaxNumberOfMessages: Math.min(10, free),
-            WaitTimeSeconds: 20,
+            WaitTimeSeconds: this.opts.receiveWaitS,
             VisibilityTimeout: this.opts.visibilityTimeoutS,
             MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
           }),
@@ -176,6 +184,10 @@ export class Supervisor {
         continue;
       }
       if (messages.length > 0) this.opts.onReceived?.(messages.length);
+      if (this.stopping) {
+        await Promise.all(messages.map((m) => this.giveBack(m)));
+        break;
+      }
       for (const m of messages) {
         this.totals.received++;
         const task = this.accept(m).catch((err: unknown) => {
@@ -356,6 +368,12 @@ export class Supervisor {
     else if (disposition === 'dead_lettered') this.totals.deadLettered++;
     else this.totals.released++;
     this.opts.onDisposition?.(disposition, reason);
+  }
+
+  /** A message received while stopping: visible again at once, for another worker. */
+  private async giveBack(m: Message): Promise<void> {
+    const held: Held = { receiptHandle: m.ReceiptHandle!, messageId: m.MessageId ?? 'unknown', requestId: undefined, started: false };
+    await this.release(held, 0, this.opts.log.child({ messageId: held.messageId }), 'released', 'SHUTTING_DOWN');
   }
 
   /** Keeps held messages invisible while they wait or run, ten per call. */

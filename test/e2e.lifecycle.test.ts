@@ -42,6 +42,7 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
       NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1',
       NANOGRID_CLOUDWATCH: 'off',
       NANOGRID_SHUTDOWN_GRACE_MS: '20000',
+      NANOGRID_RECEIVE_WAIT_S: '2',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -157,4 +158,19 @@ t.test('GET /health and /status', async (t) => {
   );
   t.equal(down.parts.queue?.ok, false);
   t.equal(down.parts.docker?.ok, true);
+});
+
+t.test('a stopped agent leaves no message stranded in a dead long poll', async (t) => {
+  // Aborting a long poll client-side lets the queue hand the next message to a dead
+  // request, invisible for the whole visibility timeout (60 s): stop must not do that.
+  const first = await startHarness(t, { env: { NANOGRID_RECEIVE_WAIT_S: '5' } });
+  await first.client.uploadZip('after-stop/v1.zip', SAMPLES.pythonHello);
+  await first.agent.stop();
+  const m = first.message('after-stop');
+  await first.client.send(m);
+  const second = await startHarness(t, { stack: first.stack });
+  t.ok(second);
+  // Far below the 60 s visibility timeout a stranded message would wait out.
+  const r = await first.client.waitForResult(m.requestId, 20_000);
+  t.equal(r.status, 'SUCCESS');
 });

@@ -42,6 +42,8 @@ export interface HarnessOptions {
   maxReceiveCount?: number;
   agent?: Partial<AgentOptions>;
   log?: Logger;
+  /** Share another harness's stack (its queue, bucket and Redis). */
+  stack?: LocalStack;
 }
 
 /**
@@ -52,9 +54,9 @@ export interface HarnessOptions {
 export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Harness> {
   const agentId = opts.env?.NANOGRID_AGENT_ID ?? uniqueId('t');
   const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-test-'));
-  const stack = await startLocalStack({ maxReceiveCount: opts.maxReceiveCount ?? 3 });
+  const stack = opts.stack ?? (await startLocalStack({ maxReceiveCount: opts.maxReceiveCount ?? 3 }));
   t.teardown(async () => {
-    await stack.stop();
+    if (!opts.stack) await stack.stop();
     await rm(workRoot, { recursive: true, force: true });
   });
   const config = loadConfig({
@@ -69,6 +71,8 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
     NANOGRID_PREWARM: 'python=1,cpp=0',
     NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1',
     NANOGRID_SHUTDOWN_GRACE_MS: '5000',
+    // Stop returns once the current long poll does: keep it short in tests.
+    NANOGRID_RECEIVE_WAIT_S: '1',
     ...opts.env,
   });
   const log = opts.log ?? (process.env.TEST_LOGS ? createLogger('debug') : silentLogger);
