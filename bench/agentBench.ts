@@ -98,9 +98,12 @@ export interface KindSamples {
  */
 export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp', kind: StartKind, key: string, n: number): Promise<KindSamples> {
   const prewarm = kind === 'prewarm' ? 1 : 0;
+  // Idle warm containers count toward capacity and a prewarm container is only replaced
+  // while there is room: give the prewarm cell room for every function it creates.
+  const max = kind === 'prewarm' ? n + 2 : 3;
   const overrides = {
     NANOGRID_PREWARM: `python=${runtime === 'python' ? prewarm : 0},cpp=${runtime === 'cpp' ? prewarm : 0}`,
-    NANOGRID_MAX_CONTAINERS: 'python=3,cpp=3',
+    NANOGRID_MAX_CONTAINERS: `python=${max},cpp=${max}`,
   };
   return withAgent(env, overrides, async (agent) => {
     const out: KindSamples = { inside: [], e2e: [], kinds: {} };
@@ -156,7 +159,7 @@ async function burst(env: BenchEnv, messages: Array<{ functionId: string; key: s
 
 export async function measureThroughput(env: BenchEnv, poolSize: number, fn: string, key: string, count: number): Promise<ThroughputRun> {
   return withAgent(env, { NANOGRID_PREWARM: `python=${poolSize},cpp=0`, NANOGRID_MAX_CONTAINERS: `python=${poolSize},cpp=1` }, async (agent) => {
-    const functionId = `tp-${fn}-${poolSize}-${Date.now()}`;
+    const functionId = `tp-${fn.replace(/\W+/g, "")}-${poolSize}-${Date.now()}`;
     // Warm every container with this function first: this measures steady state.
     await burst(env, Array.from({ length: poolSize }, () => ({ functionId, key })));
     await settle(agent);

@@ -6,6 +6,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { ZipFiles } from '../src/local/client.js';
+import { unpauseContainer } from '../src/warmContainer.js';
 
 export const BENCH_LABEL = 'nanogrid.agent';
 export const DIRECT_AGENT = 'bench-direct';
@@ -80,7 +81,7 @@ export async function measureFloors(o: Omit<DirectOptions, 'codeDir' | 'command'
       out['floor: pause+unpause']!.push(
         await timed(async () => {
           await c.pause();
-          await c.unpause();
+          await unpauseContainer(c);
         }),
       );
     }
@@ -151,7 +152,7 @@ export async function measureStage4(o: DirectOptions): Promise<number[]> {
     for (let i = 0; i < o.n; i++) {
       samples.push(
         await timed(async () => {
-          await c.unpause();
+          await unpauseContainer(c);
           await execOnce(o.docker, c, o.command, '/tmp/w');
           await c.pause();
         }),

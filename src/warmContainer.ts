@@ -121,7 +121,7 @@ export class WarmContainer {
   }
 
   async unpause(): Promise<void> {
-    await this.call('unpause', this.container.unpause());
+    await this.call('unpause', unpauseContainer(this.container));
   }
 
   /** Applies a new memory limit; swap equal to it, so the limit is the real ceiling. */
@@ -158,6 +158,21 @@ export class WarmContainer {
 
   private call<T>(what: string, work: Promise<T>): Promise<T> {
     return withTimeout(`docker ${what} ${this.name}`, this.spec.apiTimeoutMs, work);
+  }
+}
+
+/**
+ * Unpauses, tolerating the engine's race where an unpause right after a pause answers
+ * "is not paused": if the engine then reports the container running and not paused, it
+ * is in the state unpause wants.
+ */
+export async function unpauseContainer(c: Docker.Container): Promise<void> {
+  try {
+    await c.unpause();
+  } catch (err) {
+    if (!/is not paused/.test(String(err))) throw err;
+    const info = await c.inspect();
+    if (!info.State.Running || info.State.Paused) throw err;
   }
 }
 
