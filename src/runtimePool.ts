@@ -46,6 +46,10 @@ export interface PoolStatus {
   idlePrewarm: number;
   waiting: number;
   served: Record<StartKind, number>;
+  /** Warm starts handed over without a pause in between. */
+  handoffs: number;
+  /** What a cold start costs lately (EWMA of creations, ms): the bar for waiting on a busy warm container. */
+  coldStartMs: number;
   retired: number;
 }
 
@@ -55,9 +59,14 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
-type Claim = { container: WarmContainer; startKind: StartKind; fresh: boolean };
+/** fresh: to be created; hot: handed over still running (no unpause needed). */
+type Claim = { container: WarmContainer; startKind: StartKind; fresh: boolean; hot?: boolean };
 
 const ACQUIRE_ATTEMPTS = 3;
+/** Wipe and hand-over time added to an expected wait for a busy warm container. */
+const HANDOFF_MS = 30;
+/** Weight of the newest sample in the run-time and creation-time averages. */
+const EWMA_WEIGHT = 0.3;
 
 /**
  * The actor that alone owns one runtime's containers. Decisions over the container set
@@ -71,7 +80,12 @@ export class RuntimePool {
   private readonly mailbox = new Mailbox();
   private readonly served: Record<StartKind, number> = { cold: 0, prewarm: 0, warm: 0 };
   private retiredCount = 0;
+  private handoffs = 0;
   private seq = 0;
+  /** Recent run time per function (EWMA, ms): how long a busy container will stay busy. */
+  private readonly runMs = new Map<string, number>();
+  /** Recent container creation time (EWMA, ms): what a cold start costs. */
+  private coldMs = 500;
   private stopping = false;
   private reaper: NodeJS.Timeout | undefined;
   private readonly background = new Set<Promise<unknown>>();
@@ -96,16 +110,18 @@ export class RuntimePool {
   /**
    * Hands out a running container for `functionId`: warm (same function) first, then
    * prewarm, then cold (created, evicting the least recently used idle container of
-   * another function at capacity); waits when every container is busy.
+   * another function at capacity). It waits instead when the function's own container
+   * is being wiped, when one of its busy containers is expected back sooner than a cold
+   * start takes, or when every container is busy.
    */
   async acquire(functionId: string, memoryMb: number): Promise<Lease> {
     const started = performance.now();
     let lastError: unknown;
     for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
-      const claim = (await this.mailbox.post(() => this.claim(functionId))) ?? (await this.waitForClaim(functionId));
+      const claim = (await this.mailbox.post(() => this.claim(functionId, this.waitingFor(functionId)))) ?? (await this.waitForClaim(functionId));
       const { container: c, startKind } = claim;
       try {
-        await this.bringUp(c, claim.fresh, memoryMb);
+        await this.bringUp(c, claim, memoryMb);
         const previousFunctionId = c.functionId;
         c.functionId = functionId;
         return { container: c, startKind, acquireMs: performance.now() - started, previousFunctionId };
@@ -123,6 +139,7 @@ export class RuntimePool {
 
   /** Counts a lease whose function started running (an unused lease is not a start). */
   markStarted(lease: Lease): void {
+    lease.container.runStartedAt = Date.now();
     lease.container.served++;
     this.served[lease.startKind]++;
     this.opts.onEvent?.({ type: 'served', runtime: this.runtime, startKind: lease.startKind, acquireMs: lease.acquireMs });
@@ -137,8 +154,12 @@ export class RuntimePool {
    */
   release(lease: Lease, healthy: boolean, used = true): Promise<void> {
     const c = lease.container;
-    if (used) c.lastUsedAt = Date.now();
-    else c.functionId = lease.previousFunctionId;
+    if (used) {
+      c.lastUsedAt = Date.now();
+      if (c.functionId !== null) this.runMs.set(c.functionId, ewma(this.runMs.get(c.functionId), c.lastUsedAt - c.runStartedAt));
+    } else {
+      c.functionId = lease.previousFunctionId;
+    }
     if (!healthy || this.stopping) {
       this.retire(c, healthy ? 'stopping' : 'unhealthy after run');
       return Promise.resolve();
@@ -146,9 +167,24 @@ export class RuntimePool {
     const done = (async () => {
       try {
         c.to('wiping');
-        // Pause first so nothing inside can write while the workspace is removed.
-        await c.pause();
+        // The run's processes were all killed when it ended (see wrapCommand), so the
+        // workspace can go before the pause.
         await c.wipeWorkspace();
+        // A request of the same function is waiting: hand the container over as it is,
+        // saving a pause and an unpause per run under load.
+        const handed = await this.mailbox.post(() => {
+          if (c.state !== 'wiping') return true;
+          if (this.stopping) return false;
+          const i = this.waiters.findIndex((w) => w.functionId === c.functionId);
+          if (i < 0) return false;
+          const [w] = this.waiters.splice(i, 1);
+          c.to('running');
+          this.handoffs++;
+          w!.resolve({ container: c, startKind: 'warm', fresh: false, hot: true });
+          return true;
+        });
+        if (handed) return;
+        await c.pause();
         await this.mailbox.post(() => {
           if (c.state !== 'wiping') return;
           c.to('paused');
@@ -185,6 +221,8 @@ export class RuntimePool {
       idlePrewarm,
       waiting: this.waiters.length,
       served: { ...this.served },
+      handoffs: this.handoffs,
+      coldStartMs: Math.round(this.coldMs),
       retired: this.retiredCount,
     };
   }
@@ -202,6 +240,11 @@ export class RuntimePool {
     await this.settle();
   }
 
+  /** Recent run time of a function (EWMA, ms), undefined before its first run. */
+  runEstimate(functionId: string): number | undefined {
+    return this.runMs.get(functionId);
+  }
+
   /** Waits for background work (creation, pause, removal) to finish. */
   async settle(): Promise<void> {
     while (this.background.size > 0) await Promise.allSettled([...this.background]);
@@ -209,13 +252,16 @@ export class RuntimePool {
 
   // ---- mailbox steps: synchronous decisions over the container set ----
 
-  private claim(functionId: string): Claim | undefined {
+  /** `ahead`: requests of the same function already waiting before this one. */
+  private claim(functionId: string, ahead: number): Claim | undefined {
     if (this.stopping) throw new InvocationError('SHUTTING_DOWN', 'transient', `the ${this.runtime} pool is stopping`);
     let warm: WarmContainer | undefined;
     let prewarm: WarmContainer | undefined;
     let returning = false;
+    const busy: WarmContainer[] = [];
     for (const c of this.containers.values()) {
       if (c.state === 'wiping' && c.functionId === functionId) returning = true;
+      if (c.state === 'running' && c.functionId === functionId) busy.push(c);
       if (c.state !== 'paused') continue;
       if (c.functionId === functionId && (!warm || c.lastUsedAt > warm.lastUsedAt)) warm = c;
       if (c.functionId === null && !prewarm) prewarm = c;
@@ -228,6 +274,7 @@ export class RuntimePool {
       pick.to('running');
       return { container: pick, startKind: warm ? 'warm' : 'prewarm', fresh: false };
     }
+    if (this.worthWaiting(functionId, busy, ahead)) return undefined;
     if (this.containers.size >= this.capacity) {
       // At capacity: another function's idle container makes room. Containers are never
       // handed from one function to another, so nothing one leaves is seen by the other.
@@ -245,7 +292,7 @@ export class RuntimePool {
     if (this.stopping) return;
     for (let i = 0; i < this.waiters.length; ) {
       const w = this.waiters[i]!;
-      const claim = this.claim(w.functionId);
+      const claim = this.claim(w.functionId, this.waitingFor(w.functionId, i));
       if (!claim) {
         i++;
         continue;
@@ -270,8 +317,8 @@ export class RuntimePool {
         const t0 = performance.now();
         try {
           await c.create();
+          this.noteCreated(performance.now() - t0);
           await c.pause();
-          this.opts.onEvent?.({ type: 'created', runtime: this.runtime, ms: performance.now() - t0 });
           await this.mailbox.post(() => {
             if (c.state !== 'creating') return;
             c.to('paused');
@@ -302,15 +349,42 @@ export class RuntimePool {
     });
   }
 
-  private async bringUp(c: WarmContainer, fresh: boolean, memoryMb: number): Promise<void> {
-    if (fresh) {
+  private async bringUp(c: WarmContainer, claim: Claim, memoryMb: number): Promise<void> {
+    if (claim.fresh) {
       const t0 = performance.now();
       await c.create(memoryMb);
-      this.opts.onEvent?.({ type: 'created', runtime: this.runtime, ms: performance.now() - t0 });
+      this.noteCreated(performance.now() - t0);
       return;
     }
-    await c.unpause();
+    if (!claim.hot) await c.unpause();
     await c.setMemory(memoryMb);
+  }
+
+  private noteCreated(ms: number): void {
+    this.coldMs = ewma(this.coldMs, ms);
+    this.opts.onEvent?.({ type: 'created', runtime: this.runtime, ms });
+  }
+
+  /** Same-function requests waiting, among the first `before` waiters (all by default). */
+  private waitingFor(functionId: string, before = this.waiters.length): number {
+    let n = 0;
+    for (let i = 0; i < before; i++) if (this.waiters[i]!.functionId === functionId) n++;
+    return n;
+  }
+
+  /**
+   * Whether waiting for one of the function's busy containers is expected to be quicker
+   * than a cold start: its remaining run time (from the function's recent runs) plus the
+   * runs of the same-function requests queued ahead, spread over its busy containers.
+   * Unknown functions never wait: their first burst scales out.
+   */
+  private worthWaiting(functionId: string, busy: WarmContainer[], ahead: number): boolean {
+    const run = this.runMs.get(functionId);
+    if (run === undefined || busy.length === 0) return false;
+    const now = Date.now();
+    const remaining = Math.min(...busy.map((c) => Math.max(0, run - (now - c.runStartedAt))));
+    const expected = remaining + HANDOFF_MS + Math.floor(ahead / busy.length) * (run + HANDOFF_MS);
+    return expected < this.coldMs;
   }
 
   private newContainer(): WarmContainer {
@@ -366,4 +440,8 @@ export class RuntimePool {
     void p.finally(() => this.background.delete(p));
     return p;
   }
+}
+
+function ewma(previous: number | undefined, sample: number): number {
+  return previous === undefined ? sample : previous * (1 - EWMA_WEIGHT) + sample * EWMA_WEIGHT;
 }

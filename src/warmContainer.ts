@@ -22,7 +22,8 @@ const ALLOWED: Record<ContainerState, ContainerState[]> = {
   creating: ['paused', 'running', 'retiring'],
   paused: ['running', 'retiring'],
   running: ['wiping', 'retiring'],
-  wiping: ['paused', 'retiring'],
+  // wiping -> running: handed straight to a waiting request of the same function.
+  wiping: ['paused', 'running', 'retiring'],
   retiring: [],
 };
 
@@ -46,6 +47,8 @@ export class WarmContainer {
   /** The function this container last served; null while it is a fresh prewarm one. */
   functionId: string | null = null;
   lastUsedAt = Date.now();
+  /** When the current run's function started, for the pool's run-time estimate. */
+  runStartedAt = 0;
   served = 0;
   memoryMb: number;
   /** PID of the container's init on the host, for locating its cgroup. */
