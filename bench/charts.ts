@@ -15,20 +15,21 @@ export interface LatencyRow {
  * log-scale millisecond axis so floors (ms) and cold starts (s) share one picture.
  */
 export function latencyChart(title: string, rows: LatencyRow[]): string {
-  const left = 300;
-  const width = 1000;
+  // Room for the longest label (about 6.5 px a character at 12 px) and the p50 text.
+  const left = Math.max(200, Math.ceil(Math.max(...rows.map((r) => `${r.label} (n=${r.summary.n})`.length)) * 6.5) + 20);
+  const width = left + 760;
   const rowH = 22;
   const top = 50;
-  const height = top + rows.length * rowH + 60;
+  const height = top + rows.length * rowH + 76;
   const values = rows.flatMap((r) => [r.summary.min, r.summary.p99]).filter((v) => Number.isFinite(v) && v > 0);
   const lo = Math.pow(10, Math.floor(Math.log10(Math.min(...values, 1))));
   const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(...values, 10))));
-  const x = (v: number) => left + ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (width - left - 40);
+  const x = (v: number) => left + ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (width - left - 110);
   const parts: string[] = [];
   parts.push(`<text x="${width / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${esc(title)}</text>`);
   for (let d = lo; d <= hi; d *= 10) {
-    parts.push(`<line x1="${x(d)}" y1="${top - 8}" x2="${x(d)}" y2="${height - 50}" stroke="#ddd"/>`);
-    parts.push(`<text x="${x(d)}" y="${height - 34}" text-anchor="middle" font-size="11">${d >= 1000 ? `${d / 1000} s` : `${d} ms`}</text>`);
+    parts.push(`<line x1="${x(d)}" y1="${top - 8}" x2="${x(d)}" y2="${height - 66}" stroke="#ddd"/>`);
+    parts.push(`<text x="${x(d)}" y="${height - 50}" text-anchor="middle" font-size="11">${d >= 1000 ? `${d / 1000} s` : `${d} ms`}</text>`);
   }
   rows.forEach((r, i) => {
     const y = top + i * rowH;
@@ -41,9 +42,8 @@ export function latencyChart(title: string, rows: LatencyRow[]): string {
     parts.push(`<line x1="${x(s.p50)}" y1="${y + 1}" x2="${x(s.p50)}" y2="${y + 19}" stroke="${c}" stroke-width="3"/>`);
     parts.push(`<text x="${x(s.p99) + 6}" y="${y + 14}" font-size="11" fill="#333">${s.p50.toFixed(1)} ms</text>`);
   });
-  parts.push(
-    `<text x="${left}" y="${height - 12}" font-size="11" fill="#555">thick tick: p50 · box: p50 to p95 · line: min to p99 · log scale · colour: grey floor, purple original, red cold, orange prewarm, green warm</text>`,
-  );
+  parts.push(`<text x="${left}" y="${height - 28}" font-size="11" fill="#555">thick tick: p50 · box: p50 to p95 · line: min to p99 · log scale</text>`);
+  parts.push(`<text x="${left}" y="${height - 12}" font-size="11" fill="#555">grey: floors · purple: the original system's paths · red: cold · orange: prewarm · green: warm</text>`);
   return svg(width, height, parts);
 }
 
@@ -61,7 +61,7 @@ export function coldCurveChart(title: string, points: CurvePoint[]): string {
   const l = 70;
   const b = 60;
   const t = 50;
-  const r = 40;
+  const r = 190;
   const ymax = Math.max(1, ...points.map((p) => p.y)) * 1.15;
   const X = (v: number) => l + v * (width - l - r);
   const Y = (v: number) => height - b - (v / ymax) * (height - b - t);

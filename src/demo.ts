@@ -104,7 +104,7 @@ async function main(): Promise<number> {
     if (interrupted) return 130;
 
     say('wave 2: the same functions again, one at a time (warm containers)');
-    for (let i = 2; i <= 4; i++) await run('python hello', 'SUCCESS', msg(`demo-py-hello-${i}`, 'py-hello', 'python', 'py-hello/v1.zip'));
+    for (let i = 2; i <= 5; i++) await run('python hello', 'SUCCESS', msg(`demo-py-hello-${i}`, 'py-hello', 'python', 'py-hello/v1.zip'));
     await run('cpp hello (g++)', 'SUCCESS', msg('demo-cpp-hello-2', 'cpp-hello', 'cpp', 'cpp-hello/v1.zip'));
     say('wave 3: new functions one at a time (prewarm while ready, then cold)');
     for (let i = 1; i <= 4; i++) {
@@ -156,8 +156,15 @@ function printTable(rows: Row[]): void {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   process.stdout.write(`\n${line(head)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${body.map(line).join('\n')}\n\n`);
-  const tips = rows.filter((r) => r.result?.optimizationTip).slice(-1);
-  for (const r of tips) process.stdout.write(`auto-tuner tip for ${r.result!.functionId}: ${r.result!.optimizationTip}\n\n`);
+  // The auto-tuner's latest advice per function (it needs 5 runs before naming a size).
+  const latest = new Map<string, Result>();
+  for (const r of rows) if (r.result?.optimizationTip) latest.set(r.result.functionId, r.result);
+  process.stdout.write('auto-tuner (peak memory -> tip):\n');
+  for (const [fn, x] of latest) {
+    const mb = x.peakMemoryBytes === null ? '?' : (x.peakMemoryBytes / 1048576).toFixed(1);
+    process.stdout.write(`  ${fn.padEnd(12)} ${mb.padStart(6)} MB of ${x.memoryMb} MB  ${x.optimizationTip}\n`);
+  }
+  process.stdout.write('\n');
 }
 
 function median(xs: number[]): number {

@@ -7,7 +7,7 @@ import { runExec, type ExecOutcome } from './exec.js';
 import type { Invocation } from './invocation.js';
 import type { Logger } from './log.js';
 import type { Measurement, MemoryMeter } from './memoryMeter.js';
-import { InvocationError, type Reason, type StartKind, type Status, type Timings } from './result.js';
+import { InvocationError, type Reason, type Result, type StartKind, type Status, type Timings } from './result.js';
 import type { Lease, RuntimePool } from './runtimePool.js';
 import { SANDBOX_GID, SANDBOX_MOUNT, SANDBOX_UID, WORKSPACE_NAME } from './warmContainer.js';
 
@@ -22,15 +22,8 @@ export interface ExecuteDeps {
 }
 
 /** What a run that happened produced, before the auto-tuner adds its advice. */
-export interface RunReport {
-  status: Status;
-  reason: Reason;
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-  stdoutTruncated: boolean;
-  stderrTruncated: boolean;
-  durationMillis: number;
+export interface RunReport
+  extends Pick<Result, 'status' | 'reason' | 'exitCode' | 'stdout' | 'stderr' | 'stdoutTruncated' | 'stderrTruncated' | 'durationMillis'> {
   startKind: StartKind;
   memory: Measurement;
   timings: Omit<Timings, 'totalMs' | 'queuedMs'>;

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import t from 'tap';
@@ -114,4 +115,18 @@ t.test('GET /metrics exposes the key series with Prometheus naming', async (t) =
   expectLine(/nanogrid_docker_up 1/, 'docker up');
   expectLine(/process_cpu_seconds_total/, 'default process metrics');
   t.notMatch(text, /request_?id/i, 'no request ids as labels');
+});
+
+t.test('every series the ops files use is one the agent exports', async (t) => {
+  const h = await startHarness(t);
+  await h.invoke('ops-hello', SAMPLES.pythonHello);
+  const text = await (await fetch(`http://127.0.0.1:${h.agent.httpPort}/metrics`)).text();
+  const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+  const files = ['ops/prometheus/alerts.yml', 'ops/grafana/nanogrid-worker.json'];
+  for (const f of files) {
+    const body = await readFile(new URL(`../${f}`, import.meta.url), 'utf8');
+    const used = new Set([...body.matchAll(/\b(nanogrid_[a-z_]+|process_[a-z_]+)/g)].map((m) => m[1]!.replace(/_(bucket|count|sum)$/, '')));
+    t.ok(used.size > 3, `${f} uses ${used.size} series`);
+    for (const name of used) t.ok(exported.has(name), `${f}: ${name} is exported`);
+  }
 });
