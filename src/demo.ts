@@ -174,7 +174,7 @@ function median(xs: number[]): number {
 }
 
 function printTimings(rows: Row[]): void {
-  process.stdout.write('start kind  n   acquire ms (median)  end-to-end ms (median)   [python and cpp hello functions]\n');
+  process.stdout.write('start kind  n   acquire ms (median)  end-to-end ms (median)   [successful runs above]\n');
   for (const kind of ['cold', 'prewarm', 'warm'] as const) {
     const rs = rows.filter((r) => r.result?.startKind === kind && r.result.success);
     if (rs.length === 0) continue;
