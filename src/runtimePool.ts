@@ -118,7 +118,7 @@ export class RuntimePool {
     const started = performance.now();
     let lastError: unknown;
     for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
-      const claim = (await this.mailbox.post(() => this.claim(functionId, this.waitingFor(functionId)))) ?? (await this.waitForClaim(functionId));
+      const claim = await this.claimOrWait(functionId);
       const { container: c, startKind } = claim;
       try {
         await this.bringUp(c, claim, memoryMb);
@@ -343,9 +343,20 @@ export class RuntimePool {
 
   // ---- helpers ----
 
-  private waitForClaim(functionId: string): Promise<Claim> {
+  /**
+   * Claims a container or joins the waiters in one mailbox step: joining in a later step
+   * would let a release in between park a container and dispatch before this request is
+   * queued, leaving it to wait for some unrelated event.
+   */
+  private claimOrWait(functionId: string): Promise<Claim> {
     return new Promise<Claim>((resolve, reject) => {
-      this.waiters.push({ functionId, resolve, reject });
+      this.mailbox
+        .post(() => {
+          const claim = this.claim(functionId, this.waitingFor(functionId));
+          if (claim) resolve(claim);
+          else this.waiters.push({ functionId, resolve, reject });
+        })
+        .catch(reject);
     });
   }
 
