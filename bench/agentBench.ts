@@ -51,14 +51,7 @@ export async function withAgent<T>(env: BenchEnv, overrides: Record<string, stri
 export let current: Agent | undefined;
 
 export async function settle(agent: Agent, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const s = agent.status();
-    const busy = s.supervisor.inflight > 0 || s.pools.some((p) => p.containers.creating + p.containers.wiping + p.containers.retiring > 0);
-    if (!busy) return;
-    if (Date.now() > deadline) throw new Error('agent did not settle');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await until(() => agent.quiescent(), ms);
 }
 
 export async function until(ok: () => boolean, ms = 30_000): Promise<void> {

@@ -237,6 +237,12 @@ export class Agent {
     return this.stopped;
   }
 
+  /** Nothing held and no container being created, wiped or removed: a quiet moment. */
+  quiescent(): boolean {
+    const s = this.status();
+    return s.supervisor.inflight === 0 && s.pools.every((p) => p.containers.creating + p.containers.wiping + p.containers.retiring === 0);
+  }
+
   status(): AgentStatus {
     return {
       agentId: this.opts.config.agentId,

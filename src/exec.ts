@@ -87,7 +87,7 @@ export async function runExec(docker: Docker, container: Docker.Container, req: 
   if (timedOut) {
     await req.onTimeout().catch(() => undefined);
     // An exec stream can fail to end even after its container died: bound it.
-    await Promise.race([ended, sleep(STREAM_GRACE_MS)]);
+    await withTimeout('exec stream end', STREAM_GRACE_MS, ended).catch(() => undefined);
     stream.destroy();
     return {
       exitCode: -1,

@@ -266,8 +266,9 @@ export class RuntimePool {
       if (c.functionId === functionId && (!warm || c.lastUsedAt > warm.lastUsedAt)) warm = c;
       if (c.functionId === null && !prewarm) prewarm = c;
     }
-    // This function's container is being paused and wiped (tens of ms): waiting for it
-    // beats a cold start and keeps the prewarm containers for functions that have none.
+    // This function's container is being wiped (tens of ms), then handed over or paused:
+    // waiting for it beats a cold start and keeps the prewarm containers for functions
+    // that have none.
     if (!warm && returning) return undefined;
     const pick = warm ?? prewarm;
     if (pick) {

@@ -133,7 +133,10 @@ export class Supervisor {
     // The long poll in flight is not aborted: the queue may already have handed it
     // messages, which would then stay invisible for their whole visibility timeout.
     // It returns within the wait time, and whatever it brings is given back at once.
-    const loopDone = await Promise.race([this.loop?.then(() => true, () => true) ?? true, sleep(graceMs).then(() => false)]);
+    const loopDone = await withTimeout('receive loop', graceMs, this.loop ?? Promise.resolve()).then(
+      () => true,
+      () => false,
+    );
     if (!loopDone) {
       this.abort.abort();
       await this.loop?.catch(() => undefined);
@@ -147,7 +150,7 @@ export class Supervisor {
 
   /** Waits for every message task to settle (after pools were stopped). */
   async settle(timeoutMs: number): Promise<void> {
-    await Promise.race([Promise.allSettled([...this.tasks]), sleep(timeoutMs)]);
+    await withTimeout('message tasks', timeoutMs, Promise.allSettled([...this.tasks])).catch(() => undefined);
   }
 
   private async receiveLoop(): Promise<void> {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { startFauxqs } from 'fauxqs';
-import { sleep } from '../timeout.js';
+import { sleep, withTimeout } from '../timeout.js';
 
 export interface LocalStack {
   /** AWS endpoint override for SQS and S3 (fauxqs over HTTP). */
@@ -107,7 +107,7 @@ export async function startRedisServer(fixedPort?: number): Promise<RedisServer>
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill('SIGTERM');
-    await Promise.race([exited, sleep(3000)]);
+    await withTimeout('redis-server exit', 3000, exited).catch(() => undefined);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
   const deadline = Date.now() + 10_000;

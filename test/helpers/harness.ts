@@ -117,11 +117,7 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
     },
     containers: () => docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } }),
     settle: async () => {
-      await eventually('agent settled', async () => {
-        const s = agent.status();
-        const busy = s.supervisor.inflight > 0 || s.pools.some((p) => p.containers.creating + p.containers.wiping + p.containers.retiring > 0);
-        return busy ? undefined : true;
-      });
+      await eventually('agent settled', async () => (agent.quiescent() ? true : undefined));
     },
   };
 }
