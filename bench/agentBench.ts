@@ -2,11 +2,12 @@
 // HTTP) -> S3 -> pool -> Docker -> Redis, with the real SDK clients.
 import { pino } from 'pino';
 import { Agent } from '../src/agent.js';
-import { loadConfig } from '../src/config.js';
 import type { LocalClient, ZipFiles } from '../src/local/client.js';
 import type { LocalStack } from '../src/local/stack.js';
-import { createLogger } from '../src/log.js';
-import type { Result, StartKind } from '../src/result.js';
+import type { Result, StartKind } from '../src/core/result.js';
+import { waitUntil } from '../src/core/timeout.js';
+import { LOCAL_CREDENTIALS, localAgentConfig } from '../src/local/agentConfig.js';
+import { createLogger } from '../src/observe/log.js';
 
 export const BENCH_AGENT = 'bench-agent';
 
@@ -19,23 +20,11 @@ export interface BenchEnv {
 }
 
 export async function withAgent<T>(env: BenchEnv, overrides: Record<string, string>, fn: (agent: Agent) => Promise<T>): Promise<T> {
-  const config = loadConfig({
-    NANOGRID_AGENT_ID: BENCH_AGENT,
-    HTTP_PORT: '0',
-    HTTP_HOST: '127.0.0.1',
-    SQS_QUEUE_URL: env.stack.queueUrl,
-    AWS_ENDPOINT_URL: env.stack.endpoint,
-    REDIS_URL: env.stack.redisUrl,
-    NANOGRID_WORK_ROOT: env.workRoot,
-    NANOGRID_CLOUDWATCH: 'off',
-    NANOGRID_SHUTDOWN_GRACE_MS: '10000',
-    NANOGRID_RECEIVE_WAIT_S: '2',
-    ...overrides,
-  });
+  const config = localAgentConfig(env.stack, BENCH_AGENT, { NANOGRID_WORK_ROOT: env.workRoot, NANOGRID_SHUTDOWN_GRACE_MS: '10000', ...overrides });
   const agent = new Agent({
     config,
     log: createLogger('warn', pino.destination({ dest: env.logFile, sync: false, append: true })),
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    credentials: LOCAL_CREDENTIALS,
   });
   current = agent;
   try {
@@ -51,15 +40,7 @@ export async function withAgent<T>(env: BenchEnv, overrides: Record<string, stri
 export let current: Agent | undefined;
 
 export async function settle(agent: Agent, ms = 30_000): Promise<void> {
-  await until(() => agent.quiescent(), ms);
-}
-
-export async function until(ok: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitUntil('agent quiescent', () => agent.quiescent(), { timeoutMs: ms, intervalMs: 10 });
 }
 
 export interface Sample {
@@ -106,7 +87,7 @@ export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp',
       // Measure each start on a quiet pool: creation and removal in the background are
       // not part of the start being measured.
       await settle(agent);
-      if (kind === 'prewarm') await until(() => agent.status().pools.find((p) => p.runtime === runtime)!.idlePrewarm > 0);
+      if (kind === 'prewarm') await waitUntil('a ready prewarm container', () => agent.status().pools.find((p) => p.runtime === runtime)!.idlePrewarm > 0, { timeoutMs: 30_000, intervalMs: 10 });
       const fn = kind === 'warm' ? `${tag}-fn` : `${tag}-fn-${i}`;
       const s = await invoke(env, fn, runtime, key);
       out.kinds[s.result.startKind ?? 'none'] = (out.kinds[s.result.startKind ?? 'none'] ?? 0) + 1;

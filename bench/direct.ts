@@ -6,12 +6,12 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { ZipFiles } from '../src/local/client.js';
-import { unpauseContainer } from '../src/warmContainer.js';
+import { LABEL_AGENT } from '../src/core/sandbox.js';
+import { unpauseContainer } from '../src/pool/dockerContainer.js';
 
-export const BENCH_LABEL = 'nanogrid.agent';
 export const DIRECT_AGENT = 'bench-direct';
 
-const labels = { [BENCH_LABEL]: DIRECT_AGENT };
+const labels = { [LABEL_AGENT]: DIRECT_AGENT };
 
 /** Writes a function's files into a folder (what the agent's unzip would produce). */
 export async function writeFunction(dir: string, files: ZipFiles): Promise<void> {

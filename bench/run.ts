@@ -11,10 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { LocalClient } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { startLocalStack, type LocalStack } from '../src/local/stack.js';
-import type { StartKind } from '../src/result.js';
+import type { StartKind } from '../src/core/result.js';
+import { listAgentContainers } from '../src/pool/leftovers.js';
 import { BENCH_AGENT, current, measureColdCurve, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
 import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
-import { BENCH_LABEL, DIRECT_AGENT, measureFloors, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
+import { DIRECT_AGENT, measureFloors, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
 import { ratio, summarize, type Summary } from './stats.js';
 
 const quick = process.argv.includes('--quick');
@@ -41,7 +42,7 @@ async function cleanup(): Promise<void> {
   client?.close();
   await stack?.stop().catch(() => undefined);
   for (const agent of [DIRECT_AGENT, BENCH_AGENT]) {
-    const left = await docker.listContainers({ all: true, filters: { label: [`${BENCH_LABEL}=${agent}`] } }).catch(() => []);
+    const left = await listAgentContainers(docker, agent).catch(() => []);
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   }
   if (scratch) await rm(scratch, { recursive: true, force: true });

@@ -1,18 +1,7 @@
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-
-/** The runtimes this agent knows how to run, and the command each one executes. */
-export const RUNTIMES = ['python', 'cpp'] as const;
-export type Runtime = (typeof RUNTIMES)[number];
-
-export interface RuntimeConfig {
-  image: string;
-  /** Run through `/bin/sh -c` in the invocation's workspace. */
-  command: string;
-  prewarm: number;
-  maxContainers: number;
-}
+import { normalizeRuntime, RUNTIMES, type Runtime, type RuntimeConfig } from './core/runtimes.js';
 
 export interface Config {
   agentId: string;
@@ -85,14 +74,6 @@ export function parsePerRuntime(name: string, raw: string | undefined, fallback:
     out[runtime] = Number(m[2]);
   }
   return out;
-}
-
-/** Maps the runtime names the Controller may send onto the ones this agent knows. */
-export function normalizeRuntime(raw: string): Runtime | undefined {
-  const r = raw.trim().toLowerCase();
-  if (r === 'python' || r === 'python3') return 'python';
-  if (r === 'cpp' || r === 'c++') return 'cpp';
-  return undefined;
 }
 
 const url = z.string().url();

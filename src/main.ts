@@ -1,7 +1,8 @@
 import { Agent } from './agent.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startLocalStack, type LocalStack } from './local/stack.js';
-import { createLogger } from './log.js';
+import { LOCAL_CREDENTIALS } from './local/agentConfig.js';
+import { createLogger } from './observe/log.js';
 
 /**
  * The worker agent's entrypoint. With SQS_QUEUE_URL unset it starts the embedded local
@@ -24,7 +25,7 @@ async function main(): Promise<void> {
   if (!config.queueUrl) {
     stack = await startLocalStack({ port: Number(process.env.NANOGRID_LOCAL_PORT ?? 4566), redisUrl: config.redisUrl });
     config = { ...config, queueUrl: stack.queueUrl, endpoint: stack.endpoint, redisUrl: stack.redisUrl, region: stack.region };
-    credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+    credentials = LOCAL_CREDENTIALS;
     log.info({ tag: 'AGENT', endpoint: stack.endpoint, queueUrl: stack.queueUrl, dlqUrl: stack.dlqUrl, bucket: stack.bucket, redisUrl: stack.redisUrl }, 'embedded local stack started');
   }
   const agent = new Agent({ config, log, credentials });

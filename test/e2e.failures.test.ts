@@ -1,7 +1,8 @@
 import t from 'tap';
 import { buildZip } from '../src/local/client.js';
 import { rawZip } from './helpers/rawZip.js';
-import { eventually, startHarness, uniqueId } from './helpers/harness.js';
+import { waitUntil } from '../src/core/timeout.js';
+import { startHarness, uniqueId } from './helpers/harness.js';
 
 const main = { name: 'main.py', data: Buffer.from('print("should never run")\n') };
 
@@ -52,7 +53,7 @@ t.test('permanent failures are answered FAILED with their reason and deleted', a
   });
 
   t.test('nothing is left in the queue or the DLQ', async (t) => {
-    await eventually('queue drained', async () => {
+    await waitUntil('queue drained', async () => {
       const d = await h.client.queueDepth();
       return d.visible + d.inflight === 0 ? true : undefined;
     });
@@ -70,7 +71,7 @@ t.test('a missing S3 key is retried, answered on its last try, and ends in the D
   t.equal(r.status, 'FAILED');
   t.equal(r.reason, 'S3_NOT_FOUND');
   t.equal(r.attempt, 2, 'answered on the last of maxReceiveCount=2 tries');
-  const dlq = await eventually('message in the DLQ', async () => {
+  const dlq = await waitUntil('message in the DLQ', async () => {
     const d = await h.client.queueDepth(h.stack.dlqUrl);
     return d.visible > 0 ? d : undefined;
   });
@@ -80,7 +81,7 @@ t.test('a missing S3 key is retried, answered on its last try, and ends in the D
   t.equal(totals.retried, 1);
   t.equal(totals.deadLettered, 1);
   const python = () => h.agent.status().pools.find((p) => p.runtime === 'python')!;
-  await eventually('pool settled', async () => (python().containers.wiping === 0 ? true : undefined));
+  await h.quiet();
   t.equal(python().idlePrewarm, 1, 'the prewarm container was not spent on it');
   t.equal(python().idleWarm, 0);
   t.same(python().served, { cold: 0, prewarm: 0, warm: 0 }, 'no start counted: nothing ran');

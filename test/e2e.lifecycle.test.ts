@@ -7,11 +7,12 @@ import t from 'tap';
 import { LocalClient } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { startLocalStack } from '../src/local/stack.js';
-import { LABEL_AGENT } from '../src/warmContainer.js';
-import { docker, eventually, startHarness, uniqueId } from './helpers/harness.js';
+import { LABEL_AGENT, LABEL_RUN } from '../src/core/sandbox.js';
+import { listAgentContainers } from '../src/pool/leftovers.js';
+import { waitUntil } from '../src/core/timeout.js';
+import { docker, startHarness, uniqueId } from './helpers/harness.js';
 
 const MAIN = fileURLToPath(new URL('../dist/src/main.js', import.meta.url));
-const byLabel = (agentId: string) => docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } });
 
 t.test('SIGTERM: finishes the running invocation, releases held ones, removes containers, exits 0', async (t) => {
   const stack = await startLocalStack();
@@ -23,7 +24,7 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
   t.teardown(() => client.close());
   const agentId = uniqueId('sig');
   t.teardown(async () => {
-    for (const c of await byLabel(agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    for (const c of await listAgentContainers(docker, agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   });
 
   const child = spawn(process.execPath, [MAIN], {
@@ -53,7 +54,7 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await eventually('agent started', async () => (out.includes('agent started') ? true : undefined), 60_000);
+  await waitUntil('agent started', async () => (out.includes('agent started') ? true : undefined), { timeoutMs: 60_000 });
   t.ok(out.split('\n').filter(Boolean).every((l) => JSON.parse(l).level), 'logs are JSON lines');
 
   // One slot: the first runs for 2 s, the second waits in the pool, unstarted.
@@ -61,17 +62,17 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
   const first = { requestId: uniqueId('slow'), functionId: 'slow', runtime: 'python', s3Bucket: stack.bucket, s3Key: 'slow/v1.zip' };
   const second = { ...first, requestId: uniqueId('slow') };
   await client.send(first);
-  const port = await eventually('http port', async () => {
+  const port = await waitUntil('http port', async () => {
     const line = out.split('\n').find((l) => l.includes('agent started'));
     return line ? (JSON.parse(line) as { httpPort: number }).httpPort : undefined;
   });
   // Running means the function's process has started, not only that the message was taken.
-  await eventually('first running', async () => {
+  await waitUntil('first running', async () => {
     const s = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { supervisor: { running: number } };
     return s.supervisor.running === 1 ? true : undefined;
   });
   await client.send(second);
-  await eventually('second held', async () => ((await client.queueDepth()).inflight === 2 ? true : undefined));
+  await waitUntil('second held', async () => ((await client.queueDepth()).inflight === 2 ? true : undefined));
   child.kill('SIGTERM');
 
   t.equal(await exited, 0, 'exit code 0');
@@ -80,7 +81,7 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
   t.equal(await client.readStored(second.requestId), undefined, 'the unstarted one did not run');
   const depth = await client.queueDepth();
   t.equal(depth.visible, 1, 'the unstarted message is visible again for another worker');
-  t.same(await byLabel(agentId), [], 'no containers left');
+  t.same(await listAgentContainers(docker, agentId), [], 'no containers left');
   for (const line of out.split('\n').filter((l) => l.includes(first.requestId))) {
     t.equal(JSON.parse(line).requestId, first.requestId, 'requestId on every line of the invocation');
   }
@@ -89,16 +90,16 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
 t.test('a restart removes the containers a killed run left behind', async (t) => {
   const agentId = uniqueId('left');
   t.teardown(async () => {
-    for (const c of await byLabel(agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    for (const c of await listAgentContainers(docker, agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   });
-  const labels = { [LABEL_AGENT]: agentId, 'nanogrid.run': 'killed-run' };
+  const labels = { [LABEL_AGENT]: agentId, [LABEL_RUN]: 'killed-run' };
   const exited = await docker.createContainer({ Image: 'nanogrid/python:local', Cmd: ['true'], Labels: labels });
   await exited.start();
   await exited.wait();
   const paused = await docker.createContainer({ Image: 'nanogrid/python:local', Cmd: ['sleep', 'infinity'], Labels: labels });
   await paused.start();
   await paused.pause();
-  t.equal((await byLabel(agentId)).length, 2, 'two leftovers: one Exited, one paused');
+  t.equal((await listAgentContainers(docker, agentId)).length, 2, 'two leftovers: one Exited, one paused');
 
   const h = await startHarness(t, { env: { NANOGRID_AGENT_ID: agentId } });
   const ids = (await h.containers()).map((c) => c.Id);
@@ -129,12 +130,12 @@ t.test('GET /health and /status', async (t) => {
 
   type Status = {
     supervisor: { inflight: number; freeSlots: number; capacity: number; totals: { deleted: number } };
-    pools: Array<{ runtime: string; containers: Record<string, number>; served: Record<string, number> }>;
+    pools: Array<{ runtime: string; containers: Record<'creating' | 'thawing' | 'resetting' | 'pausing' | 'paused', number>; served: Record<string, number> }>;
   };
   // The result is published before the message is deleted and the container paused.
-  const status = await eventually('agent settled', async () => {
+  const status = await waitUntil('agent settled', async () => {
     const s = (await (await fetch(`${base}/status`)).json()) as Status;
-    const settled = s.supervisor.inflight === 0 && s.pools.every((p) => p.containers.wiping === 0 && p.containers.creating === 0);
+    const settled = s.supervisor.inflight === 0 && s.pools.every((p) => p.containers.creating + p.containers.thawing + p.containers.resetting + p.containers.pausing === 0);
     return settled ? s : undefined;
   });
   t.equal(status.supervisor.inflight, 0);
@@ -148,13 +149,13 @@ t.test('GET /health and /status', async (t) => {
 
   // The queue endpoint goes away: health turns 503 and names the part.
   await h.stack.stop();
-  const down = await eventually(
+  const down = await waitUntil(
     'health 503',
     async () => {
       const res = await fetch(`${base}/health`);
       return res.status === 503 ? ((await res.json()) as { parts: Record<string, { ok: boolean }> }) : undefined;
     },
-    60_000,
+    { timeoutMs: 60_000 },
   );
   t.equal(down.parts.queue?.ok, false);
   t.equal(down.parts.docker?.ok, true);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { MB } from '../src/autoTuner.js';
+import { MB } from '../src/run/autoTuner.js';
 import { buildZip } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { docker, startHarness, type Harness } from './helpers/harness.js';

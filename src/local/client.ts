@@ -2,8 +2,9 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Redis } from 'ioredis';
 import yazl from 'yazl';
-import type { Result } from '../result.js';
-import { resultKey } from '../sinks/redisSink.js';
+import type { Result } from '../core/result.js';
+import { jobKey, requestIdOfChannel, RESULT_CHANNEL_PATTERN, resultKey } from '../sinks/redisKeys.js';
+import { LOCAL_CREDENTIALS } from './agentConfig.js';
 
 export type ZipFiles = Record<string, string | { content: string | Buffer; mode?: number }>;
 
@@ -44,7 +45,7 @@ export class LocalClient {
   private readonly waiters = new Map<string, Array<(r: Result) => void>>();
 
   constructor(readonly opts: ClientOptions) {
-    const aws = { region: opts.region, endpoint: opts.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } };
+    const aws = { region: opts.region, endpoint: opts.endpoint, credentials: LOCAL_CREDENTIALS };
     this.sqs = new SQSClient(aws);
     this.s3 = new S3Client({ ...aws, forcePathStyle: true });
     this.sub = new Redis(opts.redisUrl, { lazyConnect: true });
@@ -54,7 +55,7 @@ export class LocalClient {
     this.kv.on('error', () => undefined);
     this.sub.on('pmessage', (_p: string, channel: string, payload: string) => {
       const r = JSON.parse(payload) as Result;
-      this.seen.set(channel.slice('result:'.length), r);
+      this.seen.set(requestIdOfChannel(channel), r);
       for (const w of this.waiters.get(r.requestId) ?? []) w(r);
       this.waiters.delete(r.requestId);
     });
@@ -63,7 +64,7 @@ export class LocalClient {
   async connect(): Promise<void> {
     await this.sub.connect();
     await this.kv.connect();
-    await this.sub.psubscribe('result:*');
+    await this.sub.psubscribe(RESULT_CHANNEL_PATTERN);
   }
 
   async upload(key: string, body: Buffer, bucket = this.opts.bucket): Promise<void> {
@@ -118,8 +119,14 @@ export class LocalClient {
     return raw ? (JSON.parse(raw) as Result) : undefined;
   }
 
+  /** Seconds left on the stored result and on the job state (-2: no such key). */
+  async ttls(requestId: string): Promise<{ result: number; job: number }> {
+    const [result, job] = await Promise.all([this.kv.ttl(resultKey(requestId)), this.kv.ttl(jobKey(requestId))]);
+    return { result, job };
+  }
+
   async jobState(requestId: string): Promise<Record<string, string>> {
-    return this.kv.hgetall(`job:${requestId}`);
+    return this.kv.hgetall(jobKey(requestId));
   }
 
   async queueDepth(queueUrl = this.opts.queueUrl): Promise<{ visible: number; inflight: number }> {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { startFauxqs } from 'fauxqs';
-import { sleep, withTimeout } from '../timeout.js';
+import { sleep, withTimeout } from '../core/timeout.js';
 
 export interface LocalStack {
   /** AWS endpoint override for SQS and S3 (fauxqs over HTTP). */

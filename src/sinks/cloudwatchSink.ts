@@ -1,5 +1,5 @@
 import { CloudWatchClient, PutMetricDataCommand, StandardUnit, type MetricDatum } from '@aws-sdk/client-cloudwatch';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observe/log.js';
 
 interface Stat {
   count: number;
@@ -30,7 +30,7 @@ export class CloudWatchSink {
 
   constructor(
     private readonly client: CloudWatchClient,
-    private readonly opts: { namespace: string; flushMs: number; timeoutMs: number; log: Logger; onFailure?: () => void; onSent?: (datums: number) => void },
+    private readonly opts: { namespace: string; flushMs: number; timeoutMs: number; log: Logger; onFailure?: () => void },
   ) {}
 
   start(): void {
@@ -88,7 +88,6 @@ export class CloudWatchSink {
         await this.client.send(new PutMetricDataCommand({ Namespace: this.opts.namespace, MetricData: chunk }), {
           abortSignal: AbortSignal.timeout(this.opts.timeoutMs),
         });
-        this.opts.onSent?.(chunk.length);
         this.opts.log.debug({ tag: 'CLOUDWATCH', datums: chunk.length }, 'metrics sent');
       } catch (err) {
         this.opts.onFailure?.();

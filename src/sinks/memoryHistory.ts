@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
-import type { Logger } from '../log.js';
-
-export const historyKey = (functionId: string) => `mem:${functionId}`;
+import type { Logger } from '../observe/log.js';
+import { historyKey } from './redisKeys.js';
 
 /**
  * Each function's recent peaks, newest last. Kept in Redis so every worker of the fleet

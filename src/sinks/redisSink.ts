@@ -1,14 +1,12 @@
 import { Redis } from 'ioredis';
-import type { Logger } from '../log.js';
-import type { Result } from '../result.js';
-import { withTimeout } from '../timeout.js';
+import type { Result } from '../core/result.js';
+import { withTimeout } from '../core/timeout.js';
+import type { ResultStore } from '../intake/supervisor.js';
+import type { Logger } from '../observe/log.js';
+import { jobKey, resultChannel, resultKey } from './redisKeys.js';
 
 export type JobState = 'PENDING' | 'PROCESSING' | 'SUCCESS' | 'FAILED';
 
-export const resultChannel = (requestId: string) => `result:${requestId}`;
-/** Same name as the channel: Redis keeps keys and channels apart, and callers remember one name. */
-export const resultKey = (requestId: string) => `result:${requestId}`;
-export const jobKey = (requestId: string) => `job:${requestId}`;
 
 export interface RedisSinkOptions {
   url: string;
@@ -27,7 +25,7 @@ export interface RedisSinkOptions {
  * published on `result:{id}`, in one MULTI so a subscriber who hears the message can also
  * read the key. A failure never fails the invocation: the result waits in an outbox.
  */
-export class RedisSink {
+export class RedisSink implements ResultStore {
   readonly redis: Redis;
   private readonly outbox = new Map<string, Result>();
   private retryTimer: NodeJS.Timeout | undefined;
@@ -65,8 +63,14 @@ export class RedisSink {
     }
   }
 
+  /** The stored result of a request, if any (a redelivery checks this before running). */
+  async find(requestId: string): Promise<Result | undefined> {
+    const raw = await this.redis.get(resultKey(requestId));
+    return raw ? (JSON.parse(raw) as Result) : undefined;
+  }
+
   /** Best effort: a lost state update is only a stale status. */
-  async setState(requestId: string, state: JobState, fields: Record<string, string | number> = {}, log?: Logger): Promise<void> {
+  async markState(requestId: string, state: JobState, fields: Record<string, string | number> = {}, log?: Logger): Promise<void> {
     try {
       await this.redis
         .multi()

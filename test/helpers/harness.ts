@@ -4,12 +4,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, type AgentOptions } from '../../src/agent.js';
-import { loadConfig } from '../../src/config.js';
+import type { Result } from '../../src/core/result.js';
+import { waitUntil } from '../../src/core/timeout.js';
+import { LOCAL_CREDENTIALS, localAgentConfig } from '../../src/local/agentConfig.js';
 import { LocalClient, type ZipFiles } from '../../src/local/client.js';
 import { startLocalStack, type LocalStack } from '../../src/local/stack.js';
-import { createLogger, silentLogger, type Logger } from '../../src/log.js';
-import type { Result } from '../../src/result.js';
-import { LABEL_AGENT } from '../../src/warmContainer.js';
+import { createLogger, silentLogger, type Logger } from '../../src/observe/log.js';
+import { listAgentContainers } from '../../src/pool/leftovers.js';
 
 export const docker = new Docker();
 
@@ -29,8 +30,8 @@ export interface Harness {
   invoke(functionId: string, files: ZipFiles | undefined, extra?: Record<string, unknown>): Promise<Result>;
   message(functionId: string, extra?: Record<string, unknown>): Record<string, unknown> & { requestId: string };
   containers(): Promise<Docker.ContainerInfo[]>;
-  /** Waits until no message is held and no container is being created or wiped. */
-  settle(): Promise<void>;
+  /** Waits until no message is held and no container is in the middle of an engine call. */
+  quiet(): Promise<void>;
 }
 
 export function uniqueId(prefix: string): string {
@@ -59,15 +60,8 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
     if (!opts.stack) await stack.stop();
     await rm(workRoot, { recursive: true, force: true });
   });
-  const config = loadConfig({
-    NANOGRID_AGENT_ID: agentId,
-    HTTP_PORT: '0',
-    HTTP_HOST: '127.0.0.1',
-    SQS_QUEUE_URL: stack.queueUrl,
-    AWS_ENDPOINT_URL: stack.endpoint,
-    REDIS_URL: stack.redisUrl,
+  const config = localAgentConfig(stack, agentId, {
     NANOGRID_WORK_ROOT: workRoot,
-    NANOGRID_CLOUDWATCH: 'off',
     NANOGRID_PREWARM: 'python=1,cpp=0',
     NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1',
     NANOGRID_SHUTDOWN_GRACE_MS: '5000',
@@ -76,11 +70,11 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
     ...opts.env,
   });
   const log = opts.log ?? (process.env.TEST_LOGS ? createLogger('debug') : silentLogger);
-  const agent = new Agent({ config, log, credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, ...opts.agent });
+  const agent = new Agent({ config, log, credentials: LOCAL_CREDENTIALS, ...opts.agent });
   t.teardown(async () => {
     await agent.stop();
     // Whatever the test did, leave nothing of this agent behind.
-    const left = await docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } });
+    const left = await listAgentContainers(docker, agentId);
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   });
   await agent.start();
@@ -115,20 +109,9 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
       await client.send(m);
       return client.waitForResult(m.requestId, 120_000);
     },
-    containers: () => docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } }),
-    settle: async () => {
-      await eventually('agent settled', async () => (agent.quiescent() ? true : undefined));
+    containers: () => listAgentContainers(docker, agentId),
+    quiet: async () => {
+      await waitUntil('agent quiet', () => agent.quiescent());
     },
   };
-}
-
-/** Polls `check` until it returns a value other than undefined, or fails after `ms`. */
-export async function eventually<V>(what: string, check: () => Promise<V | undefined>, ms = 20_000): Promise<V> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

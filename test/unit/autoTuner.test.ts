@@ -1,5 +1,5 @@
 import t from 'tap';
-import { advise, bandOf, DEFAULT_POLICY, MB, percentile, roundUpMb } from '../../src/autoTuner.js';
+import { advise, bandOf, DEFAULT_POLICY, MB, percentile, roundUpMb } from '../../src/run/autoTuner.js';
 
 const runs = (mb: number, n = 10) => Array.from({ length: n }, () => mb * MB);
 

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { ConfigError, loadConfig, normalizeRuntime, parsePerRuntime } from '../../src/config.js';
+import { ConfigError, loadConfig, parsePerRuntime } from '../../src/config.js';
+import { normalizeRuntime } from '../../src/core/runtimes.js';
 
 t.test('defaults run on one machine with no AWS settings', async (t) => {
   const c = loadConfig({});

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseInvocation } from '../../src/invocation.js';
+import { parseInvocation } from '../../src/intake/parse.js';
 
 const meta = { messageId: 'msg-1', receiptHandle: 'rh', receiveCount: 2, sentAt: 1000, receivedAt: 2000 };
 const limits = { defaultTimeoutMs: 10_000, maxTimeoutMs: 60_000, defaultMemoryMb: 128 };

@@ -1,9 +1,10 @@
 import t from 'tap';
-import { classify } from '../../src/execute.js';
-import { wrapCommand } from '../../src/exec.js';
-import { OutputBuffer } from '../../src/outputBuffer.js';
-import { withTimeout, TimeoutError } from '../../src/timeout.js';
-import { failedResult } from '../../src/result.js';
+import { failedResult } from '../../src/core/result.js';
+import { TimeoutError, waitUntil, withTimeout } from '../../src/core/timeout.js';
+import { wrapCommand } from '../../src/run/exec.js';
+import { Mailbox } from '../../src/pool/mailbox.js';
+import { classify } from '../../src/run/invoke.js';
+import { OutputBuffer } from '../../src/run/outputBuffer.js';
 
 t.test('OutputBuffer keeps the first bytes and counts the rest', async (t) => {
   const b = new OutputBuffer(5);
@@ -42,4 +43,21 @@ t.test('failedResult follows the original contract: exitCode -1, error in stderr
   t.equal(r.status, 'FAILED');
   t.equal(r.success, false);
   t.equal(r.startKind, null);
+});
+
+t.test('waitUntil returns the first value that is not undefined or false, and bounds the wait', async (t) => {
+  let n = 0;
+  t.equal(await waitUntil('third poll', () => (++n >= 3 ? n : undefined), { intervalMs: 1 }), 3);
+  t.equal(await waitUntil('truthy', async () => 'yes'), 'yes');
+  await t.rejects(waitUntil('never', () => false, { timeoutMs: 30, intervalMs: 5 }), TimeoutError);
+});
+
+t.test('the mailbox runs steps one at a time, in order, and refuses an async step', async (t) => {
+  const box = new Mailbox();
+  const order: number[] = [];
+  const results = await Promise.all([1, 2, 3].map((n) => box.post(() => (order.push(n), n * 10))));
+  t.same(order, [1, 2, 3]);
+  t.same(results, [10, 20, 30]);
+  await t.rejects(box.post(async () => 1), /must be synchronous/);
+  t.equal(await box.post(() => 'still serving'), 'still serving');
 });

@@ -2,14 +2,14 @@ import Docker from 'dockerode';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { Agent } from './agent.js';
-import { loadConfig } from './config.js';
-import { LocalClient } from './local/client.js';
-import { SAMPLES } from './local/samples.js';
-import { startLocalStack, type LocalStack } from './local/stack.js';
-import { createLogger } from './log.js';
-import type { Result } from './result.js';
-import { LABEL_AGENT } from './warmContainer.js';
+import { Agent } from '../agent.js';
+import type { Result } from '../core/result.js';
+import { createLogger } from '../observe/log.js';
+import { listAgentContainers } from '../pool/leftovers.js';
+import { LOCAL_CREDENTIALS, localAgentConfig } from './agentConfig.js';
+import { LocalClient } from './client.js';
+import { SAMPLES } from './samples.js';
+import { startLocalStack, type LocalStack } from './stack.js';
 
 /**
  * `npm run demo`: the agent's main job on the embedded local stack. Uploads and enqueues
@@ -46,18 +46,13 @@ async function main(): Promise<number> {
   process.once('SIGTERM', onSignal);
   try {
     stack = await startLocalStack();
-    const config = loadConfig({
-      ...process.env,
-      NANOGRID_AGENT_ID: AGENT_ID,
-      HTTP_PORT: process.env.HTTP_PORT ?? '0',
-      HTTP_HOST: '127.0.0.1',
-      SQS_QUEUE_URL: stack.queueUrl,
-      AWS_ENDPOINT_URL: stack.endpoint,
-      REDIS_URL: stack.redisUrl,
-      NANOGRID_CLOUDWATCH: 'off',
-      NANOGRID_RECEIVE_WAIT_S: process.env.NANOGRID_RECEIVE_WAIT_S ?? '2',
-    });
-    agent = new Agent({ config, log: createLogger('info', pino.destination({ dest: logFile, sync: false })), credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+    const config = localAgentConfig(
+      stack,
+      AGENT_ID,
+      { HTTP_PORT: process.env.HTTP_PORT ?? '0', NANOGRID_RECEIVE_WAIT_S: process.env.NANOGRID_RECEIVE_WAIT_S ?? '2' },
+      process.env,
+    );
+    agent = new Agent({ config, log: createLogger('info', pino.destination({ dest: logFile, sync: false })), credentials: LOCAL_CREDENTIALS });
     say(`starting the agent (prewarm python=${config.runtimes.python.prewarm} cpp=${config.runtimes.cpp.prewarm})`);
     await agent.start();
     say(`agent up: GET http://127.0.0.1:${agent.httpPort}/status`);
@@ -128,7 +123,7 @@ async function main(): Promise<number> {
     say('stopping the agent');
     await agent?.stop();
     await stack?.stop();
-    const left = await new Docker().listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${AGENT_ID}`] } }).catch(() => []);
+    const left = await listAgentContainers(new Docker(), AGENT_ID).catch(() => []);
     say(`containers left behind: ${left.length}`);
     say(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }

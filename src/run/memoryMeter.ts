@@ -1,6 +1,6 @@
 import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { SampleOutcome, SampleTask } from '../workers/memorySampler.js';
+import type { SampleOutcome, SampleTask } from '../../workers/memorySampler.js';
 import type { ThreadPool } from './threads.js';
 
 export type MeterMethod = 'cgroup-v1-max-usage' | 'cgroup-v2-peak' | 'sampled';

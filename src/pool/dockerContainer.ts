@@ -1,36 +1,13 @@
 import type Docker from 'dockerode';
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Runtime } from './config.js';
-import type { CgroupRef } from './memoryMeter.js';
-import { withTimeout } from './timeout.js';
-
-export type ContainerState = 'creating' | 'paused' | 'running' | 'wiping' | 'retiring';
-
-/** The uid:gid functions run as inside the container; the workspace is chowned to it. */
-export const SANDBOX_UID = 65534;
-export const SANDBOX_GID = 65534;
-/** Where the container's own host folder is mounted; the workspace is a folder in it. */
-export const SANDBOX_MOUNT = '/sandbox';
-export const WORKSPACE_NAME = 'work';
-
-export const LABEL_AGENT = 'nanogrid.agent';
-export const LABEL_RUN = 'nanogrid.run';
-export const LABEL_RUNTIME = 'nanogrid.runtime';
-
-const ALLOWED: Record<ContainerState, ContainerState[]> = {
-  creating: ['paused', 'running', 'retiring'],
-  paused: ['running', 'retiring'],
-  running: ['wiping', 'retiring'],
-  // wiping -> running: handed straight to a waiting request of the same function.
-  wiping: ['paused', 'running', 'retiring'],
-  retiring: [],
-};
+import { SANDBOX_MOUNT, workspaceHostPath } from '../core/sandbox.js';
+import { withTimeout } from '../core/timeout.js';
+import type { CgroupRef } from '../run/memoryMeter.js';
 
 export interface ContainerSpec {
-  runtime: Runtime;
   image: string;
   name: string;
+  /** The container's own host folder, mounted at SANDBOX_MOUNT. */
   hostDir: string;
   network: string;
   memoryMb: number;
@@ -38,23 +15,18 @@ export interface ContainerSpec {
   apiTimeoutMs: number;
 }
 
+const MB = 1024 * 1024;
+
 /**
- * One container and its state machine. Only its RuntimePool calls these methods, and
- * only for a container whose state the pool has just moved, so no two callers race.
+ * The engine calls for one container, each bounded by the API timeout. It keeps no
+ * state machine: its WarmContainer decides when each call may happen.
  */
-export class WarmContainer {
-  state: ContainerState = 'creating';
-  /** The function this container last served; null while it is a fresh prewarm one. */
-  functionId: string | null = null;
-  lastUsedAt = Date.now();
-  /** When the current run's function started, for the pool's run-time estimate. */
-  runStartedAt = 0;
-  served = 0;
-  memoryMb: number;
+export class DockerContainer {
   /** PID of the container's init on the host, for locating its cgroup. */
   pid: number | undefined;
-  /** Resolved lazily by the memory meter and kept for the container's life. */
+  /** Its memory cgroup, located on first use and kept for the container's life. */
   cgroup: CgroupRef | null | undefined;
+  private memoryMb: number;
   private handle: Docker.Container | undefined;
 
   constructor(
@@ -68,21 +40,15 @@ export class WarmContainer {
     return this.spec.name;
   }
 
-  get container(): Docker.Container {
+  /** The engine's handle, for exec; only after create. */
+  get engineHandle(): Docker.Container {
     if (!this.handle) throw new Error(`container ${this.name} was never created`);
     return this.handle;
   }
 
-  /** Host path of the invocation's workspace, seen as /sandbox/work inside. */
+  /** Host path of the invocation's workspace. */
   get workspaceHostPath(): string {
-    return join(this.spec.hostDir, WORKSPACE_NAME);
-  }
-
-  to(next: ContainerState): void {
-    if (!ALLOWED[this.state].includes(next)) {
-      throw new Error(`container ${this.name}: illegal transition ${this.state} -> ${next}`);
-    }
-    this.state = next;
+    return workspaceHostPath(this.spec.hostDir);
   }
 
   /** Creates and starts the container with a memory limit; it is left running. */
@@ -90,7 +56,7 @@ export class WarmContainer {
     const s = this.spec;
     this.memoryMb = memoryMb;
     await mkdir(s.hostDir, { recursive: true, mode: 0o755 });
-    const bytes = memoryMb * 1024 * 1024;
+    const bytes = memoryMb * MB;
     this.handle = await this.call(
       'create',
       this.docker.createContainer({
@@ -114,29 +80,30 @@ export class WarmContainer {
         },
       }),
     );
-    await this.call('start', this.container.start());
-    const info = await this.call('inspect', this.container.inspect());
+    await this.call('start', this.engineHandle.start());
+    const info = await this.call('inspect', this.engineHandle.inspect());
     this.pid = info.State.Pid;
   }
 
   async pause(): Promise<void> {
-    await this.call('pause', this.container.pause());
+    await this.call('pause', this.engineHandle.pause());
   }
 
   async unpause(): Promise<void> {
-    await this.call('unpause', unpauseContainer(this.container));
+    await this.call('unpause', unpauseContainer(this.engineHandle));
   }
 
   /** Applies a new memory limit; swap equal to it, so the limit is the real ceiling. */
   async setMemory(memoryMb: number): Promise<void> {
     if (memoryMb === this.memoryMb) return;
-    const bytes = memoryMb * 1024 * 1024;
-    await this.call('update', this.container.update({ Memory: bytes, MemorySwap: bytes }));
+    const bytes = memoryMb * MB;
+    await this.call('update', this.engineHandle.update({ Memory: bytes, MemorySwap: bytes }));
     this.memoryMb = memoryMb;
   }
 
+  /** Kills the container's processes (the container stops). Never throws. */
   async kill(): Promise<void> {
-    await this.call('kill', this.container.kill()).catch(() => undefined);
+    await this.call('kill', this.engineHandle.kill()).catch(() => undefined);
   }
 
   /** Removes the workspace left by the last invocation. Host-side: no exec needed. */
@@ -144,19 +111,14 @@ export class WarmContainer {
     await rm(this.workspaceHostPath, { recursive: true, force: true });
   }
 
-  /** Force-removes the container and its host folder. Never throws. */
-  async remove(): Promise<void> {
+  /** Force-removes the container and its host folder. Throws only on an engine error other than "gone". */
+  async destroy(): Promise<void> {
     if (this.handle) {
       await this.call('remove', this.handle.remove({ force: true, v: true })).catch((err: unknown) => {
         if (!isNotFound(err)) throw err;
       });
     }
     await rm(this.spec.hostDir, { recursive: true, force: true });
-  }
-
-  async isRunning(): Promise<boolean> {
-    const info = await this.call('inspect', this.container.inspect());
-    return info.State.Running && !info.State.Paused;
   }
 
   private call<T>(what: string, work: Promise<T>): Promise<T> {

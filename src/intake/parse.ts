@@ -1,27 +1,7 @@
 import { z } from 'zod';
-import { normalizeRuntime, type Runtime } from './config.js';
-import type { Reason } from './result.js';
-
-export type CodeSource =
-  | { kind: 's3'; bucket: string; key: string }
-  /** The older Controller's inline source; always python, written as main.py. */
-  | { kind: 'inline'; code: string };
-
-export interface Invocation {
-  requestId: string;
-  functionId: string;
-  runtime: Runtime;
-  code: CodeSource;
-  timeoutMs: number;
-  memoryMb: number;
-  receiptHandle: string;
-  messageId: string;
-  /** SQS ApproximateReceiveCount: 1 on the first delivery. */
-  receiveCount: number;
-  /** SQS SentTimestamp in epoch ms, when known. */
-  sentAt: number | undefined;
-  receivedAt: number;
-}
+import type { CodeSource, Invocation } from '../core/invocation.js';
+import type { Reason } from '../core/reasons.js';
+import { normalizeRuntime } from '../core/runtimes.js';
 
 export interface Rejection {
   /** The best identifiers we could read, so the rejection can still be answered. */

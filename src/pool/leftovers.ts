@@ -1,9 +1,16 @@
 import type Docker from 'dockerode';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Logger } from './log.js';
-import { withTimeout } from './timeout.js';
-import { LABEL_AGENT, LABEL_RUN, isNotFound } from './warmContainer.js';
+import { agentRoot, LABEL_AGENT, LABEL_RUN } from '../core/sandbox.js';
+import { withTimeout } from '../core/timeout.js';
+import type { Logger } from '../observe/log.js';
+import { isNotFound } from './dockerContainer.js';
+
+/** The containers carrying an agent's label (of one run of it, with `runId`), in any state. */
+export function listAgentContainers(docker: Docker, agentId: string, runId?: string): Promise<Docker.ContainerInfo[]> {
+  const labels = [`${LABEL_AGENT}=${agentId}`];
+  if (runId) labels.push(`${LABEL_RUN}=${runId}`);
+  return docker.listContainers({ all: true, filters: { label: labels } });
+}
 
 /**
  * Removes containers carrying this agent's label (a killed run leaves them as Exited or
@@ -14,13 +21,7 @@ export async function removeAgentContainers(
   agentId: string,
   opts: { runId?: string; timeoutMs: number; log?: Logger; workRoot?: string },
 ): Promise<number> {
-  const labels = [`${LABEL_AGENT}=${agentId}`];
-  if (opts.runId) labels.push(`${LABEL_RUN}=${opts.runId}`);
-  const found = await withTimeout(
-    'docker list containers',
-    opts.timeoutMs,
-    docker.listContainers({ all: true, filters: { label: labels } }),
-  );
+  const found = await withTimeout('docker list containers', opts.timeoutMs, listAgentContainers(docker, agentId, opts.runId));
   await Promise.all(
     found.map(async (c) => {
       try {
@@ -30,7 +31,7 @@ export async function removeAgentContainers(
       }
     }),
   );
-  if (opts.workRoot) await rm(join(opts.workRoot, agentId), { recursive: true, force: true });
+  if (opts.workRoot) await rm(agentRoot(opts.workRoot, agentId), { recursive: true, force: true });
   if (found.length > 0) opts.log?.info({ tag: 'DOCKER', removed: found.length, runId: opts.runId }, 'removed containers by label');
   return found.length;
 }

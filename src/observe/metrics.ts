@@ -1,4 +1,16 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PoolStatus } from '../pool/runtimePool.js';
+import type { ThreadStats } from '../run/threads.js';
+
+/** The gauges' sources, read at scrape time. */
+export interface GaugeReadings {
+  pools: PoolStatus[];
+  inflight: number;
+  freeSlots: number;
+  dockerUp: boolean;
+  outbox: number;
+  threads: ThreadStats;
+}
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -76,5 +88,19 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Sets every gauge from current readings (at scrape time). */
+  setGauges(r: GaugeReadings): void {
+    for (const p of r.pools) {
+      for (const [state, n] of Object.entries(p.containers)) this.containers.set({ runtime: p.runtime, state }, n);
+    }
+    this.inflight.set(r.inflight);
+    this.freeSlots.set(r.freeSlots);
+    this.dockerUp.set(r.dockerUp ? 1 : 0);
+    this.outbox.set(r.outbox);
+    this.threadQueue.set(r.threads.queueSize);
+    this.threadUtilization.set(r.threads.utilization);
+    this.threadCount.set(r.threads.threads);
   }
 }

@@ -1,7 +1,7 @@
 import type Docker from 'dockerode';
 import type { Duplex } from 'node:stream';
 import { OutputBuffer } from './outputBuffer.js';
-import { sleep, withTimeout } from './timeout.js';
+import { sleep, withTimeout } from '../core/timeout.js';
 
 export interface ExecRequest {
   /** Shell command run by `/bin/sh -c` in `workdir`. */

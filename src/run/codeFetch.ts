@@ -4,11 +4,11 @@ import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { UnzipOutcome, UnzipTask } from '../workers/unzip.js';
-import type { Invocation } from './invocation.js';
-import { InvocationError } from './result.js';
+import type { UnzipOutcome, UnzipTask } from '../../workers/unzip.js';
+import type { Invocation } from '../core/invocation.js';
+import { InvocationError } from '../core/reasons.js';
+import { SANDBOX_GID, SANDBOX_UID } from '../core/sandbox.js';
 import type { ThreadPool } from './threads.js';
-import { SANDBOX_GID, SANDBOX_UID } from './warmContainer.js';
 
 export interface CodeFetchOptions {
   s3: S3Client;

@@ -1,48 +1,8 @@
-import type { Runtime } from './config.js';
+import type { Runtime } from './runtimes.js';
+import type { Reason } from './reasons.js';
 
 export type StartKind = 'cold' | 'prewarm' | 'warm';
 export type Status = 'SUCCESS' | 'FAILED' | 'TIMEOUT' | 'OOM';
-
-/**
- * Every failure carries one of these, in the result and in the log line. They are the
- * stable vocabulary that operators alert on and the Controller may branch on.
- */
-export const REASONS = {
-  OK: 'the function exited 0',
-  NON_ZERO_EXIT: 'the function exited with a non-zero code',
-  TIMEOUT: 'the function ran past timeoutMs and was killed',
-  OOM: 'the function exceeded memoryMb and was killed by the kernel',
-  INVALID_MESSAGE: 'the SQS message is not a valid invocation',
-  RUNTIME_NOT_SUPPORTED: 'the runtime is not one this agent runs',
-  S3_NOT_FOUND: 'the code object does not exist in S3',
-  S3_UNAVAILABLE: 'S3 could not be reached or refused the request',
-  CODE_TOO_LARGE: 'the code archive exceeds the configured download size',
-  ZIP_INVALID: 'the code archive is not a readable zip',
-  ZIP_SLIP: 'a zip entry escapes the workspace (..)',
-  ZIP_ABSOLUTE_PATH: 'a zip entry has an absolute path',
-  ZIP_LINK: 'a zip entry is a symbolic link',
-  ZIP_TOO_MANY_ENTRIES: 'the zip has more entries than allowed',
-  ZIP_TOO_LARGE: 'the zip expands to more bytes than allowed',
-  DOCKER_UNAVAILABLE: 'the Docker engine could not run the invocation',
-  SHUTTING_DOWN: 'the agent stopped before the invocation could finish',
-  INTERNAL: 'an unexpected error inside the agent',
-} as const;
-export type Reason = keyof typeof REASONS;
-
-/** How a failure affects the SQS message. */
-export type FailureKind = 'permanent' | 'transient';
-
-export class InvocationError extends Error {
-  constructor(
-    readonly reason: Reason,
-    readonly kind: FailureKind,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'InvocationError';
-  }
-}
 
 export interface Timings {
   /** SQS send (SentTimestamp) to receive by this agent. */

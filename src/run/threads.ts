@@ -7,7 +7,7 @@ import { Piscina } from 'piscina';
  * dist/ (production, demo, bench) or from src/ under the test runner's TypeScript loader.
  */
 export function workerFile(name: string): string {
-  const candidates = [new URL(`../workers/${name}.js`, import.meta.url), new URL(`../dist/workers/${name}.js`, import.meta.url)];
+  const candidates = [new URL(`../../workers/${name}.js`, import.meta.url), new URL(`../../dist/workers/${name}.js`, import.meta.url)];
   for (const c of candidates) {
     const p = fileURLToPath(c);
     if (existsSync(p)) return p;

@@ -1,0 +1,23 @@
+import type { Runtime } from './runtimes.js';
+
+export type CodeSource =
+  | { kind: 's3'; bucket: string; key: string }
+  /** The older Controller's inline source; always python, written as main.py. */
+  | { kind: 'inline'; code: string };
+
+/** One validated invocation message. */
+export interface Invocation {
+  requestId: string;
+  functionId: string;
+  runtime: Runtime;
+  code: CodeSource;
+  timeoutMs: number;
+  memoryMb: number;
+  receiptHandle: string;
+  messageId: string;
+  /** SQS ApproximateReceiveCount: 1 on the first delivery. */
+  receiveCount: number;
+  /** SQS SentTimestamp in epoch ms, when known. */
+  sentAt: number | undefined;
+  receivedAt: number;
+}

@@ -1,0 +1,129 @@
+import {
+  ChangeMessageVisibilityBatchCommand,
+  ChangeMessageVisibilityCommand,
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  type Message,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
+import { sleep, withTimeout } from '../core/timeout.js';
+import type { Logger } from '../observe/log.js';
+
+/** SQS takes at most this many messages per receive and entries per batch call. */
+export const SQS_MAX_BATCH = 10;
+const DELETE_ATTEMPTS = 3;
+
+export interface MessageLeaseOptions {
+  sqs: SQSClient;
+  queueUrl: string;
+  visibilityTimeoutS: number;
+  /** Long-poll wait per receive (SQS allows 0-20 s). */
+  receiveWaitS: number;
+  /** Bound on every call but the long poll, which the SDK's request timeout bounds. */
+  timeoutMs: number;
+  log: Logger;
+  onError?: (op: 'receive' | 'delete' | 'change_visibility' | 'extend_visibility') => void;
+}
+
+/**
+ * Every SQS call the agent makes about its messages: receive, delete, make visible again
+ * after a delay, keep held ones invisible (the heartbeat), and read the queue's redrive
+ * policy. The supervisor decides; this module only talks to the queue.
+ */
+export class MessageLeases {
+  constructor(private readonly opts: MessageLeaseOptions) {}
+
+  /** One long poll for up to `max` messages (at most SQS_MAX_BATCH). Throws on failure. */
+  async receive(max: number, signal: AbortSignal): Promise<Message[]> {
+    const res = await this.opts.sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: this.opts.queueUrl,
+        MaxNumberOfMessages: Math.min(SQS_MAX_BATCH, max),
+        WaitTimeSeconds: this.opts.receiveWaitS,
+        VisibilityTimeout: this.opts.visibilityTimeoutS,
+        MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
+      }),
+      { abortSignal: signal },
+    );
+    return res.Messages ?? [];
+  }
+
+  /** Deletes a message, retrying; false when it could not be deleted (a redelivery will follow). */
+  async delete(receiptHandle: string, log: Logger): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await withTimeout(
+          'sqs delete',
+          this.opts.timeoutMs,
+          this.opts.sqs.send(new DeleteMessageCommand({ QueueUrl: this.opts.queueUrl, ReceiptHandle: receiptHandle })),
+        );
+        return true;
+      } catch (err) {
+        this.opts.onError?.('delete');
+        if (attempt >= DELETE_ATTEMPTS) {
+          log.error({ tag: 'SQS', err: String(err) }, 'delete failed; a redelivery will be answered from the stored result');
+          return false;
+        }
+        await sleep(200 * attempt);
+      }
+    }
+  }
+
+  /** Makes a held message visible again after `afterS` seconds (0: at once). */
+  async makeVisible(receiptHandle: string, afterS: number, log: Logger): Promise<void> {
+    try {
+      await withTimeout(
+        'sqs change visibility',
+        this.opts.timeoutMs,
+        this.opts.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: this.opts.queueUrl, ReceiptHandle: receiptHandle, VisibilityTimeout: afterS })),
+      );
+    } catch (err) {
+      this.opts.onError?.('change_visibility');
+      log.warn({ tag: 'SQS', err: String(err) }, 'visibility not changed; the message returns when its timeout ends');
+    }
+  }
+
+  /** Keeps held messages invisible for another visibility timeout, a batch per call. */
+  async extend(receiptHandles: string[]): Promise<void> {
+    for (let i = 0; i < receiptHandles.length; i += SQS_MAX_BATCH) {
+      const batch = receiptHandles.slice(i, i + SQS_MAX_BATCH);
+      try {
+        await withTimeout(
+          'sqs extend visibility',
+          this.opts.timeoutMs,
+          this.opts.sqs.send(
+            new ChangeMessageVisibilityBatchCommand({
+              QueueUrl: this.opts.queueUrl,
+              Entries: batch.map((h, j) => ({ Id: String(j), ReceiptHandle: h, VisibilityTimeout: this.opts.visibilityTimeoutS })),
+            }),
+          ),
+        );
+      } catch (err) {
+        this.opts.onError?.('extend_visibility');
+        this.opts.log.warn({ tag: 'SQS', err: String(err), messages: batch.length }, 'visibility extension failed');
+      }
+    }
+  }
+
+  /** The queue's redrive policy's maxReceiveCount, or undefined without one. */
+  async maxReceiveCount(): Promise<number | undefined> {
+    try {
+      const res = await withTimeout(
+        'sqs get queue attributes',
+        this.opts.timeoutMs,
+        this.opts.sqs.send(new GetQueueAttributesCommand({ QueueUrl: this.opts.queueUrl, AttributeNames: ['RedrivePolicy'] })),
+      );
+      const raw = res.Attributes?.RedrivePolicy;
+      if (!raw) {
+        this.opts.log.warn({ tag: 'SQS' }, 'queue has no redrive policy: transient failures retry until the message expires');
+        return undefined;
+      }
+      const n = Number((JSON.parse(raw) as { maxReceiveCount?: unknown }).maxReceiveCount);
+      return Number.isFinite(n) ? n : undefined;
+    } catch (err) {
+      this.opts.log.warn({ tag: 'SQS', err: String(err) }, 'redrive policy unreadable; set NANOGRID_MAX_RECEIVE_COUNT');
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,329 @@
+import type { Message } from '@aws-sdk/client-sqs';
+import { EventEmitter } from 'node:events';
+import type { Invocation } from '../core/invocation.js';
+import { InvocationError, type Reason } from '../core/reasons.js';
+import { failedResult, type Result } from '../core/result.js';
+import { sleep, withTimeout } from '../core/timeout.js';
+import type { Logger } from '../observe/log.js';
+import { dispose, type Disposition } from './disposition.js';
+import type { MessageLeases } from './messageLeases.js';
+import { parseInvocation, type ParseLimits } from './parse.js';
+
+/** One message this agent holds: from receive until it is deleted or made visible again. */
+interface Held {
+  receiptHandle: string;
+  messageId: string;
+  requestId: string | undefined;
+  started: boolean;
+}
+
+/** Where results go and where an earlier delivery's result is found (the Redis sink). */
+export interface ResultStore {
+  /** Publishes and stores a result; never throws. */
+  deliver(result: Result, log: Logger): Promise<unknown>;
+  /** A stored result for this request, if an earlier delivery already ran it. */
+  find(requestId: string): Promise<Result | undefined>;
+  markState(requestId: string, state: 'PENDING' | 'PROCESSING', fields: Record<string, string | number>, log: Logger): Promise<void>;
+}
+
+export interface RunHooks {
+  /** Called when the function's process has started. */
+  onRunStart: () => void;
+  /** Checked once code and container are ready: false (stopping) gives the message back. */
+  shouldStart: () => boolean;
+}
+
+/** Runs one valid invocation to its Result; throws InvocationError when it never ran. */
+export type RunInvocation = (inv: Invocation, log: Logger, hooks: RunHooks) => Promise<Result>;
+
+export interface SupervisorOptions {
+  leases: MessageLeases;
+  /** Slots across the pools: never more messages held than this. */
+  capacity: () => number;
+  limits: ParseLimits;
+  visibilityTimeoutS: number;
+  /** Overrides the queue's redrive policy for the "last try" decision. */
+  maxReceiveCount: number | undefined;
+  log: Logger;
+  runInvocation: RunInvocation;
+  results: ResultStore;
+  workerId: string;
+}
+
+/** What the supervisor reports, for metrics. */
+export interface SupervisorEvents {
+  received: [count: number];
+  disposed: [label: Disposition['label'], reason: string];
+  receive_failed: [];
+}
+
+export interface SupervisorStatus {
+  receiving: boolean;
+  inflight: number;
+  running: number;
+  freeSlots: number;
+  capacity: number;
+  maxReceiveCount: number | undefined;
+  totals: { received: number; deleted: number; retried: number; deadLettered: number; released: number };
+  lastReceiveOkAt: string | null;
+  lastReceiveError: string | null;
+}
+
+const MAX_RECEIVE_BACKOFF_MS = 20_000;
+const TOTAL_OF = { deleted: 'deleted', retried: 'retried', dead_lettered: 'deadLettered', released: 'released' } as const;
+
+/**
+ * The main thread's owner of SQS intake: takes only as many messages as there are free
+ * slots, keeps their visibility alive while held, hands each to the run path and applies
+ * its disposition. It never touches Docker.
+ */
+export class Supervisor extends EventEmitter<SupervisorEvents> {
+  private readonly held = new Map<string, Held>();
+  private readonly abort = new AbortController();
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private slotFreed: (() => void) | undefined;
+  private maxReceiveCount: number | undefined;
+  private lastReceiveOkAt: number | null = null;
+  private lastReceiveError: string | null = null;
+  private readonly totals = { received: 0, deleted: 0, retried: 0, deadLettered: 0, released: 0 };
+  private readonly tasks = new Set<Promise<void>>();
+
+  constructor(private readonly opts: SupervisorOptions) {
+    super();
+    this.maxReceiveCount = opts.maxReceiveCount;
+  }
+
+  get capacity(): number {
+    return this.opts.capacity();
+  }
+
+  get freeSlots(): number {
+    return Math.max(0, this.capacity - this.held.size);
+  }
+
+  /** True when the last receive succeeded, for /health. */
+  get queueReachable(): boolean {
+    return this.lastReceiveError === null;
+  }
+
+  async start(): Promise<void> {
+    if (this.maxReceiveCount === undefined) this.maxReceiveCount = await this.opts.leases.maxReceiveCount();
+    this.loop = this.receiveLoop();
+    const every = Math.max(1000, (this.opts.visibilityTimeoutS * 1000) / 3);
+    this.heartbeat = setInterval(() => void this.opts.leases.extend([...this.held.keys()]), every);
+    this.heartbeat.unref();
+  }
+
+  status(): SupervisorStatus {
+    let running = 0;
+    for (const h of this.held.values()) if (h.started) running++;
+    return {
+      receiving: !this.stopping,
+      inflight: this.held.size,
+      running,
+      freeSlots: this.freeSlots,
+      capacity: this.capacity,
+      maxReceiveCount: this.maxReceiveCount,
+      totals: { ...this.totals },
+      lastReceiveOkAt: this.lastReceiveOkAt ? new Date(this.lastReceiveOkAt).toISOString() : null,
+      lastReceiveError: this.lastReceiveError,
+    };
+  }
+
+  /**
+   * Stops receiving, gives back held messages whose run has not started, and waits up to
+   * `graceMs` for running ones. Returns the number still running at the deadline.
+   */
+  async stop(graceMs: number): Promise<number> {
+    this.stopping = true;
+    this.slotFreed?.();
+    const deadline = Date.now() + graceMs;
+    // The long poll in flight is not aborted: the queue may already have handed it
+    // messages, which would then stay invisible for their whole visibility timeout.
+    // It returns within the wait time, and whatever it brings is given back at once.
+    const loopDone = await withTimeout('receive loop', graceMs, this.loop ?? Promise.resolve()).then(
+      () => true,
+      () => false,
+    );
+    if (!loopDone) {
+      this.abort.abort();
+      await this.loop?.catch(() => undefined);
+    }
+    while (this.held.size > 0 && Date.now() < deadline) {
+      await withTimeout('message tasks', Math.min(250, Math.max(1, deadline - Date.now())), Promise.allSettled([...this.tasks])).catch(() => undefined);
+    }
+    clearInterval(this.heartbeat);
+    return this.held.size;
+  }
+
+  /** Waits for every message task to finish (after the pools were stopped). */
+  async awaitTasks(timeoutMs: number): Promise<void> {
+    await withTimeout('message tasks', timeoutMs, Promise.allSettled([...this.tasks])).catch(() => undefined);
+  }
+
+  private async receiveLoop(): Promise<void> {
+    let backoffMs = 0;
+    while (!this.stopping) {
+      const free = this.freeSlots;
+      if (free === 0) {
+        await new Promise<void>((resolve) => (this.slotFreed = resolve));
+        continue;
+      }
+      let messages: Message[];
+      try {
+        messages = await this.opts.leases.receive(free, this.abort.signal);
+        this.lastReceiveOkAt = Date.now();
+        this.lastReceiveError = null;
+        backoffMs = 0;
+      } catch (err) {
+        if (this.stopping) break;
+        this.emit('receive_failed');
+        this.lastReceiveError = String(err);
+        backoffMs = Math.min(MAX_RECEIVE_BACKOFF_MS, backoffMs ? backoffMs * 2 : 500);
+        this.opts.log.error({ tag: 'SQS', err: String(err), retryInMs: backoffMs }, 'receive failed');
+        await sleep(backoffMs);
+        continue;
+      }
+      if (messages.length > 0) this.emit('received', messages.length);
+      if (this.stopping) {
+        await Promise.all(messages.map((m) => this.giveBack(m)));
+        break;
+      }
+      for (const m of messages) {
+        this.totals.received++;
+        const task = this.accept(m).catch((err: unknown) => {
+          this.opts.log.error({ tag: 'FAIL', messageId: m.MessageId, err: String(err) }, 'message handling failed unexpectedly');
+        });
+        this.tasks.add(task);
+        void task.finally(() => this.tasks.delete(task));
+      }
+    }
+  }
+
+  private async accept(m: Message): Promise<void> {
+    const receivedAt = Date.now();
+    const receiptHandle = m.ReceiptHandle!;
+    const held: Held = { receiptHandle, messageId: m.MessageId ?? 'unknown', requestId: undefined, started: false };
+    this.held.set(receiptHandle, held);
+    try {
+      const sent = Number(m.Attributes?.SentTimestamp);
+      const outcome = parseInvocation(
+        m.Body ?? '',
+        {
+          messageId: held.messageId,
+          receiptHandle,
+          receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? '1') || 1,
+          sentAt: Number.isFinite(sent) ? sent : undefined,
+          receivedAt,
+        },
+        this.opts.limits,
+      );
+      if (!outcome.ok) {
+        const r = outcome.rejection;
+        held.requestId = r.requestId;
+        const log = this.opts.log.child({ requestId: r.requestId, functionId: r.functionId });
+        log.warn({ tag: 'FAIL', part: r.reason, messageId: held.messageId }, r.message);
+        await this.opts.results.deliver(failedResult({ ...r, attempt: 1, workerId: this.opts.workerId, totalMs: Date.now() - receivedAt }), log);
+        await this.apply(held, dispose({ kind: 'failed', failure: 'permanent', reason: r.reason, receiveCount: 1, maxReceiveCount: undefined }), r.reason, log);
+        return;
+      }
+      await this.handle(outcome.invocation, held);
+    } finally {
+      this.held.delete(receiptHandle);
+      this.slotFreed?.();
+    }
+  }
+
+  private async handle(inv: Invocation, held: Held): Promise<void> {
+    held.requestId = inv.requestId;
+    const log = this.opts.log.child({ requestId: inv.requestId, functionId: inv.functionId });
+    log.info({ tag: 'SQS', runtime: inv.runtime, attempt: inv.receiveCount }, 'invocation received');
+
+    // A redelivery of a message whose run already finished (its delete was lost):
+    // the stored result stands; the function does not run twice.
+    if (inv.receiveCount > 1) {
+      const previous = await this.opts.results.find(inv.requestId).catch(() => undefined);
+      if (previous) {
+        log.info({ tag: 'SQS' }, 'already answered by an earlier delivery; not running again');
+        await this.apply(held, dispose({ kind: 'duplicate' }), 'DUPLICATE', log);
+        return;
+      }
+    }
+
+    await this.opts.results.markState(inv.requestId, 'PROCESSING', { attempt: inv.receiveCount }, log);
+    let result: Result;
+    try {
+      result = await this.opts.runInvocation(inv, log, {
+        onRunStart: () => (held.started = true),
+        shouldStart: () => !this.stopping,
+      });
+    } catch (err) {
+      const e = err instanceof InvocationError ? err : new InvocationError('INTERNAL', 'transient', `unexpected: ${String(err)}`, { cause: err });
+      await this.fail(inv, held, e, log);
+      return;
+    }
+    log[result.success ? 'info' : 'warn'](
+      {
+        tag: result.success ? 'DONE][OK' : 'DONE][FAIL',
+        status: result.status,
+        reason: result.reason,
+        exitCode: result.exitCode,
+        startKind: result.startKind,
+        durationMillis: result.durationMillis,
+        peakMemoryBytes: result.peakMemoryBytes,
+      },
+      'invocation finished',
+    );
+    // The run happened: answer and delete, whatever Redis does (the sink keeps it for retry).
+    await this.opts.results.deliver(result, log);
+    await this.apply(held, dispose({ kind: 'ran' }), result.reason, log);
+  }
+
+  /** An invocation that did not run: answer, retry or give back, as the table says. */
+  private async fail(inv: Invocation, held: Held, err: InvocationError, log: Logger): Promise<void> {
+    const d = dispose({ kind: 'failed', failure: err.kind, reason: err.reason, receiveCount: inv.receiveCount, maxReceiveCount: this.maxReceiveCount });
+    const fields = { part: err.reason, attempt: inv.receiveCount, maxReceiveCount: this.maxReceiveCount };
+    if (d.label === 'released') log.info({ tag: 'SQS', reason: err.reason }, 'released for another worker');
+    else if (d.label === 'dead_lettered') log.error({ tag: 'FAIL', ...fields }, `${err.message} (last try: to the DLQ)`);
+    else if (d.label === 'retried') log.warn({ tag: 'FAIL', ...fields, retryInS: d.message.op === 'visible' ? d.message.afterS : 0 }, `${err.message} (left for redelivery)`);
+    else log.warn({ tag: 'FAIL', part: err.reason }, err.message);
+
+    if (d.answerFailure) {
+      const failed = failedResult({
+        requestId: inv.requestId,
+        functionId: inv.functionId,
+        runtime: inv.runtime,
+        reason: err.reason,
+        message: err.message,
+        memoryMb: inv.memoryMb,
+        attempt: inv.receiveCount,
+        workerId: this.opts.workerId,
+        totalMs: Date.now() - inv.receivedAt,
+      });
+      await this.opts.results.deliver(failed, log);
+    }
+    if (d.pending) await this.opts.results.markState(inv.requestId, 'PENDING', { attempt: inv.receiveCount, lastReason: err.reason }, log);
+    await this.apply(held, d, err.reason, log);
+  }
+
+  /** Carries out a disposition on the queue and counts it. */
+  private async apply(held: Held, d: Disposition, reason: Reason | 'DUPLICATE', log: Logger): Promise<void> {
+    if (d.message.op === 'delete') {
+      // A failed delete is not counted: the redelivery is answered from the stored result.
+      if (!(await this.opts.leases.delete(held.receiptHandle, log))) return;
+    } else {
+      await this.opts.leases.makeVisible(held.receiptHandle, d.message.afterS, log);
+    }
+    this.totals[TOTAL_OF[d.label]]++;
+    this.emit('disposed', d.label, reason);
+  }
+
+  /** A message received while stopping: visible again at once, for another worker. */
+  private async giveBack(m: Message): Promise<void> {
+    const held: Held = { receiptHandle: m.ReceiptHandle!, messageId: m.MessageId ?? 'unknown', requestId: undefined, started: false };
+    const d = dispose({ kind: 'failed', failure: 'transient', reason: 'SHUTTING_DOWN', receiveCount: 1, maxReceiveCount: undefined });
+    await this.apply(held, d, 'SHUTTING_DOWN', this.opts.log.child({ messageId: held.messageId }));
+  }
+}

@@ -1,0 +1,149 @@
+import type { ContainerState } from './containerState.js';
+
+/**
+ * Where a request runs, decided over a snapshot of one pool. Pure: no clock, no I/O; the
+ * RuntimePool actor takes a snapshot inside a mailbox step and applies the decision in
+ * that same step.
+ */
+
+/** What placement needs to know of one container. */
+export interface ContainerView {
+  name: string;
+  state: ContainerState;
+  fn: string | null;
+  lastUsedAt: number;
+  /** When its current run started; null while it is not running a function. */
+  runStartedAt: number | null;
+}
+
+export interface PoolSnapshot {
+  containers: readonly ContainerView[];
+  capacity: number;
+  now: number;
+  /** What a cold start costs lately (ms). */
+  coldStartMs: number;
+  /** A function's recent run time (ms); undefined before its first run. */
+  runMs: (functionId: string) => number | undefined;
+}
+
+export interface Request {
+  functionId: string;
+  /** Requests of the same function queued before this one. */
+  ahead: number;
+}
+
+export type Placement =
+  | { kind: 'warm'; name: string }
+  | { kind: 'prewarm'; name: string }
+  /** Create a container; at capacity, `evict` first makes room. */
+  | { kind: 'cold'; evict: string | null }
+  | { kind: 'wait'; why: WaitReason };
+
+export type WaitReason =
+  /** The function's own container is being reset or paused: it is back in tens of ms. */
+  | 'returning'
+  /** A busy container of the function is expected back sooner than a cold start. */
+  | 'busy-sooner'
+  /** Every container is busy and none is idle to evict. */
+  | 'full';
+
+/** Reset and hand-over time added to an expected wait for a busy warm container. */
+export const HANDOFF_MS = 30;
+
+/** Start order: warm (same function) > prewarm (stock) > cold, or wait when that is quicker. */
+export function place(s: PoolSnapshot, req: Request): Placement {
+  let warm: ContainerView | undefined;
+  let prewarm: ContainerView | undefined;
+  let returning = false;
+  const busy: ContainerView[] = [];
+  for (const c of s.containers) {
+    if (c.fn === req.functionId && (c.state === 'resetting' || c.state === 'pausing')) returning = true;
+    if (c.fn === req.functionId && (c.state === 'running' || c.state === 'thawing' || c.state === 'creating')) busy.push(c);
+    if (c.state !== 'paused') continue;
+    if (c.fn === req.functionId && (!warm || c.lastUsedAt > warm.lastUsedAt)) warm = c;
+    if (c.fn === null && !prewarm) prewarm = c;
+  }
+  if (warm) return { kind: 'warm', name: warm.name };
+  // Waiting for the function's own container beats a cold start and keeps the prewarm
+  // stock for functions that have none.
+  if (returning) return { kind: 'wait', why: 'returning' };
+  if (prewarm) return { kind: 'prewarm', name: prewarm.name };
+  if (worthWaiting(s, req, busy)) return { kind: 'wait', why: 'busy-sooner' };
+  if (s.containers.length < s.capacity) return { kind: 'cold', evict: null };
+  // At capacity another function's idle container makes room. Containers are never
+  // handed from one function to another, so nothing one leaves is seen by the other.
+  const victim = leastRecentlyUsedIdle(s.containers);
+  return victim ? { kind: 'cold', evict: victim.name } : { kind: 'wait', why: 'full' };
+}
+
+/**
+ * Whether waiting for one of the function's busy containers is expected to be quicker
+ * than a cold start: its remaining run time (from the function's recent runs) plus the
+ * runs of the same-function requests queued ahead, spread over its busy containers. A
+ * container still coming up for the function has its whole run ahead of it. Unknown
+ * functions never wait: their first burst scales out.
+ */
+export function worthWaiting(s: PoolSnapshot, req: Request, busy: readonly ContainerView[]): boolean {
+  const run = s.runMs(req.functionId);
+  if (run === undefined || busy.length === 0) return false;
+  const remaining = Math.min(...busy.map((c) => (c.runStartedAt === null ? run : Math.max(0, run - (s.now - c.runStartedAt)))));
+  const expected = remaining + HANDOFF_MS + Math.floor(req.ahead / busy.length) * (run + HANDOFF_MS);
+  return expected < s.coldStartMs;
+}
+
+export function leastRecentlyUsedIdle(containers: readonly ContainerView[]): ContainerView | undefined {
+  let lru: ContainerView | undefined;
+  for (const c of containers) {
+    if (c.state === 'paused' && (!lru || c.lastUsedAt < lru.lastUsedAt)) lru = c;
+  }
+  return lru;
+}
+
+/** How many stock containers to create now: up to the prewarm target while room allows and nobody waits. */
+export function stockToCreate(s: Pick<PoolSnapshot, 'containers' | 'capacity'>, prewarmTarget: number, waiting: number): number {
+  if (waiting > 0) return 0;
+  let ready = 0;
+  for (const c of s.containers) {
+    if (c.fn === null && (c.state === 'paused' || c.state === 'pausing' || c.state === 'creating')) ready++;
+  }
+  return Math.max(0, Math.min(prewarmTarget - ready, s.capacity - s.containers.length));
+}
+
+/** Idle warm containers unused since `cutoff`: removed to give their memory back. */
+export function idleSince(containers: readonly ContainerView[], cutoff: number): string[] {
+  return containers.filter((c) => c.state === 'paused' && c.fn !== null && c.lastUsedAt < cutoff).map((c) => c.name);
+}
+
+/** Running averages of run times per function and of container creation. */
+export class Estimates {
+  private readonly runs = new Map<string, number>();
+  private cold: number;
+
+  constructor(
+    initialColdMs = 500,
+    /** Weight of the newest sample. */
+    private readonly weight = 0.3,
+  ) {
+    this.cold = initialColdMs;
+  }
+
+  get coldStartMs(): number {
+    return this.cold;
+  }
+
+  runMs(functionId: string): number | undefined {
+    return this.runs.get(functionId);
+  }
+
+  noteRun(functionId: string, ms: number): void {
+    this.runs.set(functionId, this.ewma(this.runs.get(functionId), ms));
+  }
+
+  noteCreated(ms: number): void {
+    this.cold = this.ewma(this.cold, ms);
+  }
+
+  private ewma(previous: number | undefined, sample: number): number {
+    return previous === undefined ? sample : previous * (1 - this.weight) + sample * this.weight;
+  }
+}

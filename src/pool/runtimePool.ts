@@ -1,0 +1,407 @@
+import type Docker from 'dockerode';
+import { EventEmitter } from 'node:events';
+import { InvocationError } from '../core/reasons.js';
+import type { StartKind } from '../core/result.js';
+import type { Runtime, RuntimeConfig } from '../core/runtimes.js';
+import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME } from '../core/sandbox.js';
+import type { Logger } from '../observe/log.js';
+import { CONTAINER_STATES, type ContainerState } from './containerState.js';
+import { DockerContainer } from './dockerContainer.js';
+import { ContainerLease, type Lease, type LeaseEnd, type LeaseOwner, type LeaseRunDeps } from './lease.js';
+import { Mailbox } from './mailbox.js';
+import { Estimates, idleSince, place, stockToCreate, type Placement, type PoolSnapshot } from './placement.js';
+import { WarmContainer } from './warmContainer.js';
+
+export interface PoolOptions {
+  runtime: Runtime;
+  config: RuntimeConfig;
+  docker: Docker;
+  agentId: string;
+  runId: string;
+  workRoot: string;
+  network: string;
+  defaultMemoryMb: number;
+  idleTimeoutMs: number;
+  apiTimeoutMs: number;
+  log: Logger;
+  run: LeaseRunDeps;
+}
+
+export interface PoolEvents {
+  /** A lease's function started: how it was served and how long the container took. */
+  served: [runtime: Runtime, startKind: StartKind, acquireMs: number];
+}
+
+export interface PoolStatus {
+  runtime: Runtime;
+  image: string;
+  maxContainers: number;
+  prewarmTarget: number;
+  containers: Record<ContainerState, number>;
+  idleWarm: number;
+  idlePrewarm: number;
+  waiting: number;
+  served: Record<StartKind, number>;
+  /** Warm starts handed over without a pause in between. */
+  handoffs: number;
+  /** What a cold start costs lately (EWMA of creations, ms): the bar for waiting on a busy warm container. */
+  coldStartMs: number;
+  retired: number;
+}
+
+interface Waiter {
+  functionId: string;
+  resolve: (claim: Claim) => void;
+  reject: (err: Error) => void;
+}
+
+/** A container a step has claimed, and the engine work it needs before it can run. */
+interface Claim {
+  c: WarmContainer;
+  startKind: StartKind;
+  bringUp: 'create' | 'thaw' | 'none';
+}
+
+const ACQUIRE_ATTEMPTS = 3;
+
+/**
+ * The actor that alone owns one runtime's containers. Every decision over them, and
+ * every change to them, is a step in its mailbox; engine calls run outside the mailbox,
+ * on a container whose state a step has already moved to one that names the call.
+ */
+export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner {
+  readonly runtime: Runtime;
+  private readonly containers = new Map<string, WarmContainer>();
+  private readonly waiters: Waiter[] = [];
+  private readonly mailbox = new Mailbox();
+  private readonly served: Record<StartKind, number> = { cold: 0, prewarm: 0, warm: 0 };
+  private readonly estimates = new Estimates();
+  private retiredCount = 0;
+  private handoffs = 0;
+  private seq = 0;
+  private stopping = false;
+  private reaper: NodeJS.Timeout | undefined;
+  private readonly background = new Set<Promise<unknown>>();
+
+  constructor(private readonly opts: PoolOptions) {
+    super();
+    this.runtime = opts.runtime;
+  }
+
+  get capacity(): number {
+    return this.opts.config.maxContainers;
+  }
+
+  /** Creates the prewarm containers (paused) and starts the idle reaper. */
+  async start(): Promise<void> {
+    await this.mailbox.post(() => this.replenish());
+    await this.whenIdle();
+    const every = Math.max(1000, Math.min(30_000, Math.floor(this.opts.idleTimeoutMs / 4)));
+    this.reaper = setInterval(() => void this.mailbox.post(() => this.reapIdle()), every);
+    this.reaper.unref();
+  }
+
+  /**
+   * A running container for `functionId`, as placement decides (warm, prewarm, cold, or
+   * wait for one). A container that fails to come up is retired and another is tried.
+   */
+  async acquire(functionId: string, memoryMb: number): Promise<Lease> {
+    const started = performance.now();
+    let lastError: unknown;
+    for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
+      const { c, startKind, bringUp } = await this.claimOrWait(functionId);
+      try {
+        const t0 = performance.now();
+        if (bringUp === 'create') await c.engine.create(memoryMb);
+        else if (bringUp === 'thaw') await c.engine.unpause();
+        if (bringUp !== 'create') await c.engine.setMemory(memoryMb);
+        const createdMs = performance.now() - t0;
+        await this.mailbox.post(() => {
+          if (c.state === 'retiring') throw new Error(`container ${c.name} was retired while coming up`);
+          if (bringUp === 'create') this.estimates.noteCreated(createdMs);
+          if (c.state !== 'running') c.to({ state: 'running', fn: functionId });
+        });
+        return new ContainerLease(c, startKind, performance.now() - started, this, this.opts.run);
+      } catch (err) {
+        lastError = err;
+        this.opts.log.warn({ tag: 'DOCKER', container: c.name, startKind, err: String(err) }, 'container failed to come up; replacing it');
+        await this.mailbox.post(() => this.retire(c, 'bring-up failed'));
+        if (this.stopping) break;
+      }
+    }
+    throw new InvocationError('DOCKER_UNAVAILABLE', 'transient', `no ${this.runtime} container could be started: ${String(lastError)}`, {
+      cause: lastError,
+    });
+  }
+
+  /** LeaseOwner: the lease's function started running. */
+  started(c: WarmContainer, startKind: StartKind, acquireMs: number, at: number): void {
+    void this.mailbox.post(() => {
+      if (c.state === 'running') c.runStartedAt = at;
+      c.runs++;
+      this.served[startKind]++;
+      this.emit('served', this.runtime, startKind, acquireMs);
+      // A prewarm container now belongs to a function: make another ready.
+      if (startKind === 'prewarm') this.replenish();
+    });
+  }
+
+  /**
+   * LeaseOwner: a lease ended. A reusable container is reset, then handed to a waiting
+   * request of its function or paused; anything else is retired. A container in which
+   * nothing ran goes back to the prewarm stock.
+   */
+  takeBack(c: WarmContainer, end: LeaseEnd): void {
+    const done = (async () => {
+      const reset = await this.mailbox.post(() => {
+        if (c.state !== 'running') return false;
+        const now = Date.now();
+        if (end.ran) {
+          c.lastUsedAt = now;
+          if (c.runStartedAt !== null) this.estimates.noteRun(c.functionId!, now - c.runStartedAt);
+        }
+        if (!end.reusable || this.stopping) {
+          this.retire(c, end.reusable ? 'stopping' : 'unhealthy after run');
+          return false;
+        }
+        c.to({ state: 'resetting', fn: c.functionId! });
+        return true;
+      });
+      if (!reset) return;
+      try {
+        // The run's processes were all killed when it ended (see wrapCommand), so the
+        // workspace can go before the pause.
+        await c.engine.wipeWorkspace();
+        const handed = await this.mailbox.post(() => this.handOverOrPause(c));
+        if (handed) return;
+        await c.engine.pause();
+        await this.mailbox.post(() => {
+          if (c.state !== 'pausing') return;
+          c.to({ state: 'paused', fn: c.functionId });
+          this.dispatch();
+        });
+      } catch (err) {
+        // While stopping, the pool removes this container under the pause: expected.
+        this.opts.log[this.stopping ? 'debug' : 'warn']({ tag: 'DOCKER', container: c.name, err: String(err) }, 'reset or pause failed; retiring container');
+        await this.mailbox.post(() => this.retire(c, 'pause failed'));
+      }
+    })();
+    this.track(done);
+  }
+
+  status(): PoolStatus {
+    const containers = Object.fromEntries(CONTAINER_STATES.map((s) => [s, 0])) as Record<ContainerState, number>;
+    let idleWarm = 0;
+    let idlePrewarm = 0;
+    for (const c of this.containers.values()) {
+      containers[c.state]++;
+      if (c.state === 'paused') {
+        if (c.functionId === null) idlePrewarm++;
+        else idleWarm++;
+      }
+    }
+    return {
+      runtime: this.runtime,
+      image: this.opts.config.image,
+      maxContainers: this.capacity,
+      prewarmTarget: this.opts.config.prewarm,
+      containers,
+      idleWarm,
+      idlePrewarm,
+      waiting: this.waiters.length,
+      served: { ...this.served },
+      handoffs: this.handoffs,
+      coldStartMs: Math.round(this.estimates.coldStartMs),
+      retired: this.retiredCount,
+    };
+  }
+
+  /** Refuses new work, fails waiters, removes every container (running ones too). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.reaper);
+    await this.mailbox.post(() => {
+      for (const w of this.waiters.splice(0)) w.reject(this.shuttingDown());
+      for (const c of this.containers.values()) this.retire(c, 'stopping');
+    });
+    await this.whenIdle();
+  }
+
+  /** Recent run time of a function (EWMA, ms), undefined before its first run. */
+  runEstimate(functionId: string): number | undefined {
+    return this.estimates.runMs(functionId);
+  }
+
+  /** Waits for background engine work (creation, reset, pause, removal) to finish. */
+  async whenIdle(): Promise<void> {
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
+
+  // ---- mailbox steps: synchronous decisions over the container set ----
+
+  /**
+   * Claims a container or joins the waiters in one step: joining in a later step would
+   * let a container come back and dispatch in between, before this request is queued.
+   */
+  private claimOrWait(functionId: string): Promise<Claim> {
+    return new Promise<Claim>((resolve, reject) => {
+      this.mailbox
+        .post(() => {
+          if (this.stopping) throw this.shuttingDown();
+          const p = place(this.snapshot(), { functionId, ahead: this.waitingFor(functionId) });
+          if (p.kind === 'wait') this.waiters.push({ functionId, resolve, reject });
+          else resolve(this.apply(p, functionId));
+        })
+        .catch(reject);
+    });
+  }
+
+  /** Claims the container a placement names, for `functionId`. */
+  private apply(p: Exclude<Placement, { kind: 'wait' }>, functionId: string): Claim {
+    if (p.kind === 'cold') {
+      if (p.evict) this.retire(this.containers.get(p.evict)!, 'evicted for another function');
+      return { c: this.newContainer(functionId), startKind: 'cold', bringUp: 'create' };
+    }
+    const c = this.containers.get(p.name)!;
+    c.to({ state: 'thawing', fn: functionId });
+    return { c, startKind: p.kind, bringUp: 'thaw' };
+  }
+
+  /** Serves waiters, oldest first, each as soon as placement finds it a container. */
+  private dispatch(): void {
+    if (this.stopping) return;
+    for (let i = 0; i < this.waiters.length; ) {
+      const w = this.waiters[i]!;
+      const p = place(this.snapshot(), { functionId: w.functionId, ahead: this.waitingFor(w.functionId, i) });
+      if (p.kind === 'wait') {
+        i++;
+        continue;
+      }
+      this.waiters.splice(i, 1);
+      w.resolve(this.apply(p, w.functionId));
+    }
+    this.replenish();
+  }
+
+  /** A reset container: straight to a waiting request of its function, else to pausing. True when handed over or gone. */
+  private handOverOrPause(c: WarmContainer): boolean {
+    if (c.state !== 'resetting') return true;
+    if (this.stopping) {
+      this.retire(c, 'stopping');
+      return true;
+    }
+    const i = this.waiters.findIndex((w) => w.functionId === c.functionId);
+    if (i >= 0) {
+      const [w] = this.waiters.splice(i, 1);
+      c.to({ state: 'running', fn: c.functionId! });
+      this.handoffs++;
+      w!.resolve({ c, startKind: 'warm', bringUp: 'none' });
+      return true;
+    }
+    c.to({ state: 'pausing', fn: c.runs > 0 ? c.functionId : null });
+    return false;
+  }
+
+  /** Keeps the prewarm stock at its target while capacity allows and nobody waits. */
+  private replenish(): void {
+    if (this.stopping) return;
+    const n = stockToCreate(this.snapshot(), this.opts.config.prewarm, this.waiters.length);
+    for (let i = 0; i < n; i++) {
+      const c = this.newContainer(null);
+      const made = (async () => {
+        const t0 = performance.now();
+        try {
+          await c.engine.create();
+          const createdMs = performance.now() - t0;
+          const pause = await this.mailbox.post(() => {
+            this.estimates.noteCreated(createdMs);
+            if (c.state !== 'creating') return false;
+            c.to({ state: 'pausing', fn: null });
+            return true;
+          });
+          if (!pause) return;
+          await c.engine.pause();
+          await this.mailbox.post(() => {
+            if (c.state !== 'pausing') return;
+            c.to({ state: 'paused', fn: null });
+            this.dispatch();
+          });
+        } catch (err) {
+          this.opts.log.warn({ tag: 'DOCKER', container: c.name, err: String(err) }, 'prewarm container could not be created');
+          await this.mailbox.post(() => this.retire(c, 'prewarm failed', { counted: false }));
+        }
+      })();
+      this.track(made);
+    }
+  }
+
+  private reapIdle(): void {
+    for (const name of idleSince(this.snapshot().containers, Date.now() - this.opts.idleTimeoutMs)) {
+      this.retire(this.containers.get(name)!, 'idle timeout');
+    }
+    this.replenish();
+  }
+
+  /** Takes a container out of service and removes it in the background; its slot is free once it is gone. */
+  private retire(c: WarmContainer, why: string, opts: { counted: boolean } = { counted: true }): void {
+    if (c.state === 'retiring') return;
+    c.retire();
+    if (opts.counted) this.retiredCount++;
+    this.opts.log.debug({ tag: 'DOCKER', container: c.name, why }, 'retiring container');
+    const gone = (async () => {
+      await c.engine.destroy().catch((err: unknown) => {
+        this.opts.log.warn({ tag: 'DOCKER', container: c.name, err: String(err) }, 'container removal failed');
+      });
+      await this.mailbox.post(() => {
+        this.containers.delete(c.name);
+        this.dispatch();
+      });
+    })();
+    this.track(gone);
+  }
+
+  // ---- helpers (called from steps) ----
+
+  private snapshot(): PoolSnapshot {
+    return {
+      containers: [...this.containers.values()].map((c) => c.view()),
+      capacity: this.capacity,
+      now: Date.now(),
+      coldStartMs: this.estimates.coldStartMs,
+      runMs: (fn) => this.estimates.runMs(fn),
+    };
+  }
+
+  /** Same-function requests waiting, among the first `before` waiters (all by default). */
+  private waitingFor(functionId: string, before = this.waiters.length): number {
+    let n = 0;
+    for (let i = 0; i < before; i++) if (this.waiters[i]!.functionId === functionId) n++;
+    return n;
+  }
+
+  private newContainer(functionId: string | null): WarmContainer {
+    const name = `ng-${this.opts.agentId}-${this.opts.runId.slice(0, 8)}-${this.runtime}-${++this.seq}`;
+    const engine = new DockerContainer(this.opts.docker, {
+      image: this.opts.config.image,
+      name,
+      hostDir: containerHostDir(this.opts.workRoot, this.opts.agentId, name),
+      network: this.opts.network,
+      memoryMb: this.opts.defaultMemoryMb,
+      labels: { [LABEL_AGENT]: this.opts.agentId, [LABEL_RUN]: this.opts.runId, [LABEL_RUNTIME]: this.runtime },
+      apiTimeoutMs: this.opts.apiTimeoutMs,
+    });
+    const c = new WarmContainer(engine, { state: 'creating', fn: functionId });
+    this.containers.set(name, c);
+    return c;
+  }
+
+  private shuttingDown(): InvocationError {
+    return new InvocationError('SHUTTING_DOWN', 'transient', `the ${this.runtime} pool is stopping`);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.background.add(p);
+    void p.finally(() => this.background.delete(p));
+    return p;
+  }
+}

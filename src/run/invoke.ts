@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Invocation } from '../core/invocation.js';
+import { InvocationError, type Reason } from '../core/reasons.js';
+import type { Result, StartKind, Status, Timings } from '../core/result.js';
+import type { Logger } from '../observe/log.js';
+import type { Lease, RunOutcome } from '../pool/lease.js';
+import type { CodeFetcher } from './codeFetch.js';
+import type { ExecOutcome } from './exec.js';
+import type { Measurement } from './memoryMeter.js';
+
+/** Where leases come from: a runtime's pool, seen only through this. */
+export interface LeaseSource {
+  acquire(functionId: string, memoryMb: number): Promise<Lease>;
+}
+
+export interface InvokeDeps {
+  fetcher: CodeFetcher;
+  command: string;
+  stagingRoot: string;
+}
+
+export interface InvokeHooks {
+  onRunStart?: () => void;
+  /** Checked once code and container are ready: false (shutting down) gives the message back. */
+  shouldStart?: () => boolean;
+}
+
+/** What a run that happened produced, before the auto-tuner adds its advice. */
+export interface RunReport
+  extends Pick<Result, 'status' | 'reason' | 'exitCode' | 'stdout' | 'stderr' | 'stdoutTruncated' | 'stderrTruncated' | 'durationMillis'> {
+  startKind: StartKind;
+  memory: Measurement;
+  timings: Omit<Timings, 'totalMs' | 'queuedMs'>;
+}
+
+/**
+ * Runs one invocation on a lease from `pool`. Code fetch and container acquisition
+ * overlap; the lease is released once the run is over. Throws an InvocationError when
+ * the function never ran.
+ */
+export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDeps, log: Logger, hooks: InvokeHooks = {}): Promise<RunReport> {
+  const staging = join(deps.stagingRoot, `${inv.requestId}-${randomBytes(4).toString('hex')}`);
+  const t0 = performance.now();
+  const [leaseR, codeR] = await Promise.allSettled([pool.acquire(inv.functionId, inv.memoryMb), deps.fetcher.fetch(inv, staging)]);
+
+  if (codeR.status === 'rejected' || leaseR.status === 'rejected') {
+    if (leaseR.status === 'fulfilled') leaseR.value.release({ ran: false, reusable: true });
+    await rm(staging, { recursive: true, force: true });
+    throw codeR.status === 'rejected' ? codeR.reason : (leaseR as PromiseRejectedResult).reason;
+  }
+  const code = codeR.value;
+  let lease = leaseR.value;
+  log.info({ tag: 'DOCKER', container: lease.containerName, startKind: lease.startKind, acquireMs: round(lease.acquireMs), fetchMs: round(code.fetchMs) }, 'container ready');
+
+  const end = { ran: false, reusable: false };
+  try {
+    if (hooks.shouldStart && !hooks.shouldStart()) {
+      end.reusable = true;
+      throw new InvocationError('SHUTTING_DOWN', 'transient', 'the agent is stopping; the message goes back to the queue');
+    }
+    let outcome: RunOutcome;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await lease.stage(staging);
+        outcome = await lease.run({
+          command: deps.command,
+          env: functionEnv(inv),
+          timeoutMs: inv.timeoutMs,
+          onStart: () => {
+            end.ran = true;
+            hooks.onRunStart?.();
+          },
+        });
+        break;
+      } catch (err) {
+        // The container broke before the function started: one more try on another.
+        if (end.ran || attempt > 0) throw err;
+        log.warn({ tag: 'DOCKER', container: lease.containerName, err: String(err) }, 'exec could not start; retrying on another container');
+        await lease.unstage(staging).catch(() => undefined);
+        lease.release({ ran: false, reusable: false });
+        lease = await pool.acquire(inv.functionId, inv.memoryMb);
+      }
+    }
+
+    const { exec, memory } = outcome;
+    const oom = memory.oomKilled && !exec.timedOut;
+    // A timed-out container was killed; an OOM one may hold a half-dead process tree.
+    end.reusable = !exec.timedOut && !oom;
+    const { status, reason } = classify(exec, oom);
+    return {
+      status,
+      reason,
+      exitCode: exec.exitCode,
+      stdout: exec.stdout,
+      stderr: exec.stderr,
+      stdoutTruncated: exec.stdoutTruncated,
+      stderrTruncated: exec.stderrTruncated,
+      durationMillis: Math.round(exec.durationMs),
+      startKind: lease.startKind,
+      memory,
+      timings: { fetchMs: round(code.fetchMs), acquireMs: round(lease.acquireMs), execMs: round(exec.durationMs), agentMs: round(performance.now() - t0) },
+    };
+  } catch (err) {
+    if (err instanceof InvocationError) throw err;
+    throw new InvocationError('DOCKER_UNAVAILABLE', 'transient', `run failed in ${lease.containerName}: ${String(err)}`, { cause: err });
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+    lease.release(end);
+  }
+}
+
+/** The environment every function sees. */
+function functionEnv(inv: Invocation): string[] {
+  return [
+    'HOME=/tmp',
+    'PYTHONUNBUFFERED=1',
+    `NANOGRID_REQUEST_ID=${inv.requestId}`,
+    `NANOGRID_FUNCTION_ID=${inv.functionId}`,
+    `NANOGRID_MEMORY_MB=${inv.memoryMb}`,
+  ];
+}
+
+export function classify(outcome: Pick<ExecOutcome, 'timedOut' | 'exitCode'>, oom: boolean): { status: Status; reason: Reason } {
+  if (outcome.timedOut) return { status: 'TIMEOUT', reason: 'TIMEOUT' };
+  if (oom) return { status: 'OOM', reason: 'OOM' };
+  if (outcome.exitCode === 0) return { status: 'SUCCESS', reason: 'OK' };
+  return { status: 'FAILED', reason: 'NON_ZERO_EXIT' };
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;

@@ -1,0 +1,92 @@
+import type { Invocation } from '../core/invocation.js';
+import { InvocationError } from '../core/reasons.js';
+import type { Result } from '../core/result.js';
+import type { Runtime } from '../core/runtimes.js';
+import type { Logger } from '../observe/log.js';
+import { advise, DEFAULT_POLICY, type Advice, type TunerPolicy } from './autoTuner.js';
+import type { CodeFetcher } from './codeFetch.js';
+import { invoke, type InvokeHooks, type LeaseSource, type RunReport } from './invoke.js';
+
+/** Where the function's peaks are kept (the Redis memory history). */
+export interface PeakHistory {
+  /** Records a peak and returns the function's recent peaks, newest last. */
+  record(functionId: string, peakBytes: number, log: Logger): Promise<number[]>;
+}
+
+export interface InvokerOptions {
+  pools: ReadonlyMap<Runtime, LeaseSource>;
+  commands: Record<Runtime, string>;
+  fetcher: CodeFetcher;
+  stagingRoot: string;
+  history: PeakHistory;
+  tipLanguage: TunerPolicy['language'];
+  workerId: string;
+  /** Every result of a run that happened, with its report, for metrics. */
+  onRan?: (result: Result, report: RunReport) => void;
+}
+
+/**
+ * Runs an invocation on its runtime's pool and makes its Result: the run's report, the
+ * right-sizing advice from the function's recent peaks, and the timings.
+ */
+export class Invoker {
+  constructor(private readonly opts: InvokerOptions) {}
+
+  async run(inv: Invocation, log: Logger, hooks: InvokeHooks): Promise<Result> {
+    const pool = this.opts.pools.get(inv.runtime);
+    // Parsing accepted a runtime that has no pool: configuration, not the message, is off.
+    if (!pool) throw new InvocationError('RUNTIME_NOT_SUPPORTED', 'permanent', `no pool for runtime ${inv.runtime}`);
+    const report = await invoke(inv, pool, { fetcher: this.opts.fetcher, command: this.opts.commands[inv.runtime], stagingRoot: this.opts.stagingRoot }, log, hooks);
+    const advice = await this.advise(inv, report, log);
+    const result = this.resultOf(inv, report, advice);
+    this.opts.onRan?.(result, report);
+    return result;
+  }
+
+  /** Advice never fails a run: without it the result carries no tip. */
+  private async advise(inv: Invocation, report: RunReport, log: Logger): Promise<Advice | undefined> {
+    const peak = report.memory.peakBytes;
+    try {
+      const peaks = peak !== null ? await this.opts.history.record(inv.functionId, peak, log) : [];
+      const advice = advise(
+        { peaksBytes: peaks, allocatedMb: inv.memoryMb, oomKilled: report.status === 'OOM' },
+        { ...DEFAULT_POLICY, language: this.opts.tipLanguage },
+      );
+      log.info(
+        { tag: 'AUTO-TUNER', peakMemoryBytes: peak, method: report.memory.method, band: advice.band, recommendedMemoryMb: advice.recommendedMemoryMb, samples: advice.samples },
+        advice.tip,
+      );
+      return advice;
+    } catch (err) {
+      log.warn({ tag: 'AUTO-TUNER', err: String(err) }, 'no advice for this run');
+      return undefined;
+    }
+  }
+
+  private resultOf(inv: Invocation, report: RunReport, advice: Advice | undefined): Result {
+    return {
+      requestId: inv.requestId,
+      functionId: inv.functionId,
+      runtime: inv.runtime,
+      status: report.status,
+      success: report.status === 'SUCCESS',
+      reason: report.reason,
+      exitCode: report.exitCode,
+      stdout: report.stdout,
+      stderr: report.stderr,
+      stdoutTruncated: report.stdoutTruncated,
+      stderrTruncated: report.stderrTruncated,
+      durationMillis: report.durationMillis,
+      startKind: report.startKind,
+      peakMemoryBytes: report.memory.peakBytes,
+      peakMemoryMethod: report.memory.method,
+      recommendedMemoryMb: advice?.recommendedMemoryMb ?? null,
+      optimizationTip: advice?.tip ?? null,
+      memoryMb: inv.memoryMb,
+      timings: { ...report.timings, queuedMs: inv.sentAt !== undefined ? Math.max(0, inv.receivedAt - inv.sentAt) : undefined, totalMs: Date.now() - inv.receivedAt },
+      attempt: inv.receiveCount,
+      workerId: this.opts.workerId,
+      finishedAt: new Date().toISOString(),
+    };
+  }
+}
