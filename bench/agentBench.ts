@@ -39,7 +39,7 @@ export async function withAgent<T>(env: BenchEnv, overrides: Record<string, stri
 /** The agent running now, for the interrupt handler. */
 export let current: Agent | undefined;
 
-export async function settle(agent: Agent, ms = 30_000): Promise<void> {
+export async function quiet(agent: Agent, ms = 30_000): Promise<void> {
   await waitUntil('agent quiescent', () => agent.quiescent(), { timeoutMs: ms, intervalMs: 10 });
 }
 
@@ -86,7 +86,7 @@ export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp',
     for (let i = 0; i < n; i++) {
       // Measure each start on a quiet pool: creation and removal in the background are
       // not part of the start being measured.
-      await settle(agent);
+      await quiet(agent);
       if (kind === 'prewarm') await waitUntil('a ready prewarm container', () => agent.status().pools.find((p) => p.runtime === runtime)!.idlePrewarm > 0, { timeoutMs: 30_000, intervalMs: 10 });
       const fn = kind === 'warm' ? `${tag}-fn` : `${tag}-fn-${i}`;
       const s = await invoke(env, fn, runtime, key);
@@ -136,7 +136,7 @@ export async function measureThroughput(env: BenchEnv, poolSize: number, fn: str
     const functionId = `tp-${fn.replace(/\W+/g, "")}-${poolSize}-${Date.now()}`;
     // Warm every container with this function first: this measures steady state.
     await burst(env, Array.from({ length: poolSize }, () => ({ functionId, key })));
-    await settle(agent);
+    await quiet(agent);
     const r = await burst(env, Array.from({ length: count }, () => ({ functionId, key })));
     return { poolSize, fn, invocations: count, seconds: r.seconds, perSecond: count / r.seconds, e2e: r.e2e, kinds: r.kinds };
   });

@@ -133,10 +133,10 @@ t.test('GET /health and /status', async (t) => {
     pools: Array<{ runtime: string; containers: Record<'creating' | 'thawing' | 'resetting' | 'pausing' | 'paused', number>; served: Record<string, number> }>;
   };
   // The result is published before the message is deleted and the container paused.
-  const status = await waitUntil('agent settled', async () => {
+  const status = await waitUntil('agent quiet', async () => {
     const s = (await (await fetch(`${base}/status`)).json()) as Status;
-    const settled = s.supervisor.inflight === 0 && s.pools.every((p) => p.containers.creating + p.containers.thawing + p.containers.resetting + p.containers.pausing === 0);
-    return settled ? s : undefined;
+    const quiet = s.supervisor.inflight === 0 && s.pools.every((p) => p.containers.creating + p.containers.thawing + p.containers.resetting + p.containers.pausing === 0);
+    return quiet ? s : undefined;
   });
   t.equal(status.supervisor.inflight, 0);
   t.equal(status.supervisor.capacity, 3);

@@ -69,7 +69,7 @@ t.test('invocations run end to end on Docker, fauxqs and Redis', async (t) => {
     const r = await h.invoke('py-hello', undefined);
     h.client.forget(r.requestId);
     const stored = await h.client.readStored(r.requestId);
-    t.same(stored, r, 'result:{requestId} holds the published result');
+    t.same(stored, r, 'the result key holds the published result');
     const ttls = await h.client.ttls(r.requestId);
     t.ok(ttls.result > 86_000 && ttls.result <= 86_400, `result key has the 24 h TTL (${ttls.result})`);
     const job = await h.client.jobState(r.requestId);

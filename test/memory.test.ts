@@ -2,6 +2,7 @@ import t from 'tap';
 import { MB } from '../src/run/autoTuner.js';
 import { buildZip } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
+import { historyKey } from '../src/sinks/redisKeys.js';
 import { docker, startHarness, type Harness } from './helpers/harness.js';
 
 async function runVersion(h: Harness, functionId: string, version: string, bytes: number, memoryMb: number) {
@@ -66,7 +67,7 @@ t.test('peaks are kept per function in Redis and turn into a recommendation', as
   }
   t.equal(last!.recommendedMemoryMb, 128, 'a tiny function is sized to the 128 MB floor');
   t.match(last!.optimizationTip, /Reduce to about 128 MB, saving about 75%/);
-  const history = await h.agent.redis.redis.lrange('mem:right-size', 0, -1);
-  t.equal(history.length, 5, 'five peaks in mem:right-size');
+  const history = await h.agent.redis.redis.lrange(historyKey('right-size'), 0, -1);
+  t.equal(history.length, 5, 'five peaks in the function\'s history key');
   t.ok(history.every((v) => Number(v) > 0));
 });

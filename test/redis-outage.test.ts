@@ -9,7 +9,7 @@ t.test('Redis down after a run: the message is deleted, the function is not re-r
   const warmup = await h.invoke('outage', SAMPLES.pythonHello);
   t.equal(warmup.status, 'SUCCESS');
   const port = Number(new URL(h.stack.redisUrl).port);
-  // The result is published before its message is deleted: let the warm-up settle.
+  // The result is published before its message is deleted: wait for the warm-up's delete.
   await waitUntil('warm-up deleted', async () => (h.agent.status().supervisor.inflight === 0 ? true : undefined));
   const before = h.agent.status().supervisor.totals.deleted;
 

@@ -22,69 +22,31 @@ const MEMORY_BUCKETS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096].map((mb)
  */
 export class Metrics {
   readonly registry = new Registry();
-  readonly invocations = new Counter({
-    name: 'nanogrid_invocations_total',
-    help: 'Invocations answered, by runtime, result status, start kind and reason',
-    labelNames: ['runtime', 'status', 'start_kind', 'reason'] as const,
-    registers: [this.registry],
-  });
-  readonly startLatency = new Histogram({
-    name: 'nanogrid_start_latency_seconds',
-    help: 'Pool acquire to container ready for exec, by start kind',
-    labelNames: ['runtime', 'start_kind'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly runDuration = new Histogram({
-    name: 'nanogrid_run_duration_seconds',
-    help: 'Function run time (exec), by start kind',
-    labelNames: ['runtime', 'start_kind'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly peakMemory = new Histogram({
-    name: 'nanogrid_peak_memory_bytes',
-    help: 'Per-invocation peak memory of the function container',
-    labelNames: ['runtime', 'method'] as const,
-    buckets: MEMORY_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly received = new Counter({
-    name: 'nanogrid_sqs_messages_received_total',
-    help: 'SQS messages received',
-    registers: [this.registry],
-  });
-  readonly dispositions = new Counter({
-    name: 'nanogrid_sqs_dispositions_total',
-    help: 'What became of received messages: deleted, retried (left for redelivery), dead_lettered (last try, answered), released (shutdown)',
-    labelNames: ['disposition', 'reason'] as const,
-    registers: [this.registry],
-  });
-  readonly sinkFailures = new Counter({
-    name: 'nanogrid_sink_failures_total',
-    help: 'Failed side effects (never failing an invocation), by sink and operation',
-    labelNames: ['sink', 'op'] as const,
-    registers: [this.registry],
-  });
-  readonly sqsErrors = new Counter({
-    name: 'nanogrid_sqs_errors_total',
-    help: 'Failed SQS calls, by operation',
-    labelNames: ['op'] as const,
-    registers: [this.registry],
-  });
-  readonly containers = new Gauge({
-    name: 'nanogrid_containers',
-    help: 'Containers by pool and state',
-    labelNames: ['runtime', 'state'] as const,
-    registers: [this.registry],
-  });
-  readonly inflight = new Gauge({ name: 'nanogrid_inflight_invocations', help: 'Messages held by this agent', registers: [this.registry] });
-  readonly freeSlots = new Gauge({ name: 'nanogrid_free_slots', help: 'Capacity left across pools', registers: [this.registry] });
-  readonly dockerUp = new Gauge({ name: 'nanogrid_docker_up', help: '1 when the Docker engine answered the last health probe', registers: [this.registry] });
-  readonly outbox = new Gauge({ name: 'nanogrid_result_outbox', help: 'Results waiting for Redis', registers: [this.registry] });
-  readonly threadQueue = new Gauge({ name: 'nanogrid_thread_pool_queue_size', help: 'Tasks waiting for a Piscina thread', registers: [this.registry] });
-  readonly threadUtilization = new Gauge({ name: 'nanogrid_thread_pool_utilization_ratio', help: 'Piscina utilisation (0-1)', registers: [this.registry] });
-  readonly threadCount = new Gauge({ name: 'nanogrid_thread_pool_threads', help: 'Piscina threads alive', registers: [this.registry] });
+  readonly invocations = this.counter('nanogrid_invocations_total', 'Invocations answered, by runtime, result status, start kind and reason', [
+    'runtime',
+    'status',
+    'start_kind',
+    'reason',
+  ]);
+  readonly startLatency = this.histogram('nanogrid_start_latency_seconds', 'Pool acquire to container ready for exec, by start kind', ['runtime', 'start_kind'], LATENCY_BUCKETS);
+  readonly runDuration = this.histogram('nanogrid_run_duration_seconds', 'Function run time (exec), by start kind', ['runtime', 'start_kind'], DURATION_BUCKETS);
+  readonly peakMemory = this.histogram('nanogrid_peak_memory_bytes', 'Per-invocation peak memory of the function container', ['runtime', 'method'], MEMORY_BUCKETS);
+  readonly received = this.counter('nanogrid_sqs_messages_received_total', 'SQS messages received', []);
+  readonly dispositions = this.counter(
+    'nanogrid_sqs_dispositions_total',
+    'What became of received messages: deleted, retried (left for redelivery), dead_lettered (last try, answered), released (shutdown)',
+    ['disposition', 'reason'],
+  );
+  readonly sinkFailures = this.counter('nanogrid_sink_failures_total', 'Failed side effects (never failing an invocation), by sink and operation', ['sink', 'op']);
+  readonly sqsErrors = this.counter('nanogrid_sqs_errors_total', 'Failed SQS calls, by operation', ['op']);
+  readonly containers = this.gauge('nanogrid_containers', 'Containers by pool and state', ['runtime', 'state']);
+  readonly inflight = this.gauge('nanogrid_inflight_invocations', 'Messages held by this agent', []);
+  readonly freeSlots = this.gauge('nanogrid_free_slots', 'Capacity left across pools', []);
+  readonly dockerUp = this.gauge('nanogrid_docker_up', '1 when the Docker engine answered the last health probe', []);
+  readonly outbox = this.gauge('nanogrid_result_outbox', 'Results waiting for Redis', []);
+  readonly threadQueue = this.gauge('nanogrid_thread_pool_queue_size', 'Tasks waiting for a Piscina thread', []);
+  readonly threadUtilization = this.gauge('nanogrid_thread_pool_utilization_ratio', 'Piscina utilisation (0-1)', []);
+  readonly threadCount = this.gauge('nanogrid_thread_pool_threads', 'Piscina threads alive', []);
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -102,5 +64,17 @@ export class Metrics {
     this.threadQueue.set(r.threads.queueSize);
     this.threadUtilization.set(r.threads.utilization);
     this.threadCount.set(r.threads.threads);
+  }
+
+  private counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]): Histogram<L> {
+    return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
+  }
+
+  private gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
   }
 }

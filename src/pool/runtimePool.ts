@@ -5,12 +5,14 @@ import type { StartKind } from '../core/result.js';
 import type { Runtime, RuntimeConfig } from '../core/runtimes.js';
 import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME } from '../core/sandbox.js';
 import type { Logger } from '../observe/log.js';
-import { CONTAINER_STATES, type ContainerState } from './containerState.js';
 import { DockerContainer } from './dockerContainer.js';
 import { ContainerLease, type Lease, type LeaseEnd, type LeaseOwner, type LeaseRunDeps } from './lease.js';
 import { Mailbox } from './mailbox.js';
+import { summarize, type PoolStatus } from './poolStatus.js';
 import { Estimates, idleSince, place, stockToCreate, type Placement, type PoolSnapshot } from './placement.js';
 import { WarmContainer } from './warmContainer.js';
+
+export type { PoolStatus } from './poolStatus.js';
 
 export interface PoolOptions {
   runtime: Runtime;
@@ -30,23 +32,6 @@ export interface PoolOptions {
 export interface PoolEvents {
   /** A lease's function started: how it was served and how long the container took. */
   served: [runtime: Runtime, startKind: StartKind, acquireMs: number];
-}
-
-export interface PoolStatus {
-  runtime: Runtime;
-  image: string;
-  maxContainers: number;
-  prewarmTarget: number;
-  containers: Record<ContainerState, number>;
-  idleWarm: number;
-  idlePrewarm: number;
-  waiting: number;
-  served: Record<StartKind, number>;
-  /** Warm starts handed over without a pause in between. */
-  handoffs: number;
-  /** What a cold start costs lately (EWMA of creations, ms): the bar for waiting on a busy warm container. */
-  coldStartMs: number;
-  retired: number;
 }
 
 interface Waiter {
@@ -190,30 +175,20 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   }
 
   status(): PoolStatus {
-    const containers = Object.fromEntries(CONTAINER_STATES.map((s) => [s, 0])) as Record<ContainerState, number>;
-    let idleWarm = 0;
-    let idlePrewarm = 0;
-    for (const c of this.containers.values()) {
-      containers[c.state]++;
-      if (c.state === 'paused') {
-        if (c.functionId === null) idlePrewarm++;
-        else idleWarm++;
-      }
-    }
-    return {
-      runtime: this.runtime,
-      image: this.opts.config.image,
-      maxContainers: this.capacity,
-      prewarmTarget: this.opts.config.prewarm,
-      containers,
-      idleWarm,
-      idlePrewarm,
-      waiting: this.waiters.length,
-      served: { ...this.served },
-      handoffs: this.handoffs,
-      coldStartMs: Math.round(this.estimates.coldStartMs),
-      retired: this.retiredCount,
-    };
+    return summarize(
+      [...this.containers.values()].map((c) => c.view()),
+      {
+        runtime: this.runtime,
+        image: this.opts.config.image,
+        maxContainers: this.capacity,
+        prewarmTarget: this.opts.config.prewarm,
+        waiting: this.waiters.length,
+        served: { ...this.served },
+        handoffs: this.handoffs,
+        coldStartMs: Math.round(this.estimates.coldStartMs),
+        retired: this.retiredCount,
+      },
+    );
   }
 
   /** Refuses new work, fails waiters, removes every container (running ones too). */
