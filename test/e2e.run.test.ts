@@ -26,7 +26,11 @@ t.test('invocations run end to end on Docker, fauxqs and Redis', async (t) => {
   });
 
   t.test('stdout and stderr are kept apart; a non-zero exit is FAILED with its code', async (t) => {
+    // The stock container that replaces the one py-hello took must be ready, or py-fail
+    // starts cold instead (and evicts py-hello at capacity).
+    await h.quiet();
     const r = await h.invoke('py-fail', SAMPLES.pythonFail);
+    t.equal(r.startKind, 'prewarm');
     t.equal(r.status, 'FAILED');
     t.equal(r.reason, 'NON_ZERO_EXIT');
     t.equal(r.exitCode, 3);
