@@ -14,6 +14,7 @@ root=$(cd "$here/.." && pwd)
 PY_IMAGE=${NANOGRID_PYTHON_IMAGE:-nanogrid/python:local}
 CPP_IMAGE=${NANOGRID_CPP_IMAGE:-nanogrid/cpp:local}
 CACHE=${NANOGRID_CACHE_DIR:-/var/cache/nanogrid}
+SUITE=bookworm
 export DEBIAN_FRONTEND=noninteractive
 
 say() { printf '[setup] %s\n' "$*" >&2; }
@@ -30,8 +31,11 @@ install_packages() {
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  # The in-container runner is a static C binary (runner/build.sh).
+  command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+  [ -f "$(gcc -print-file-name=libc.a 2>/dev/null)" ] || missing+=(libc6-dev)
   if [ ${#missing[@]} -eq 0 ]; then
-    say "system packages present (dockerd, redis-server, debootstrap)"
+    say "system packages present (dockerd, redis-server, debootstrap, gcc)"
     return
   fi
   if [ "${NANOGRID_SKIP_APT:-0}" = 1 ]; then
@@ -91,7 +95,10 @@ start_dockerd() {
 # Builds IMAGE from a debootstrap minbase root filesystem with the given packages.
 build_image() {
   local image=$1 include=$2 fixup=$3
-  if docker image inspect "$image" >/dev/null 2>&1; then
+  # The recipe is recorded on the image: a changed recipe rebuilds it.
+  local recipe
+  recipe=$(printf '%s|%s|%s' "$SUITE" "$include" "$fixup" | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{ index .Config.Labels "nanogrid.recipe" }}' "$image" 2>/dev/null)" = "$recipe" ]; then
     say "image $image present"
     return
   fi
@@ -99,7 +106,7 @@ build_image() {
   local dir
   dir=$(mktemp -d "/tmp/nanogrid-rootfs.XXXXXX")
   say "building $image: debootstrap --include=$include (about 30-90 s)"
-  if ! debootstrap --variant=minbase --include="$include" bookworm "$dir" >"$dir.log" 2>&1; then
+  if ! debootstrap --variant=minbase --include="$include" "$SUITE" "$dir" >"$dir.log" 2>&1; then
     say "debootstrap for $image failed; last lines:"
     tail -20 "$dir.log" >&2
     rm -rf "$dir" "$dir.log"
@@ -112,14 +119,17 @@ build_image() {
   tar -C "$dir" -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
-    --change 'CMD ["sleep","infinity"]' - "$image" >/dev/null
+    --change 'CMD ["sleep","infinity"]' \
+    --change "LABEL nanogrid.recipe=$recipe" - "$image" >/dev/null
   rm -rf "$dir" "$dir.log"
   say "image $image built"
 }
 
 build_images() {
   # The two debootstraps are network and disk bound: run them side by side.
-  build_image "$PY_IMAGE" python3-minimal 'ln -sf python3 usr/bin/python' &
+  # python3 (not python3-minimal): the whole standard library, ctypes included (the
+  # zygote needs it, and so do ordinary functions: json, urllib, sqlite3 ...).
+  build_image "$PY_IMAGE" python3 'ln -sf python3 usr/bin/python' &
   local p1=$!
   build_image "$CPP_IMAGE" g++ '' &
   local p2=$!

@@ -122,7 +122,8 @@ export class Agent {
         idleTimeoutMs: c.idleTimeoutMs,
         apiTimeoutMs: c.dockerTimeoutMs,
         log: this.log,
-        run: { docker: this.docker, meter, outputLimitBytes: c.outputLimitBytes, apiTimeoutMs: c.dockerTimeoutMs },
+        run: { meter, outputLimitBytes: c.outputLimitBytes },
+        runnerDir: c.runnerDir,
       });
       pool.on('served', (rt, startKind, acquireMs) => m.startLatency.observe({ runtime: rt, start_kind: startKind }, acquireMs / 1000));
       this.pools.set(runtime, pool);

@@ -2,6 +2,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { normalizeRuntime, RUNTIMES, type Runtime, type RuntimeConfig } from './core/runtimes.js';
+import { defaultRunnerDir } from './core/sandbox.js';
 
 export interface Config {
   agentId: string;
@@ -36,6 +37,8 @@ export interface Config {
   cloudwatchFlushMs: number;
   cloudwatchNamespace: string;
   memoryHistorySize: number;
+  /** Folder with the runner binary and the zygote, mounted read-only in every container. */
+  runnerDir: string;
 }
 
 export class ConfigError extends Error {
@@ -115,12 +118,14 @@ export function loadConfig(env: Env = process.env): Config {
         command: read(env, 'NANOGRID_COMMAND_PYTHON', z.string().min(1), 'python main.py'),
         prewarm: prewarm.python,
         maxContainers: maxContainers.python,
+        zygote: read(env, 'NANOGRID_PYTHON_ZYGOTE', z.enum(['on', 'off']), 'on') === 'on',
       },
       cpp: {
         image: read(env, 'NANOGRID_IMAGE_CPP', z.string().min(1), 'nanogrid/cpp:local'),
         command: read(env, 'NANOGRID_COMMAND_CPP', z.string().min(1), '/bin/bash run.sh'),
         prewarm: prewarm.cpp,
         maxContainers: maxContainers.cpp,
+        zygote: false,
       },
     },
     idleTimeoutMs: read(env, 'NANOGRID_IDLE_TIMEOUT_MS', int(1000, 86_400_000), 300_000),
@@ -147,6 +152,7 @@ export function loadConfig(env: Env = process.env): Config {
     cloudwatchFlushMs: read(env, 'NANOGRID_CLOUDWATCH_FLUSH_MS', int(100, 3_600_000), 60_000),
     cloudwatchNamespace: read(env, 'NANOGRID_CLOUDWATCH_NAMESPACE', z.string().min(1), 'NanoGrid/FunctionRunner'),
     memoryHistorySize: read(env, 'NANOGRID_MEMORY_HISTORY', int(1, 10_000), 100),
+    runnerDir: read(env, 'NANOGRID_RUNNER_DIR', z.string().startsWith('/', 'must be an absolute path'), defaultRunnerDir()),
   };
 }
 

@@ -86,24 +86,31 @@ t.test('nothing one invocation leaves is visible to the next', async (t) => {
   });
 });
 
-t.test('timeoutMs is enforced and the container is never reused', async (t) => {
+t.test('timeoutMs kills the run, not the container: the next run reuses it, clean', async (t) => {
   const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
   const before = (await h.containers()).map((c) => c.Id);
-  const r = await h.invoke('sleeper', { 'main.py': 'import time\nprint("started", flush=True)\ntime.sleep(60)\n' }, { timeoutMs: 1500 });
+  // A run that also leaves a daemon behind and ignores SIGTERM: the timeout must end both.
+  const SLEEPER = [
+    'import os, signal, subprocess, time',
+    'signal.signal(signal.SIGTERM, signal.SIG_IGN)',
+    'subprocess.Popen(["sleep", "300"], start_new_session=True)',
+    'print("started", flush=True)',
+    'time.sleep(60)',
+  ].join('\n');
+  const r = await h.invoke('sleeper', { 'main.py': SLEEPER }, { timeoutMs: 1500 });
   t.equal(r.status, 'TIMEOUT');
   t.equal(r.reason, 'TIMEOUT');
   t.equal(r.success, false);
+  t.equal(r.exitCode, -1, 'the contract: -1 when killed on timeout');
   t.equal(r.stdout, 'started\n', 'output before the kill is kept');
-  t.ok(r.durationMillis >= 1400 && r.durationMillis < 10_000, `killed near its timeout (${r.durationMillis} ms)`);
-  // The timed-out container is removed and a fresh prewarm container replaces it.
+  t.ok(r.durationMillis >= 1400 && r.durationMillis < 5000, `killed near its timeout (${r.durationMillis} ms)`);
   await h.quiet();
-  const next = await h.invoke('sleeper', undefined, { timeoutMs: 1500 });
-  t.equal(next.status, 'TIMEOUT');
-  t.equal(next.startKind, 'prewarm', 'the timed-out container was not reused');
-  const after = (await h.containers()).map((c) => c.Id);
-  t.notOk(after.some((id) => before.includes(id)), 'the original container is gone');
-  const ok = await h.invoke('after-timeout', { 'main.py': 'print("fine")' });
-  t.equal(ok.status, 'SUCCESS', 'the pool keeps serving');
+  const next = await h.invoke('sleeper', { 'main.py': PROBE }, { s3Key: 'sleeper/v2.zip', timeoutMs: 5000 });
+  t.equal(next.status, 'SUCCESS', next.stderr);
+  t.equal(next.startKind, 'warm', 'the same container serves the next run');
+  t.same((await h.containers()).map((c) => c.Id), before, 'no container was replaced');
+  t.equal(parse(next.stdout).procs, '', 'nothing of the timed-out run is left: no sleep, no python');
+  t.equal(h.agent.status().pools.find((p) => p.runtime === 'python')!.retired, 0);
 });
 
 t.test('output beyond the cap is cut and flagged', async (t) => {

@@ -8,6 +8,8 @@ export interface RuntimeConfig {
   command: string;
   prewarm: number;
   maxContainers: number;
+  /** Fork each run from a pre-started interpreter when the command allows it (python). */
+  zygote: boolean;
 }
 
 /** Maps the runtime names the Controller may send onto the ones this agent knows. */
@@ -16,4 +18,15 @@ export function normalizeRuntime(raw: string): Runtime | undefined {
   if (r === 'python' || r === 'python3') return 'python';
   if (r === 'cpp' || r === 'c++') return 'cpp';
   return undefined;
+}
+
+/**
+ * The argv the zygote runs for a command of the form `python[3[.x]] script.py [args]`, or
+ * null when the command is anything else (it then runs through the shell).
+ */
+export function zygoteArgv(command: string): string[] | null {
+  const words = command.trim().split(/\s+/);
+  if (words.length < 2 || !/^(\/[\w./-]*\/)?python(3(\.\d+)?)?$/.test(words[0]!) || !/^[\w./-]+\.py$/.test(words[1]!)) return null;
+  if (words.some((w) => /["'`$\\;&|<>*?(){}\[\]~#!]/.test(w))) return null;
+  return words;
 }

@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * The names a function's sandbox is built from, in one place: who the function runs as,
@@ -27,3 +29,23 @@ export const stagingRoot = (workRoot: string, agentId: string) => join(agentRoot
 export const containerHostDir = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'containers', name);
 /** The workspace inside a container's host folder. */
 export const workspaceHostPath = (hostDir: string) => join(hostDir, WORKSPACE_NAME);
+
+/** Where the runner lives inside every function container (mounted read-only). */
+export const RUNNER_MOUNT = '/nanogrid';
+/** The runner's control socket, in a folder of the container's host folder that only root can enter. */
+export const CONTROL_DIR = 'ctl';
+export const RUNNER_SOCKET = 'runner.sock';
+export const controlHostDir = (hostDir: string) => join(hostDir, CONTROL_DIR);
+
+/**
+ * The folder runner/build.sh fills (the static runner and the Python zygote), whether this
+ * module runs from dist/ or from src/ under the test runner.
+ */
+export function defaultRunnerDir(): string {
+  const candidates = [new URL('../../runner', import.meta.url), new URL('../../dist/runner', import.meta.url)];
+  for (const c of candidates) {
+    const p = fileURLToPath(c);
+    if (existsSync(join(p, 'runner'))) return p;
+  }
+  return fileURLToPath(candidates[0]!);
+}

@@ -1,8 +1,11 @@
 import type Docker from 'dockerode';
-import { mkdir, rm } from 'node:fs/promises';
-import { SANDBOX_MOUNT, workspaceHostPath } from '../core/sandbox.js';
+import { closeSync, openSync } from 'node:fs';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CONTROL_DIR, controlHostDir, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, workspaceHostPath } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
 import type { CgroupRef } from '../run/memoryMeter.js';
+import { RunnerClient } from '../run/runnerClient.js';
 
 export interface ContainerSpec {
   image: string;
@@ -13,7 +16,14 @@ export interface ContainerSpec {
   memoryMb: number;
   labels: Record<string, string>;
   apiTimeoutMs: number;
+  /** Host folder with the runner binary and the zygote, mounted read-only at RUNNER_MOUNT. */
+  runnerDir: string;
+  /** The zygote's command (for example python3 /nanogrid/zygote.py), or null for none. */
+  zygote: string[] | null;
 }
+
+/** How long a fresh runner may take to listen, and its zygote to be ready. */
+const RUNNER_START_MS = 15_000;
 
 const MB = 1024 * 1024;
 
@@ -26,6 +36,8 @@ export class DockerContainer {
   pid: number | undefined;
   /** Its memory cgroup, located on first use and kept for the container's life. */
   cgroup: CgroupRef | null | undefined;
+  /** The connection to the container's runner, from create on. */
+  runner: RunnerClient | undefined;
   private memoryMb: number;
   private handle: Docker.Container | undefined;
 
@@ -51,30 +63,41 @@ export class DockerContainer {
     return workspaceHostPath(this.spec.hostDir);
   }
 
-  /** Creates and starts the container with a memory limit; it is left running. */
+  /**
+   * Creates and starts the container with the runner as its init, connects to the runner
+   * and waits for its zygote (if any); the container is left running.
+   */
   async create(memoryMb = this.memoryMb): Promise<void> {
     const s = this.spec;
     this.memoryMb = memoryMb;
     await mkdir(s.hostDir, { recursive: true, mode: 0o755 });
+    await chmod(s.hostDir, 0o755);
+    // The runner's socket lives where only root can go: the function cannot reach it.
+    await mkdir(controlHostDir(s.hostDir), { mode: 0o700 });
     const bytes = memoryMb * MB;
     this.handle = await this.call(
       'create',
       this.docker.createContainer({
         name: s.name,
         Image: s.image,
-        Cmd: ['sleep', 'infinity'],
+        Entrypoint: [`${RUNNER_MOUNT}/runner`],
+        Cmd: [`${SANDBOX_MOUNT}/${CONTROL_DIR}/${RUNNER_SOCKET}`, ...(s.zygote ?? [])],
+        // The runner starts as root to switch each run to the sandbox user; the
+        // capabilities below are all it keeps, and the function none of them.
+        User: '0:0',
         Labels: s.labels,
         WorkingDir: SANDBOX_MOUNT,
         HostConfig: {
           // Each container gets its own host folder: nothing is shared between containers.
-          Binds: [`${s.hostDir}:${SANDBOX_MOUNT}:rw`],
+          Binds: [`${s.hostDir}:${SANDBOX_MOUNT}:rw`, `${s.runnerDir}:${RUNNER_MOUNT}:ro`],
           NetworkMode: s.network,
           ReadonlyRootfs: true,
-          Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=64m' },
+          Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=64m,mode=1777' },
           Memory: bytes,
           MemorySwap: bytes,
           PidsLimit: 512,
           CapDrop: ['ALL'],
+          CapAdd: ['SETUID', 'SETGID', 'KILL'],
           SecurityOpt: ['no-new-privileges'],
           Init: false,
         },
@@ -83,6 +106,21 @@ export class DockerContainer {
     await this.call('start', this.engineHandle.start());
     const info = await this.call('inspect', this.engineHandle.inspect());
     this.pid = info.State.Pid;
+    this.runner = await this.connectRunner();
+    if (s.zygote) await this.runner.zygoteReady(RUNNER_START_MS);
+  }
+
+  /**
+   * Socket paths are limited to 108 bytes and a host folder can be deeper: connect through
+   * /proc/self/fd/N, a short name for the control folder held open meanwhile.
+   */
+  private async connectRunner(): Promise<RunnerClient> {
+    const fd = openSync(controlHostDir(this.spec.hostDir), 'r');
+    try {
+      return await RunnerClient.connect(join(`/proc/self/fd/${fd}`, RUNNER_SOCKET), RUNNER_START_MS);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   async pause(): Promise<void> {
@@ -113,6 +151,7 @@ export class DockerContainer {
 
   /** Force-removes the container and its host folder. Throws only on an engine error other than "gone". */
   async destroy(): Promise<void> {
+    this.runner?.close();
     if (this.handle) {
       await this.call('remove', this.handle.remove({ force: true, v: true })).catch((err: unknown) => {
         if (!isNotFound(err)) throw err;

@@ -1,9 +1,9 @@
-import type Docker from 'dockerode';
 import { rename } from 'node:fs/promises';
 import type { StartKind } from '../core/result.js';
+import { zygoteArgv } from '../core/runtimes.js';
 import { SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../core/sandbox.js';
-import { runExec, type ExecOutcome } from '../run/exec.js';
 import type { Measurement, MemoryMeter } from '../run/memoryMeter.js';
+import { RunnerUnresponsive, type RunnerOutcome } from '../run/runnerClient.js';
 import type { WarmContainer } from './warmContainer.js';
 
 export interface RunRequest {
@@ -16,9 +16,12 @@ export interface RunRequest {
 }
 
 export interface RunOutcome {
-  exec: ExecOutcome;
+  exec: RunnerOutcome;
   memory: Measurement;
 }
+
+/** How long past a run's timeout its runner may take to answer (it drains output and cleans up first). */
+export const RUNNER_BOUND_MS = 5000;
 
 /** How a lease ends: whether the function started, and whether the container may serve again. */
 export interface LeaseEnd {
@@ -46,10 +49,8 @@ export interface Lease {
 
 /** What a lease needs from the agent to run a function. */
 export interface LeaseRunDeps {
-  docker: Docker;
   meter: MemoryMeter;
   outputLimitBytes: number;
-  apiTimeoutMs: number;
 }
 
 /** What a lease needs from its pool. */
@@ -81,30 +82,65 @@ export class ContainerLease implements Lease {
     await rename(this.c.engine.workspaceHostPath, codeDir);
   }
 
+  /**
+   * Runs the function through the container's runner: forked by the zygote when the
+   * command allows it, else through the shell. A runner that stops answering after the
+   * function started yields a TIMEOUT-like outcome marked unclean, so the container is
+   * retired and the invocation still gets its answer.
+   */
   async run(req: RunRequest): Promise<RunOutcome> {
     const engine = this.c.engine;
+    const runner = engine.runner;
+    if (!runner?.usable) throw new Error(`no runner connection in ${this.c.name}`);
     const { meter } = this.deps;
     if (engine.cgroup === undefined) engine.cgroup = engine.pid ? await meter.locate(engine.pid) : null;
     const session = await meter.begin(engine.cgroup, req.timeoutMs);
-    const exec = await runExec(this.deps.docker, engine.engineHandle, {
-      command: req.command,
-      workdir: WORKDIR,
-      env: req.env,
-      user: `${SANDBOX_UID}:${SANDBOX_GID}`,
-      timeoutMs: req.timeoutMs,
-      outputLimitBytes: this.deps.outputLimitBytes,
-      apiTimeoutMs: this.deps.apiTimeoutMs,
-      onTimeout: () => this.kill(),
-      onStart: () => {
-        this.owner.started(this.c, this.startKind, this.acquireMs, Date.now());
-        req.onStart();
-      },
-    });
+    const forked = engine.spec.zygote && runner.zygote === 'ready' ? zygoteArgv(req.command) : null;
+    let started = false;
+    let exec: RunnerOutcome;
+    try {
+      exec = await runner.run(
+        {
+          mode: forked ? 'zygote' : 'exec',
+          argv: forked ?? ['/bin/sh', '-c', req.command],
+          cwd: WORKDIR,
+          uid: SANDBOX_UID,
+          gid: SANDBOX_GID,
+          env: req.env,
+          timeoutMs: req.timeoutMs,
+          outputLimitBytes: this.deps.outputLimitBytes,
+          onStart: () => {
+            started = true;
+            this.owner.started(this.c, this.startKind, this.acquireMs, Date.now());
+            req.onStart();
+          },
+        },
+        RUNNER_BOUND_MS,
+      );
+    } catch (err) {
+      await session.end();
+      if (!(started && err instanceof RunnerUnresponsive)) throw err;
+      runner.close();
+      exec = {
+        exitCode: -1,
+        signal: 0,
+        timedOut: true,
+        durationMs: req.timeoutMs + RUNNER_BOUND_MS,
+        stdout: '',
+        stderr: `[TIMEOUT] ${err.message}; the container was retired`,
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        clean: false,
+        leftovers: -1,
+      };
+      return { exec, memory: { peakBytes: null, method: null, oomKilled: false } };
+    }
     return { exec, memory: await session.end() };
   }
 
-  kill(): Promise<void> {
-    return this.c.engine.kill();
+  /** Kills the run's processes now (the runner reports the run's end as usual). */
+  async kill(): Promise<void> {
+    this.c.engine.runner?.kill();
   }
 
   release(end: LeaseEnd): void {

@@ -2,8 +2,8 @@ import type Docker from 'dockerode';
 import { EventEmitter } from 'node:events';
 import { InvocationError } from '../core/reasons.js';
 import type { StartKind } from '../core/result.js';
-import type { Runtime, RuntimeConfig } from '../core/runtimes.js';
-import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME } from '../core/sandbox.js';
+import { zygoteArgv, type Runtime, type RuntimeConfig } from '../core/runtimes.js';
+import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT } from '../core/sandbox.js';
 import type { Logger } from '../observe/log.js';
 import { DockerContainer } from './dockerContainer.js';
 import { ContainerLease, type Lease, type LeaseEnd, type LeaseOwner, type LeaseRunDeps } from './lease.js';
@@ -27,6 +27,8 @@ export interface PoolOptions {
   apiTimeoutMs: number;
   log: Logger;
   run: LeaseRunDeps;
+  /** Host folder of the runner and the zygote (runner/build.sh). */
+  runnerDir: string;
 }
 
 export interface PoolEvents {
@@ -75,6 +77,12 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
 
   get capacity(): number {
     return this.opts.config.maxContainers;
+  }
+
+  /** The zygote's command for this runtime's containers, or null when runs go through the shell. */
+  private get zygote(): string[] | null {
+    const argv = this.opts.config.zygote ? zygoteArgv(this.opts.config.command) : null;
+    return argv ? [argv[0]!, `${RUNNER_MOUNT}/zygote.py`] : null;
   }
 
   /** Creates the prewarm containers (paused) and starts the idle reaper. */
@@ -364,6 +372,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       memoryMb: this.opts.defaultMemoryMb,
       labels: { [LABEL_AGENT]: this.opts.agentId, [LABEL_RUN]: this.opts.runId, [LABEL_RUNTIME]: this.runtime },
       apiTimeoutMs: this.opts.apiTimeoutMs,
+      runnerDir: this.opts.runnerDir,
+      zygote: this.zygote,
     });
     const c = new WarmContainer(engine, { state: 'creating', fn: functionId });
     this.containers.set(name, c);

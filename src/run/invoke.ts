@@ -7,7 +7,7 @@ import type { Result, StartKind, Status, Timings } from '../core/result.js';
 import type { Logger } from '../observe/log.js';
 import type { Lease, RunOutcome } from '../pool/lease.js';
 import type { CodeFetcher } from './codeFetch.js';
-import type { ExecOutcome } from './exec.js';
+import type { RunnerOutcome } from './runnerClient.js';
 import type { Measurement } from './memoryMeter.js';
 
 /** Where leases come from: a runtime's pool, seen only through this. */
@@ -77,7 +77,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
       } catch (err) {
         // The container broke before the function started: one more try on another.
         if (end.ran || attempt > 0) throw err;
-        log.warn({ tag: 'DOCKER', container: lease.containerName, err: String(err) }, 'exec could not start; retrying on another container');
+        log.warn({ tag: 'DOCKER', container: lease.containerName, err: String(err) }, 'the run could not start; retrying on another container');
         await lease.unstage(staging).catch(() => undefined);
         lease.release({ ran: false, reusable: false });
         lease = await pool.acquire(inv.functionId, inv.memoryMb);
@@ -86,13 +86,16 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
 
     const { exec, memory } = outcome;
     const oom = memory.oomKilled && !exec.timedOut;
-    // A timed-out container was killed; an OOM one may hold a half-dead process tree.
-    end.reusable = !exec.timedOut && !oom;
+    // The runner killed whatever the run left and checked; a container it could not
+    // clean (or whose runner stopped answering) is never reused.
+    end.reusable = exec.clean;
+    if (!exec.clean) log.warn({ tag: 'DOCKER', container: lease.containerName, leftovers: exec.leftovers }, 'the run left processes that could not be killed; retiring the container');
     const { status, reason } = classify(exec, oom);
     return {
       status,
       reason,
-      exitCode: exec.exitCode,
+      // The contract: -1 when the function was killed on timeout.
+      exitCode: exec.timedOut ? -1 : exec.exitCode,
       stdout: exec.stdout,
       stderr: exec.stderr,
       stdoutTruncated: exec.stdoutTruncated,
@@ -122,7 +125,7 @@ function functionEnv(inv: Invocation): string[] {
   ];
 }
 
-export function classify(outcome: Pick<ExecOutcome, 'timedOut' | 'exitCode'>, oom: boolean): { status: Status; reason: Reason } {
+export function classify(outcome: Pick<RunnerOutcome, 'timedOut' | 'exitCode'>, oom: boolean): { status: Status; reason: Reason } {
   if (outcome.timedOut) return { status: 'TIMEOUT', reason: 'TIMEOUT' };
   if (oom) return { status: 'OOM', reason: 'OOM' };
   if (outcome.exitCode === 0) return { status: 'SUCCESS', reason: 'OK' };

@@ -26,7 +26,7 @@ export interface Harness {
   client: LocalClient;
   agentId: string;
   workRoot: string;
-  /** Uploads `files` as a zip under `functionId/v1.zip` (unless already uploaded) and runs it. */
+  /** Uploads `files` as a zip under `functionId/v1.zip` or `extra.s3Key` (unless already uploaded) and runs it. */
   invoke(functionId: string, files: ZipFiles | undefined, extra?: Record<string, unknown>): Promise<Result>;
   message(functionId: string, extra?: Record<string, unknown>): Record<string, unknown> & { requestId: string };
   containers(): Promise<Docker.ContainerInfo[]>;
@@ -101,9 +101,10 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
     workRoot,
     message,
     async invoke(functionId, files, extra = {}) {
-      if (files && !uploaded.has(functionId)) {
-        await client.uploadZip(`${functionId}/v1.zip`, files);
-        uploaded.add(functionId);
+      const key = typeof extra.s3Key === 'string' ? extra.s3Key : `${functionId}/v1.zip`;
+      if (files && !uploaded.has(key)) {
+        await client.uploadZip(key, files);
+        uploaded.add(key);
       }
       const m = message(functionId, extra);
       await client.send(m);

@@ -1,34 +1,14 @@
 import t from 'tap';
 import { failedResult } from '../../src/core/result.js';
 import { TimeoutError, waitUntil, withTimeout } from '../../src/core/timeout.js';
-import { wrapCommand } from '../../src/run/exec.js';
 import { Mailbox } from '../../src/pool/mailbox.js';
 import { classify } from '../../src/run/invoke.js';
-import { OutputBuffer } from '../../src/run/outputBuffer.js';
-
-t.test('OutputBuffer keeps the first bytes and counts the rest', async (t) => {
-  const b = new OutputBuffer(5);
-  await new Promise<void>((r) => b.write(Buffer.from('hello world'), () => r()));
-  await new Promise<void>((r) => b.write(Buffer.from('!!'), () => r()));
-  t.equal(b.text(), 'hello');
-  t.equal(b.total, 13);
-  t.equal(b.truncated, true);
-  const small = new OutputBuffer(100);
-  await new Promise<void>((r) => small.write(Buffer.from('hi'), () => r()));
-  t.equal(small.truncated, false);
-});
 
 t.test('classify maps a run onto status and reason', async (t) => {
   t.same(classify({ timedOut: true, exitCode: -1 }, false), { status: 'TIMEOUT', reason: 'TIMEOUT' });
   t.same(classify({ timedOut: false, exitCode: 137 }, true), { status: 'OOM', reason: 'OOM' });
   t.same(classify({ timedOut: false, exitCode: 0 }, false), { status: 'SUCCESS', reason: 'OK' });
   t.same(classify({ timedOut: false, exitCode: 2 }, false), { status: 'FAILED', reason: 'NON_ZERO_EXIT' });
-});
-
-t.test('the wrapped command kills leftovers and keeps the exit code', async (t) => {
-  const w = wrapCommand('python main.py');
-  t.match(w, /^python main\.py\nrc=\$\?\nkill -9 -1/);
-  t.match(w, /exit \$rc$/);
 });
 
 t.test('withTimeout bounds a call', async (t) => {

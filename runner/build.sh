@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the in-container runner into dist/runner/ (mounted read-only at /nanogrid in every
+# function container): a static binary, so it runs in any image, even one with only /bin/sh,
+# and the Python zygote beside it. Rebuilds only when a source changed.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${NANOGRID_RUNNER_OUT:-$here/../dist/runner}
+mkdir -p "$out"
+if [ ! -x "$out/runner" ] || [ "$here/runner.c" -nt "$out/runner" ]; then
+  if ! command -v gcc >/dev/null 2>&1; then
+    echo "runner/build.sh: gcc is missing (npm run setup installs it)" >&2
+    exit 1
+  fi
+  gcc -static -O2 -Wall -Wextra -Werror -o "$out/runner.tmp" "$here/runner.c"
+  mv "$out/runner.tmp" "$out/runner"
+fi
+install -m 0644 "$here/zygote.py" "$out/zygote.py"
+chmod 0755 "$out" "$out/runner"

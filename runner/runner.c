@@ -1,0 +1,762 @@
+/*
+ * NanoGrid runner: the init (PID 1) of every function container.
+ *
+ * It listens on a Unix socket in a folder only root can enter, takes one run at a time
+ * from the agent, starts the function as the unprivileged sandbox user (itself, or
+ * through a pre-started Python zygote that forks each run), keeps the first bytes of its
+ * stdout and stderr apart, enforces its timeout, and when the run ends kills every
+ * process the run started and checks that none is left before it answers. It reaps
+ * every orphan of the container. The function cannot signal it or the zygote: they run
+ * as root, the function as another user, and the container has no capability but the
+ * runner's SETUID, SETGID and KILL.
+ *
+ * Wire format (both ways): frames of [u32 big-endian length][u8 type][payload], where
+ * length counts the type byte and the payload. Text payloads are NUL-terminated
+ * "key=value" strings.
+ *   agent -> runner: 'R' run (mode, cwd, uid, gid, timeout_ms, out_limit, arg..., env...,
+ *                    script), 'K' kill the current run, 'P' ping
+ *   runner -> agent: 'H' hello (zygote state) on connect, 'S' started (pid),
+ *                    'E' exit (code, signal, timed_out, duration_us, out_total,
+ *                    err_total, clean, leftovers) then 'o' stdout and 'e' stderr bytes,
+ *                    'F' failed to start (error), 'p' pong
+ *
+ * Built statically (see ops/setup.sh) so it runs in any image, even one with nothing
+ * but /bin/sh.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_FRAME (4 * 1024 * 1024)
+#define MAX_ITEMS 4096
+#define DRAIN_MS 1000
+#define VERIFY_ROUNDS 100
+#define ZYGOTE_START_MS 20000
+
+static void logf_(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "runner: ");
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---------- framing ---------- */
+
+static int write_all(int fd, const void *buf, size_t n) {
+  const char *p = buf;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        poll(&pf, 1, 1000);
+        continue;
+      }
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int send_frame(int fd, char type, const void *payload, size_t n) {
+  if (fd < 0) return -1;
+  unsigned char hdr[5];
+  uint32_t len = (uint32_t)(n + 1);
+  hdr[0] = len >> 24;
+  hdr[1] = len >> 16;
+  hdr[2] = len >> 8;
+  hdr[3] = len;
+  hdr[4] = (unsigned char)type;
+  if (write_all(fd, hdr, 5) < 0) return -1;
+  return n ? write_all(fd, payload, n) : 0;
+}
+
+/* A growable buffer of NUL-terminated key=value strings. */
+typedef struct {
+  char *buf;
+  size_t len, cap;
+} kv_t;
+
+static void kv_add(kv_t *kv, const char *fmt, ...) {
+  char tmp[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
+  if (kv->len + (size_t)n + 1 > kv->cap) {
+    kv->cap = (kv->len + (size_t)n + 1) * 2;
+    kv->buf = realloc(kv->buf, kv->cap);
+  }
+  memcpy(kv->buf + kv->len, tmp, (size_t)n + 1);
+  kv->len += (size_t)n + 1;
+}
+
+/* Adds prefix + value without the formatter's length limit (env values can be long). */
+static void kv_put(kv_t *kv, const char *prefix, const char *value) {
+  size_t p = strlen(prefix), v = strlen(value);
+  if (kv->len + p + v + 1 > kv->cap) {
+    kv->cap = (kv->len + p + v + 1) * 2;
+    kv->buf = realloc(kv->buf, kv->cap);
+  }
+  memcpy(kv->buf + kv->len, prefix, p);
+  memcpy(kv->buf + kv->len + p, value, v + 1);
+  kv->len += p + v + 1;
+}
+
+/* Reads frames from a connection as bytes arrive. */
+typedef struct {
+  int fd;
+  unsigned char *buf;
+  size_t len, cap;
+} reader_t;
+
+/* Returns 1 and fills type/payload when a whole frame is buffered; 0 when more is needed. */
+static int next_frame(reader_t *r, char *type, unsigned char **payload, size_t *n) {
+  if (r->len < 5) return 0;
+  uint32_t len = ((uint32_t)r->buf[0] << 24) | ((uint32_t)r->buf[1] << 16) | ((uint32_t)r->buf[2] << 8) | r->buf[3];
+  if (len < 1 || len > MAX_FRAME) return -1;
+  if (r->len < 4 + (size_t)len) return 0;
+  *type = (char)r->buf[4];
+  *n = len - 1;
+  *payload = malloc(*n + 1);
+  memcpy(*payload, r->buf + 5, *n);
+  (*payload)[*n] = 0;
+  memmove(r->buf, r->buf + 4 + len, r->len - 4 - len);
+  r->len -= 4 + len;
+  return 1;
+}
+
+static int fill(reader_t *r) {
+  if (r->cap - r->len < 65536) {
+    r->cap = r->cap ? r->cap * 2 : 131072;
+    if (r->cap > 2 * MAX_FRAME + 131072) return -1;
+    r->buf = realloc(r->buf, r->cap);
+  }
+  ssize_t n = read(r->fd, r->buf + r->len, r->cap - r->len);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
+  if (n <= 0) return -1;
+  r->len += (size_t)n;
+  return 1;
+}
+
+/* ---------- the run ---------- */
+
+typedef struct {
+  char *data;
+  size_t kept, total, limit;
+  int fd;
+} capture_t;
+
+typedef struct {
+  int active;
+  int via_zygote;
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+  int exited;
+  int status;
+  int timed_out;
+  int64_t started_us, ended_us;
+  int timer_fd;
+  capture_t out, err;
+} run_t;
+
+static run_t run;
+static int agent_fd = -1;
+static pid_t zygote_pid = -1;
+static int zygote_fd = -1;
+static const char *zygote_state = "off";
+static int64_t zygote_started_us;
+
+static void announce_zygote(void) {
+  kv_t kv = {0};
+  kv_add(&kv, "zygote=%s", zygote_state);
+  send_frame(agent_fd, 'H', kv.buf, kv.len);
+  free(kv.buf);
+}
+
+static void capture_read(capture_t *c) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(c->fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      close(c->fd);
+      c->fd = -1;
+      return;
+    }
+    c->total += (size_t)n;
+    size_t room = c->limit - c->kept;
+    size_t take = (size_t)n < room ? (size_t)n : room;
+    if (take) {
+      memcpy(c->data + c->kept, buf, take);
+      c->kept += take;
+    }
+  }
+}
+
+/* Kills every process of `uid` in this PID namespace: kill(-1) from that user is atomic
+ * with respect to fork, so no child of the run can slip past it. */
+static void kill_user(uid_t uid, gid_t gid) {
+  pid_t h = fork();
+  if (h == 0) {
+    if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) _exit(1);
+    kill(-1, SIGKILL);
+    _exit(0);
+  }
+  if (h > 0) {
+    int st;
+    while (waitpid(h, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+static void reap_orphans(void) {
+  int st;
+  pid_t p;
+  while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+    if (!run.via_zygote && run.active && p == run.pid && !run.exited) {
+      run.exited = 1;
+      run.status = st;
+      run.ended_us = now_us();
+    } else if (p == zygote_pid) {
+      logf_("zygote exited (status %d)", st);
+      zygote_pid = -1;
+      zygote_state = "failed";
+      if (zygote_fd >= 0) close(zygote_fd);
+      zygote_fd = -1;
+      announce_zygote();
+    }
+  }
+}
+
+/* Processes of `uid` still present (zombies included). */
+static int count_user(uid_t uid) {
+  DIR *d = opendir("/proc");
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    char path[300];
+    snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+      unsigned ruid;
+      if (sscanf(line, "Uid: %u", &ruid) == 1) {
+        if (ruid == uid) n++;
+        break;
+      }
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return n;
+}
+
+/* Kills what is left of the run until nothing of its user remains. Returns leftovers. */
+static int clean_up(void) {
+  int left = 0;
+  for (int i = 0; i < VERIFY_ROUNDS; i++) {
+    kill_user(run.uid, run.gid);
+    reap_orphans();
+    left = count_user(run.uid);
+    if (left == 0) return 0;
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    reap_orphans();
+    left = count_user(run.uid);
+    if (left == 0) return 0;
+  }
+  return left;
+}
+
+static void finish_run(void) {
+  /* Whatever the run left behind dies now, so its pipes close and nothing outlives it. */
+  kill_user(run.uid, run.gid);
+  int64_t deadline = now_us() + DRAIN_MS * 1000;
+  while ((run.out.fd >= 0 || run.err.fd >= 0) && now_us() < deadline) {
+    struct pollfd p[2] = {{.fd = run.out.fd, .events = POLLIN}, {.fd = run.err.fd, .events = POLLIN}};
+    int n = poll(p, 2, 50);
+    if (n > 0) {
+      if (run.out.fd >= 0 && p[0].revents) capture_read(&run.out);
+      if (run.err.fd >= 0 && p[1].revents) capture_read(&run.err);
+    }
+    reap_orphans();
+  }
+  if (run.out.fd >= 0) close(run.out.fd);
+  if (run.err.fd >= 0) close(run.err.fd);
+  run.out.fd = run.err.fd = -1;
+  int leftovers = clean_up();
+
+  int code = -1, sig = 0;
+  if (WIFEXITED(run.status)) code = WEXITSTATUS(run.status);
+  else if (WIFSIGNALED(run.status)) {
+    sig = WTERMSIG(run.status);
+    /* What a shell reports for a child killed by a signal: the contract's exit code. */
+    code = 128 + sig;
+  }
+  kv_t kv = {0};
+  kv_add(&kv, "code=%d", code);
+  kv_add(&kv, "signal=%d", sig);
+  kv_add(&kv, "timed_out=%d", run.timed_out);
+  kv_add(&kv, "duration_us=%lld", (long long)(run.ended_us - run.started_us));
+  kv_add(&kv, "out_total=%zu", run.out.total);
+  kv_add(&kv, "err_total=%zu", run.err.total);
+  kv_add(&kv, "clean=%d", leftovers == 0);
+  kv_add(&kv, "leftovers=%d", leftovers);
+  send_frame(agent_fd, 'E', kv.buf, kv.len);
+  send_frame(agent_fd, 'o', run.out.data, run.out.kept);
+  send_frame(agent_fd, 'e', run.err.data, run.err.kept);
+  free(kv.buf);
+  free(run.out.data);
+  free(run.err.data);
+  if (run.timer_fd >= 0) close(run.timer_fd);
+  memset(&run, 0, sizeof run);
+  run.timer_fd = run.out.fd = run.err.fd = -1;
+}
+
+static void fail_start(const char *why) {
+  kv_t kv = {0};
+  kv_add(&kv, "error=%s", why);
+  send_frame(agent_fd, 'F', kv.buf, kv.len);
+  free(kv.buf);
+}
+
+/* Reads the request's strings into argv/env arrays and settings. */
+typedef struct {
+  const char *mode, *cwd;
+  long uid, gid, timeout_ms, out_limit;
+  char *argv[MAX_ITEMS];
+  char *envp[MAX_ITEMS];
+  int argc, envc;
+} request_t;
+
+extern char **environ;
+
+/* The function sees the container's environment (the image's ENV, as docker exec gave
+ * it), overridden by the request's entries. */
+static void merge_environ(request_t *r) {
+  char *merged[MAX_ITEMS];
+  int m = 0;
+  for (char **e = environ; *e && m < MAX_ITEMS - 1; e++) {
+    const char *eq = strchr(*e, '=');
+    size_t k = eq ? (size_t)(eq - *e) : strlen(*e);
+    int overridden = 0;
+    for (int i = 0; i < r->envc; i++)
+      if (!strncmp(r->envp[i], *e, k) && r->envp[i][k] == '=') overridden = 1;
+    if (!overridden) merged[m++] = *e;
+  }
+  for (int i = 0; i < r->envc && m < MAX_ITEMS - 1; i++) merged[m++] = r->envp[i];
+  memcpy(r->envp, merged, sizeof(char *) * (size_t)m);
+  r->envc = m;
+}
+
+static int parse_request(unsigned char *payload, size_t n, request_t *r) {
+  memset(r, 0, sizeof *r);
+  r->uid = r->gid = 65534;
+  r->timeout_ms = 10000;
+  r->out_limit = 1024 * 1024;
+  for (size_t i = 0; i < n;) {
+    char *s = (char *)payload + i;
+    size_t l = strnlen(s, n - i);
+    i += l + 1;
+    char *eq = strchr(s, '=');
+    if (!eq) continue;
+    *eq = 0;
+    char *v = eq + 1;
+    if (!strcmp(s, "mode")) r->mode = v;
+    else if (!strcmp(s, "cwd")) r->cwd = v;
+    else if (!strcmp(s, "uid")) r->uid = atol(v);
+    else if (!strcmp(s, "gid")) r->gid = atol(v);
+    else if (!strcmp(s, "timeout_ms")) r->timeout_ms = atol(v);
+    else if (!strcmp(s, "out_limit")) r->out_limit = atol(v);
+    else if (!strcmp(s, "arg") && r->argc < MAX_ITEMS - 1) r->argv[r->argc++] = v;
+    else if (!strcmp(s, "env") && r->envc < MAX_ITEMS - 1) r->envp[r->envc++] = v;
+  }
+  if (!r->mode || !r->cwd) return -1;
+  merge_environ(r);
+  /* Never run the function as root or as the runner's own user. */
+  if (r->uid <= 0 || r->gid <= 0) return -1;
+  if (r->out_limit < 0 || r->out_limit > 256L * 1024 * 1024) return -1;
+  return 0;
+}
+
+/* PATH lookup in the function's environment, as a shell would. */
+static void exec_in_path(char *const argv[], char *const envp[]) {
+  if (strchr(argv[0], '/')) {
+    execve(argv[0], argv, envp);
+    return;
+  }
+  const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (int i = 0; envp[i]; i++)
+    if (!strncmp(envp[i], "PATH=", 5)) path = envp[i] + 5;
+  char buf[4096];
+  for (const char *p = path; *p;) {
+    const char *end = strchr(p, ':');
+    size_t l = end ? (size_t)(end - p) : strlen(p);
+    snprintf(buf, sizeof buf, "%.*s/%s", (int)l, p, argv[0]);
+    execve(buf, argv, envp);
+    if (!end) break;
+    p = end + 1;
+  }
+}
+
+static void start_run(unsigned char *payload, size_t n) {
+  request_t r;
+  if (run.active) return fail_start("busy");
+  if (parse_request(payload, n, &r) < 0) return fail_start("bad request");
+  int via_zygote = !strcmp(r.mode, "zygote");
+  if (via_zygote && (zygote_fd < 0 || strcmp(zygote_state, "ready") != 0)) return fail_start("zygote not ready");
+  if (r.argc == 0) return fail_start("no command");
+
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) < 0) return fail_start("pipe");
+  if (pipe2(err, O_CLOEXEC) < 0) {
+    close(out[0]);
+    close(out[1]);
+    return fail_start("pipe");
+  }
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  memset(&run, 0, sizeof run);
+  run.uid = (uid_t)r.uid;
+  run.gid = (gid_t)r.gid;
+  run.via_zygote = via_zygote;
+  run.out = (capture_t){.data = malloc((size_t)r.out_limit + 1), .limit = (size_t)r.out_limit, .fd = out[0]};
+  run.err = (capture_t){.data = malloc((size_t)r.out_limit + 1), .limit = (size_t)r.out_limit, .fd = err[0]};
+  fcntl(out[0], F_SETFL, O_NONBLOCK);
+  fcntl(err[0], F_SETFL, O_NONBLOCK);
+  run.timer_fd = -1;
+  run.started_us = now_us();
+
+  if (via_zygote) {
+    kv_t kv = {0};
+    kv_add(&kv, "cwd=%s", r.cwd);
+    kv_add(&kv, "uid=%ld", r.uid);
+    kv_add(&kv, "gid=%ld", r.gid);
+    for (int i = 0; i < r.argc; i++) kv_put(&kv, "arg=", r.argv[i]);
+    for (int i = 0; i < r.envc; i++) kv_put(&kv, "env=", r.envp[i]);
+    int fds[3] = {devnull, out[1], err[1]};
+    char ctrl[CMSG_SPACE(sizeof fds)];
+    memset(ctrl, 0, sizeof ctrl);
+    unsigned char hdr[5];
+    uint32_t len = (uint32_t)kv.len + 1;
+    hdr[0] = len >> 24, hdr[1] = len >> 16, hdr[2] = len >> 8, hdr[3] = len, hdr[4] = 'R';
+    struct iovec iov[2] = {{hdr, 5}, {kv.buf, kv.len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctrl, .msg_controllen = sizeof ctrl};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(cm), fds, sizeof fds);
+    ssize_t sent = sendmsg(zygote_fd, &msg, 0);
+    free(kv.buf);
+    close(devnull);
+    close(out[1]);
+    close(err[1]);
+    if (sent < (ssize_t)(5 + kv.len)) {
+      close(out[0]);
+      close(err[0]);
+      free(run.out.data);
+      free(run.err.data);
+      memset(&run, 0, sizeof run);
+      return fail_start("zygote unreachable");
+    }
+    run.active = 1;
+    run.pid = 0; /* learned from the zygote's 'P' reply */
+  } else {
+    r.argv[r.argc] = NULL;
+    r.envp[r.envc] = NULL;
+    int status_pipe[2];
+    if (pipe2(status_pipe, O_CLOEXEC) < 0) return fail_start("pipe");
+    pid_t pid = fork();
+    if (pid == 0) {
+      sigset_t all;
+      sigemptyset(&all);
+      sigprocmask(SIG_SETMASK, &all, NULL);
+      for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+      setsid();
+      dup2(devnull, 0);
+      dup2(out[1], 1);
+      dup2(err[1], 2);
+      int e = 0;
+      if (setgroups(0, NULL) < 0 || setgid((gid_t)r.gid) < 0 || setuid((uid_t)r.uid) < 0) e = errno;
+      else if (chdir(r.cwd) < 0) e = errno;
+      else {
+        exec_in_path(r.argv, r.envp);
+        e = errno;
+      }
+      ssize_t ignored = write(status_pipe[1], &e, sizeof e);
+      (void)ignored;
+      _exit(127);
+    }
+    close(devnull);
+    close(out[1]);
+    close(err[1]);
+    close(status_pipe[1]);
+    if (pid < 0) {
+      close(status_pipe[0]);
+      close(out[0]);
+      close(err[0]);
+      free(run.out.data);
+      free(run.err.data);
+      memset(&run, 0, sizeof run);
+      return fail_start("fork");
+    }
+    int e = 0;
+    ssize_t got = read(status_pipe[0], &e, sizeof e);
+    close(status_pipe[0]);
+    run.active = 1;
+    run.pid = pid;
+    if (got == (ssize_t)sizeof e) {
+      /* The command could not be started: report it like a shell would (127). */
+      char msg[256];
+      int l = snprintf(msg, sizeof msg, "%s: %s\n", r.argv[0], strerror(e));
+      run.err.total += (size_t)l;
+      if ((size_t)l > run.err.limit) l = (int)run.err.limit;
+      memcpy(run.err.data, msg, (size_t)l);
+      run.err.kept = (size_t)l;
+    }
+  }
+
+  run.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  struct itimerspec its = {.it_value = {r.timeout_ms / 1000, (r.timeout_ms % 1000) * 1000000}};
+  timerfd_settime(run.timer_fd, 0, &its, NULL);
+  if (!via_zygote) {
+    kv_t kv = {0};
+    kv_add(&kv, "pid=%d", run.pid);
+    send_frame(agent_fd, 'S', kv.buf, kv.len);
+    free(kv.buf);
+  }
+}
+
+static void handle_zygote_frame(char type, unsigned char *payload) {
+  if (type == 'H') {
+    zygote_state = "ready";
+    announce_zygote();
+  } else if (type == 'P' && run.active && run.via_zygote) {
+    run.pid = atoi(strchr((char *)payload, '=') ? strchr((char *)payload, '=') + 1 : "0");
+    kv_t kv = {0};
+    kv_add(&kv, "pid=%d", run.pid);
+    send_frame(agent_fd, 'S', kv.buf, kv.len);
+    free(kv.buf);
+  } else if (type == 'X' && run.active && run.via_zygote) {
+    run.exited = 1;
+    run.status = atoi(strchr((char *)payload, '=') ? strchr((char *)payload, '=') + 1 : "0");
+    run.ended_us = now_us();
+  } else if (type == 'F' && run.active && run.via_zygote) {
+    /* The zygote could not fork: no process of the run exists. */
+    run.exited = 1;
+    run.status = 127 << 8;
+    run.ended_us = now_us();
+  }
+}
+
+static void start_zygote(char **argv) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    zygote_state = "failed";
+    return;
+  }
+  zygote_started_us = now_us();
+  pid_t pid = fork();
+  if (pid == 0) {
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+    if (sv[1] == 3) fcntl(3, F_SETFD, 0);
+    else dup2(sv[1], 3);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1", NULL};
+    char *env_path = getenv("PATH");
+    char pathbuf[4096];
+    if (env_path) {
+      snprintf(pathbuf, sizeof pathbuf, "PATH=%s", env_path);
+      envp[0] = pathbuf;
+    }
+    exec_in_path(argv, envp);
+    _exit(127);
+  }
+  close(sv[1]);
+  if (pid < 0) {
+    close(sv[0]);
+    zygote_state = "failed";
+    return;
+  }
+  zygote_pid = pid;
+  zygote_fd = sv[0];
+  zygote_state = "starting";
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: runner SOCKET [ZYGOTE-COMMAND ARGS...]\n");
+    return 2;
+  }
+  const char *sock_path = argv[1];
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(sock_path) >= sizeof addr.sun_path) {
+    logf_("socket path too long: %s", sock_path);
+    return 2;
+  }
+  strcpy(addr.sun_path, sock_path);
+  unlink(sock_path);
+  umask(077);
+  if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(lfd, 4) < 0) {
+    logf_("cannot listen on %s: %s", sock_path, strerror(errno));
+    return 1;
+  }
+  if (argc > 2) start_zygote(argv + 2);
+
+  memset(&run, 0, sizeof run);
+  run.timer_fd = run.out.fd = run.err.fd = -1;
+  reader_t agent = {.fd = -1}, zyg = {.fd = zygote_fd};
+
+  for (;;) {
+    struct pollfd p[7];
+    int n = 0;
+    p[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = lfd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = agent_fd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = zygote_fd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = run.out.fd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = run.err.fd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = run.timer_fd, .events = POLLIN};
+    int timeout = -1;
+    if (!strcmp(zygote_state, "starting")) timeout = 100;
+    if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR) continue;
+
+    if (p[0].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+          if (run.active) kill_user(run.uid, run.gid);
+          if (zygote_pid > 0) kill(zygote_pid, SIGKILL);
+          unlink(sock_path);
+          return 0;
+        }
+      }
+      reap_orphans();
+    }
+    if (p[1].revents) {
+      int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+      if (c >= 0) {
+        /* One agent at a time: a new connection replaces the old one. */
+        if (agent_fd >= 0) close(agent_fd);
+        agent_fd = c;
+        agent.fd = c;
+        agent.len = 0;
+        announce_zygote();
+      }
+    }
+    if (agent_fd >= 0 && p[2].revents) {
+      if (fill(&agent) < 0) {
+        close(agent_fd);
+        agent_fd = agent.fd = -1;
+      } else {
+        char type;
+        unsigned char *payload;
+        size_t len;
+        int got;
+        while ((got = next_frame(&agent, &type, &payload, &len)) == 1) {
+          if (type == 'R') start_run(payload, len);
+          else if (type == 'K' && run.active) kill_user(run.uid, run.gid);
+          else if (type == 'P') send_frame(agent_fd, 'p', NULL, 0);
+          free(payload);
+        }
+        if (got < 0) {
+          close(agent_fd);
+          agent_fd = agent.fd = -1;
+        }
+      }
+    }
+    if (zygote_fd >= 0 && p[3].revents) {
+      if (fill(&zyg) < 0) {
+        close(zygote_fd);
+        zygote_fd = zyg.fd = -1;
+        zygote_state = "failed";
+        announce_zygote();
+      } else {
+        char type;
+        unsigned char *payload;
+        size_t len;
+        while (next_frame(&zyg, &type, &payload, &len) == 1) {
+          handle_zygote_frame(type, payload);
+          free(payload);
+        }
+      }
+    }
+    if (!strcmp(zygote_state, "starting") && now_us() - zygote_started_us > ZYGOTE_START_MS * 1000LL) {
+      logf_("zygote did not start in time");
+      if (zygote_pid > 0) kill(zygote_pid, SIGKILL);
+      zygote_state = "failed";
+      announce_zygote();
+    }
+    if (run.active && run.via_zygote && zygote_fd < 0 && !run.exited) {
+      /* The zygote died under a run: its child may still run; end the run as failed. */
+      run.exited = 1;
+      run.status = 127 << 8;
+      run.ended_us = now_us();
+    }
+    if (run.out.fd >= 0 && p[4].revents) capture_read(&run.out);
+    if (run.err.fd >= 0 && p[5].revents) capture_read(&run.err);
+    if (run.timer_fd >= 0 && p[6].revents) {
+      uint64_t x;
+      ssize_t ignored = read(run.timer_fd, &x, sizeof x);
+      (void)ignored;
+      if (run.active && !run.exited) {
+        run.timed_out = 1;
+        kill_user(run.uid, run.gid);
+      }
+    }
+    if (run.active) reap_orphans();
+    if (run.active && run.exited) finish_run();
+  }
+}

@@ -1,0 +1,249 @@
+import { connect, type Socket } from 'node:net';
+import { sleep } from '../core/timeout.js';
+import { decodeFields, encodeFields, encodeFrame, FrameDecoder, type Frame } from './runnerProtocol.js';
+
+export type ZygoteState = 'off' | 'starting' | 'ready' | 'failed';
+
+export interface RunnerRunRequest {
+  /** exec: the runner starts argv itself; zygote: the pre-started interpreter runs argv's script. */
+  mode: 'exec' | 'zygote';
+  argv: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  env: string[];
+  timeoutMs: number;
+  outputLimitBytes: number;
+  /** The function's process has started. */
+  onStart?: (pid: number) => void;
+}
+
+export interface RunnerOutcome {
+  exitCode: number;
+  signal: number;
+  timedOut: boolean;
+  durationMs: number;
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  /** No process of the run was left when it ended. */
+  clean: boolean;
+  leftovers: number;
+}
+
+/** The runner did not answer within its bound: the container cannot be trusted. */
+export class RunnerUnresponsive extends Error {
+  constructor(what: string, ms: number) {
+    super(`the runner did not answer ${what} within ${ms} ms`);
+    this.name = 'RunnerUnresponsive';
+  }
+}
+
+interface Pending {
+  onFrame: (f: Frame) => void;
+  fail: (err: Error) => void;
+}
+
+/**
+ * The agent's end of one container's runner socket: one connection for the container's
+ * life, one run at a time. Every wait on the runner is bounded.
+ */
+export class RunnerClient {
+  zygote: ZygoteState = 'off';
+  private readonly decoder = new FrameDecoder();
+  private pending: Pending | undefined;
+  private zygoteWaiters: Array<() => void> = [];
+  private closed: Error | undefined;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = this.decoder.push(chunk);
+      } catch (err) {
+        this.shut(err as Error);
+        return;
+      }
+      for (const f of frames) this.dispatch(f);
+    });
+    socket.on('error', (err) => this.shut(err));
+    socket.on('close', () => this.shut(new Error('runner connection closed')));
+  }
+
+  /** Connects once the runner listens (it binds its socket as the container starts). */
+  static async connect(socketPath: string, timeoutMs: number): Promise<RunnerClient> {
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      try {
+        return await RunnerClient.once(socketPath, Math.max(1, deadline - Date.now()));
+      } catch (err) {
+        lastError = err;
+        await sleep(5);
+      }
+    }
+    throw new RunnerUnresponsive(`a connection (${String(lastError)})`, timeoutMs);
+  }
+
+  private static once(socketPath: string, timeoutMs: number): Promise<RunnerClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(socketPath);
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error('no hello'));
+      }, timeoutMs);
+      const decoder = new FrameDecoder();
+      const onData = (chunk: Buffer) => {
+        const frames = decoder.push(chunk);
+        const hello = frames.find((f) => f.type === 'H');
+        if (!hello) return;
+        clearTimeout(timer);
+        socket.off('data', onData);
+        socket.off('error', onError);
+        const client = new RunnerClient(socket);
+        client.zygote = (decodeFields(hello.payload).zygote ?? 'off') as ZygoteState;
+        for (const f of frames.slice(frames.indexOf(hello) + 1)) client.dispatch(f);
+        resolve(client);
+      };
+      const onError = (err: Error) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(err);
+      };
+      socket.on('data', onData);
+      socket.once('error', onError);
+    });
+  }
+
+  get usable(): boolean {
+    return this.closed === undefined;
+  }
+
+  /** Resolves true once the zygote is ready, false if it failed, is off, or the bound passes. */
+  async zygoteReady(timeoutMs: number): Promise<boolean> {
+    if (this.zygote !== 'starting') return this.zygote === 'ready';
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.zygoteWaiters.push(resolve);
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    clearTimeout(timer);
+    return (this.zygote as ZygoteState) === 'ready';
+  }
+
+  /**
+   * Runs one invocation and waits for its end (the runner enforces the timeout and kills
+   * what the run left). `boundMs` is how long past the timeout the runner may take to
+   * answer before it is given up on.
+   */
+  run(req: RunnerRunRequest, boundMs: number): Promise<RunnerOutcome> {
+    if (this.closed) return Promise.reject(this.closed);
+    if (this.pending) return Promise.reject(new Error('a run is already in progress on this runner'));
+    const fields: Array<[string, string | number]> = [
+      ['mode', req.mode],
+      ['cwd', req.cwd],
+      ['uid', req.uid],
+      ['gid', req.gid],
+      ['timeout_ms', req.timeoutMs],
+      ['out_limit', req.outputLimitBytes],
+    ];
+    for (const a of req.argv) fields.push(['arg', a]);
+    for (const e of req.env) fields.push(['env', e]);
+    return new Promise<RunnerOutcome>((resolve, reject) => {
+      let exit: Record<string, string> | undefined;
+      let stdout: Buffer | undefined;
+      const limit = req.timeoutMs + boundMs;
+      const timer = setTimeout(() => {
+        this.pending = undefined;
+        reject(new RunnerUnresponsive('the end of a run', limit));
+      }, limit);
+      const settle = (fn: () => void) => {
+        clearTimeout(timer);
+        this.pending = undefined;
+        fn();
+      };
+      this.pending = {
+        fail: (err) => settle(() => reject(err)),
+        onFrame: (f) => {
+          if (f.type === 'S') req.onStart?.(Number(decodeFields(f.payload).pid));
+          else if (f.type === 'F') settle(() => reject(new Error(`the runner could not start the run: ${decodeFields(f.payload).error ?? 'unknown'}`)));
+          else if (f.type === 'E') exit = decodeFields(f.payload);
+          else if (f.type === 'o') stdout = Buffer.from(f.payload);
+          else if (f.type === 'e' && exit && stdout) {
+            const e = exit;
+            const out = stdout;
+            settle(() =>
+              resolve({
+                exitCode: Number(e.code),
+                signal: Number(e.signal),
+                timedOut: e.timed_out === '1',
+                durationMs: Number(e.duration_us) / 1000,
+                stdout: out.toString('utf8'),
+                stderr: f.payload.toString('utf8'),
+                stdoutTruncated: Number(e.out_total) > out.length,
+                stderrTruncated: Number(e.err_total) > f.payload.length,
+                clean: e.clean === '1',
+                leftovers: Number(e.leftovers),
+              }),
+            );
+          }
+        },
+      };
+      this.socket.write(encodeFrame('R', encodeFields(fields)));
+    });
+  }
+
+  /** Asks the runner to kill the current run's processes now. */
+  kill(): void {
+    if (!this.closed) this.socket.write(encodeFrame('K'));
+  }
+
+  /** One round trip; resolves with its time in ms. */
+  ping(timeoutMs: number): Promise<number> {
+    if (this.closed) return Promise.reject(this.closed);
+    if (this.pending) return Promise.reject(new Error('a run is in progress on this runner'));
+    const t0 = performance.now();
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending = undefined;
+        reject(new RunnerUnresponsive('a ping', timeoutMs));
+      }, timeoutMs);
+      this.pending = {
+        fail: (err) => {
+          clearTimeout(timer);
+          this.pending = undefined;
+          reject(err);
+        },
+        onFrame: (f) => {
+          if (f.type !== 'p') return;
+          clearTimeout(timer);
+          this.pending = undefined;
+          resolve(performance.now() - t0);
+        },
+      };
+      this.socket.write(encodeFrame('P'));
+    });
+  }
+
+  close(): void {
+    this.shut(new Error('runner connection closed by the agent'));
+    this.socket.destroy();
+  }
+
+  private dispatch(f: Frame): void {
+    if (f.type === 'H') {
+      this.zygote = (decodeFields(f.payload).zygote ?? this.zygote) as ZygoteState;
+      if (this.zygote !== 'starting') for (const w of this.zygoteWaiters.splice(0)) w();
+      return;
+    }
+    this.pending?.onFrame(f);
+  }
+
+  private shut(err: Error): void {
+    if (this.closed) return;
+    this.closed = err;
+    this.pending?.fail(err);
+    for (const w of this.zygoteWaiters.splice(0)) w();
+  }
+}
