@@ -95,7 +95,8 @@ def run_script(req):
         tb = e.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != path:
             tb = tb.tb_next
-        e.__traceback__ = tb or e.__traceback__
+        # None when it failed before the script ran (a syntax error): no Traceback header.
+        e.__traceback__ = tb
         sys.excepthook(type(e), e, e.__traceback__)
         if isinstance(e, KeyboardInterrupt):
             import signal
@@ -115,6 +116,12 @@ def child(sock, req, fds):
         if fd > 2:
             os.close(fd)
     sock.close()
+    # The function goes first when the container runs out of memory, not the zygote.
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
     os.setgroups([])
     os.setgid(int(req["gid"]))
     os.setuid(int(req["uid"]))

@@ -21,12 +21,19 @@ export function normalizeRuntime(raw: string): Runtime | undefined {
 }
 
 /**
- * The argv the zygote runs for a command of the form `python[3[.x]] script.py [args]`, or
- * null when the command is anything else (it then runs through the shell).
+ * A command's words when it is a plain command line (no quoting, variables, redirection
+ * or other shell syntax), so it can be started without a shell; null otherwise.
  */
-export function zygoteArgv(command: string): string[] | null {
+export function plainArgv(command: string): string[] | null {
   const words = command.trim().split(/\s+/);
-  if (words.length < 2 || !/^(\/[\w./-]*\/)?python(3(\.\d+)?)?$/.test(words[0]!) || !/^[\w./-]+\.py$/.test(words[1]!)) return null;
-  if (words.some((w) => /["'`$\\;&|<>*?(){}\[\]~#!]/.test(w))) return null;
+  if (words.length === 0 || words[0] === '') return null;
+  if (words.some((w) => /["'`$\\;&|<>*?(){}\[\]~#!=]/.test(w))) return null;
+  return words;
+}
+
+/** The argv the zygote runs: a plain `python[3[.x]] script.py [args]` command, or null. */
+export function zygoteArgv(command: string): string[] | null {
+  const words = plainArgv(command);
+  if (!words || words.length < 2 || !/^(\/[\w./-]*\/)?python(3(\.\d+)?)?$/.test(words[0]!) || !/^[\w./-]+\.py$/.test(words[1]!)) return null;
   return words;
 }

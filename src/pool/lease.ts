@@ -1,6 +1,6 @@
 import { rename } from 'node:fs/promises';
 import type { StartKind } from '../core/result.js';
-import { zygoteArgv } from '../core/runtimes.js';
+import { plainArgv, zygoteArgv } from '../core/runtimes.js';
 import { SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../core/sandbox.js';
 import type { Measurement, MemoryMeter } from '../run/memoryMeter.js';
 import { RunnerUnresponsive, type RunnerOutcome } from '../run/runnerClient.js';
@@ -102,7 +102,8 @@ export class ContainerLease implements Lease {
       exec = await runner.run(
         {
           mode: forked ? 'zygote' : 'exec',
-          argv: forked ?? ['/bin/sh', '-c', req.command],
+          // A plain command line starts without a shell, as `python main.py` would.
+          argv: forked ?? plainArgv(req.command) ?? ['/bin/sh', '-c', req.command],
           cwd: WORKDIR,
           uid: SANDBOX_UID,
           gid: SANDBOX_GID,

@@ -1,0 +1,48 @@
+import t from 'tap';
+import { plainArgv, zygoteArgv } from '../../src/core/runtimes.js';
+import { decodeFields, encodeFields, encodeFrame, FrameDecoder } from '../../src/run/runnerProtocol.js';
+
+t.test('frames survive any split of the byte stream', async (t) => {
+  const bytes = Buffer.concat([encodeFrame('E', encodeFields([['code', 3], ['clean', 1]])), encodeFrame('o', Buffer.from('out')), encodeFrame('e')]);
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    const d = new FrameDecoder();
+    const frames = [...d.push(bytes.subarray(0, cut)), ...d.push(bytes.subarray(cut))];
+    t.same(
+      frames.map((f) => [f.type, f.payload.toString()]),
+      [
+        ['E', 'code=3\0clean=1\0'],
+        ['o', 'out'],
+        ['e', ''],
+      ],
+      `cut at ${cut}`,
+    );
+  }
+});
+
+t.test('fields: repeated keys kept on the way out, values may hold "="; NUL is refused', async (t) => {
+  const payload = encodeFields([['env', 'A=1'], ['env', 'B=x=y'], ['cwd', '/w']]);
+  t.equal(payload.toString(), 'env=A=1\0env=B=x=y\0cwd=/w\0');
+  t.same(decodeFields(Buffer.from('code=0\0signal=9\0')), { code: '0', signal: '9' });
+  t.throws(() => encodeFields([['env', 'A=\0']]), /NUL/);
+});
+
+t.test('a frame longer than the runner ever sends is an error', async (t) => {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(64 * 1024 * 1024, 0);
+  t.throws(() => new FrameDecoder().push(head), /frame of/);
+});
+
+t.test('plain command lines start without a shell; anything else goes through sh', async (t) => {
+  t.same(plainArgv('python main.py'), ['python', 'main.py']);
+  t.same(plainArgv('  /bin/bash   run.sh '), ['/bin/bash', 'run.sh']);
+  for (const c of ['echo $HOME', 'a && b', 'x > f', "python -c 'print(1)'", 'A=1 python main.py', 'ls *.py', '']) {
+    t.equal(plainArgv(c), null, c);
+  }
+});
+
+t.test('the zygote takes `python[3[.x]] script.py [args]` only', async (t) => {
+  t.same(zygoteArgv('python main.py'), ['python', 'main.py']);
+  t.same(zygoteArgv('python3.11 app/handler.py --fast'), ['python3.11', 'app/handler.py', '--fast']);
+  t.same(zygoteArgv('/usr/local/bin/python3 main.py'), ['/usr/local/bin/python3', 'main.py']);
+  for (const c of ['python -m module', 'python main.sh', '/bin/bash run.sh', 'pypy main.py', 'python main.py > log']) t.equal(zygoteArgv(c), null, c);
+});
