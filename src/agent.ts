@@ -124,6 +124,8 @@ export class Agent {
         log: this.log,
         run: { meter, outputLimitBytes: c.outputLimitBytes },
         runnerDir: c.runnerDir,
+        freezer: c.freezer,
+        pauseGraceMs: c.pauseGraceMs,
       });
       pool.on('served', (rt, startKind, acquireMs) => m.startLatency.observe({ runtime: rt, start_kind: startKind }, acquireMs / 1000));
       this.pools.set(runtime, pool);

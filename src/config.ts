@@ -39,6 +39,8 @@ export interface Config {
   memoryHistorySize: number;
   /** Folder with the runner binary and the zygote, mounted read-only in every container. */
   runnerDir: string;
+  freezer: 'cgroup' | 'docker';
+  pauseGraceMs: number;
 }
 
 export class ConfigError extends Error {
@@ -80,6 +82,9 @@ export function parsePerRuntime(name: string, raw: string | undefined, fallback:
 }
 
 const url = z.string().url();
+
+/** Default pause grace (bench/README.md, "Pause grace", says why). */
+export const PAUSE_GRACE_MS = 500;
 
 export function loadConfig(env: Env = process.env): Config {
   const prewarm = parsePerRuntime('NANOGRID_PREWARM', env.NANOGRID_PREWARM, { python: 2, cpp: 1 });
@@ -152,6 +157,8 @@ export function loadConfig(env: Env = process.env): Config {
     cloudwatchFlushMs: read(env, 'NANOGRID_CLOUDWATCH_FLUSH_MS', int(100, 3_600_000), 60_000),
     cloudwatchNamespace: read(env, 'NANOGRID_CLOUDWATCH_NAMESPACE', z.string().min(1), 'NanoGrid/FunctionRunner'),
     memoryHistorySize: read(env, 'NANOGRID_MEMORY_HISTORY', int(1, 10_000), 100),
+    freezer: read(env, 'NANOGRID_FREEZER', z.enum(['cgroup', 'docker']), 'cgroup'),
+    pauseGraceMs: read(env, 'NANOGRID_PAUSE_GRACE_MS', int(0, 600_000), PAUSE_GRACE_MS),
     runnerDir: read(env, 'NANOGRID_RUNNER_DIR', z.string().startsWith('/', 'must be an absolute path'), defaultRunnerDir()),
   };
 }

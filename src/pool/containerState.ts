@@ -14,6 +14,8 @@ export type Phase =
   | { state: 'running'; fn: string }
   /** Its writable state being reset after a run of fn. */
   | { state: 'resetting'; fn: string }
+  /** Idle and thawed for the pause grace after a run of fn: the next run skips freeze and thaw. */
+  | { state: 'ready'; fn: string }
   /** Being paused; idle afterwards. */
   | { state: 'pausing'; fn: string | null }
   /** Idle and frozen: warm for fn, or prewarm stock when fn is null. */
@@ -23,7 +25,7 @@ export type Phase =
 
 export type ContainerState = Phase['state'];
 
-export const CONTAINER_STATES: readonly ContainerState[] = ['creating', 'thawing', 'running', 'resetting', 'pausing', 'paused', 'retiring'];
+export const CONTAINER_STATES: readonly ContainerState[] = ['creating', 'thawing', 'running', 'resetting', 'ready', 'pausing', 'paused', 'retiring'];
 
 const EDGES: Record<ContainerState, readonly ContainerState[]> = {
   // Stock goes to pausing; a cold start goes straight to running.
@@ -31,7 +33,8 @@ const EDGES: Record<ContainerState, readonly ContainerState[]> = {
   thawing: ['running', 'retiring'],
   running: ['resetting', 'retiring'],
   // resetting -> running: handed straight to a waiting request of the same function.
-  resetting: ['pausing', 'running', 'retiring'],
+  resetting: ['ready', 'pausing', 'running', 'retiring'],
+  ready: ['running', 'pausing', 'retiring'],
   pausing: ['paused', 'retiring'],
   paused: ['thawing', 'retiring'],
   retiring: [],

@@ -6,6 +6,7 @@ import { CONTROL_DIR, controlHostDir, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT
 import { withTimeout } from '../core/timeout.js';
 import type { CgroupRef } from '../run/memoryMeter.js';
 import { RunnerClient } from '../run/runnerClient.js';
+import { locateFreezer, type Freezer } from './freezer.js';
 
 export interface ContainerSpec {
   image: string;
@@ -20,6 +21,8 @@ export interface ContainerSpec {
   runnerDir: string;
   /** The zygote's command (for example python3 /nanogrid/zygote.py), or null for none. */
   zygote: string[] | null;
+  /** Freeze through the container's cgroup (fast) or through dockerd's pause. */
+  freezer: 'cgroup' | 'docker';
 }
 
 /** How long a fresh runner may take to listen, and its zygote to be ready. */
@@ -38,6 +41,8 @@ export class DockerContainer {
   cgroup: CgroupRef | null | undefined;
   /** The connection to the container's runner, from create on. */
   runner: RunnerClient | undefined;
+  private cgroupFreezer: Freezer | null = null;
+  private frozen = false;
   private memoryMb: number;
   private handle: Docker.Container | undefined;
 
@@ -106,6 +111,7 @@ export class DockerContainer {
     await this.call('start', this.engineHandle.start());
     const info = await this.call('inspect', this.engineHandle.inspect());
     this.pid = info.State.Pid;
+    if (s.freezer === 'cgroup') this.cgroupFreezer = await locateFreezer(this.pid);
     this.runner = await this.connectRunner();
     if (s.zygote) await this.runner.zygoteReady(RUNNER_START_MS);
   }
@@ -123,12 +129,22 @@ export class DockerContainer {
     }
   }
 
-  async pause(): Promise<void> {
-    await this.call('pause', this.engineHandle.pause());
+  /** How freezing is done for this container. */
+  get freezeMethod(): 'cgroup-v1' | 'cgroup-v2' | 'docker' {
+    return this.cgroupFreezer?.kind ?? 'docker';
   }
 
-  async unpause(): Promise<void> {
-    await this.call('unpause', unpauseContainer(this.engineHandle));
+  /** Stops every process of the container where it is (the cgroup freezer, else dockerd's pause). */
+  async freeze(): Promise<void> {
+    if (this.cgroupFreezer) await withTimeout(`freeze ${this.name}`, this.spec.apiTimeoutMs, this.cgroupFreezer.freeze());
+    else await this.call('pause', this.engineHandle.pause());
+    this.frozen = true;
+  }
+
+  async thaw(): Promise<void> {
+    if (this.cgroupFreezer) await withTimeout(`thaw ${this.name}`, this.spec.apiTimeoutMs, this.cgroupFreezer.thaw());
+    else await this.call('unpause', unpauseContainer(this.engineHandle));
+    this.frozen = false;
   }
 
   /** Applies a new memory limit; swap equal to it, so the limit is the real ceiling. */
@@ -139,11 +155,6 @@ export class DockerContainer {
     this.memoryMb = memoryMb;
   }
 
-  /** Kills the container's processes (the container stops). Never throws. */
-  async kill(): Promise<void> {
-    await this.call('kill', this.engineHandle.kill()).catch(() => undefined);
-  }
-
   /** Removes the workspace left by the last invocation. Host-side: no exec needed. */
   async wipeWorkspace(): Promise<void> {
     await rm(this.workspaceHostPath, { recursive: true, force: true });
@@ -152,6 +163,8 @@ export class DockerContainer {
   /** Force-removes the container and its host folder. Throws only on an engine error other than "gone". */
   async destroy(): Promise<void> {
     this.runner?.close();
+    // dockerd does not know of a cgroup freeze: a frozen container would not die.
+    if (this.frozen && this.cgroupFreezer) await this.cgroupFreezer.thaw().catch(() => undefined);
     if (this.handle) {
       await this.call('remove', this.handle.remove({ force: true, v: true })).catch((err: unknown) => {
         if (!isNotFound(err)) throw err;

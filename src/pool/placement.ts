@@ -47,10 +47,17 @@ export type WaitReason =
   /** Every container is busy and none is idle to evict. */
   | 'full';
 
+const isIdle = (c: ContainerView) => c.state === 'paused' || c.state === 'ready';
+/** A thawed container saves a thaw; between equals, the most recently used. */
+const betterWarm = (a: ContainerView, b: ContainerView) => (a.state === b.state ? a.lastUsedAt > b.lastUsedAt : a.state === 'ready');
+
 /** Reset and hand-over time added to an expected wait for a busy warm container. */
 export const HANDOFF_MS = 30;
 
-/** Start order: warm (same function) > prewarm (stock) > cold, or wait when that is quicker. */
+/**
+ * Start order: warm (same function; a thawed one in its pause grace before a frozen one)
+ * > prewarm (stock) > cold, or wait when that is quicker.
+ */
 export function place(s: PoolSnapshot, req: Request): Placement {
   let warm: ContainerView | undefined;
   let prewarm: ContainerView | undefined;
@@ -59,9 +66,8 @@ export function place(s: PoolSnapshot, req: Request): Placement {
   for (const c of s.containers) {
     if (c.fn === req.functionId && (c.state === 'resetting' || c.state === 'pausing')) returning = true;
     if (c.fn === req.functionId && (c.state === 'running' || c.state === 'thawing' || c.state === 'creating')) busy.push(c);
-    if (c.state !== 'paused') continue;
-    if (c.fn === req.functionId && (!warm || c.lastUsedAt > warm.lastUsedAt)) warm = c;
-    if (c.fn === null && !prewarm) prewarm = c;
+    if (c.fn === req.functionId && isIdle(c) && (!warm || betterWarm(c, warm))) warm = c;
+    if (c.fn === null && c.state === 'paused' && !prewarm) prewarm = c;
   }
   if (warm) return { kind: 'warm', name: warm.name };
   // Waiting for the function's own container beats a cold start and keeps the prewarm
@@ -91,10 +97,11 @@ export function worthWaiting(s: PoolSnapshot, req: Request, busy: readonly Conta
   return expected < s.coldStartMs;
 }
 
+
 export function leastRecentlyUsedIdle(containers: readonly ContainerView[]): ContainerView | undefined {
   let lru: ContainerView | undefined;
   for (const c of containers) {
-    if (c.state === 'paused' && (!lru || c.lastUsedAt < lru.lastUsedAt)) lru = c;
+    if (isIdle(c) && (!lru || c.lastUsedAt < lru.lastUsedAt)) lru = c;
   }
   return lru;
 }
@@ -111,7 +118,7 @@ export function stockToCreate(s: Pick<PoolSnapshot, 'containers' | 'capacity'>, 
 
 /** Idle warm containers unused since `cutoff`: removed to give their memory back. */
 export function idleSince(containers: readonly ContainerView[], cutoff: number): string[] {
-  return containers.filter((c) => c.state === 'paused' && c.fn !== null && c.lastUsedAt < cutoff).map((c) => c.name);
+  return containers.filter((c) => isIdle(c) && c.fn !== null && c.lastUsedAt < cutoff).map((c) => c.name);
 }
 
 /** Running averages of run times per function and of container creation. */

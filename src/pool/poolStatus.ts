@@ -28,10 +28,8 @@ export function summarize(views: readonly ContainerView[], rest: Omit<PoolStatus
   let idlePrewarm = 0;
   for (const v of views) {
     containers[v.state]++;
-    if (v.state === 'paused') {
-      if (v.fn === null) idlePrewarm++;
-      else idleWarm++;
-    }
+    if (v.state === 'paused' && v.fn === null) idlePrewarm++;
+    else if (v.state === 'paused' || v.state === 'ready') idleWarm++;
   }
   return { ...rest, containers, idleWarm, idlePrewarm };
 }

@@ -29,6 +29,9 @@ export interface PoolOptions {
   run: LeaseRunDeps;
   /** Host folder of the runner and the zygote (runner/build.sh). */
   runnerDir: string;
+  freezer: 'cgroup' | 'docker';
+  /** How long a container stays thawed after a run before it is frozen (0: at once). */
+  pauseGraceMs: number;
 }
 
 export interface PoolEvents {
@@ -68,6 +71,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   private seq = 0;
   private stopping = false;
   private reaper: NodeJS.Timeout | undefined;
+  private readonly graceTimers = new Set<NodeJS.Timeout>();
   private readonly background = new Set<Promise<unknown>>();
 
   constructor(private readonly opts: PoolOptions) {
@@ -106,7 +110,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       try {
         const t0 = performance.now();
         if (bringUp === 'create') await c.engine.create(memoryMb);
-        else if (bringUp === 'thaw') await c.engine.unpause();
+        else if (bringUp === 'thaw') await c.engine.thaw();
         if (bringUp !== 'create') await c.engine.setMemory(memoryMb);
         const createdMs = performance.now() - t0;
         await this.mailbox.post(() => {
@@ -165,14 +169,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
         // The run's processes were all killed when it ended (see wrapCommand), so the
         // workspace can go before the pause.
         await c.engine.wipeWorkspace();
-        const handed = await this.mailbox.post(() => this.handOverOrPause(c));
-        if (handed) return;
-        await c.engine.pause();
-        await this.mailbox.post(() => {
-          if (c.state !== 'pausing') return;
-          c.to({ state: 'paused', fn: c.functionId });
-          this.dispatch();
-        });
+        const next = await this.mailbox.post(() => this.afterReset(c));
+        if (next === 'pause') await this.freeze(c);
       } catch (err) {
         // While stopping, the pool removes this container under the pause: expected.
         this.opts.log[this.stopping ? 'debug' : 'warn']({ tag: 'DOCKER', container: c.name, err: String(err) }, 'reset or pause failed; retiring container');
@@ -203,6 +201,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.reaper);
+    for (const timer of this.graceTimers) clearTimeout(timer);
+    this.graceTimers.clear();
     await this.mailbox.post(() => {
       for (const w of this.waiters.splice(0)) w.reject(this.shuttingDown());
       for (const c of this.containers.values()) this.retire(c, 'stopping');
@@ -246,6 +246,11 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       return { c: this.newContainer(functionId), startKind: 'cold', bringUp: 'create' };
     }
     const c = this.containers.get(p.name)!;
+    if (c.state === 'ready') {
+      // Still in its pause grace: no thaw needed.
+      c.to({ state: 'running', fn: functionId });
+      return { c, startKind: p.kind, bringUp: 'none' };
+    }
     c.to({ state: 'thawing', fn: functionId });
     return { c, startKind: p.kind, bringUp: 'thaw' };
   }
@@ -266,12 +271,15 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
     this.replenish();
   }
 
-  /** A reset container: straight to a waiting request of its function, else to pausing. True when handed over or gone. */
-  private handOverOrPause(c: WarmContainer): boolean {
-    if (c.state !== 'resetting') return true;
+  /**
+   * A reset container goes straight to a waiting request of its function; else it stays
+   * thawed for the pause grace, or is frozen now ('pause': the caller freezes it).
+   */
+  private afterReset(c: WarmContainer): 'handed' | 'ready' | 'pause' | 'gone' {
+    if (c.state !== 'resetting') return 'gone';
     if (this.stopping) {
       this.retire(c, 'stopping');
-      return true;
+      return 'gone';
     }
     const i = this.waiters.findIndex((w) => w.functionId === c.functionId);
     if (i >= 0) {
@@ -279,10 +287,52 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       c.to({ state: 'running', fn: c.functionId! });
       this.handoffs++;
       w!.resolve({ c, startKind: 'warm', bringUp: 'none' });
-      return true;
+      return 'handed';
+    }
+    if (c.runs > 0 && this.opts.pauseGraceMs > 0) {
+      c.to({ state: 'ready', fn: c.functionId! });
+      const usedAt = c.lastUsedAt;
+      const timer = setTimeout(() => {
+        this.graceTimers.delete(timer);
+        void this.mailbox.post(() => c.state === 'ready' && c.lastUsedAt === usedAt).then((still) => (still ? this.freeze(c, true) : undefined));
+      }, this.opts.pauseGraceMs);
+      timer.unref();
+      this.graceTimers.add(timer);
+      this.dispatch();
+      return 'ready';
     }
     c.to({ state: 'pausing', fn: c.runs > 0 ? c.functionId : null });
-    return false;
+    return 'pause';
+  }
+
+  /**
+   * Freezes an idle container (engine work outside the mailbox), then marks it paused.
+   * `fromReady`: it is still in its pause grace and moves to pausing first.
+   */
+  private async freeze(c: WarmContainer, fromReady = false): Promise<void> {
+    const work = (async () => {
+      if (fromReady) {
+        const go = await this.mailbox.post(() => {
+          if (c.state !== 'ready') return false;
+          c.to({ state: 'pausing', fn: c.functionId });
+          return true;
+        });
+        if (!go) return;
+      }
+      try {
+        await c.engine.freeze();
+      } catch (err) {
+        this.opts.log[this.stopping ? 'debug' : 'warn']({ tag: 'DOCKER', container: c.name, err: String(err) }, 'freeze failed; retiring container');
+        await this.mailbox.post(() => this.retire(c, 'freeze failed'));
+        return;
+      }
+      await this.mailbox.post(() => {
+        if (c.state !== 'pausing') return;
+        c.to({ state: 'paused', fn: c.functionId });
+        this.dispatch();
+      });
+    })();
+    await this.track(work);
   }
 
   /** Keeps the prewarm stock at its target while capacity allows and nobody waits. */
@@ -302,13 +352,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
             c.to({ state: 'pausing', fn: null });
             return true;
           });
-          if (!pause) return;
-          await c.engine.pause();
-          await this.mailbox.post(() => {
-            if (c.state !== 'pausing') return;
-            c.to({ state: 'paused', fn: null });
-            this.dispatch();
-          });
+          if (pause) await this.freeze(c);
         } catch (err) {
           this.opts.log.warn({ tag: 'DOCKER', container: c.name, err: String(err) }, 'prewarm container could not be created');
           await this.mailbox.post(() => this.retire(c, 'prewarm failed', { counted: false }));
@@ -374,6 +418,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       apiTimeoutMs: this.opts.apiTimeoutMs,
       runnerDir: this.opts.runnerDir,
       zygote: this.zygote,
+      freezer: this.opts.freezer,
     });
     const c = new WarmContainer(engine, { state: 'creating', fn: functionId });
     this.containers.set(name, c);

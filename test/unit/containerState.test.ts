@@ -48,3 +48,11 @@ t.test('a claimed container in which nothing ran goes back to the stock; one tha
   t.throws(ok({ state: 'resetting', fn: 'f' }, { state: 'pausing', fn: null }, true), /never handed/);
   t.throws(ok({ state: 'pausing', fn: 'f' }, { state: 'paused', fn: null }, false), /never handed/, 'only on the way from resetting');
 });
+
+t.test('the pause grace: resetting -> ready -> running, or ready -> pausing', async (t) => {
+  t.doesNotThrow(ok({ state: 'resetting', fn: 'f' }, { state: 'ready', fn: 'f' }));
+  t.doesNotThrow(ok({ state: 'ready', fn: 'f' }, { state: 'running', fn: 'f' }));
+  t.doesNotThrow(ok({ state: 'ready', fn: 'f' }, { state: 'pausing', fn: 'f' }));
+  t.throws(ok({ state: 'ready', fn: 'f' }, { state: 'running', fn: 'g' }), /never handed/);
+  t.throws(ok({ state: 'ready', fn: 'f' }, { state: 'thawing', fn: 'f' }), /no such edge/, 'a thawed container needs no thaw');
+});

@@ -134,3 +134,18 @@ t.test('Estimates: running averages of run and creation times', async (t) => {
   e.noteCreated(300);
   t.equal(e.coldStartMs, 400);
 });
+
+t.test('warm prefers a container still thawed in its pause grace over a frozen one', async (t) => {
+  const frozen = c('paused', 'f', { lastUsedAt: NOW - 10 });
+  const thawed = c('ready', 'f', { lastUsedAt: NOW - 500 });
+  t.same(place(snap([frozen, thawed]), req('f')), { kind: 'warm', name: thawed.name });
+  const other = c('ready', 'g');
+  t.same(place(snap([other]), req('f')), { kind: 'cold', evict: null }, 'another function\'s thawed container is not used');
+});
+
+t.test('idle means paused or ready: both can be evicted and reaped', async (t) => {
+  const ready = c('ready', 'a', { lastUsedAt: NOW - 9000 });
+  const busy = [c('running', 'b'), c('running', 'c'), c('running', 'd')];
+  t.same(place(snap([ready, ...busy]), req('f')), { kind: 'cold', evict: ready.name });
+  t.same(idleSince([ready], NOW - 1000), [ready.name]);
+});
