@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { Config } from './config.js';
 import { RUNTIMES, type Runtime } from './core/runtimes.js';
-import { stagingRoot } from './core/sandbox.js';
+import { codeCacheRoot } from './core/sandbox.js';
 import { withTimeout } from './core/timeout.js';
 import { MessageLeases } from './intake/messageLeases.js';
 import { Supervisor, type SupervisorStatus } from './intake/supervisor.js';
@@ -17,6 +17,7 @@ import type { Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { removeAgentContainers } from './pool/leftovers.js';
 import { RuntimePool, type PoolStatus } from './pool/runtimePool.js';
+import { CodeCache } from './run/codeCache.js';
 import { CodeFetcher } from './run/codeFetch.js';
 import { Invoker } from './run/invoker.js';
 import { MemoryMeter } from './run/memoryMeter.js';
@@ -87,6 +88,14 @@ export class Agent {
     const s3 = new S3Client({ ...aws, forcePathStyle: c.endpoint !== undefined, requestHandler: new NodeHttpHandler({ connectionTimeout: 5000, requestTimeout: c.s3TimeoutMs }) });
     this.threads = new ThreadPool(c.unzipThreads);
     const fetcher = new CodeFetcher({ s3, threads: this.threads, s3TimeoutMs: c.s3TimeoutMs, codeMaxBytes: c.codeMaxBytes, zipMaxEntries: c.zipMaxEntries, zipMaxBytes: c.zipMaxBytes });
+    const code = new CodeCache({
+      fetcher,
+      root: codeCacheRoot(c.workRoot, c.agentId),
+      stalenessMs: c.codeStalenessMs,
+      maxBytes: c.codeCacheBytes,
+      log: this.log,
+      onEvent: (event) => m.code.inc({ event }),
+    });
     const meter = new MemoryMeter(this.threads, { forceSampling: opts.forceMemorySampling });
 
     this.redis = new RedisSink({ url: c.redisUrl, ttlSeconds: c.resultTtlSeconds, workerId: c.agentId, log: this.log, onFailure: (op) => m.sinkFailures.inc({ sink: 'redis', op }) });
@@ -134,8 +143,7 @@ export class Agent {
     const invoker = new Invoker({
       pools: this.pools,
       commands: { python: c.runtimes.python.command, cpp: c.runtimes.cpp.command },
-      fetcher,
-      stagingRoot: stagingRoot(c.workRoot, c.agentId),
+      code,
       history,
       tipLanguage: c.tipLanguage,
       workerId: c.agentId,
@@ -199,7 +207,7 @@ export class Agent {
     }
     // A previous run of this agent that was killed leaves containers behind: clear them.
     await removeAgentContainers(this.docker, c.agentId, { timeoutMs: c.dockerTimeoutMs, log: this.log, workRoot: c.workRoot });
-    await mkdir(stagingRoot(c.workRoot, c.agentId), { recursive: true });
+    await mkdir(codeCacheRoot(c.workRoot, c.agentId), { recursive: true });
     try {
       await this.redis.connect();
     } catch (err) {

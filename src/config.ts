@@ -41,6 +41,8 @@ export interface Config {
   runnerDir: string;
   freezer: 'cgroup' | 'docker';
   pauseGraceMs: number;
+  codeStalenessMs: number;
+  codeCacheBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -157,6 +159,8 @@ export function loadConfig(env: Env = process.env): Config {
     cloudwatchFlushMs: read(env, 'NANOGRID_CLOUDWATCH_FLUSH_MS', int(100, 3_600_000), 60_000),
     cloudwatchNamespace: read(env, 'NANOGRID_CLOUDWATCH_NAMESPACE', z.string().min(1), 'NanoGrid/FunctionRunner'),
     memoryHistorySize: read(env, 'NANOGRID_MEMORY_HISTORY', int(1, 10_000), 100),
+    codeStalenessMs: read(env, 'NANOGRID_CODE_STALENESS_MS', int(0, 3_600_000), 2000),
+    codeCacheBytes: read(env, 'NANOGRID_CODE_CACHE_MB', int(1, 1_048_576), 1024) * 1024 * 1024,
     freezer: read(env, 'NANOGRID_FREEZER', z.enum(['cgroup', 'docker']), 'cgroup'),
     pauseGraceMs: read(env, 'NANOGRID_PAUSE_GRACE_MS', int(0, 600_000), PAUSE_GRACE_MS),
     runnerDir: read(env, 'NANOGRID_RUNNER_DIR', z.string().startsWith('/', 'must be an absolute path'), defaultRunnerDir()),

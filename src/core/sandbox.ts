@@ -23,8 +23,8 @@ export const LABEL_RUNTIME = 'nanogrid.runtime';
 
 /** Everything of one agent on the host lives under this folder; it is removed at start. */
 export const agentRoot = (workRoot: string, agentId: string) => join(workRoot, agentId);
-/** Where code is unpacked before it moves into a container's workspace. */
-export const stagingRoot = (workRoot: string, agentId: string) => join(agentRoot(workRoot, agentId), 'staging');
+/** The code cache: one unpacked, read-only copy of each code version (hard-linked into workspaces). */
+export const codeCacheRoot = (workRoot: string, agentId: string) => join(agentRoot(workRoot, agentId), 'code');
 /** A container's own host folder, mounted at SANDBOX_MOUNT. */
 export const containerHostDir = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'containers', name);
 /** The workspace inside a container's host folder. */

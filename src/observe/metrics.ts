@@ -39,6 +39,7 @@ export class Metrics {
   );
   readonly sinkFailures = this.counter('nanogrid_sink_failures_total', 'Failed side effects (never failing an invocation), by sink and operation', ['sink', 'op']);
   readonly sqsErrors = this.counter('nanogrid_sqs_errors_total', 'Failed SQS calls, by operation', ['op']);
+  readonly code = this.counter('nanogrid_code_cache_total', 'Code cache: hit (served without S3), download, revalidated_unchanged, revalidated_changed, revalidation_failed', ['event']);
   readonly containers = this.gauge('nanogrid_containers', 'Containers by pool and state', ['runtime', 'state']);
   readonly inflight = this.gauge('nanogrid_inflight_invocations', 'Messages held by this agent', []);
   readonly freeSlots = this.gauge('nanogrid_free_slots', 'Capacity left across pools', []);

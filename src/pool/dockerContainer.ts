@@ -6,7 +6,9 @@ import { CONTROL_DIR, controlHostDir, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT
 import { withTimeout } from '../core/timeout.js';
 import type { CgroupRef } from '../run/memoryMeter.js';
 import { RunnerClient } from '../run/runnerClient.js';
+import type { CodeVersion } from '../run/codeCache.js';
 import { locateFreezer, type Freezer } from './freezer.js';
+import { resetWorkspace, stageWorkspace } from './workspace.js';
 
 export interface ContainerSpec {
   image: string;
@@ -41,6 +43,8 @@ export class DockerContainer {
   cgroup: CgroupRef | null | undefined;
   /** The connection to the container's runner, from create on. */
   runner: RunnerClient | undefined;
+  /** The code version in the workspace, kept between runs of that version. */
+  private staged: { id: string; names: readonly string[] } | null = null;
   private cgroupFreezer: Freezer | null = null;
   private frozen = false;
   private memoryMb: number;
@@ -155,9 +159,18 @@ export class DockerContainer {
     this.memoryMb = memoryMb;
   }
 
-  /** Removes the workspace left by the last invocation. Host-side: no exec needed. */
-  async wipeWorkspace(): Promise<void> {
-    await rm(this.workspaceHostPath, { recursive: true, force: true });
+  /** Puts `code` in the workspace, unless that version is already there. */
+  async stage(code: CodeVersion): Promise<void> {
+    if (this.staged?.id === code.id) return;
+    this.staged = null;
+    await stageWorkspace(this.workspaceHostPath, code);
+    this.staged = { id: code.id, names: code.names };
+  }
+
+  /** Removes what the last run added to the workspace (all of it when no code is staged). Host-side: no exec needed. */
+  async resetWorkspace(): Promise<void> {
+    if (this.staged) await resetWorkspace(this.workspaceHostPath, this.staged.names);
+    else await rm(this.workspaceHostPath, { recursive: true, force: true });
   }
 
   /** Force-removes the container and its host folder. Throws only on an engine error other than "gone". */

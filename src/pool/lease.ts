@@ -1,7 +1,7 @@
-import { rename } from 'node:fs/promises';
 import type { StartKind } from '../core/result.js';
 import { plainArgv, zygoteArgv } from '../core/runtimes.js';
 import { SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../core/sandbox.js';
+import type { CodeVersion } from '../run/codeCache.js';
 import type { Measurement, MemoryMeter } from '../run/memoryMeter.js';
 import { RunnerUnresponsive, type RunnerOutcome } from '../run/runnerClient.js';
 import type { WarmContainer } from './warmContainer.js';
@@ -38,10 +38,8 @@ export interface Lease {
   readonly acquireMs: number;
   /** For log lines. */
   readonly containerName: string;
-  /** Moves an unpacked code folder in as the workspace. */
-  stage(codeDir: string): Promise<void>;
-  /** Moves the workspace back out, for a retry on another container. */
-  unstage(codeDir: string): Promise<void>;
+  /** Puts the code in the workspace (nothing to do when this version is already there). */
+  stage(code: CodeVersion): Promise<void>;
   run(req: RunRequest): Promise<RunOutcome>;
   kill(): Promise<void>;
   release(end: LeaseEnd): void;
@@ -74,12 +72,8 @@ export class ContainerLease implements Lease {
     return this.c.name;
   }
 
-  async stage(codeDir: string): Promise<void> {
-    await rename(codeDir, this.c.engine.workspaceHostPath);
-  }
-
-  async unstage(codeDir: string): Promise<void> {
-    await rename(this.c.engine.workspaceHostPath, codeDir);
+  stage(code: CodeVersion): Promise<void> {
+    return this.c.engine.stage(code);
   }
 
   /**

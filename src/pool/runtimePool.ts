@@ -166,9 +166,9 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       });
       if (!reset) return;
       try {
-        // The run's processes were all killed when it ended (see wrapCommand), so the
-        // workspace can go before the pause.
-        await c.engine.wipeWorkspace();
+        // The runner killed every process of the run before it answered, so nothing can
+        // write into the workspace while it is reset.
+        await c.engine.resetWorkspace();
         const next = await this.mailbox.post(() => this.afterReset(c));
         if (next === 'pause') await this.freeze(c);
       } catch (err) {

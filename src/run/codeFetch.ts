@@ -1,13 +1,11 @@
-import { GetObjectCommand, NoSuchKey, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, NoSuchKey, NotFound, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { createWriteStream } from 'node:fs';
-import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { UnzipOutcome, UnzipTask } from '../../workers/unzip.js';
-import type { Invocation } from '../core/invocation.js';
 import { InvocationError } from '../core/reasons.js';
-import { SANDBOX_GID, SANDBOX_UID } from '../core/sandbox.js';
 import type { ThreadPool } from './threads.js';
 
 export interface CodeFetchOptions {
@@ -19,57 +17,59 @@ export interface CodeFetchOptions {
   zipMaxBytes: number;
 }
 
-export interface FetchedCode {
-  dir: string;
+export interface Unpacked {
   entries: number;
   bytes: number;
-  fetchMs: number;
+  /** The object's ETag when it was read (what a later revalidation compares against). */
+  etag: string | undefined;
 }
 
 /**
- * Puts an invocation's code into a fresh folder `dir` (a staging folder that the pool
- * later moves into the container's workspace), owned by the sandbox user.
+ * Reads code from S3 and unpacks it into a folder: owned by root, files 0644 (0755 with
+ * the archive's execute bit), so the function can read and run its code but never change
+ * it. The unzip runs on a thread, with the zip bomb and path checks in workers/unzip.ts.
  */
 export class CodeFetcher {
   constructor(private readonly opts: CodeFetchOptions) {}
 
-  async fetch(inv: Invocation, dir: string): Promise<FetchedCode> {
-    const started = performance.now();
-    await rm(dir, { recursive: true, force: true });
-    if (inv.code.kind === 'inline') {
-      await mkdir(dir, { recursive: true });
-      await writeFile(join(dir, 'main.py'), inv.code.code, { mode: 0o644 });
-      await chown(dir, SANDBOX_UID, SANDBOX_GID);
-      await chown(join(dir, 'main.py'), SANDBOX_UID, SANDBOX_GID);
-      return { dir, entries: 1, bytes: Buffer.byteLength(inv.code.code), fetchMs: performance.now() - started };
-    }
-
+  async unpackS3(bucket: string, key: string, dir: string): Promise<Unpacked> {
     const zipPath = `${dir}.zip`;
     try {
-      await this.download(inv.code.bucket, inv.code.key, zipPath);
-      const task: UnzipTask = {
-        zipPath,
-        destDir: dir,
-        maxEntries: this.opts.zipMaxEntries,
-        maxBytes: this.opts.zipMaxBytes,
-        uid: SANDBOX_UID,
-        gid: SANDBOX_GID,
-      };
+      const etag = await this.download(bucket, key, zipPath);
+      const task: UnzipTask = { zipPath, destDir: dir, maxEntries: this.opts.zipMaxEntries, maxBytes: this.opts.zipMaxBytes };
       const out = await this.opts.threads.run<UnzipOutcome>(task, 'unzip');
       if (!out.ok) {
         await rm(dir, { recursive: true, force: true });
         throw new InvocationError(out.reason, 'permanent', out.message);
       }
-      return { dir, entries: out.entries, bytes: out.bytes, fetchMs: performance.now() - started };
+      return { entries: out.entries, bytes: out.bytes, etag };
     } finally {
       await rm(zipPath, { force: true });
     }
   }
 
-  private async download(bucket: string, key: string, target: string): Promise<void> {
+  /** The older Controller's inline source, as main.py. */
+  async unpackInline(code: string, dir: string): Promise<Unpacked> {
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await writeFile(join(dir, 'main.py'), code, { mode: 0o644 });
+    return { entries: 1, bytes: Buffer.byteLength(code), etag: undefined };
+  }
+
+  /** The object's current ETag (a HEAD: no body), for revalidation. */
+  async etag(bucket: string, key: string): Promise<string | undefined> {
+    try {
+      const res = await this.opts.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: AbortSignal.timeout(this.opts.s3TimeoutMs) });
+      return res.ETag;
+    } catch (err) {
+      throw classifyS3Error(err, `s3://${bucket}/${key}`);
+    }
+  }
+
+  private async download(bucket: string, key: string, target: string): Promise<string | undefined> {
     const where = `s3://${bucket}/${key}`;
     const signal = AbortSignal.timeout(this.opts.s3TimeoutMs);
     let body: Readable;
+    let etag: string | undefined;
     try {
       const res = await this.opts.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
       if (res.ContentLength !== undefined && res.ContentLength > this.opts.codeMaxBytes) {
@@ -78,6 +78,7 @@ export class CodeFetcher {
       }
       if (!res.Body) throw new InvocationError('S3_UNAVAILABLE', 'transient', `${where} returned no body`);
       body = res.Body as Readable;
+      etag = res.ETag;
     } catch (err) {
       throw classifyS3Error(err, where);
     }
@@ -95,12 +96,13 @@ export class CodeFetcher {
     } catch (err) {
       throw classifyS3Error(err, where);
     }
+    return etag;
   }
 }
 
 export function classifyS3Error(err: unknown, where: string): InvocationError {
   if (err instanceof InvocationError) return err;
-  if (err instanceof NoSuchKey || (err instanceof S3ServiceException && (err.name === 'NoSuchKey' || err.name === 'NoSuchBucket'))) {
+  if (err instanceof NoSuchKey || err instanceof NotFound || (err instanceof S3ServiceException && (err.name === 'NoSuchKey' || err.name === 'NoSuchBucket' || err.name === 'NotFound'))) {
     // Transient on purpose: the Controller may enqueue before its upload is visible.
     // Redelivery retries it, and the queue's redrive policy ends it in the DLQ.
     return new InvocationError('S3_NOT_FOUND', 'transient', `${where} does not exist (${err.name})`, { cause: err });

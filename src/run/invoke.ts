@@ -1,12 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Invocation } from '../core/invocation.js';
 import { InvocationError, type Reason } from '../core/reasons.js';
 import type { Result, StartKind, Status, Timings } from '../core/result.js';
 import type { Logger } from '../observe/log.js';
 import type { Lease, RunOutcome } from '../pool/lease.js';
-import type { CodeFetcher } from './codeFetch.js';
+import type { CodeCache } from './codeCache.js';
 import type { RunnerOutcome } from './runnerClient.js';
 import type { Measurement } from './memoryMeter.js';
 
@@ -16,9 +13,8 @@ export interface LeaseSource {
 }
 
 export interface InvokeDeps {
-  fetcher: CodeFetcher;
+  code: CodeCache;
   command: string;
-  stagingRoot: string;
 }
 
 export interface InvokeHooks {
@@ -36,23 +32,23 @@ export interface RunReport
 }
 
 /**
- * Runs one invocation on a lease from `pool`. Code fetch and container acquisition
- * overlap; the lease is released once the run is over. Throws an InvocationError when
+ * Runs one invocation on a lease from `pool`. The code (from the cache, or fetched) and
+ * the container are got side by side; the lease is released once the run is over. Throws an InvocationError when
  * the function never ran.
  */
 export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDeps, log: Logger, hooks: InvokeHooks = {}): Promise<RunReport> {
-  const staging = join(deps.stagingRoot, `${inv.requestId}-${randomBytes(4).toString('hex')}`);
   const t0 = performance.now();
-  const [leaseR, codeR] = await Promise.allSettled([pool.acquire(inv.functionId, inv.memoryMb), deps.fetcher.fetch(inv, staging)]);
+  let fetchMs = 0;
+  const fetched = deps.code.get(inv.code).finally(() => (fetchMs = performance.now() - t0));
+  const [leaseR, codeR] = await Promise.allSettled([pool.acquire(inv.functionId, inv.memoryMb), fetched]);
 
   if (codeR.status === 'rejected' || leaseR.status === 'rejected') {
     if (leaseR.status === 'fulfilled') leaseR.value.release({ ran: false, reusable: true });
-    await rm(staging, { recursive: true, force: true });
     throw codeR.status === 'rejected' ? codeR.reason : (leaseR as PromiseRejectedResult).reason;
   }
   const code = codeR.value;
   let lease = leaseR.value;
-  log.info({ tag: 'DOCKER', container: lease.containerName, startKind: lease.startKind, acquireMs: round(lease.acquireMs), fetchMs: round(code.fetchMs) }, 'container ready');
+  log.info({ tag: 'DOCKER', container: lease.containerName, startKind: lease.startKind, acquireMs: round(lease.acquireMs), fetchMs: round(fetchMs) }, 'container ready');
 
   const end = { ran: false, reusable: false };
   try {
@@ -63,7 +59,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
     let outcome: RunOutcome;
     for (let attempt = 0; ; attempt++) {
       try {
-        await lease.stage(staging);
+        await lease.stage(code);
         outcome = await lease.run({
           command: deps.command,
           env: functionEnv(inv),
@@ -78,7 +74,6 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
         // The container broke before the function started: one more try on another.
         if (end.ran || attempt > 0) throw err;
         log.warn({ tag: 'DOCKER', container: lease.containerName, err: String(err) }, 'the run could not start; retrying on another container');
-        await lease.unstage(staging).catch(() => undefined);
         lease.release({ ran: false, reusable: false });
         lease = await pool.acquire(inv.functionId, inv.memoryMb);
       }
@@ -103,13 +98,12 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
       durationMillis: Math.round(exec.durationMs),
       startKind: lease.startKind,
       memory,
-      timings: { fetchMs: round(code.fetchMs), acquireMs: round(lease.acquireMs), execMs: round(exec.durationMs), agentMs: round(performance.now() - t0) },
+      timings: { fetchMs: round(fetchMs), acquireMs: round(lease.acquireMs), execMs: round(exec.durationMs), agentMs: round(performance.now() - t0) },
     };
   } catch (err) {
     if (err instanceof InvocationError) throw err;
     throw new InvocationError('DOCKER_UNAVAILABLE', 'transient', `run failed in ${lease.containerName}: ${String(err)}`, { cause: err });
   } finally {
-    await rm(staging, { recursive: true, force: true });
     lease.release(end);
   }
 }

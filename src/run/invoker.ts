@@ -4,7 +4,7 @@ import type { Result } from '../core/result.js';
 import type { Runtime } from '../core/runtimes.js';
 import type { Logger } from '../observe/log.js';
 import { advise, DEFAULT_POLICY, type Advice, type TunerPolicy } from './autoTuner.js';
-import type { CodeFetcher } from './codeFetch.js';
+import type { CodeCache } from './codeCache.js';
 import { invoke, type InvokeHooks, type LeaseSource, type RunReport } from './invoke.js';
 
 /** Where the function's peaks are kept (the Redis memory history). */
@@ -16,8 +16,7 @@ export interface PeakHistory {
 export interface InvokerOptions {
   pools: ReadonlyMap<Runtime, LeaseSource>;
   commands: Record<Runtime, string>;
-  fetcher: CodeFetcher;
-  stagingRoot: string;
+  code: CodeCache;
   history: PeakHistory;
   tipLanguage: TunerPolicy['language'];
   workerId: string;
@@ -36,7 +35,7 @@ export class Invoker {
     const pool = this.opts.pools.get(inv.runtime);
     // Parsing accepted a runtime that has no pool: configuration, not the message, is off.
     if (!pool) throw new InvocationError('RUNTIME_NOT_SUPPORTED', 'permanent', `no pool for runtime ${inv.runtime}`);
-    const report = await invoke(inv, pool, { fetcher: this.opts.fetcher, command: this.opts.commands[inv.runtime], stagingRoot: this.opts.stagingRoot }, log, hooks);
+    const report = await invoke(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime] }, log, hooks);
     const advice = await this.advise(inv, report, log);
     const result = this.resultOf(inv, report, advice);
     this.opts.onRan?.(result, report);
