@@ -13,8 +13,8 @@
  * Wire format (both ways): frames of [u32 big-endian length][u8 type][payload], where
  * length counts the type byte and the payload. Text payloads are NUL-terminated
  * "key=value" strings.
- *   agent -> runner: 'R' run (mode, cwd, uid, gid, timeout_ms, out_limit, arg..., env...,
- *                    script), 'K' kill the current run, 'P' ping
+ *   agent -> runner: 'R' run (mode, cwd, uid, gid, timeout_ms, out_limit, hold, arg...,
+ *                    env...), 'G' release a held run, 'K' kill the current run, 'P' ping
  *   runner -> agent: 'H' hello (zygote state) on connect, 'S' started (pid),
  *                    'E' exit (code, signal, timed_out, duration_us, out_total,
  *                    err_total, clean, leftovers) then 'o' stdout and 'e' stderr bytes,
@@ -189,6 +189,11 @@ typedef struct {
   int timed_out;
   int64_t started_us, ended_us;
   int timer_fd;
+  /* Write end of the pipe the run's first process waits on until the agent says go ('G'). */
+  int hold_fd;
+  /* Read end of the exec-status pipe (exec mode): errno if the command could not start. */
+  int exec_status_fd;
+  char exec_name[256];
   capture_t out, err;
 } run_t;
 
@@ -305,7 +310,10 @@ static int clean_up(void) {
   return left;
 }
 
+static void release_hold(int go);
+
 static void finish_run(void) {
+  release_hold(0);
   /* Whatever the run left behind dies now, so its pipes close and nothing outlives it. */
   kill_user(run.uid, run.gid);
   int64_t deadline = now_us() + DRAIN_MS * 1000;
@@ -347,7 +355,7 @@ static void finish_run(void) {
   free(run.err.data);
   if (run.timer_fd >= 0) close(run.timer_fd);
   memset(&run, 0, sizeof run);
-  run.timer_fd = run.out.fd = run.err.fd = -1;
+  run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
 }
 
 static void fail_start(const char *why) {
@@ -360,7 +368,7 @@ static void fail_start(const char *why) {
 /* Reads the request's strings into argv/env arrays and settings. */
 typedef struct {
   const char *mode, *cwd;
-  long uid, gid, timeout_ms, out_limit;
+  long uid, gid, timeout_ms, out_limit, hold;
   char *argv[MAX_ITEMS];
   char *envp[MAX_ITEMS];
   int argc, envc;
@@ -405,6 +413,7 @@ static int parse_request(unsigned char *payload, size_t n, request_t *r) {
     else if (!strcmp(s, "gid")) r->gid = atol(v);
     else if (!strcmp(s, "timeout_ms")) r->timeout_ms = atol(v);
     else if (!strcmp(s, "out_limit")) r->out_limit = atol(v);
+    else if (!strcmp(s, "hold")) r->hold = atol(v);
     else if (!strcmp(s, "arg") && r->argc < MAX_ITEMS - 1) r->argv[r->argc++] = v;
     else if (!strcmp(s, "env") && r->envc < MAX_ITEMS - 1) r->envp[r->envc++] = v;
   }
@@ -447,6 +456,38 @@ static void exec_in_path(char *const argv[], char *const envp[]) {
   }
 }
 
+/* Whether the command started; if not, the reason goes to stderr as a shell would put it (127). */
+static void read_exec_status(void) {
+  if (run.exec_status_fd < 0) return;
+  int e = 0;
+  ssize_t got;
+  while ((got = read(run.exec_status_fd, &e, sizeof e)) < 0 && errno == EINTR) {
+  }
+  close(run.exec_status_fd);
+  run.exec_status_fd = -1;
+  if (got != (ssize_t)sizeof e) return;
+  char msg[512];
+  int l = snprintf(msg, sizeof msg, "%s: %s\n", run.exec_name, strerror(e));
+  if (l < 0) return;
+  run.err.total += (size_t)l;
+  size_t room = run.err.limit - run.err.kept;
+  size_t take = (size_t)l < room ? (size_t)l : room;
+  memcpy(run.err.data + run.err.kept, msg, take);
+  run.err.kept += take;
+}
+
+/* 'G' from the agent: the held process may run now (go=1), or is called off (go=0). */
+static void release_hold(int go) {
+  if (run.hold_fd < 0) return;
+  if (go) {
+    ssize_t ignored = write(run.hold_fd, "g", 1);
+    (void)ignored;
+  }
+  close(run.hold_fd);
+  run.hold_fd = -1;
+  read_exec_status();
+}
+
 static void start_run(unsigned char *payload, size_t n) {
   request_t r;
   if (run.active) return fail_start("busy");
@@ -463,6 +504,8 @@ static void start_run(unsigned char *payload, size_t n) {
     return fail_start("pipe");
   }
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int hold[2] = {-1, -1};
+  if (r.hold && pipe2(hold, O_CLOEXEC) < 0) hold[0] = hold[1] = -1;
   memset(&run, 0, sizeof run);
   run.uid = (uid_t)r.uid;
   run.gid = (gid_t)r.gid;
@@ -472,6 +515,8 @@ static void start_run(unsigned char *payload, size_t n) {
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   fcntl(err[0], F_SETFL, O_NONBLOCK);
   run.timer_fd = -1;
+  run.exec_status_fd = -1;
+  run.hold_fd = hold[1];
   run.started_us = now_us();
 
   if (via_zygote) {
@@ -479,27 +524,31 @@ static void start_run(unsigned char *payload, size_t n) {
     kv_add(&kv, "cwd=%s", r.cwd);
     kv_add(&kv, "uid=%ld", r.uid);
     kv_add(&kv, "gid=%ld", r.gid);
+    kv_add(&kv, "hold=%d", hold[0] >= 0);
     for (int i = 0; i < r.argc; i++) kv_put(&kv, "arg=", r.argv[i]);
     for (int i = 0; i < r.envc; i++) kv_put(&kv, "env=", r.envp[i]);
-    int fds[3] = {devnull, out[1], err[1]};
+    int fds[4] = {devnull, out[1], err[1], hold[0]};
+    size_t nfds = hold[0] >= 0 ? 4 : 3;
     char ctrl[CMSG_SPACE(sizeof fds)];
     memset(ctrl, 0, sizeof ctrl);
     unsigned char hdr[5];
     uint32_t len = (uint32_t)kv.len + 1;
     hdr[0] = len >> 24, hdr[1] = len >> 16, hdr[2] = len >> 8, hdr[3] = len, hdr[4] = 'R';
     struct iovec iov[2] = {{hdr, 5}, {kv.buf, kv.len}};
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctrl, .msg_controllen = sizeof ctrl};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctrl, .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(cm), fds, sizeof fds);
+    cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
     ssize_t sent = sendmsg(zygote_fd, &msg, 0);
     free(kv.buf);
     close(devnull);
     close(out[1]);
     close(err[1]);
+    if (hold[0] >= 0) close(hold[0]);
     if (sent < (ssize_t)(5 + kv.len)) {
+      if (hold[1] >= 0) close(hold[1]);
       close(out[0]);
       close(err[0]);
       free(run.out.data);
@@ -524,6 +573,15 @@ static void start_run(unsigned char *payload, size_t n) {
       dup2(devnull, 0);
       dup2(out[1], 1);
       dup2(err[1], 2);
+      if (hold[0] >= 0) {
+        /* Wait until the agent has moved this process into the run's own cgroup; the
+         * pipe closing without a byte means the run was called off. */
+        char go;
+        ssize_t got;
+        while ((got = read(hold[0], &go, 1)) < 0 && errno == EINTR) {
+        }
+        if (got != 1) _exit(125);
+      }
       prefer_for_oom();
       int e = 0;
       if (setgroups(0, NULL) < 0 || setgid((gid_t)r.gid) < 0 || setuid((uid_t)r.uid) < 0) e = errno;
@@ -540,8 +598,14 @@ static void start_run(unsigned char *payload, size_t n) {
     close(out[1]);
     close(err[1]);
     close(status_pipe[1]);
+    if (hold[0] >= 0) close(hold[0]);
+    run.active = 1;
+    run.pid = pid;
+    run.exec_status_fd = status_pipe[0];
+    snprintf(run.exec_name, sizeof run.exec_name, "%s", r.argv[0]);
     if (pid < 0) {
       close(status_pipe[0]);
+      if (hold[1] >= 0) close(hold[1]);
       close(out[0]);
       close(err[0]);
       free(run.out.data);
@@ -549,20 +613,8 @@ static void start_run(unsigned char *payload, size_t n) {
       memset(&run, 0, sizeof run);
       return fail_start("fork");
     }
-    int e = 0;
-    ssize_t got = read(status_pipe[0], &e, sizeof e);
-    close(status_pipe[0]);
-    run.active = 1;
-    run.pid = pid;
-    if (got == (ssize_t)sizeof e) {
-      /* The command could not be started: report it like a shell would (127). */
-      char msg[256];
-      int l = snprintf(msg, sizeof msg, "%s: %s\n", r.argv[0], strerror(e));
-      run.err.total += (size_t)l;
-      if ((size_t)l > run.err.limit) l = (int)run.err.limit;
-      memcpy(run.err.data, msg, (size_t)l);
-      run.err.kept = (size_t)l;
-    }
+    /* A held child only execs once released: its exec status is read then. */
+    if (run.hold_fd < 0) read_exec_status();
   }
 
   run.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -668,7 +720,7 @@ int main(int argc, char **argv) {
   if (argc > 2) start_zygote(argv + 2);
 
   memset(&run, 0, sizeof run);
-  run.timer_fd = run.out.fd = run.err.fd = -1;
+  run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
   reader_t agent = {.fd = -1}, zyg = {.fd = zygote_fd};
 
   for (;;) {
@@ -719,7 +771,11 @@ int main(int argc, char **argv) {
         int got;
         while ((got = next_frame(&agent, &type, &payload, &len)) == 1) {
           if (type == 'R') start_run(payload, len);
-          else if (type == 'K' && run.active) kill_user(run.uid, run.gid);
+          else if (type == 'G' && run.active) release_hold(1);
+          else if (type == 'K' && run.active) {
+            release_hold(0);
+            kill_user(run.uid, run.gid);
+          }
           else if (type == 'P') send_frame(agent_fd, 'p', NULL, 0);
           free(payload);
         }
@@ -765,6 +821,7 @@ int main(int argc, char **argv) {
       (void)ignored;
       if (run.active && !run.exited) {
         run.timed_out = 1;
+        release_hold(0);
         kill_user(run.uid, run.gid);
       }
     }

@@ -110,12 +110,20 @@ def run_script(req):
 
 def child(sock, req, fds):
     os.setsid()
-    for target, fd in enumerate(fds):
+    hold = fds[3] if len(fds) > 3 else None
+    for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
-    for fd in fds:
+    for fd in fds[:3]:
         if fd > 2:
             os.close(fd)
     sock.close()
+    if hold is not None:
+        # Wait until the agent has moved this process into the run's own cgroup; the pipe
+        # closing without a byte means the run was called off.
+        go = os.read(hold, 1)
+        os.close(hold)
+        if go != b"g":
+            os._exit(125)
     # The function goes first when the container runs out of memory, not the zygote.
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -149,8 +157,9 @@ def serve(sock):
             payload, buf = buf[5 : 4 + length], buf[4 + length :]
             if chr(kind) != "R" or len(fds) < 3:
                 continue
-            mine, fds = fds[:3], fds[3:]
             req = fields(payload)
+            count = 4 if req.get("hold") == "1" and len(fds) >= 4 else 3
+            mine, fds = fds[:count], fds[count:]
             try:
                 pid = os.fork()
             except OSError as e:

@@ -63,6 +63,7 @@ export class Agent {
   readonly supervisor: Supervisor;
   readonly log: Logger;
   private readonly threads: ThreadPool;
+  private readonly samplerThreads: ThreadPool;
   private readonly cloudwatch: CloudWatchSink | undefined;
   private readonly startedAt = Date.now();
   private http: Server | undefined;
@@ -86,7 +87,9 @@ export class Agent {
       maxAttempts: 3,
     };
     const s3 = new S3Client({ ...aws, forcePathStyle: c.endpoint !== undefined, requestHandler: new NodeHttpHandler({ connectionTimeout: 5000, requestTimeout: c.s3TimeoutMs }) });
-    this.threads = new ThreadPool(c.unzipThreads);
+    this.threads = new ThreadPool('unzip', c.unzipThreads);
+    // One sampler per run at most: sampling never waits for a thread, nor takes unzip's.
+    this.samplerThreads = new ThreadPool('memorySampler', Math.max(1, RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0)));
     const fetcher = new CodeFetcher({ s3, threads: this.threads, s3TimeoutMs: c.s3TimeoutMs, codeMaxBytes: c.codeMaxBytes, zipMaxEntries: c.zipMaxEntries, zipMaxBytes: c.zipMaxBytes });
     const code = new CodeCache({
       fetcher,
@@ -96,7 +99,7 @@ export class Agent {
       log: this.log,
       onEvent: (event) => m.code.inc({ event }),
     });
-    const meter = new MemoryMeter(this.threads, { forceSampling: opts.forceMemorySampling });
+    const meter = new MemoryMeter(this.samplerThreads, { forceSampling: opts.forceMemorySampling });
 
     this.redis = new RedisSink({ url: c.redisUrl, ttlSeconds: c.resultTtlSeconds, workerId: c.agentId, log: this.log, onFailure: (op) => m.sinkFailures.inc({ sink: 'redis', op }) });
     const history = new MemoryHistory(this.redis.redis, {
@@ -282,6 +285,7 @@ export class Agent {
     await this.cloudwatch?.close().catch(() => undefined);
     await this.redis.close().catch(() => undefined);
     await this.threads.close().catch(() => undefined);
+    await this.samplerThreads.close().catch(() => undefined);
     await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
     this.http?.closeAllConnections();
     // Belt and braces: anything of this run that escaped its pool's bookkeeping.

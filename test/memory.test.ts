@@ -3,6 +3,7 @@ import { MB } from '../src/run/autoTuner.js';
 import { buildZip } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { historyKey } from '../src/sinks/redisKeys.js';
+import { waitUntil } from '../src/core/timeout.js';
 import { docker, startHarness, type Harness } from './helpers/harness.js';
 
 async function runVersion(h: Harness, functionId: string, version: string, bytes: number, memoryMb: number) {
@@ -70,4 +71,23 @@ t.test('peaks are kept per function in Redis and turn into a recommendation', as
   const history = await h.agent.redis.redis.lrange(historyKey('right-size'), 0, -1);
   t.equal(history.length, 5, 'five peaks in the function\'s history key');
   t.ok(history.every((v) => Number(v) > 0));
+});
+
+t.test('memory sampling never holds a thread that unzip needs', async (t) => {
+  // Two unzip threads, two long sampled runs: with one shared pool the third function's
+  // unzip would wait for a long run to end.
+  const h = await startHarness(t, {
+    env: { NANOGRID_THREADS: '2', NANOGRID_PREWARM: 'python=3,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=3,cpp=1' },
+    agent: { forceMemorySampling: true },
+  });
+  await h.client.uploadZip('long/v1.zip', SAMPLES.pythonSleep(6000));
+  const longs = [h.message('long'), h.message('long')];
+  for (const m of longs) await h.client.send(m);
+  await waitUntil('both long runs running', () => h.agent.status().supervisor.running === 2);
+  const quick = await h.invoke('quick-unzip', SAMPLES.pythonHello);
+  t.equal(quick.status, 'SUCCESS');
+  t.ok(quick.timings.fetchMs! < 1000, `its unzip did not wait for a thread (fetch ${quick.timings.fetchMs} ms)`);
+  t.same(await Promise.all(longs.map((m) => h.client.readStored(m.requestId))), [undefined, undefined], 'answered while both sampled runs still run');
+  const done = await Promise.all(longs.map((m) => h.client.waitForResult(m.requestId, 30_000)));
+  t.same(done.map((r) => r.peakMemoryMethod), ['sampled', 'sampled']);
 });

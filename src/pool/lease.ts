@@ -104,6 +104,7 @@ export class ContainerLease implements Lease {
           env: req.env,
           timeoutMs: req.timeoutMs,
           outputLimitBytes: this.deps.outputLimitBytes,
+          hold: session.attach,
           onStart: () => {
             started = true;
             this.owner.started(this.c, this.startKind, this.acquireMs, Date.now());

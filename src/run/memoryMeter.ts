@@ -1,9 +1,11 @@
-import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
+import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SampleOutcome, SampleTask } from '../../workers/memorySampler.js';
+import { readOomKills } from './cgroupFiles.js';
+import { prepareContainerCgroup, RunScope } from './cgroupV2Scopes.js';
 import type { ThreadPool } from './threads.js';
 
-export type MeterMethod = 'cgroup-v1-max-usage' | 'cgroup-v2-peak' | 'sampled';
+export type MeterMethod = 'cgroup-v1-max-usage' | 'cgroup-v2-run-cgroup' | 'sampled';
 
 export interface Measurement {
   peakBytes: number | null;
@@ -16,23 +18,31 @@ export interface Measurement {
 export interface CgroupRef {
   version: 1 | 2;
   dir: string;
+  /** v2: the container's cgroup is ready for per-run children (see cgroupV2Scopes.ts). */
+  prepared?: boolean;
 }
 
 export interface MeterSession {
+  /** When set, the run's first process must be held until this resolves (it is moved into the run's cgroup). */
+  attach?: (pid: number) => Promise<void>;
   end(): Promise<Measurement>;
 }
 
 const NONE: Measurement = { peakBytes: null, method: null, oomKilled: false };
 
 /**
- * Measures one invocation's true peak memory in its container's cgroup. On cgroup v1 the
- * peak counter is reset before the run and read after it; on v2 `memory.peak` is reset
- * through its own file descriptor (kernel 6.12+); elsewhere usage is sampled in a thread.
- * Every failure yields a null figure, never an exception.
+ * Measures one invocation's true peak memory. On cgroup v1 the container cgroup's peak
+ * counter is reset before the run and read after it. On v2 each run gets a cgroup of its
+ * own (cgroupV2Scopes.ts), whose memory.peak is the run's: exact on every kernel with
+ * memory.peak (5.19+), 6.1 included. Elsewhere usage is sampled on a thread of the
+ * sampler's own pool, never one that unzip needs. Every failure yields a null figure,
+ * never an exception.
  */
 export class MemoryMeter {
+  private seq = 0;
+
   constructor(
-    private readonly threads: ThreadPool,
+    private readonly sampler: ThreadPool,
     private readonly opts: { cgroupRoot?: string; procRoot?: string; sampleIntervalMs?: number; forceSampling?: boolean } = {},
   ) {}
 
@@ -56,7 +66,7 @@ export class MemoryMeter {
     try {
       if (this.opts.forceSampling) return await this.beginSampling(cg, timeoutMs);
       if (cg.version === 1) return await this.beginV1(cg.dir);
-      return await this.beginV2(cg.dir, timeoutMs);
+      return await this.beginV2(cg, timeoutMs);
     } catch {
       return { end: async () => NONE };
     }
@@ -79,30 +89,29 @@ export class MemoryMeter {
     };
   }
 
-  private async beginV2(dir: string, timeoutMs: number): Promise<MeterSession> {
-    const oomBefore = await readOomKills(join(dir, 'memory.events'));
-    let fh: FileHandle | undefined;
-    try {
-      fh = await open(join(dir, 'memory.peak'), 'r+');
-      // Since 6.12 a write resets the peak as seen through this descriptor only.
-      await fh.write('reset\n', 0);
-    } catch {
-      await fh?.close();
-      return this.beginSampling({ version: 2, dir }, timeoutMs);
+  private async beginV2(cg: CgroupRef, timeoutMs: number): Promise<MeterSession> {
+    // Without memory.peak (kernels before 5.19) only sampling is left.
+    if (!(await exists(join(cg.dir, 'memory.peak')))) return this.beginSampling(cg, timeoutMs);
+    if (!cg.prepared) {
+      await prepareContainerCgroup(cg.dir);
+      cg.prepared = true;
     }
-    const handle = fh;
+    const scope = await RunScope.create(cg.dir, `nanogrid-run-${++this.seq}`);
+    let attached = false;
     return {
+      attach: async (pid) => {
+        await scope.attach(pid);
+        attached = true;
+      },
       end: async () => {
         try {
-          const buf = Buffer.alloc(64);
-          const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-          const peak = Number(buf.subarray(0, bytesRead).toString().trim());
-          const oomAfter = await readOomKills(join(dir, 'memory.events'));
-          return { peakBytes: Number.isFinite(peak) ? peak : null, method: 'cgroup-v2-peak', oomKilled: oomAfter > oomBefore };
+          if (!attached) return NONE;
+          const { peakBytes, oomKilled } = await scope.peak();
+          return { peakBytes, method: 'cgroup-v2-run-cgroup', oomKilled };
         } catch {
           return NONE;
         } finally {
-          await handle.close();
+          await scope.remove();
         }
       },
     };
@@ -114,7 +123,7 @@ export class MemoryMeter {
     const oomBefore = await readOomKills(eventsFile);
     const stop = new SharedArrayBuffer(4);
     const task: SampleTask = { usageFile, intervalMs: this.opts.sampleIntervalMs ?? 5, deadlineMs: timeoutMs + 5000, stop };
-    const running = this.threads.run<SampleOutcome>(task, 'memorySampler');
+    const running = this.sampler.run<SampleOutcome>(task, 'memorySampler');
     return {
       end: async () => {
         Atomics.store(new Int32Array(stop), 0, 1);
@@ -131,12 +140,8 @@ export class MemoryMeter {
   }
 }
 
-/** Reads the `oom_kill N` counter from memory.oom_control (v1) or memory.events (v2). */
-export async function readOomKills(file: string): Promise<number> {
-  try {
-    const m = /^oom_kill (\d+)$/m.exec(await readFile(file, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );

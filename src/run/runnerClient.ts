@@ -16,6 +16,11 @@ export interface RunnerRunRequest {
   outputLimitBytes: number;
   /** The function's process has started. */
   onStart?: (pid: number) => void;
+  /**
+   * With this, the runner holds the run's first process until it resolves (the agent moves
+   * it into the run's own cgroup meanwhile); a rejection still releases it.
+   */
+  hold?: (pid: number) => Promise<void>;
 }
 
 export interface RunnerOutcome {
@@ -147,6 +152,7 @@ export class RunnerClient {
       ['gid', req.gid],
       ['timeout_ms', req.timeoutMs],
       ['out_limit', req.outputLimitBytes],
+      ['hold', req.hold ? 1 : 0],
     ];
     for (const a of req.argv) fields.push(['arg', a]);
     for (const e of req.env) fields.push(['env', e]);
@@ -166,7 +172,18 @@ export class RunnerClient {
       this.pending = {
         fail: (err) => settle(() => reject(err)),
         onFrame: (f) => {
-          if (f.type === 'S') req.onStart?.(Number(decodeFields(f.payload).pid));
+          if (f.type === 'S') {
+            const pid = Number(decodeFields(f.payload).pid);
+            req.onStart?.(pid);
+            if (req.hold) {
+              void req
+                .hold(pid)
+                .catch(() => undefined)
+                .then(() => {
+                  if (!this.closed) this.socket.write(encodeFrame('G'));
+                });
+            }
+          }
           else if (f.type === 'F') settle(() => reject(new Error(`the runner could not start the run: ${decodeFields(f.payload).error ?? 'unknown'}`)));
           else if (f.type === 'E') exit = decodeFields(f.payload);
           else if (f.type === 'o') stdout = Buffer.from(f.payload);

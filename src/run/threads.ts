@@ -22,13 +22,16 @@ export interface ThreadStats {
   completed: number;
 }
 
-/** The agent's one thread pool: unzip and memory sampling tasks, by task file. */
+/**
+ * A Piscina pool for one kind of task file: the agent keeps one for unzip and another for
+ * memory sampling, so a long run's sampler never holds a thread an unzip needs.
+ */
 export class ThreadPool {
   private readonly pool: Piscina;
 
-  constructor(maxThreads: number) {
+  constructor(file: 'unzip' | 'memorySampler', maxThreads: number) {
     this.pool = new Piscina({
-      filename: workerFile('unzip'),
+      filename: workerFile(file),
       minThreads: 1,
       maxThreads,
       idleTimeout: 60_000,
