@@ -166,6 +166,7 @@ export class Agent {
       timeoutMs: 10_000,
       log: this.log,
       onError: (op) => m.sqsErrors.inc({ op }),
+      onRequest: (op) => m.sqsRequests.inc({ op }),
     });
     this.supervisor = new Supervisor({
       leases,

@@ -1,6 +1,7 @@
 import {
   ChangeMessageVisibilityBatchCommand,
   ChangeMessageVisibilityCommand,
+  DeleteMessageBatchCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
@@ -24,18 +25,34 @@ export interface MessageLeaseOptions {
   timeoutMs: number;
   log: Logger;
   onError?: (op: 'receive' | 'delete' | 'change_visibility' | 'extend_visibility') => void;
+  /** Every request sent, by API operation (ReceiveMessage, DeleteMessageBatch, ...). */
+  onRequest?: (op: string) => void;
+}
+
+/** How long a delete waits for others to share its batch call. */
+const DELETE_WINDOW_MS = 5;
+
+interface PendingDelete {
+  receiptHandle: string;
+  log: Logger;
+  done: (deleted: boolean) => void;
 }
 
 /**
  * Every SQS call the agent makes about its messages: receive, delete, make visible again
  * after a delay, keep held ones invisible (the heartbeat), and read the queue's redrive
- * policy. The supervisor decides; this module only talks to the queue.
+ * policy. The supervisor decides; this module only talks to the queue. Deletes asked for
+ * in the same moment go out as one DeleteMessageBatch.
  */
 export class MessageLeases {
+  private deletes: PendingDelete[] = [];
+  private flushScheduled = false;
+
   constructor(private readonly opts: MessageLeaseOptions) {}
 
   /** One long poll for up to `max` messages (at most SQS_MAX_BATCH). Throws on failure. */
   async receive(max: number, signal: AbortSignal): Promise<Message[]> {
+    this.opts.onRequest?.('ReceiveMessage');
     const res = await this.opts.sqs.send(
       new ReceiveMessageCommand({
         QueueUrl: this.opts.queueUrl,
@@ -49,10 +66,53 @@ export class MessageLeases {
     return res.Messages ?? [];
   }
 
-  /** Deletes a message, retrying; false when it could not be deleted (a redelivery will follow). */
-  async delete(receiptHandle: string, log: Logger): Promise<boolean> {
+  /**
+   * Deletes a message: batched with the other deletes of this moment, then retried alone
+   * if its batch entry failed. False when it could not be deleted (a redelivery follows,
+   * and is answered from the stored result).
+   */
+  delete(receiptHandle: string, log: Logger): Promise<boolean> {
+    return new Promise<boolean>((done) => {
+      this.deletes.push({ receiptHandle, log, done });
+      if (this.deletes.length >= SQS_MAX_BATCH) void this.flushDeletes();
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setTimeout(() => void this.flushDeletes(), DELETE_WINDOW_MS);
+      }
+    });
+  }
+
+  private async flushDeletes(): Promise<void> {
+    this.flushScheduled = false;
+    while (this.deletes.length > 0) {
+      const batch = this.deletes.splice(0, SQS_MAX_BATCH);
+      if (batch.length === 1) {
+        batch[0]!.done(await this.deleteOne(batch[0]!.receiptHandle, batch[0]!.log));
+        continue;
+      }
+      let failed = new Set(batch.map((_, i) => String(i)));
+      try {
+        this.opts.onRequest?.('DeleteMessageBatch');
+        const res = await withTimeout(
+          'sqs delete batch',
+          this.opts.timeoutMs,
+          this.opts.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: this.opts.queueUrl, Entries: batch.map((d, i) => ({ Id: String(i), ReceiptHandle: d.receiptHandle })) })),
+        );
+        failed = new Set((res.Failed ?? []).map((f) => f.Id ?? ''));
+      } catch {
+        this.opts.onError?.('delete');
+      }
+      batch.forEach((d, i) => {
+        if (!failed.has(String(i))) d.done(true);
+        else void this.deleteOne(d.receiptHandle, d.log).then(d.done);
+      });
+    }
+  }
+
+  private async deleteOne(receiptHandle: string, log: Logger): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       try {
+        this.opts.onRequest?.('DeleteMessage');
         await withTimeout(
           'sqs delete',
           this.opts.timeoutMs,
@@ -73,6 +133,7 @@ export class MessageLeases {
   /** Makes a held message visible again after `afterS` seconds (0: at once). */
   async makeVisible(receiptHandle: string, afterS: number, log: Logger): Promise<void> {
     try {
+      this.opts.onRequest?.('ChangeMessageVisibility');
       await withTimeout(
         'sqs change visibility',
         this.opts.timeoutMs,
@@ -89,6 +150,7 @@ export class MessageLeases {
     for (let i = 0; i < receiptHandles.length; i += SQS_MAX_BATCH) {
       const batch = receiptHandles.slice(i, i + SQS_MAX_BATCH);
       try {
+        this.opts.onRequest?.('ChangeMessageVisibilityBatch');
         await withTimeout(
           'sqs extend visibility',
           this.opts.timeoutMs,
@@ -109,6 +171,7 @@ export class MessageLeases {
   /** The queue's redrive policy's maxReceiveCount, or undefined without one. */
   async maxReceiveCount(): Promise<number | undefined> {
     try {
+      this.opts.onRequest?.('GetQueueAttributes');
       const res = await withTimeout(
         'sqs get queue attributes',
         this.opts.timeoutMs,

@@ -6,7 +6,7 @@ import { failedResult, type Result } from '../core/result.js';
 import { sleep, withTimeout } from '../core/timeout.js';
 import type { Logger } from '../observe/log.js';
 import { dispose, type Disposition } from './disposition.js';
-import type { MessageLeases } from './messageLeases.js';
+import { SQS_MAX_BATCH, type MessageLeases } from './messageLeases.js';
 import { parseInvocation, type ParseLimits } from './parse.js';
 
 /** One message this agent holds: from receive until it is deleted or made visible again. */
@@ -171,20 +171,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         continue;
       }
-      let messages: Message[];
-      try {
-        messages = await this.opts.leases.receive(free, this.abort.signal);
+      // One long poll per SQS_MAX_BATCH free slots, side by side: never more than free.
+      const polls: number[] = [];
+      for (let left = free; left > 0; left -= SQS_MAX_BATCH) polls.push(Math.min(SQS_MAX_BATCH, left));
+      const settled = await Promise.allSettled(polls.map((n) => this.opts.leases.receive(n, this.abort.signal)));
+      // What the polls that succeeded brought is handled even when another failed.
+      const messages: Message[] = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+      const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (!failure) {
         this.lastReceiveOkAt = Date.now();
         this.lastReceiveError = null;
         backoffMs = 0;
-      } catch (err) {
-        if (this.stopping) break;
+      } else if (!this.stopping) {
         this.emit('receive_failed');
-        this.lastReceiveError = String(err);
+        this.lastReceiveError = String(failure.reason);
         backoffMs = Math.min(MAX_RECEIVE_BACKOFF_MS, backoffMs ? backoffMs * 2 : 500);
-        this.opts.log.error({ tag: 'SQS', err: String(err), retryInMs: backoffMs }, 'receive failed');
-        await sleep(backoffMs);
-        continue;
+        this.opts.log.error({ tag: 'SQS', err: String(failure.reason), retryInMs: backoffMs }, 'receive failed');
       }
       if (messages.length > 0) this.emit('received', messages.length);
       if (this.stopping) {
@@ -199,6 +201,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.tasks.add(task);
         void task.finally(() => this.tasks.delete(task));
       }
+      if (failure && !this.stopping) await sleep(backoffMs);
     }
   }
 

@@ -38,6 +38,7 @@ export class Metrics {
     ['disposition', 'reason'],
   );
   readonly sinkFailures = this.counter('nanogrid_sink_failures_total', 'Failed side effects (never failing an invocation), by sink and operation', ['sink', 'op']);
+  readonly sqsRequests = this.counter('nanogrid_sqs_requests_total', 'SQS requests sent, by API operation', ['op']);
   readonly sqsErrors = this.counter('nanogrid_sqs_errors_total', 'Failed SQS calls, by operation', ['op']);
   readonly code = this.counter('nanogrid_code_cache_total', 'Code cache: hit (served without S3), download, revalidated_unchanged, revalidated_changed, revalidation_failed', ['event']);
   readonly containers = this.gauge('nanogrid_containers', 'Containers by pool and state', ['runtime', 'state']);

@@ -40,6 +40,8 @@ export class RedisSink implements ResultStore {
       maxRetriesPerRequest: 1,
       // Fail fast while disconnected: the outbox retries, so commands need not pile up.
       enableOfflineQueue: false,
+      // Commands of many invocations issued in the same tick go out in one write.
+      enableAutoPipelining: true,
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
     this.redis.on('error', (err) => opts.log.debug({ tag: 'REDIS', err: String(err) }, 'redis connection error'));
