@@ -88,8 +88,8 @@ def run_script(req):
     try:
         code = compile(source, path, "exec", dont_inherit=True)
         exec(code, main.__dict__)
-    except SystemExit:
-        raise  # the interpreter handles it exactly as for a script: code, message, atexit
+    except SystemExit as e:
+        return exit_status(e)
     except BaseException as e:
         # Print the traceback as the interpreter would for the script: from its frames on.
         tb = e.__traceback__
@@ -104,8 +104,49 @@ def run_script(req):
             sys.stdout.flush()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGINT)
-        raise SystemExit(1)
-    raise SystemExit(0)
+        return 1
+    return 0
+
+
+def exit_status(e):
+    """What the interpreter makes of an uncaught SystemExit: its code, or its message and 1."""
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write(str(code) + "\n")
+    except Exception:
+        pass
+    return 1
+
+
+def finish(status):
+    """Ends the child as the interpreter ends a script (non-daemon threads joined, atexit
+    handlers run, std streams flushed; 120 when a flush fails), but without tearing down
+    every module the zygote preloaded, which would cost a plain `python main.py` nothing."""
+    try:
+        import threading
+
+        threading._shutdown()
+    except Exception:
+        pass
+    try:
+        import atexit
+
+        atexit._run_exitfuncs()
+    except SystemExit as e:
+        status = exit_status(e)
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None and not stream.closed:
+                stream.flush()
+        except Exception:
+            status = 120
+    os._exit(status)
 
 
 def child(sock, req, fds):
@@ -136,7 +177,7 @@ def child(sock, req, fds):
     # A change of user makes a process undumpable, which hides its own /proc/self/fd from
     # it; a `python main.py` started as that user is dumpable.
     _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-    run_script(req)
+    finish(run_script(req))
 
 
 def serve(sock):
@@ -168,8 +209,7 @@ def serve(sock):
                 send(sock, "F", ("error=%s\0" % e.strerror).encode())
                 continue
             if pid == 0:
-                child(sock, req, mine)
-                return  # not reached: run_script raises SystemExit
+                child(sock, req, mine)  # never returns: finish() ends the process
             for fd in mine:
                 os.close(fd)
             send(sock, "P", ("pid=%d\0" % pid).encode())
