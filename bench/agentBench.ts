@@ -70,7 +70,7 @@ export interface KindSamples {
  * prewarm and a new function each time; prewarm: a ready generic container each time;
  * warm: the same function again.
  */
-export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp', kind: StartKind, key: string, n: number): Promise<KindSamples> {
+export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp', kind: StartKind, key: string, n: number, extra: Record<string, string> = {}): Promise<KindSamples> {
   const prewarm = kind === 'prewarm' ? 1 : 0;
   // Idle warm containers count toward capacity and a prewarm container is only replaced
   // while there is room: give the prewarm cell room for every function it creates.
@@ -78,6 +78,7 @@ export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp',
   const overrides = {
     NANOGRID_PREWARM: `python=${runtime === 'python' ? prewarm : 0},cpp=${runtime === 'cpp' ? prewarm : 0}`,
     NANOGRID_MAX_CONTAINERS: `python=${max},cpp=${max}`,
+    ...extra,
   };
   return withAgent(env, overrides, async (agent) => {
     const out: KindSamples = { inside: [], e2e: [], kinds: {} };
@@ -131,13 +132,15 @@ async function burst(env: BenchEnv, messages: Array<{ functionId: string; key: s
   return { seconds: (Date.now() - t0) / 1000, e2e, kinds };
 }
 
-export async function measureThroughput(env: BenchEnv, poolSize: number, fn: string, key: string, count: number): Promise<ThroughputRun> {
+export async function measureThroughput(env: BenchEnv, poolSize: number, fn: string, key: string, count: number, afterBurst?: () => Promise<void>): Promise<ThroughputRun> {
   return withAgent(env, { NANOGRID_PREWARM: `python=${poolSize},cpp=0`, NANOGRID_MAX_CONTAINERS: `python=${poolSize},cpp=1` }, async (agent) => {
     const functionId = `tp-${fn.replace(/\W+/g, "")}-${poolSize}-${Date.now()}`;
     // Warm every container with this function first: this measures steady state.
     await burst(env, Array.from({ length: poolSize }, () => ({ functionId, key })));
     await quiet(agent);
     const r = await burst(env, Array.from({ length: count }, () => ({ functionId, key })));
+    await quiet(agent);
+    await afterBurst?.();
     return { poolSize, fn, invocations: count, seconds: r.seconds, perSecond: count / r.seconds, e2e: r.e2e, kinds: r.kinds };
   });
 }

@@ -6,8 +6,9 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { ZipFiles } from '../src/local/client.js';
-import { LABEL_AGENT } from '../src/core/sandbox.js';
-import { unpauseContainer } from '../src/pool/dockerContainer.js';
+import { LABEL_AGENT, SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../src/core/sandbox.js';
+import { DockerContainer, unpauseContainer } from '../src/pool/dockerContainer.js';
+import { locateFreezer } from '../src/pool/freezer.js';
 
 export const DIRECT_AGENT = 'bench-direct';
 
@@ -68,37 +69,93 @@ async function idleContainer(docker: Docker, image: string, codeDir?: string): P
   return c;
 }
 
-/** Engine floors: exec /bin/true, create+start+remove, pause+unpause. */
+/** Engine floors: exec /bin/true, create+start, dockerd pause+unpause against the cgroup freezer. */
 export async function measureFloors(o: Omit<DirectOptions, 'codeDir' | 'command'>): Promise<Record<string, number[]>> {
   const { docker, image, n } = o;
-  const out: Record<string, number[]> = { 'floor: exec /bin/true': [], 'floor: create+start+remove': [], 'floor: pause+unpause': [] };
+  const out: Record<string, number[]> = {
+    'floor: exec /bin/true': [],
+    'floor: create+start': [],
+    'floor: dockerd pause+unpause': [],
+    'floor: cgroup freeze+thaw': [],
+  };
   const c = await idleContainer(docker, image);
   try {
     await execOnce(docker, c, ['/bin/true']);
     for (let i = 0; i < n; i++) out['floor: exec /bin/true']!.push(await timed(() => execOnce(docker, c, ['/bin/true'])));
     o.progress(`floors: exec /bin/true x${n}`);
+    // Side by side on the same container: what OpenWhisk's choice of runc over dockerd is about.
+    const freezer = await locateFreezer((await c.inspect()).State.Pid);
     for (let i = 0; i < n; i++) {
-      out['floor: pause+unpause']!.push(
+      out['floor: dockerd pause+unpause']!.push(
         await timed(async () => {
           await c.pause();
           await unpauseContainer(c);
         }),
       );
+      if (freezer) {
+        out['floor: cgroup freeze+thaw']!.push(
+          await timed(async () => {
+            await freezer.freeze();
+            await freezer.thaw();
+          }),
+        );
+      }
     }
-    o.progress(`floors: pause+unpause x${n}`);
+    o.progress(`floors: dockerd pause+unpause and cgroup freeze+thaw x${n}`);
   } finally {
     await c.remove({ force: true });
   }
   for (let i = 0; i < n; i++) {
-    out['floor: create+start+remove']!.push(
+    let x: Docker.Container | undefined;
+    out['floor: create+start']!.push(
       await timed(async () => {
-        const x = await docker.createContainer({ Image: image, Cmd: ['sleep', 'infinity'], Labels: labels, HostConfig: { NetworkMode: 'none' } });
+        x = await docker.createContainer({ Image: image, Cmd: ['sleep', 'infinity'], Labels: labels, HostConfig: { NetworkMode: 'none' } });
         await x.start();
-        await x.remove({ force: true });
       }),
     );
+    await x?.remove({ force: true });
   }
-  o.progress(`floors: create+start+remove x${n}`);
+  o.progress(`floors: create+start x${n}`);
+  return out;
+}
+
+/**
+ * The resident runner's floors: one round trip on its socket (ping), and a trivial python
+ * run forked by the zygote and started by the runner itself, timed from the agent's side.
+ */
+export async function measureResident(o: DirectOptions & { workRoot: string; runnerDir: string }): Promise<Record<string, number[]>> {
+  const out: Record<string, number[]> = { 'floor: resident round trip (ping)': [], 'python: resident run, zygote': [], 'python: resident run, exec': [] };
+  const hostDir = join(o.workRoot, 'resident');
+  const c = new DockerContainer(o.docker, {
+    image: o.image,
+    name: `ng-bench-resident-${process.pid}`,
+    hostDir,
+    network: 'none',
+    memoryMb: 256,
+    labels,
+    apiTimeoutMs: 30_000,
+    runnerDir: o.runnerDir,
+    zygote: ['python3', '/nanogrid/zygote.py'],
+    freezer: 'cgroup',
+  });
+  try {
+    await c.create();
+    const ws = join(hostDir, 'work');
+    await writeFunction(ws, { 'main.py': 'print("hello from python")\n' });
+    const runner = c.runner!;
+    for (let i = 0; i < o.n * 3; i++) out['floor: resident round trip (ping)']!.push(await runner.ping(1000));
+    for (const mode of ['zygote', 'exec'] as const) {
+      for (let i = 0; i < o.n + 1; i++) {
+        const ms = await timed(() =>
+          runner.run({ mode, argv: o.command, cwd: WORKDIR, uid: SANDBOX_UID, gid: SANDBOX_GID, env: ['PYTHONUNBUFFERED=1'], timeoutMs: 10_000, outputLimitBytes: 1 << 20 }, 5000),
+        );
+        if (i > 0) out[`python: resident run, ${mode}`]!.push(ms);
+      }
+    }
+    o.progress(`resident runner: ping x${o.n * 3}, zygote and exec runs x${o.n}`);
+  } finally {
+    await c.destroy();
+  }
   return out;
 }
 
@@ -140,6 +197,38 @@ export async function measureStage3(o: DirectOptions): Promise<number[]> {
     );
   }
   return samples;
+}
+
+/**
+ * The original stage 4 run by a pool of `size` paused containers side by side, `count`
+ * invocations in all: its throughput on this engine.
+ */
+export async function measureStage4Pool(o: DirectOptions & { size: number; count: number }): Promise<{ perSecond: number; seconds: number }> {
+  const pool = await Promise.all(Array.from({ length: o.size }, () => idleContainer(o.docker, o.image, o.codeDir)));
+  try {
+    await Promise.all(
+      pool.map(async (c) => {
+        await execOnce(o.docker, c, ['/bin/sh', '-c', 'mkdir -p /tmp/w && cp -r /code/. /tmp/w/']);
+        await c.pause();
+      }),
+    );
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      pool.map(async (c) => {
+        while (next < o.count) {
+          next++;
+          await unpauseContainer(c);
+          await execOnce(o.docker, c, o.command, '/tmp/w');
+          await c.pause();
+        }
+      }),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    return { seconds, perSecond: o.count / seconds };
+  } finally {
+    await Promise.all(pool.map((c) => c.remove({ force: true }).catch(() => undefined)));
+  }
 }
 
 /** The original stage 4: a paused container per request: unpause, exec, collect, pause. */

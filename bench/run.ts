@@ -12,16 +12,18 @@ import { LocalClient } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { startLocalStack, type LocalStack } from '../src/local/stack.js';
 import type { StartKind } from '../src/core/result.js';
+import { defaultRunnerDir } from '../src/core/sandbox.js';
+import { sleep } from '../src/core/timeout.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
-import { BENCH_AGENT, current, measureColdCurve, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
+import { BENCH_AGENT, current, withAgent, measureColdCurve, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
 import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
-import { DIRECT_AGENT, measureFloors, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
+import { DIRECT_AGENT, measureFloors, measureResident, measureStage4Pool, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
 import { ratio, summarize, type Summary } from './stats.js';
 
 const quick = process.argv.includes('--quick');
 const plan = quick
-  ? { latencyN: { python: 8, cpp: 4 }, floorN: 10, baselineN: { python: 8, cpp: 3 }, tpCount: 16, ccCount: 24 }
-  : { latencyN: { python: 30, cpp: 30 }, floorN: 30, baselineN: { python: 30, cpp: 10 }, tpCount: 48, ccCount: 64 };
+  ? { latencyN: { python: 10, cpp: 4 }, floorN: 10, baselineN: { python: 8, cpp: 3 }, tpCount: 48, ccCount: 24 }
+  : { latencyN: { python: 30, cpp: 30 }, floorN: 30, baselineN: { python: 30, cpp: 10 }, tpCount: 160, ccCount: 64 };
 const POOL_SIZES = [1, 2, 4, 8];
 const CC_CAPACITY = 4;
 const CC_DISTINCT = [1, 4, 8, 16];
@@ -48,6 +50,13 @@ async function cleanup(): Promise<void> {
   if (scratch) await rm(scratch, { recursive: true, force: true });
 }
 
+/** This process's resident memory after a garbage collection (node --expose-gc), MB. */
+async function rss(): Promise<number> {
+  (globalThis as { gc?: () => void }).gc?.();
+  await sleep(200);
+  return process.memoryUsage().rss / 2 ** 20;
+}
+
 let interrupted = false;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
@@ -67,6 +76,9 @@ interface Report {
   latency: Record<string, Summary>;
   startKinds: Record<string, Record<string, number>>;
   throughput: Array<Omit<ThroughputRun, 'e2e'> & { e2e: Summary }>;
+  stage4Pool: { size: number; invocations: number; perSecond: number };
+  rssMb: { idle: number; afterThroughput: number };
+  summary: string[];
   coldCurve: Array<Omit<ColdCurvePoint, 'e2e'> & { e2e: Summary }>;
   ratios: Record<string, number>;
   overheadOverFloorMs: Record<string, number>;
@@ -97,6 +109,15 @@ async function main(): Promise<void> {
     put(`${rt}: original stage 4 (unpause/exec/pause)`, await measureStage4(o));
     progress(`${rt}: original stage 3 and 4 paths x${o.n}`);
   }
+  for (const [k, v] of Object.entries(
+    await measureResident({ docker, image: IMAGES.python, codeDir: codeDirs.python, command: COMMANDS.python, n: plan.floorN, progress, workRoot: scratch, runnerDir: defaultRunnerDir() }),
+  )) {
+    put(k, v);
+  }
+  progress(`resident: ping p50 ${latency['floor: resident round trip (ping)']!.p50} ms, zygote run p50 ${latency['python: resident run, zygote']!.p50} ms`);
+  const stage4 = await measureStage4Pool({ docker, image: IMAGES.python, codeDir: codeDirs.python, command: COMMANDS.python, n: 0, progress, size: 8, count: plan.tpCount });
+  const stage4Pool = { size: 8, invocations: plan.tpCount, perSecond: stage4.perSecond };
+  progress(`python: original stage 4 by a pool of 8: ${stage4.perSecond.toFixed(1)}/s`);
 
   stack = await startLocalStack();
   client = new LocalClient({ ...stack });
@@ -118,6 +139,14 @@ async function main(): Promise<void> {
       progress(`${rt} ${kind}: inside p50 ${latency[`${rt}: agent ${kind} (inside)`]!.p50} ms, end to end p50 ${latency[`${rt}: agent ${kind} (end to end)`]!.p50} ms (n=${s.inside.length})`);
     }
   }
+  // The pause grace, side by side: back-to-back warm runs with and without it.
+  const noGrace = await measureStartKind(env, 'python', 'warm', 'bench/python-hello.zip', plan.latencyN.python, { NANOGRID_PAUSE_GRACE_MS: '0' });
+  put('python: agent warm, no pause grace (inside)', noGrace.inside);
+  put('python: agent warm, no pause grace (end to end)', noGrace.e2e);
+  progress(`python warm without a pause grace: inside p50 ${latency['python: agent warm, no pause grace (inside)']!.p50} ms`);
+
+  const rssMb = { idle: NaN, afterThroughput: NaN };
+  rssMb.idle = await withAgent(env, { NANOGRID_PREWARM: 'python=8,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=8,cpp=1' }, () => rss());
 
   const throughput: Report['throughput'] = [];
   for (const [fn, key] of [
@@ -125,7 +154,8 @@ async function main(): Promise<void> {
     ['100 ms', 'bench/python-sleep100.zip'],
   ] as const) {
     for (const size of POOL_SIZES) {
-      const r = await measureThroughput(env, size, fn, key, plan.tpCount);
+      const last = fn === '100 ms' && size === POOL_SIZES[POOL_SIZES.length - 1];
+      const r = await measureThroughput(env, size, fn, key, plan.tpCount, last ? async () => void (rssMb.afterThroughput = await rss()) : undefined);
       throughput.push({ ...r, e2e: summarize(r.e2e) });
       progress(`throughput ${fn} pool ${size}: ${r.perSecond.toFixed(1)}/s`);
     }
@@ -148,17 +178,29 @@ async function main(): Promise<void> {
     ratios[`${rt}: original stage 3 / agent warm (inside, p50)`] = ratio(L(`${rt}: original stage 3 (create/start/wait/logs/remove)`), L(`${rt}: agent warm (inside)`));
     ratios[`${rt}: original stage 4 / agent warm (inside, p50)`] = ratio(L(`${rt}: original stage 4 (unpause/exec/pause)`), L(`${rt}: agent warm (inside)`));
     const own = L(`${rt}: own run time`);
-    const exec = L('floor: exec /bin/true');
-    // The least a start of each kind can cost on this engine: its container step, one exec, the function.
+    const rt0 = L('floor: resident round trip (ping)');
+    // The least a start of each kind can cost: its container step, one runner round trip, the function.
     const floors: Record<StartKind, number> = {
-      warm: L('floor: pause+unpause') / 2 + exec + own,
-      prewarm: L('floor: pause+unpause') / 2 + exec + own,
-      cold: L('floor: create+start+remove') + exec + own,
+      warm: rt0 + own,
+      prewarm: L('floor: cgroup freeze+thaw') / 2 + rt0 + own,
+      cold: L('floor: create+start') + rt0 + own,
     };
     for (const kind of ['cold', 'prewarm', 'warm'] as const) {
       overhead[`${rt}: ${kind}`] = Math.round((L(`${rt}: agent ${kind} (inside)`) - floors[kind]) * 10) / 10;
     }
   }
+
+  const tp = (fn: string, size: number) => throughput.find((x) => x.fn === fn && x.poolSize === size)?.perSecond ?? NaN;
+  const pct = (v: number) => (Number.isFinite(v) ? Math.round(v * 100) : NaN);
+  const summary = [
+    `- python: original stage 4 / agent warm (inside, p50): **${ratio(L('python: original stage 4 (unpause/exec/pause)'), L('python: agent warm (inside)')).toFixed(1)}x**`,
+    `- python: agent warm (inside, p50) / own run time (p50): **${(L('python: agent warm (inside)') / L('python: own run time')).toFixed(2)}x**`,
+    `- throughput: agent pool 8 / original stage 4 pool 8 (trivial): **${(tp('trivial', 8) / stage4Pool.perSecond).toFixed(1)}x**`,
+    `- throughput: agent pool 8 (100 ms) / ideal: **${pct(tp('100 ms', 8) / (8 / 0.1))}%**`,
+    `- agent RSS: idle ${Math.round(rssMb.idle)} MB, after the throughput cells ${Math.round(rssMb.afterThroughput)} MB`,
+    `- python: agent cold (inside, p50) / (create+start + own run time): **${(L('python: agent cold (inside)') / (L('floor: create+start') + L('python: own run time'))).toFixed(2)}x**`,
+    `- freeze+thaw: dockerd / cgroup (p50): **${ratio(L('floor: dockerd pause+unpause'), L('floor: cgroup freeze+thaw')).toFixed(1)}x**`,
+  ];
 
   const report: Report = {
     mode: quick ? 'quick' : 'full',
@@ -172,6 +214,9 @@ async function main(): Promise<void> {
     coldCurve,
     ratios,
     overheadOverFloorMs: overhead,
+    stage4Pool,
+    rssMb,
+    summary,
   };
   const stamp = new Date(started).toISOString().replace(/[:.]/g, '-');
   const outDir = join(root, 'bench', 'results');
@@ -208,9 +253,13 @@ function markdown(r: Report): string {
   lines.push('|---|---:|---:|---:|---:|');
   for (const [k, s] of Object.entries(r.latency)) lines.push(`| ${k} | ${s.n} | ${f(s.p50)} | ${f(s.p95)} | ${f(s.p99)} |`);
   lines.push('\n"inside": pool acquire to result ready in the agent; "end to end": SQS send to result heard on Redis.\n');
+  lines.push('### Summary\n');
+  for (const l of r.summary) lines.push(l);
+  lines.push(`\nThe original stage 4 path by a pool of ${r.stage4Pool.size} containers: ${f(r.stage4Pool.perSecond)} invocations/s (trivial python, ${r.stage4Pool.invocations} invocations).`);
+  lines.push('Agent RSS: the bench process (the agent, the embedded fauxqs and the client) after a GC, with an idle pool-8 agent, and right after the last throughput cell.\n');
   lines.push('### Ratios (p50, same run)\n');
   for (const [k, v] of Object.entries(r.ratios)) lines.push(`- ${k}: **${f(v)}x**`);
-  lines.push('\n### Agent overhead over the floor (inside p50 minus container step + exec /bin/true + own run time), ms\n');
+  lines.push('\n### Agent overhead over the floor (inside p50 minus container step + runner round trip + own run time), ms\n');
   for (const [k, v] of Object.entries(r.overheadOverFloorMs)) lines.push(`- ${k}: ${f(v)}`);
   lines.push('\n### Throughput (full path: SQS, S3, pool, Docker, Redis; warm steady state)\n');
   lines.push('| function | pool size | invocations | per second | end to end p50 | p99 |');

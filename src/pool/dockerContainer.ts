@@ -73,10 +73,12 @@ export class DockerContainer {
   }
 
   /**
-   * Creates and starts the container with the runner as its init, connects to the runner
-   * and waits for its zygote (if any); the container is left running.
+   * Creates and starts the container with the runner as its init and connects to the
+   * runner; the container is left running. With `awaitZygote` (stock containers) it also
+   * waits for the zygote; a cold start does not: its first run goes through plain exec
+   * while the zygote starts beside it.
    */
-  async create(memoryMb = this.memoryMb): Promise<void> {
+  async create(memoryMb = this.memoryMb, opts: { awaitZygote: boolean } = { awaitZygote: true }): Promise<void> {
     const s = this.spec;
     this.memoryMb = memoryMb;
     await mkdir(s.hostDir, { recursive: true, mode: 0o755 });
@@ -117,7 +119,7 @@ export class DockerContainer {
     this.pid = info.State.Pid;
     if (s.freezer === 'cgroup') this.cgroupFreezer = await locateFreezer(this.pid);
     this.runner = await this.connectRunner();
-    if (s.zygote) await this.runner.zygoteReady(RUNNER_START_MS);
+    if (s.zygote && opts.awaitZygote) await this.runner.zygoteReady(RUNNER_START_MS);
   }
 
   /**

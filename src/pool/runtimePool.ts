@@ -109,7 +109,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       const { c, startKind, bringUp } = await this.claimOrWait(functionId);
       try {
         const t0 = performance.now();
-        if (bringUp === 'create') await c.engine.create(memoryMb);
+        if (bringUp === 'create') await c.engine.create(memoryMb, { awaitZygote: false });
         else if (bringUp === 'thaw') await c.engine.thaw();
         if (bringUp !== 'create') await c.engine.setMemory(memoryMb);
         const createdMs = performance.now() - t0;
