@@ -223,6 +223,12 @@ def main():
             __import__(name)
         except Exception:
             pass
+    # What is loaded now is shared with every child: keep the collector off those pages,
+    # or each child's first collection would copy them all (copy-on-write).
+    import gc
+
+    gc.collect()
+    gc.freeze()
     sock = socket.socket(fileno=3)
     send(sock, "H", b"zygote=ready\0")
     serve(sock)

@@ -15,6 +15,8 @@ interface Held {
   messageId: string;
   requestId: string | undefined;
   started: boolean;
+  /** Its run is over (or never needed a container): it no longer takes a slot while it is answered and deleted. */
+  settled: boolean;
 }
 
 /** Where results go and where an earlier delivery's result is found (the Redis sink). */
@@ -70,6 +72,8 @@ export interface SupervisorStatus {
 }
 
 const MAX_RECEIVE_BACKOFF_MS = 20_000;
+/** How long a full agent waits after the first slot frees before it asks for more messages. */
+const RECEIVE_COALESCE_MS = 3;
 const TOTAL_OF = { deleted: 'deleted', retried: 'retried', dead_lettered: 'deadLettered', released: 'released' } as const;
 
 /**
@@ -99,8 +103,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.opts.capacity();
   }
 
+  /** Slots not taken by a message that waits for or holds a container. */
   get freeSlots(): number {
-    return Math.max(0, this.capacity - this.held.size);
+    let taking = 0;
+    for (const h of this.held.values()) if (!h.settled) taking++;
+    return Math.max(0, this.capacity - taking);
   }
 
   /** True when the last receive succeeded, for /health. */
@@ -169,6 +176,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       const free = this.freeSlots;
       if (free === 0) {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
+        // Under load slots free one at a time: let a few more free up, so that one receive
+        // brings several messages instead of one call per message.
+        await sleep(RECEIVE_COALESCE_MS);
         continue;
       }
       // One long poll per SQS_MAX_BATCH free slots, side by side: never more than free.
@@ -208,7 +218,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private async accept(m: Message): Promise<void> {
     const receivedAt = Date.now();
     const receiptHandle = m.ReceiptHandle!;
-    const held: Held = { receiptHandle, messageId: m.MessageId ?? 'unknown', requestId: undefined, started: false };
+    const held: Held = { receiptHandle, messageId: m.MessageId ?? 'unknown', requestId: undefined, started: false, settled: false };
     this.held.set(receiptHandle, held);
     try {
       const sent = Number(m.Attributes?.SentTimestamp);
@@ -255,7 +265,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       }
     }
 
-    await this.opts.results.markState(inv.requestId, 'PROCESSING', { attempt: inv.receiveCount }, log);
+    // Best effort and not awaited: it reaches Redis before the final state on the same
+    // connection, and the run need not wait for it.
+    void this.opts.results.markState(inv.requestId, 'PROCESSING', { attempt: inv.receiveCount }, log);
     let result: Result;
     try {
       result = await this.opts.runInvocation(inv, log, {
@@ -264,9 +276,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       });
     } catch (err) {
       const e = err instanceof InvocationError ? err : new InvocationError('INTERNAL', 'transient', `unexpected: ${String(err)}`, { cause: err });
+      this.settle(held);
       await this.fail(inv, held, e, log);
       return;
     }
+    this.settle(held);
     log[result.success ? 'info' : 'warn'](
       {
         tag: result.success ? 'DONE][OK' : 'DONE][FAIL',
@@ -311,6 +325,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     await this.apply(held, d, err.reason, log);
   }
 
+  /** The message's run is over: its slot is free for the next message while it is answered. */
+  private settle(held: Held): void {
+    held.settled = true;
+    this.slotFreed?.();
+  }
+
   /** Carries out a disposition on the queue and counts it. */
   private async apply(held: Held, d: Disposition, reason: Reason | 'DUPLICATE', log: Logger): Promise<void> {
     if (d.message.op === 'delete') {
@@ -325,7 +345,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** A message received while stopping: visible again at once, for another worker. */
   private async giveBack(m: Message): Promise<void> {
-    const held: Held = { receiptHandle: m.ReceiptHandle!, messageId: m.MessageId ?? 'unknown', requestId: undefined, started: false };
+    const held: Held = { receiptHandle: m.ReceiptHandle!, messageId: m.MessageId ?? 'unknown', requestId: undefined, started: false, settled: true };
     const d = dispose({ kind: 'failed', failure: 'transient', reason: 'SHUTTING_DOWN', receiveCount: 1, maxReceiveCount: undefined });
     await this.apply(held, d, 'SHUTTING_DOWN', this.opts.log.child({ messageId: held.messageId }));
   }

@@ -38,7 +38,7 @@ export class RunScope {
   static async create(containerDir: string, name: string): Promise<RunScope> {
     const dir = join(containerDir, name);
     await mkdir(dir);
-    return new RunScope(dir, await readOomKills(join(dir, 'memory.events')));
+    return new RunScope(dir, readOomKills(join(dir, 'memory.events')));
   }
 
   /** Moves the run's first process in; everything it starts afterwards is born inside. */
@@ -49,7 +49,7 @@ export class RunScope {
   async peak(): Promise<{ peakBytes: number | null; oomKilled: boolean }> {
     const raw = await readFile(join(this.dir, 'memory.peak'), 'utf8').catch(() => '');
     const peak = Number(raw.trim());
-    const oom = (await readOomKills(join(this.dir, 'memory.events'))) > this.oomBefore;
+    const oom = readOomKills(join(this.dir, 'memory.events')) > this.oomBefore;
     return { peakBytes: raw && Number.isFinite(peak) ? peak : null, oomKilled: oom };
   }
 

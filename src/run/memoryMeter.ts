@@ -1,4 +1,5 @@
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SampleOutcome, SampleTask } from '../../workers/memorySampler.js';
 import { readOomKills } from './cgroupFiles.js';
@@ -73,14 +74,15 @@ export class MemoryMeter {
   }
 
   private async beginV1(dir: string): Promise<MeterSession> {
-    const oomBefore = await readOomKills(join(dir, 'memory.oom_control'));
+    // cgroup files answer from memory: synchronous access is cheaper than the thread pool.
+    const oomBefore = readOomKills(join(dir, 'memory.oom_control'));
     // Writing 0 resets the high-water mark to the current usage.
-    await writeFile(join(dir, 'memory.max_usage_in_bytes'), '0');
+    writeFileSync(join(dir, 'memory.max_usage_in_bytes'), '0');
     return {
       end: async () => {
         try {
-          const peak = Number((await readFile(join(dir, 'memory.max_usage_in_bytes'), 'utf8')).trim());
-          const oomAfter = await readOomKills(join(dir, 'memory.oom_control'));
+          const peak = Number(readFileSync(join(dir, 'memory.max_usage_in_bytes'), 'utf8').trim());
+          const oomAfter = readOomKills(join(dir, 'memory.oom_control'));
           return { peakBytes: Number.isFinite(peak) ? peak : null, method: 'cgroup-v1-max-usage', oomKilled: oomAfter > oomBefore };
         } catch {
           return NONE;
@@ -120,7 +122,7 @@ export class MemoryMeter {
   private async beginSampling(cg: CgroupRef, timeoutMs: number): Promise<MeterSession> {
     const usageFile = join(cg.dir, cg.version === 1 ? 'memory.usage_in_bytes' : 'memory.current');
     const eventsFile = join(cg.dir, cg.version === 1 ? 'memory.oom_control' : 'memory.events');
-    const oomBefore = await readOomKills(eventsFile);
+    const oomBefore = readOomKills(eventsFile);
     const stop = new SharedArrayBuffer(4);
     const task: SampleTask = { usageFile, intervalMs: this.opts.sampleIntervalMs ?? 5, deadlineMs: timeoutMs + 5000, stop };
     const running = this.sampler.run<SampleOutcome>(task, 'memorySampler');
@@ -130,7 +132,7 @@ export class MemoryMeter {
         Atomics.notify(new Int32Array(stop), 0);
         try {
           const out = await running;
-          const oomAfter = await readOomKills(eventsFile);
+          const oomAfter = readOomKills(eventsFile);
           return { peakBytes: out.peakBytes, method: 'sampled', oomKilled: oomAfter > oomBefore, samples: out.samples };
         } catch {
           return NONE;
