@@ -22,7 +22,7 @@ import { ratio, summarize, type Summary } from './stats.js';
 
 const quick = process.argv.includes('--quick');
 const plan = quick
-  ? { latencyN: { python: 10, cpp: 4 }, floorN: 10, baselineN: { python: 8, cpp: 3 }, tpCount: 48, ccCount: 24 }
+  ? { latencyN: { python: 10, cpp: 4 }, floorN: 10, baselineN: { python: 8, cpp: 3 }, tpCount: 96, ccCount: 24 }
   : { latencyN: { python: 30, cpp: 30 }, floorN: 30, baselineN: { python: 30, cpp: 10 }, tpCount: 160, ccCount: 64 };
 const POOL_SIZES = [1, 2, 4, 8];
 const CC_CAPACITY = 4;

@@ -203,6 +203,8 @@ static pid_t zygote_pid = -1;
 static int zygote_fd = -1;
 static const char *zygote_state = "off";
 static int64_t zygote_started_us;
+/* With --lazy the zygote starts after the first run, not beside it (a cold start). */
+static char **zygote_argv;
 
 static void announce_zygote(void) {
   kv_t kv = {0};
@@ -311,6 +313,7 @@ static int clean_up(void) {
 }
 
 static void release_hold(int go);
+static void start_zygote(char **argv);
 
 static void finish_run(void) {
   release_hold(0);
@@ -356,6 +359,7 @@ static void finish_run(void) {
   if (run.timer_fd >= 0) close(run.timer_fd);
   memset(&run, 0, sizeof run);
   run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
+  if (zygote_argv && zygote_pid < 0 && !strcmp(zygote_state, "off")) start_zygote(zygote_argv);
 }
 
 static void fail_start(const char *why) {
@@ -691,7 +695,7 @@ static void start_zygote(char **argv) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: runner SOCKET [ZYGOTE-COMMAND ARGS...]\n");
+    fprintf(stderr, "usage: runner SOCKET [--lazy] [ZYGOTE-COMMAND ARGS...]\n");
     return 2;
   }
   const char *sock_path = argv[1];
@@ -717,13 +721,19 @@ int main(int argc, char **argv) {
     logf_("cannot listen on %s: %s", sock_path, strerror(errno));
     return 1;
   }
-  if (argc > 2) start_zygote(argv + 2);
+  if (argc > 3 && !strcmp(argv[2], "--lazy")) zygote_argv = argv + 3;
+  else if (argc > 2) start_zygote(argv + 2);
 
   memset(&run, 0, sizeof run);
   run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
   reader_t agent = {.fd = -1}, zyg = {.fd = zygote_fd};
 
   for (;;) {
+    /* A zygote started later (--lazy, or after a failure) has a new socket. */
+    if (zyg.fd != zygote_fd) {
+      zyg.fd = zygote_fd;
+      zyg.len = 0;
+    }
     struct pollfd p[7];
     int n = 0;
     p[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};

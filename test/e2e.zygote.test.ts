@@ -102,3 +102,14 @@ t.test('with the zygote off, python is started by the runner itself', async (t) 
   const forked = await z.invoke('zygote-parent', { 'main.py': 'import os\nprint(os.getppid())\n' });
   t.not(forked.stdout, '1\n', 'with the zygote on, its parent is the zygote');
 });
+
+t.test('a cold start runs plain python first; its zygote starts after that run and takes over', async (t) => {
+  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const code = { 'main.py': 'import os\nprint(os.getppid())\n' };
+  const first = await h.invoke('lazy-zygote', code);
+  t.equal(first.startKind, 'cold');
+  t.equal(first.stdout, '1\n', 'the first run was started by the runner: no zygote competed with it');
+  let forked = false;
+  for (let i = 0; i < 50 && !forked; i++) forked = (await h.invoke('lazy-zygote', undefined)).stdout !== '1\n';
+  t.ok(forked, 'later runs of the same container are forked by its zygote');
+});

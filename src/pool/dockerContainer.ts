@@ -92,7 +92,8 @@ export class DockerContainer {
         name: s.name,
         Image: s.image,
         Entrypoint: [`${RUNNER_MOUNT}/runner`],
-        Cmd: [`${SANDBOX_MOUNT}/${CONTROL_DIR}/${RUNNER_SOCKET}`, ...(s.zygote ?? [])],
+        // A cold start's zygote waits for the first run (--lazy): it would compete with it.
+        Cmd: [`${SANDBOX_MOUNT}/${CONTROL_DIR}/${RUNNER_SOCKET}`, ...(s.zygote ? [...(opts.awaitZygote ? [] : ['--lazy']), ...s.zygote] : [])],
         // The runner starts as root to switch each run to the sandbox user; the
         // capabilities below are all it keeps, and the function none of them.
         User: '0:0',
