@@ -219,7 +219,15 @@ export async function measureStage4Pool(o: DirectOptions & { size: number; count
         while (next < o.count) {
           next++;
           await unpauseContainer(c);
-          await execOnce(o.docker, c, o.command, '/tmp/w');
+          try {
+            await execOnce(o.docker, c, o.command, '/tmp/w');
+          } catch (err) {
+            // dockerd 20.10 can report an unpause done and still refuse the exec as paused
+            // (the unpause-after-pause race): unpause again and retry, as a worker would.
+            if (!/is paused/.test(String(err))) throw err;
+            await unpauseContainer(c);
+            await execOnce(o.docker, c, o.command, '/tmp/w');
+          }
           await c.pause();
         }
       }),
