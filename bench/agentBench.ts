@@ -73,8 +73,10 @@ export interface KindSamples {
 export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp', kind: StartKind, key: string, n: number, extra: Record<string, string> = {}): Promise<KindSamples> {
   const prewarm = kind === 'prewarm' ? 1 : 0;
   // Idle warm containers count toward capacity and a prewarm container is only replaced
-  // while there is room: give the prewarm cell room for every function it creates.
-  const max = kind === 'prewarm' ? n + 2 : 3;
+  // while there is room: give the prewarm and cold cells room for every function they
+  // create, so that no start also removes an evicted container (the cold-curve cells
+  // measure eviction).
+  const max = kind === 'warm' ? 3 : n + 2;
   const overrides = {
     NANOGRID_PREWARM: `python=${runtime === 'python' ? prewarm : 0},cpp=${runtime === 'cpp' ? prewarm : 0}`,
     NANOGRID_MAX_CONTAINERS: `python=${max},cpp=${max}`,

@@ -34,6 +34,8 @@ install_packages() {
   # The in-container runner is a static C binary (runner/build.sh).
   command -v gcc >/dev/null 2>&1 || missing+=(gcc)
   [ -f "$(gcc -print-file-name=libc.a 2>/dev/null)" ] || missing+=(libc6-dev)
+  # The tests' image with nothing but /bin/sh is made of Debian's static busybox.
+  [ -x /bin/busybox ] || missing+=(busybox-static)
   if [ ${#missing[@]} -eq 0 ]; then
     say "system packages present (dockerd, redis-server, debootstrap, gcc)"
     return

@@ -492,6 +492,18 @@ static void release_hold(int go) {
   read_exec_status();
 }
 
+/* A run that could not start: close what it opened, forget it, tell the agent. */
+static void abandon_run(const char *why) {
+  int fds[] = {run.out.fd, run.err.fd, run.hold_fd, run.exec_status_fd, run.timer_fd};
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  free(run.out.data);
+  free(run.err.data);
+  memset(&run, 0, sizeof run);
+  run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
+  fail_start(why);
+}
+
 static void start_run(unsigned char *payload, size_t n) {
   request_t r;
   if (run.active) return fail_start("busy");
@@ -551,15 +563,7 @@ static void start_run(unsigned char *payload, size_t n) {
     close(out[1]);
     close(err[1]);
     if (hold[0] >= 0) close(hold[0]);
-    if (sent < (ssize_t)(5 + kv.len)) {
-      if (hold[1] >= 0) close(hold[1]);
-      close(out[0]);
-      close(err[0]);
-      free(run.out.data);
-      free(run.err.data);
-      memset(&run, 0, sizeof run);
-      return fail_start("zygote unreachable");
-    }
+    if (sent < (ssize_t)(5 + kv.len)) return abandon_run("zygote unreachable");
     run.active = 1;
     run.pid = 0; /* learned from the zygote's 'P' reply */
   } else {
@@ -607,16 +611,7 @@ static void start_run(unsigned char *payload, size_t n) {
     run.pid = pid;
     run.exec_status_fd = status_pipe[0];
     snprintf(run.exec_name, sizeof run.exec_name, "%s", r.argv[0]);
-    if (pid < 0) {
-      close(status_pipe[0]);
-      if (hold[1] >= 0) close(hold[1]);
-      close(out[0]);
-      close(err[0]);
-      free(run.out.data);
-      free(run.err.data);
-      memset(&run, 0, sizeof run);
-      return fail_start("fork");
-    }
+    if (pid < 0) return abandon_run("fork");
     /* A held child only execs once released: its exec status is read then. */
     if (run.hold_fd < 0) read_exec_status();
   }

@@ -7,7 +7,7 @@ export interface SampleTask {
   usageFile: string;
   intervalMs: number;
   deadlineMs: number;
-  /** Int32Array over a SharedArrayBuffer: the main thread stores 1 to stop. */
+  /** Int32Array[2] over a SharedArrayBuffer: [0] the main thread stores 1 to stop; [1] set to 1 here once sampling runs. */
   stop: SharedArrayBuffer;
 }
 
@@ -22,8 +22,14 @@ export default async function sample(task: SampleTask): Promise<SampleOutcome> {
   let peak: number | null = null;
   let samples = 0;
   const fh = await open(task.usageFile, 'r').catch(() => undefined);
-  if (!fh) return { peakBytes: null, samples: 0 };
+  if (!fh) {
+    Atomics.store(flag, 1, 1);
+    return { peakBytes: null, samples: 0 };
+  }
   const buf = Buffer.alloc(64);
+  // The run starts only once this is seen: nothing of it goes unsampled.
+  Atomics.store(flag, 1, 1);
+  Atomics.notify(flag, 1);
   try {
     while (Atomics.load(flag, 0) === 0 && Date.now() < deadline) {
       const { bytesRead } = await fh.read(buf, 0, buf.length, 0);

@@ -31,6 +31,8 @@ export interface ResultStore {
 export interface RunHooks {
   /** Called when the function's process has started. */
   onRunStart: () => void;
+  /** Called when the run is over (its container is free; its result is still being made). */
+  onRunEnd: () => void;
   /** Checked once code and container are ready: false (stopping) gives the message back. */
   shouldStart: () => boolean;
 }
@@ -272,6 +274,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     try {
       result = await this.opts.runInvocation(inv, log, {
         onRunStart: () => (held.started = true),
+        onRunEnd: () => this.settle(held),
         shouldStart: () => !this.stopping,
       });
     } catch (err) {
@@ -327,6 +330,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** The message's run is over: its slot is free for the next message while it is answered. */
   private settle(held: Held): void {
+    if (held.settled) return;
     held.settled = true;
     this.slotFreed?.();
   }

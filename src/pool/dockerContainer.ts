@@ -196,14 +196,15 @@ export class DockerContainer {
 
 /**
  * Unpauses, tolerating the engine's race where an unpause right after a pause answers
- * "is not paused": if the engine then reports the container running and not paused, it
- * is in the state unpause wants.
+ * "is not paused" (or "cannot resume a running process"): if the engine then reports the
+ * container running and not paused, it is in the state unpause wants.
  */
 export async function unpauseContainer(c: Docker.Container): Promise<void> {
   try {
     await c.unpause();
   } catch (err) {
-    if (!/is not paused/.test(String(err))) throw err;
+    // Both are dockerd 20.10's answers when the container is already running.
+    if (!/is not paused|cannot resume a running process/.test(String(err))) throw err;
     const info = await c.inspect();
     if (!info.State.Running || info.State.Paused) throw err;
   }

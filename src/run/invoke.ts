@@ -19,6 +19,8 @@ export interface InvokeDeps {
 
 export interface InvokeHooks {
   onRunStart?: () => void;
+  /** The run is over and its container given back (the result is not made yet). */
+  onRunEnd?: () => void;
   /** Checked once code and container are ready: false (shutting down) gives the message back. */
   shouldStart?: () => boolean;
 }
@@ -105,6 +107,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
     throw new InvocationError('DOCKER_UNAVAILABLE', 'transient', `run failed in ${lease.containerName}: ${String(err)}`, { cause: err });
   } finally {
     lease.release(end);
+    hooks.onRunEnd?.();
   }
 }
 

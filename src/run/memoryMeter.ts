@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SampleOutcome, SampleTask } from '../../workers/memorySampler.js';
+import { sleep } from '../core/timeout.js';
 import { readOomKills } from './cgroupFiles.js';
 import { prepareContainerCgroup, RunScope } from './cgroupV2Scopes.js';
 import type { ThreadPool } from './threads.js';
@@ -28,6 +29,9 @@ export interface MeterSession {
   attach?: (pid: number) => Promise<void>;
   end(): Promise<Measurement>;
 }
+
+/** How long a run waits for its sampler's thread to start. */
+const SAMPLER_START_MS = 2000;
 
 const NONE: Measurement = { peakBytes: null, method: null, oomKilled: false };
 
@@ -123,9 +127,12 @@ export class MemoryMeter {
     const usageFile = join(cg.dir, cg.version === 1 ? 'memory.usage_in_bytes' : 'memory.current');
     const eventsFile = join(cg.dir, cg.version === 1 ? 'memory.oom_control' : 'memory.events');
     const oomBefore = readOomKills(eventsFile);
-    const stop = new SharedArrayBuffer(4);
+    const stop = new SharedArrayBuffer(8);
     const task: SampleTask = { usageFile, intervalMs: this.opts.sampleIntervalMs ?? 5, deadlineMs: timeoutMs + 5000, stop };
     const running = this.sampler.run<SampleOutcome>(task, 'memorySampler');
+    // The sampler's thread may still be starting: the run waits until it samples (bounded).
+    const flags = new Int32Array(stop);
+    for (const deadline = Date.now() + SAMPLER_START_MS; Atomics.load(flags, 1) === 0 && Date.now() < deadline; ) await sleep(1);
     return {
       end: async () => {
         Atomics.store(new Int32Array(stop), 0, 1);

@@ -1,0 +1,45 @@
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { docker, startHarness } from './helpers/harness.js';
+
+// An image with nothing in it but /bin/sh (Debian's static busybox, installed by
+// ops/setup.sh): the runner needs nothing from an image, and runs the command without it.
+const IMAGE = 'nanogrid/sh-only:test';
+
+async function shOnlyImage(): Promise<void> {
+  try {
+    await docker.getImage(IMAGE).inspect();
+    return;
+  } catch {
+    // build it below
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'nanogrid-shonly-'));
+  try {
+    mkdirSync(join(dir, 'bin'));
+    copyFileSync('/bin/busybox', join(dir, 'bin', 'sh'));
+    execFileSync('/bin/sh', ['-c', `chmod 0755 '${dir}/bin/sh' && tar -C '${dir}' -c . | docker import - ${IMAGE}`], { stdio: 'ignore' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+t.test('an image with nothing but /bin/sh runs functions through the runner', async (t) => {
+  await shOnlyImage();
+  const h = await startHarness(t, {
+    env: { NANOGRID_IMAGE_CPP: IMAGE, NANOGRID_COMMAND_CPP: 'sh run.sh', NANOGRID_PREWARM: 'python=0,cpp=1', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' },
+  });
+  const before = (await h.containers()).map((c) => c.Id);
+  const script = ['echo "hello from sh"', 'echo "to stderr" >&2', '( while :; do :; done ) &', 'exit 4'].join('\n');
+  const r = await h.invoke('sh-only', { 'run.sh': script }, { runtime: 'cpp' });
+  t.equal(r.status, 'FAILED');
+  t.equal(r.exitCode, 4);
+  t.equal(r.stdout, 'hello from sh\n');
+  t.equal(r.stderr, 'to stderr\n');
+  t.equal(r.startKind, 'prewarm');
+  const again = await h.invoke('sh-only', undefined, { runtime: 'cpp' });
+  t.equal(again.startKind, 'warm', 'the busy loop it left was killed: the container was verified clean and reused');
+  t.same((await h.containers()).map((c) => c.Id), before);
+});
