@@ -37,7 +37,8 @@ const NONE: Measurement = { peakBytes: null, method: null, oomKilled: false };
 
 /**
  * Measures one invocation's true peak memory. On cgroup v1 the container cgroup's peak
- * counter is reset before the run and read after it. On v2 each run gets a cgroup of its
+ * counter is reset before the run and read after it, less what the container held before
+ * the run (the runner and the zygote). On v2 each run gets a cgroup of its
  * own (cgroupV2Scopes.ts), whose memory.peak is the run's: exact on every kernel with
  * memory.peak (5.19+), 6.1 included. Elsewhere usage is sampled on a thread of the
  * sampler's own pool, never one that unzip needs. Every failure yields a null figure,
@@ -80,14 +81,17 @@ export class MemoryMeter {
   private async beginV1(dir: string): Promise<MeterSession> {
     // cgroup files answer from memory: synchronous access is cheaper than the thread pool.
     const oomBefore = readOomKills(join(dir, 'memory.oom_control'));
-    // Writing 0 resets the high-water mark to the current usage.
+    // Writing 0 resets the high-water mark to the current usage. What the container holds
+    // before the run (the runner, the zygote's interpreter) is not the run's: the figure is
+    // the peak above it, as a v2 run cgroup counts only the run's own pages.
     writeFileSync(join(dir, 'memory.max_usage_in_bytes'), '0');
+    const idle = Number(readFileSync(join(dir, 'memory.usage_in_bytes'), 'utf8').trim()) || 0;
     return {
       end: async () => {
         try {
           const peak = Number(readFileSync(join(dir, 'memory.max_usage_in_bytes'), 'utf8').trim());
           const oomAfter = readOomKills(join(dir, 'memory.oom_control'));
-          return { peakBytes: Number.isFinite(peak) ? peak : null, method: 'cgroup-v1-max-usage', oomKilled: oomAfter > oomBefore };
+          return { peakBytes: Number.isFinite(peak) ? Math.max(0, peak - idle) : null, method: 'cgroup-v1-max-usage', oomKilled: oomAfter > oomBefore };
         } catch {
           return NONE;
         }
@@ -127,6 +131,13 @@ export class MemoryMeter {
     const usageFile = join(cg.dir, cg.version === 1 ? 'memory.usage_in_bytes' : 'memory.current');
     const eventsFile = join(cg.dir, cg.version === 1 ? 'memory.oom_control' : 'memory.events');
     const oomBefore = readOomKills(eventsFile);
+    // As for v1: what the container held before the run is not the run's.
+    let idle = 0;
+    try {
+      idle = Number(readFileSync(usageFile, 'utf8').trim()) || 0;
+    } catch {
+      // no baseline: the figure is the container's
+    }
     const stop = new SharedArrayBuffer(8);
     const task: SampleTask = { usageFile, intervalMs: this.opts.sampleIntervalMs ?? 5, deadlineMs: timeoutMs + 5000, stop };
     const running = this.sampler.run<SampleOutcome>(task, 'memorySampler');
@@ -140,7 +151,8 @@ export class MemoryMeter {
         try {
           const out = await running;
           const oomAfter = readOomKills(eventsFile);
-          return { peakBytes: out.peakBytes, method: 'sampled', oomKilled: oomAfter > oomBefore, samples: out.samples };
+          const peakBytes = out.peakBytes === null ? null : Math.max(0, out.peakBytes - idle);
+          return { peakBytes, method: 'sampled', oomKilled: oomAfter > oomBefore, samples: out.samples };
         } catch {
           return NONE;
         }
