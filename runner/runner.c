@@ -429,6 +429,14 @@ static int parse_request(unsigned char *payload, size_t n, request_t *r) {
   return 0;
 }
 
+/* In a child: the runner's blocked signals and handlers are not the child's. */
+static void reset_signals(void) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+}
+
 /* The function's processes go first when the container runs out of memory: the kernel
  * then kills them, not the runner or the zygote (raising the score needs no privilege). */
 static void prefer_for_oom(void) {
@@ -570,13 +578,16 @@ static void start_run(unsigned char *payload, size_t n) {
     r.argv[r.argc] = NULL;
     r.envp[r.envc] = NULL;
     int status_pipe[2];
-    if (pipe2(status_pipe, O_CLOEXEC) < 0) return fail_start("pipe");
+    if (pipe2(status_pipe, O_CLOEXEC) < 0) {
+      close(devnull);
+      close(out[1]);
+      close(err[1]);
+      if (hold[0] >= 0) close(hold[0]);
+      return abandon_run("pipe");
+    }
     pid_t pid = fork();
     if (pid == 0) {
-      sigset_t all;
-      sigemptyset(&all);
-      sigprocmask(SIG_SETMASK, &all, NULL);
-      for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+      reset_signals();
       setsid();
       dup2(devnull, 0);
       dup2(out[1], 1);
@@ -658,10 +669,7 @@ static void start_zygote(char **argv) {
   zygote_started_us = now_us();
   pid_t pid = fork();
   if (pid == 0) {
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+    reset_signals();
     if (sv[1] == 3) fcntl(3, F_SETFD, 0);
     else dup2(sv[1], 3);
     int devnull = open("/dev/null", O_RDWR);
