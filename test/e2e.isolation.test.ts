@@ -11,7 +11,9 @@ procs = []
 for p in os.listdir('/proc'):
     if p.isdigit() and int(p) not in mine:
         try:
-            if os.stat(f'/proc/{p}').st_uid != os.getuid():
+            # The real uid: /proc/<pid>'s owner is root for a moment while it execs.
+            uid = [l for l in open(f'/proc/{p}/status').read().splitlines() if l.startswith('Uid:')][0].split()[1]
+            if int(uid) != os.getuid():
                 continue
             procs.append(open(f'/proc/{p}/cmdline','rb').read().replace(b'\\0', b' ').decode().strip())
         except Exception:
