@@ -1,7 +1,7 @@
 import t from 'tap';
 import { sleep } from '../src/core/timeout.js';
 import { buildZip } from '../src/local/client.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, ONE_PYTHON, startHarness } from './helpers/harness.js';
 
 /** nanogrid_code_cache_total by event, scraped from /metrics. */
 async function codeEvents(h: Harness): Promise<Record<string, number>> {
@@ -23,7 +23,7 @@ t.test('a code version is downloaded once per agent, and the code stays in place
 });
 
 t.test('the code is read-only to the function; what a run adds is gone before the next', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const h = await startHarness(t, { env: ONE_PYTHON });
   const TAMPER = [
     'import os',
     'for what, act in (("write", lambda: open("main.py", "a").write("#")), ("delete", lambda: os.remove("data.txt")), ("rename", lambda: os.rename("data.txt", "x"))):',

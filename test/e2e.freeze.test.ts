@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import t from 'tap';
 import { waitUntil } from '../src/core/timeout.js';
 import { SAMPLES } from '../src/local/samples.js';
-import { docker, startHarness } from './helpers/harness.js';
+import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
 
 /** The container's freezer state, read from its cgroup (v1: this machine). */
 async function freezerState(containerId: string): Promise<string> {
@@ -12,7 +12,7 @@ async function freezerState(containerId: string): Promise<string> {
 }
 
 t.test('idle containers are frozen through their cgroup, after the pause grace', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1', NANOGRID_PAUSE_GRACE_MS: '1500' } });
+  const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_PAUSE_GRACE_MS: '1500' } });
   const [c] = await h.containers();
   t.equal(await freezerState(c!.Id), 'FROZEN', 'a prewarm container waits frozen');
   t.equal((await docker.getContainer(c!.Id).inspect()).State.Paused, false, 'not through dockerd');
@@ -34,7 +34,7 @@ t.test('idle containers are frozen through their cgroup, after the pause grace',
 });
 
 t.test('with no pause grace a container is frozen as soon as it is reset', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1', NANOGRID_PAUSE_GRACE_MS: '0' } });
+  const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_PAUSE_GRACE_MS: '0' } });
   await h.invoke('no-grace', SAMPLES.pythonHello);
   await h.quiet();
   const pool = h.agent.status().pools.find((p) => p.runtime === 'python')!;
@@ -43,7 +43,7 @@ t.test('with no pause grace a container is frozen as soon as it is reset', async
 });
 
 t.test('dockerd pause remains available as the freezer', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1', NANOGRID_FREEZER: 'docker', NANOGRID_PAUSE_GRACE_MS: '0' } });
+  const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_FREEZER: 'docker', NANOGRID_PAUSE_GRACE_MS: '0' } });
   const [c] = await h.containers();
   t.equal((await docker.getContainer(c!.Id).inspect()).State.Paused, true, 'paused by dockerd');
   const r = await h.invoke('docker-freezer', SAMPLES.pythonHello);
@@ -53,7 +53,7 @@ t.test('dockerd pause remains available as the freezer', async (t) => {
 });
 
 t.test('a frozen container is removed cleanly at stop', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const h = await startHarness(t, { env: ONE_PYTHON });
   t.equal(await freezerState((await h.containers())[0]!.Id), 'FROZEN');
   await h.agent.stop();
   t.same(await h.containers(), []);

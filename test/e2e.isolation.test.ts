@@ -1,5 +1,5 @@
 import t from 'tap';
-import { docker, startHarness } from './helpers/harness.js';
+import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
 
 // A probe that reports what it can see of earlier runs: files in its workspace and /tmp,
 // processes of the sandbox user other than itself (the runner and the zygote are root's),
@@ -47,7 +47,7 @@ const parse = (stdout: string) => Object.fromEntries(stdout.trim().split('\n').m
 
 t.test('nothing one invocation leaves is visible to the next', async (t) => {
   // One python container at most: every run below lands in the same pool slot.
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const h = await startHarness(t, { env: ONE_PYTHON });
 
   const litter = await h.invoke('litterbug', { 'main.py': LITTER, 'data.txt': 'x' });
   t.equal(litter.status, 'SUCCESS', litter.stderr);
@@ -92,7 +92,7 @@ t.test('nothing one invocation leaves is visible to the next', async (t) => {
 });
 
 t.test('timeoutMs kills the run, not the container: the next run reuses it, clean', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const h = await startHarness(t, { env: ONE_PYTHON });
   const before = (await h.containers()).map((c) => c.Id);
   // A run that also leaves a daemon behind and ignores SIGTERM: the timeout must end both.
   const SLEEPER = [

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { SAMPLES } from '../src/local/samples.js';
 import { waitUntil } from '../src/core/timeout.js';
-import { startHarness } from './helpers/harness.js';
+import { ONE_PYTHON, startHarness } from './helpers/harness.js';
 
 const burst = async (h: Awaited<ReturnType<typeof startHarness>>, functionId: string, n: number) => {
   const messages = Array.from({ length: n }, () => h.message(functionId));
@@ -10,7 +10,7 @@ const burst = async (h: Awaited<ReturnType<typeof startHarness>>, functionId: st
 };
 
 t.test('a waiting request of the same function gets the container handed over, unpaused', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const h = await startHarness(t, { env: ONE_PYTHON });
   await h.client.uploadZip('handoff/v1.zip', SAMPLES.pythonSleep(200));
   const results = await burst(h, 'handoff', 4);
   t.ok(results.every((r) => r.status === 'SUCCESS'));

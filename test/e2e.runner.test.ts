@@ -1,6 +1,6 @@
 import t from 'tap';
 import { waitUntil } from '../src/core/timeout.js';
-import { docker, startHarness } from './helpers/harness.js';
+import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
 
 // Lists the processes this run can see other than itself and PID 1 (the runner), and
 // whether the zygote is there (it is root: not the function's).
@@ -64,7 +64,7 @@ const parse = (stdout: string) => Object.fromEntries(stdout.trim().split('\n').m
 
 for (const zygote of ['on', 'off'] as const) {
   t.test(`nothing a run starts outlives it, whatever it does (zygote ${zygote})`, async (t) => {
-    const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1', NANOGRID_PYTHON_ZYGOTE: zygote } });
+    const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_PYTHON_ZYGOTE: zygote } });
     const before = (await h.containers()).map((c) => c.Id);
     const r = await h.invoke('hostile', { 'main.py': HOSTILE });
     t.equal(r.status, 'SUCCESS', r.stderr);
@@ -81,7 +81,7 @@ for (const zygote of ['on', 'off'] as const) {
 }
 
 t.test('a run that fills the process table with zombies leaves a healthy container', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const h = await startHarness(t, { env: ONE_PYTHON });
   const ZOMBIES = [
     'import os',
     'n = 0',
@@ -106,7 +106,7 @@ t.test('a run that fills the process table with zombies leaves a healthy contain
 });
 
 t.test('a runner that stops answering: the invocation is answered, the container retired', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const h = await startHarness(t, { env: ONE_PYTHON });
   await h.client.uploadZip('frozen/v1.zip', { 'main.py': 'import time\nprint("started", flush=True)\ntime.sleep(60)\n' });
   const before = (await h.containers()).map((c) => c.Id);
   const m = h.message('frozen', { timeoutMs: 1000 });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { Result } from '../src/core/result.js';
-import { startHarness, uniqueId, type Harness } from './helpers/harness.js';
+import { type Harness, ONE_PYTHON, startHarness, uniqueId } from './helpers/harness.js';
 
 // Each script runs twice in the same sandbox: forked by the zygote, and as plain
 // `python main.py` through the shell (NANOGRID_PYTHON_ZYGOTE=off). Stdout, stderr and
@@ -56,8 +56,8 @@ async function runBoth(zygote: Harness, plain: Harness, code: string): Promise<[
 }
 
 t.test('a zygote child behaves exactly as `python main.py`', async (t) => {
-  const zygote = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
-  const plain = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1', NANOGRID_PYTHON_ZYGOTE: 'off' } });
+  const zygote = await startHarness(t, { env: ONE_PYTHON });
+  const plain = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_PYTHON_ZYGOTE: 'off' } });
   for (const [name, code] of Object.entries(CASES)) {
     const [a, b] = await runBoth(zygote, plain, code);
     // Object addresses differ between any two processes.
@@ -74,7 +74,7 @@ t.test('a zygote child behaves exactly as `python main.py`', async (t) => {
 });
 
 t.test('no module state or randomness carries from one zygote child to the next', async (t) => {
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  const h = await startHarness(t, { env: ONE_PYTHON });
   const code = [
     'import builtins, json, random, sys',
     'print(hasattr(json, "leak"), hasattr(builtins, "leak"), "helper" in sys.modules)',

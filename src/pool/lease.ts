@@ -2,7 +2,7 @@ import type { StartKind } from '../core/result.js';
 import { plainArgv, zygoteArgv } from '../core/runtimes.js';
 import { SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../core/sandbox.js';
 import type { CodeVersion } from '../run/codeCache.js';
-import type { Measurement, MemoryMeter } from '../run/memoryMeter.js';
+import { NO_MEASUREMENT, type Measurement, type MemoryMeter } from '../run/memoryMeter.js';
 import { RunnerUnresponsive, type RunnerOutcome } from '../run/runnerClient.js';
 import type { WarmContainer } from './warmContainer.js';
 
@@ -129,7 +129,7 @@ export class ContainerLease implements Lease {
         clean: false,
         leftovers: -1,
       };
-      return { exec, memory: { peakBytes: null, method: null, oomKilled: false } };
+      return { exec, memory: NO_MEASUREMENT };
     }
     return { exec, memory: await session.end() };
   }

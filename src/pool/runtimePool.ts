@@ -294,7 +294,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       const usedAt = c.lastUsedAt;
       const timer = setTimeout(() => {
         this.graceTimers.delete(timer);
-        void this.mailbox.post(() => c.state === 'ready' && c.lastUsedAt === usedAt).then((still) => (still ? this.freeze(c, true) : undefined));
+        void this.freeze(c, usedAt);
       }, this.opts.pauseGraceMs);
       timer.unref();
       this.graceTimers.add(timer);
@@ -307,13 +307,14 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
 
   /**
    * Freezes an idle container (engine work outside the mailbox), then marks it paused.
-   * `fromReady`: it is still in its pause grace and moves to pausing first.
+   * `readySince`: its pause grace is over; it moves to pausing first, unless it was used
+   * again meanwhile (a later run has a grace of its own).
    */
-  private async freeze(c: WarmContainer, fromReady = false): Promise<void> {
+  private async freeze(c: WarmContainer, readySince?: number): Promise<void> {
     const work = (async () => {
-      if (fromReady) {
+      if (readySince !== undefined) {
         const go = await this.mailbox.post(() => {
-          if (c.state !== 'ready') return false;
+          if (c.state !== 'ready' || c.lastUsedAt !== readySince) return false;
           c.to({ state: 'pausing', fn: c.functionId });
           return true;
         });

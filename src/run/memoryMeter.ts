@@ -33,7 +33,8 @@ export interface MeterSession {
 /** How long a run waits for its sampler's thread to start. */
 const SAMPLER_START_MS = 2000;
 
-const NONE: Measurement = { peakBytes: null, method: null, oomKilled: false };
+/** No figure: what every failure of a measurement yields. */
+export const NO_MEASUREMENT: Measurement = { peakBytes: null, method: null, oomKilled: false };
 
 /**
  * Measures one invocation's true peak memory. On cgroup v1 the container cgroup's peak
@@ -68,13 +69,13 @@ export class MemoryMeter {
   }
 
   async begin(cg: CgroupRef | null, timeoutMs: number): Promise<MeterSession> {
-    if (!cg) return { end: async () => NONE };
+    if (!cg) return { end: async () => NO_MEASUREMENT };
     try {
       if (this.opts.forceSampling) return await this.beginSampling(cg, timeoutMs);
       if (cg.version === 1) return await this.beginV1(cg.dir);
       return await this.beginV2(cg, timeoutMs);
     } catch {
-      return { end: async () => NONE };
+      return { end: async () => NO_MEASUREMENT };
     }
   }
 
@@ -93,7 +94,7 @@ export class MemoryMeter {
           const oomAfter = readOomKills(join(dir, 'memory.oom_control'));
           return { peakBytes: Number.isFinite(peak) ? Math.max(0, peak - idle) : null, method: 'cgroup-v1-max-usage', oomKilled: oomAfter > oomBefore };
         } catch {
-          return NONE;
+          return NO_MEASUREMENT;
         }
       },
     };
@@ -115,11 +116,11 @@ export class MemoryMeter {
       },
       end: async () => {
         try {
-          if (!attached) return NONE;
+          if (!attached) return NO_MEASUREMENT;
           const { peakBytes, oomKilled } = await scope.peak();
           return { peakBytes, method: 'cgroup-v2-run-cgroup', oomKilled };
         } catch {
-          return NONE;
+          return NO_MEASUREMENT;
         } finally {
           await scope.remove();
         }
@@ -154,7 +155,7 @@ export class MemoryMeter {
           const peakBytes = out.peakBytes === null ? null : Math.max(0, out.peakBytes - idle);
           return { peakBytes, method: 'sampled', oomKilled: oomAfter > oomBefore, samples: out.samples };
         } catch {
-          return NONE;
+          return NO_MEASUREMENT;
         }
       },
     };

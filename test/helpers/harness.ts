@@ -38,6 +38,9 @@ export function uniqueId(prefix: string): string {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
 }
 
+/** One python container, prewarmed: every python run lands in the same container. */
+export const ONE_PYTHON = { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } as const;
+
 export interface HarnessOptions {
   env?: Record<string, string>;
   maxReceiveCount?: number;
