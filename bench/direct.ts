@@ -9,6 +9,7 @@ import type { ZipFiles } from '../src/local/client.js';
 import { LABEL_AGENT, SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../src/core/sandbox.js';
 import { DockerContainer, unpauseContainer } from '../src/pool/dockerContainer.js';
 import { locateFreezer } from '../src/pool/freezer.js';
+import { DEFAULT_CPU_POLICY } from '../src/pool/cpuShare.js';
 
 export const DIRECT_AGENT = 'bench-direct';
 
@@ -137,10 +138,12 @@ export async function measureResident(o: DirectOptions & { workRoot: string; run
     runnerDir: o.runnerDir,
     zygote: ['python3', '/nanogrid/zygote.py'],
     freezer: 'cgroup',
+    scratch: { imagePath: join(o.workRoot, 'resident.img'), mountDir: join(o.workRoot, 'resident-scratch'), limitBytes: 64 << 20, reserve: false },
+    cpu: DEFAULT_CPU_POLICY,
   });
   try {
     await c.create();
-    const ws = join(hostDir, 'work');
+    const ws = c.workspaceHostPath;
     await writeFunction(ws, { 'main.py': 'print("hello from python")\n' });
     const runner = c.runner!;
     for (let i = 0; i < o.n * 3; i++) out['floor: resident round trip (ping)']!.push(await runner.ping(1000));

@@ -138,6 +138,8 @@ export class Agent {
         runnerDir: c.runnerDir,
         freezer: c.freezer,
         pauseGraceMs: c.pauseGraceMs,
+        disk: { limitMb: c.diskLimitMb, reserve: c.diskReserve },
+        cpu: c.cpu,
       });
       pool.on('served', (rt, startKind, acquireMs) => m.startLatency.observe({ runtime: rt, start_kind: startKind }, acquireMs / 1000));
       this.pools.set(runtime, pool);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { normalizeRuntime, RUNTIMES, type Runtime, type RuntimeConfig } from './core/runtimes.js';
 import { defaultRunnerDir } from './core/sandbox.js';
+import { DEFAULT_CPU_POLICY, type CpuPolicy } from './pool/cpuShare.js';
 
 export interface Config {
   agentId: string;
@@ -43,6 +44,11 @@ export interface Config {
   pauseGraceMs: number;
   codeStalenessMs: number;
   codeCacheBytes: number;
+  /** Writable space per container (workspace, /tmp and /dev/shm together). */
+  diskLimitMb: number;
+  /** Reserve each container's writable space on the host disk up front. */
+  diskReserve: boolean;
+  cpu: CpuPolicy;
 }
 
 export class ConfigError extends Error {
@@ -163,6 +169,12 @@ export function loadConfig(env: Env = process.env): Config {
     codeCacheBytes: read(env, 'NANOGRID_CODE_CACHE_MB', int(1, 1_048_576), 1024) * 1024 * 1024,
     freezer: read(env, 'NANOGRID_FREEZER', z.enum(['cgroup', 'docker']), 'cgroup'),
     pauseGraceMs: read(env, 'NANOGRID_PAUSE_GRACE_MS', int(0, 600_000), PAUSE_GRACE_MS),
+    diskLimitMb: read(env, 'NANOGRID_DISK_MB', int(16, 1_048_576), 512),
+    diskReserve: read(env, 'NANOGRID_DISK_RESERVE', z.enum(['on', 'off']), 'on') === 'on',
+    cpu: {
+      mbPerVcpu: read(env, 'NANOGRID_MB_PER_VCPU', int(0, 1_048_576), DEFAULT_CPU_POLICY.mbPerVcpu),
+      floorVcpu: read(env, 'NANOGRID_CPU_FLOOR', z.coerce.number().min(0.01).max(1024), DEFAULT_CPU_POLICY.floorVcpu),
+    },
     runnerDir: read(env, 'NANOGRID_RUNNER_DIR', z.string().startsWith('/', 'must be an absolute path'), defaultRunnerDir()),
   };
 }

@@ -5,6 +5,7 @@ import t from 'tap';
 import { LABEL_AGENT, SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../src/core/sandbox.js';
 import { sleep } from '../src/core/timeout.js';
 import { DockerContainer } from '../src/pool/dockerContainer.js';
+import { DEFAULT_CPU_POLICY } from '../src/pool/cpuShare.js';
 import { docker, uniqueId } from './helpers/harness.js';
 import { defaultRunnerDir } from '../src/core/sandbox.js';
 
@@ -13,7 +14,6 @@ import { defaultRunnerDir } from '../src/core/sandbox.js';
 for (const zygote of [true, false]) {
   t.test(`a held run starts only when released (${zygote ? 'zygote' : 'exec'})`, async (t) => {
     const root = await mkdtemp(join(tmpdir(), 'nanogrid-hold-'));
-    t.teardown(() => rm(root, { recursive: true, force: true }));
     const c = new DockerContainer(docker, {
       image: 'nanogrid/python:local',
       name: uniqueId('ng-hold'),
@@ -25,8 +25,14 @@ for (const zygote of [true, false]) {
       runnerDir: defaultRunnerDir(),
       zygote: zygote ? ['python3', '/nanogrid/zygote.py'] : null,
       freezer: 'cgroup',
+      scratch: { imagePath: join(root, 'c.img'), mountDir: join(root, 'scratch'), limitBytes: 64 << 20, reserve: false },
+      cpu: DEFAULT_CPU_POLICY,
     });
-    t.teardown(() => c.destroy());
+    // The scratch file system is mounted under root: unmount it before removing root.
+    t.teardown(async () => {
+      await c.destroy();
+      await rm(root, { recursive: true, force: true });
+    });
     await c.create();
     t.equal(c.runner!.zygote, zygote ? 'ready' : 'off');
     const req = {

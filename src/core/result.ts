@@ -35,6 +35,8 @@ export interface Result {
   peakMemoryBytes: number | null;
   peakMemoryMethod: string | null;
   recommendedMemoryMb: number | null;
+  /** Bytes in the writable space when the run ended (its code included); null when not measured. */
+  diskUsedBytes: number | null;
   optimizationTip: string | null;
   memoryMb: number;
   timings: Timings;
@@ -73,6 +75,7 @@ export function failedResult(args: {
     peakMemoryBytes: null,
     peakMemoryMethod: null,
     recommendedMemoryMb: null,
+    diskUsedBytes: null,
     optimizationTip: null,
     memoryMb: args.memoryMb,
     timings: { totalMs: args.totalMs },

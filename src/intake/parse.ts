@@ -38,7 +38,13 @@ const current = z.object({
   requestId: id,
   functionId: id,
   runtime: z.string().min(1).max(32),
-  s3Bucket: z.string().min(3).max(63),
+  // S3's naming rules: refused here as a bad message, never sent to S3 to fail there.
+  s3Bucket: z
+    .string()
+    .min(3)
+    .max(63)
+    .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, 'a bucket name is lowercase letters, digits, dots and hyphens')
+    .refine((b) => !b.includes('..') && !/^\d+\.\d+\.\d+\.\d+$/.test(b), 'not a valid S3 bucket name'),
   s3Key: z.string().min(1).max(1024),
   timeoutMs: z.number().int().positive().optional(),
   memoryMb: z.number().int().positive().optional(),

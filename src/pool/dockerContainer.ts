@@ -2,13 +2,15 @@ import type Docker from 'dockerode';
 import { closeSync, openSync } from 'node:fs';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CONTROL_DIR, controlHostDir, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, workspaceHostPath } from '../core/sandbox.js';
+import { cpus } from 'node:os';
+import { CONTROL_DIR, controlHostDir, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, WORKDIR } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
 import type { CgroupRef } from '../run/memoryMeter.js';
 import { RunnerClient } from '../run/runnerClient.js';
 import type { CodeVersion } from '../run/codeCache.js';
+import { cpuFor, type CpuPolicy } from './cpuShare.js';
 import { locateFreezer, type Freezer } from './freezer.js';
-import { resetWorkspace, stageWorkspace } from './workspace.js';
+import { Scratch, type ScratchSpec, type ScratchUsage } from './scratch.js';
 
 export interface ContainerSpec {
   image: string;
@@ -25,7 +27,12 @@ export interface ContainerSpec {
   zygote: string[] | null;
   /** Freeze through the container's cgroup (fast) or through dockerd's pause. */
   freezer: 'cgroup' | 'docker';
+  /** The writable space: workspace, /tmp and /dev/shm on one file system with a hard limit. */
+  scratch: Omit<ScratchSpec, 'timeoutMs'>;
+  cpu: CpuPolicy;
 }
+
+const HOST_CPUS = Math.max(1, cpus().length);
 
 /** How long a fresh runner may take to listen, and its zygote to be ready. */
 const RUNNER_START_MS = 15_000;
@@ -46,6 +53,7 @@ export class DockerContainer {
   /** The code version in the workspace, kept between runs of that version. */
   private staged: { id: string; names: readonly string[] } | null = null;
   private cgroupFreezer: Freezer | null = null;
+  private scratch: Scratch | undefined;
   private frozen = false;
   private memoryMb: number;
   private handle: Docker.Container | undefined;
@@ -69,7 +77,7 @@ export class DockerContainer {
 
   /** Host path of the invocation's workspace. */
   get workspaceHostPath(): string {
-    return workspaceHostPath(this.spec.hostDir);
+    return join(this.spec.scratch.mountDir, 'work');
   }
 
   /**
@@ -86,9 +94,11 @@ export class DockerContainer {
     // The runner's socket lives where only root can go: the function cannot reach it.
     await mkdir(controlHostDir(s.hostDir), { mode: 0o700 });
     const bytes = memoryMb * MB;
-    this.handle = await this.call(
-      'create',
-      this.docker.createContainer({
+    const cpu = cpuFor(memoryMb, s.cpu, HOST_CPUS);
+    // The file system is made while the engine creates the container; both before start,
+    // when the binds are made.
+    const scratch = Scratch.create({ ...s.scratch, timeoutMs: s.apiTimeoutMs }).then((x) => (this.scratch = x));
+    const created = this.docker.createContainer({
         name: s.name,
         Image: s.image,
         Entrypoint: [`${RUNNER_MOUNT}/runner`],
@@ -100,21 +110,32 @@ export class DockerContainer {
         Labels: s.labels,
         WorkingDir: SANDBOX_MOUNT,
         HostConfig: {
-          // Each container gets its own host folder: nothing is shared between containers.
-          Binds: [`${s.hostDir}:${SANDBOX_MOUNT}:rw`, `${s.runnerDir}:${RUNNER_MOUNT}:ro`],
+          // Each container gets its own host folder and scratch file system: nothing is
+          // shared between containers. Everything the function may write is on the scratch
+          // file system (the root file system is read-only), under its one limit.
+          Binds: [
+            `${s.hostDir}:${SANDBOX_MOUNT}:rw`,
+            `${s.runnerDir}:${RUNNER_MOUNT}:ro`,
+            `${join(s.scratch.mountDir, 'work')}:${WORKDIR}:rw`,
+            `${join(s.scratch.mountDir, 'tmp')}:/tmp:rw`,
+            `${join(s.scratch.mountDir, 'shm')}:/dev/shm:rw`,
+          ],
           NetworkMode: s.network,
           ReadonlyRootfs: true,
-          Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=64m,mode=1777' },
           Memory: bytes,
           MemorySwap: bytes,
+          NanoCpus: cpu.nanoCpus,
+          CpuShares: cpu.shares,
           PidsLimit: 512,
           CapDrop: ['ALL'],
           CapAdd: ['SETUID', 'SETGID', 'KILL'],
           SecurityOpt: ['no-new-privileges'],
           Init: false,
         },
-      }),
-    );
+      });
+    const [made] = await Promise.allSettled([scratch]);
+    this.handle = await this.call('create', created);
+    if (made.status === 'rejected') throw made.reason;
     await this.call('start', this.engineHandle.start());
     const info = await this.call('inspect', this.engineHandle.inspect());
     this.pid = info.State.Pid;
@@ -154,11 +175,12 @@ export class DockerContainer {
     this.frozen = false;
   }
 
-  /** Applies a new memory limit; swap equal to it, so the limit is the real ceiling. */
+  /** Applies a new memory limit (swap equal to it, so the limit is the real ceiling) and the CPU that goes with it. */
   async setMemory(memoryMb: number): Promise<void> {
     if (memoryMb === this.memoryMb) return;
     const bytes = memoryMb * MB;
-    await this.call('update', this.engineHandle.update({ Memory: bytes, MemorySwap: bytes }));
+    const cpu = cpuFor(memoryMb, this.spec.cpu, HOST_CPUS);
+    await this.call('update', this.engineHandle.update({ Memory: bytes, MemorySwap: bytes, NanoCpus: cpu.nanoCpus, CpuShares: cpu.shares }));
     this.memoryMb = memoryMb;
   }
 
@@ -166,14 +188,26 @@ export class DockerContainer {
   async stage(code: CodeVersion): Promise<void> {
     if (this.staged?.id === code.id) return;
     this.staged = null;
-    await stageWorkspace(this.workspaceHostPath, code);
+    await this.scratchSpace().stage(code);
     this.staged = { id: code.id, names: code.names };
   }
 
-  /** Removes what the last run added to the workspace (all of it when no code is staged). Host-side: no exec needed. */
+  /**
+   * Gives the next run a clean slate: empties /tmp and /dev/shm and removes what the last
+   * run added to the workspace (all of it when no code is staged). Host-side: no exec.
+   */
   async resetWorkspace(): Promise<void> {
-    if (this.staged) await resetWorkspace(this.workspaceHostPath, this.staged.names);
-    else await rm(this.workspaceHostPath, { recursive: true, force: true });
+    await this.scratchSpace().wipe(this.staged?.names ?? []);
+  }
+
+  /** What the writable space holds now (after a run: whether the run filled it). */
+  scratchUsage(): Promise<ScratchUsage> {
+    return this.scratchSpace().usage();
+  }
+
+  private scratchSpace(): Scratch {
+    if (!this.scratch) throw new Error(`container ${this.name} has no scratch file system`);
+    return this.scratch;
   }
 
   /** Force-removes the container and its host folder. Throws only on an engine error other than "gone". */
@@ -186,6 +220,7 @@ export class DockerContainer {
         if (!isNotFound(err)) throw err;
       });
     }
+    await this.scratch?.destroy();
     await rm(this.spec.hostDir, { recursive: true, force: true });
   }
 

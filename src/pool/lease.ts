@@ -4,6 +4,7 @@ import { SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../core/sandbox.js';
 import type { CodeVersion } from '../run/codeCache.js';
 import { NO_MEASUREMENT, type Measurement, type MemoryMeter } from '../run/memoryMeter.js';
 import { RunnerUnresponsive, type RunnerOutcome } from '../run/runnerClient.js';
+import type { ScratchUsage } from './scratch.js';
 import type { WarmContainer } from './warmContainer.js';
 
 export interface RunRequest {
@@ -18,6 +19,8 @@ export interface RunRequest {
 export interface RunOutcome {
   exec: RunnerOutcome;
   memory: Measurement;
+  /** The writable space after the run, or null when it could not be read. */
+  disk: ScratchUsage | null;
 }
 
 /** How long past a run's timeout its runner may take to answer (it drains output and cleans up first). */
@@ -129,9 +132,10 @@ export class ContainerLease implements Lease {
         clean: false,
         leftovers: -1,
       };
-      return { exec, memory: NO_MEASUREMENT };
+      return { exec, memory: NO_MEASUREMENT, disk: null };
     }
-    return { exec, memory: await session.end() };
+    const [memory, disk] = await Promise.all([session.end(), engine.scratchUsage().catch(() => null)]);
+    return { exec, memory, disk };
   }
 
   /** Kills the run's processes now (the runner reports the run's end as usual). */

@@ -4,6 +4,7 @@ import { agentRoot, LABEL_AGENT, LABEL_RUN } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
 import type { Logger } from '../observe/log.js';
 import { isNotFound } from './dockerContainer.js';
+import { unmountUnder } from './scratch.js';
 
 /** The containers carrying an agent's label (of one run of it, with `runId`), in any state. */
 export function listAgentContainers(docker: Docker, agentId: string, runId?: string): Promise<Docker.ContainerInfo[]> {
@@ -31,7 +32,14 @@ export async function removeAgentContainers(
       }
     }),
   );
-  if (opts.workRoot) await rm(agentRoot(opts.workRoot, agentId), { recursive: true, force: true });
+  if (opts.workRoot) {
+    // A killed agent leaves its containers' scratch file systems mounted: a recursive
+    // remove would otherwise walk into them.
+    const root = agentRoot(opts.workRoot, agentId);
+    const unmounted = await unmountUnder(root, opts.timeoutMs);
+    if (unmounted > 0) opts.log?.info({ tag: 'DOCKER', unmounted }, 'unmounted leftover scratch file systems');
+    await rm(root, { recursive: true, force: true });
+  }
   if (found.length > 0) opts.log?.info({ tag: 'DOCKER', removed: found.length, runId: opts.runId }, 'removed containers by label');
   return found.length;
 }

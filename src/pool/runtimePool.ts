@@ -3,8 +3,9 @@ import { EventEmitter } from 'node:events';
 import { InvocationError } from '../core/reasons.js';
 import type { StartKind } from '../core/result.js';
 import { zygoteArgv, type Runtime, type RuntimeConfig } from '../core/runtimes.js';
-import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT } from '../core/sandbox.js';
+import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT, scratchImagePath, scratchMountDir } from '../core/sandbox.js';
 import type { Logger } from '../observe/log.js';
+import type { CpuPolicy } from './cpuShare.js';
 import { DockerContainer } from './dockerContainer.js';
 import { ContainerLease, type Lease, type LeaseEnd, type LeaseOwner, type LeaseRunDeps } from './lease.js';
 import { Mailbox } from './mailbox.js';
@@ -32,6 +33,9 @@ export interface PoolOptions {
   freezer: 'cgroup' | 'docker';
   /** How long a container stays thawed after a run before it is frozen (0: at once). */
   pauseGraceMs: number;
+  /** Each container's writable space. */
+  disk: { limitMb: number; reserve: boolean };
+  cpu: CpuPolicy;
 }
 
 export interface PoolEvents {
@@ -420,6 +424,13 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       runnerDir: this.opts.runnerDir,
       zygote: this.zygote,
       freezer: this.opts.freezer,
+      scratch: {
+        imagePath: scratchImagePath(this.opts.workRoot, this.opts.agentId, name),
+        mountDir: scratchMountDir(this.opts.workRoot, this.opts.agentId, name),
+        limitBytes: this.opts.disk.limitMb * 1024 * 1024,
+        reserve: this.opts.disk.reserve,
+      },
+      cpu: this.opts.cpu,
     });
     const c = new WarmContainer(engine, { state: 'creating', fn: functionId });
     this.containers.set(name, c);

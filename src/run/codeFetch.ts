@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { UnzipOutcome, UnzipTask } from '../../workers/unzip.js';
+import { classifyError } from '../core/errorClass.js';
 import { InvocationError } from '../core/reasons.js';
 import type { ThreadPool } from './threads.js';
 
@@ -108,5 +109,7 @@ export function classifyS3Error(err: unknown, where: string): InvocationError {
     return new InvocationError('S3_NOT_FOUND', 'transient', `${where} does not exist (${err.name})`, { cause: err });
   }
   const e = err as Error;
+  const c = classifyError(err);
+  if (c.kind === 'permanent') return new InvocationError('S3_REQUEST_INVALID', 'permanent', `${where} cannot be read: ${e.name}: ${e.message}`, { cause: err });
   return new InvocationError('S3_UNAVAILABLE', 'transient', `${where} could not be read: ${e.name}: ${e.message}`, { cause: err });
 }

@@ -30,6 +30,7 @@ export interface RunReport
   extends Pick<Result, 'status' | 'reason' | 'exitCode' | 'stdout' | 'stderr' | 'stdoutTruncated' | 'stderrTruncated' | 'durationMillis'> {
   startKind: StartKind;
   memory: Measurement;
+  diskUsedBytes: number | null;
   timings: Omit<Timings, 'totalMs' | 'queuedMs'>;
 }
 
@@ -81,13 +82,13 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
       }
     }
 
-    const { exec, memory } = outcome;
+    const { exec, memory, disk } = outcome;
     const oom = memory.oomKilled && !exec.timedOut;
     // The runner killed whatever the run left and checked; a container it could not
     // clean (or whose runner stopped answering) is never reused.
     end.reusable = exec.clean;
     if (!exec.clean) log.warn({ tag: 'DOCKER', container: lease.containerName, leftovers: exec.leftovers }, 'the run left processes that could not be killed; retiring the container');
-    const { status, reason } = classify(exec, oom);
+    const { status, reason } = classify(exec, oom, disk?.full ?? false);
     return {
       status,
       reason,
@@ -100,6 +101,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
       durationMillis: Math.round(exec.durationMs),
       startKind: lease.startKind,
       memory,
+      diskUsedBytes: disk?.usedBytes ?? null,
       timings: { fetchMs: round(fetchMs), acquireMs: round(lease.acquireMs), execMs: round(exec.durationMs), agentMs: round(performance.now() - t0) },
     };
   } catch (err) {
@@ -122,11 +124,12 @@ function functionEnv(inv: Invocation): string[] {
   ];
 }
 
-export function classify(outcome: Pick<RunnerOutcome, 'timedOut' | 'exitCode'>, oom: boolean): { status: Status; reason: Reason } {
+/** A run's status and reason; a failure with the writable space full is put down to it. */
+export function classify(outcome: Pick<RunnerOutcome, 'timedOut' | 'exitCode'>, oom: boolean, diskFull = false): { status: Status; reason: Reason } {
   if (outcome.timedOut) return { status: 'TIMEOUT', reason: 'TIMEOUT' };
   if (oom) return { status: 'OOM', reason: 'OOM' };
   if (outcome.exitCode === 0) return { status: 'SUCCESS', reason: 'OK' };
-  return { status: 'FAILED', reason: 'NON_ZERO_EXIT' };
+  return { status: 'FAILED', reason: diskFull ? 'DISK_FULL' : 'NON_ZERO_EXIT' };
 }
 
 const round = (ms: number) => Math.round(ms * 10) / 10;

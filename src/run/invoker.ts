@@ -80,6 +80,7 @@ export class Invoker {
       peakMemoryBytes: report.memory.peakBytes,
       peakMemoryMethod: report.memory.method,
       recommendedMemoryMb: advice?.recommendedMemoryMb ?? null,
+      diskUsedBytes: report.diskUsedBytes,
       optimizationTip: advice?.tip ?? null,
       memoryMb: inv.memoryMb,
       timings: { ...report.timings, queuedMs: inv.sentAt !== undefined ? Math.max(0, inv.receivedAt - inv.sentAt) : undefined, totalMs: Date.now() - inv.receivedAt },

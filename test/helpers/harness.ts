@@ -11,6 +11,7 @@ import { LocalClient, type ZipFiles } from '../../src/local/client.js';
 import { startLocalStack, type LocalStack } from '../../src/local/stack.js';
 import { createLogger, silentLogger, type Logger } from '../../src/observe/log.js';
 import { listAgentContainers } from '../../src/pool/leftovers.js';
+import { unmountUnder } from '../../src/pool/scratch.js';
 
 export const docker = new Docker();
 
@@ -61,6 +62,8 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
   const stack = opts.stack ?? (await startLocalStack({ maxReceiveCount: opts.maxReceiveCount ?? 3 }));
   t.teardown(async () => {
     if (!opts.stack) await stack.stop();
+    // Containers' scratch file systems are mounted under workRoot: unmount before removing.
+    await unmountUnder(workRoot, 10_000);
     await rm(workRoot, { recursive: true, force: true });
   });
   const config = localAgentConfig(stack, agentId, {
@@ -79,6 +82,7 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
     // Whatever the test did, leave nothing of this agent behind.
     const left = await listAgentContainers(docker, agentId);
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    await unmountUnder(workRoot, 10_000);
   });
   await agent.start();
   const client = new LocalClient({ ...stack });

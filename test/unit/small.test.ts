@@ -9,6 +9,9 @@ t.test('classify maps a run onto status and reason', async (t) => {
   t.same(classify({ timedOut: false, exitCode: 137 }, true), { status: 'OOM', reason: 'OOM' });
   t.same(classify({ timedOut: false, exitCode: 0 }, false), { status: 'SUCCESS', reason: 'OK' });
   t.same(classify({ timedOut: false, exitCode: 2 }, false), { status: 'FAILED', reason: 'NON_ZERO_EXIT' });
+  t.same(classify({ timedOut: false, exitCode: 1 }, false, true), { status: 'FAILED', reason: 'DISK_FULL' }, 'a failure with the writable space full');
+  t.same(classify({ timedOut: false, exitCode: 0 }, false, true), { status: 'SUCCESS', reason: 'OK' }, 'a full disk that the function survived is no failure');
+  t.same(classify({ timedOut: true, exitCode: -1 }, false, true), { status: 'TIMEOUT', reason: 'TIMEOUT' });
 });
 
 t.test('withTimeout bounds a call', async (t) => {

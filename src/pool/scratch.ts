@@ -1,0 +1,160 @@
+import { execFile } from 'node:child_process';
+import { chmod, copyFile, mkdir, readdir, readFile, rm, stat, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import type { CodeVersion } from '../run/codeCache.js';
+
+const exec = promisify(execFile);
+
+/** The folders of a scratch file system: the workspace, /tmp and /dev/shm of one container. */
+export const SCRATCH_DIRS = ['work', 'tmp', 'shm'] as const;
+export type ScratchDir = (typeof SCRATCH_DIRS)[number];
+
+export interface ScratchSpec {
+  /** The image file (outside every folder a container sees). */
+  imagePath: string;
+  /** Where the image is mounted on the host; its folders are bound into the container. */
+  mountDir: string;
+  /** Writable bytes the function gets in all its folders together. */
+  limitBytes: number;
+  /** Reserve the image's blocks on the host disk up front (fallocate) instead of a sparse file. */
+  reserve: boolean;
+  timeoutMs: number;
+}
+
+/** ext4's own share of a small file system (inode tables, bitmaps), added so the function gets its whole limit. */
+function imageBytes(limitBytes: number): number {
+  return Math.ceil((limitBytes + Math.max(8 << 20, limitBytes / 16)) / 4096) * 4096;
+}
+
+/** How much a scratch file system holds after a run. */
+export interface ScratchUsage {
+  usedBytes: number;
+  /** No block or no inode left: a write in the run met ENOSPC. */
+  full: boolean;
+}
+
+/**
+ * A container's writable space, with a hard limit the kernel enforces: an ext4 image of
+ * its own, loop-mounted on the host, whose folders become the container's workspace, /tmp
+ * and /dev/shm. Past the limit a write gets ENOSPC; the host's file system (ext4, XFS or
+ * any other that holds a file) only ever holds the image. A project quota would need the
+ * host's file system mounted with quotas, and a tmpfs is charged to the container's memory
+ * (a function with 128 MB could not write 512 MB, and its peak would count the files).
+ */
+export class Scratch {
+  private constructor(readonly spec: ScratchSpec) {}
+
+  /** Makes the image, its file system and its folders, and mounts it. */
+  static async create(spec: ScratchSpec): Promise<Scratch> {
+    const s = new Scratch(spec);
+    const t = { timeout: spec.timeoutMs };
+    const bytes = imageBytes(spec.limitBytes);
+    await mkdir(dirname(spec.imagePath), { recursive: true, mode: 0o700 });
+    await rm(spec.imagePath, { force: true });
+    if (spec.reserve) await exec('fallocate', ['-l', String(bytes), spec.imagePath], t);
+    else await exec('truncate', ['-s', String(bytes), spec.imagePath], t);
+    try {
+      // No journal and no reserved blocks: a scratch space is wiped, never recovered;
+      // nodiscard keeps mkfs from punching holes in a reserved image.
+      await exec('mkfs.ext4', ['-q', '-F', '-m', '0', '-O', '^has_journal', '-E', 'nodiscard,lazy_itable_init=1', spec.imagePath], t);
+      await mkdir(spec.mountDir, { recursive: true, mode: 0o700 });
+      await mountLoop(spec.imagePath, spec.mountDir, spec.timeoutMs);
+      for (const d of SCRATCH_DIRS) {
+        await mkdir(s.path(d), { mode: 0o1777 });
+        await chmod(s.path(d), 0o1777);
+      }
+    } catch (err) {
+      await s.destroy().catch(() => undefined);
+      throw err;
+    }
+    return s;
+  }
+
+  path(d: ScratchDir): string {
+    return join(this.spec.mountDir, d);
+  }
+
+  /**
+   * Puts a copy of `code` in the workspace, emptied first. A copy, not hard links: the
+   * workspace is a file system of its own. The code is root's and read-only; the sticky
+   * workspace keeps the function from removing it.
+   */
+  async stage(code: CodeVersion): Promise<void> {
+    await emptyDir(this.path('work'));
+    await copyTree(code.dir, this.path('work'));
+  }
+
+  /** Empties /tmp and /dev/shm, and the workspace but for `keep` (the code's top-level names). */
+  async wipe(keep: readonly string[]): Promise<void> {
+    await Promise.all([emptyDir(this.path('work'), new Set(keep)), emptyDir(this.path('tmp')), emptyDir(this.path('shm'))]);
+  }
+
+  async usage(): Promise<ScratchUsage> {
+    const s = await statfs(this.spec.mountDir);
+    // ext4 refuses a write while a little space still shows free (blocks held back for
+    // delayed allocation): count the last 1% (at least 2 MB) as full.
+    const slack = Math.max(2 * 1024 * 1024, (s.blocks * s.bsize) / 100);
+    return { usedBytes: (s.blocks - s.bfree) * s.bsize, full: s.bavail * s.bsize < slack || s.ffree === 0 };
+  }
+
+  /** Unmounts (lazily if something still holds it) and deletes the image. */
+  async destroy(): Promise<void> {
+    await unmount(this.spec.mountDir, this.spec.timeoutMs);
+    await rm(this.spec.mountDir, { recursive: true, force: true });
+    await rm(this.spec.imagePath, { force: true });
+  }
+}
+
+async function mountLoop(image: string, dir: string, timeoutMs: number): Promise<void> {
+  // Two mounts may race for the same free loop device; mount reports it busy: try again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await exec('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev,noatime', image, dir], { timeout: timeoutMs });
+      return;
+    } catch (err) {
+      if (attempt >= 4) throw new Error(`cannot mount the scratch image ${image}: ${String(err)}`, { cause: err });
+      await new Promise((r) => setTimeout(r, 20 * attempt * Math.random()));
+    }
+  }
+}
+
+/** Unmounts `dir` if it is a mount point; a busy one is detached lazily (its loop device goes with its last user). */
+export async function unmount(dir: string, timeoutMs: number): Promise<void> {
+  if (!(await mountPoints()).has(dir)) return;
+  await exec('umount', ['-l', dir], { timeout: timeoutMs });
+}
+
+/** Unmounts every mount point under `root` (what a killed agent left), deepest first. */
+export async function unmountUnder(root: string, timeoutMs: number): Promise<number> {
+  const prefix = root.endsWith('/') ? root : `${root}/`;
+  const under = [...(await mountPoints())].filter((m) => m.startsWith(prefix)).sort((a, b) => b.length - a.length);
+  for (const m of under) await exec('umount', ['-l', m], { timeout: timeoutMs });
+  return under.length;
+}
+
+async function mountPoints(): Promise<Set<string>> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  // Field 5 is the mount point, with spaces and the like octal-escaped.
+  return new Set(text.split('\n').filter(Boolean).map((l) => l.split(' ')[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
+}
+
+async function emptyDir(dir: string, keep?: ReadonlySet<string>): Promise<void> {
+  const names = await readdir(dir);
+  await Promise.all(names.filter((n) => !keep?.has(n)).map((n) => rm(join(dir, n), { recursive: true, force: true, maxRetries: 2 })));
+}
+
+async function copyTree(from: string, to: string): Promise<void> {
+  for (const e of await readdir(from, { withFileTypes: true })) {
+    const src = join(from, e.name);
+    const dst = join(to, e.name);
+    if (e.isDirectory()) {
+      await mkdir(dst, { mode: 0o755 });
+      await copyTree(src, dst);
+      await chmod(dst, (await stat(src)).mode & 0o7777);
+    } else if (e.isFile()) {
+      await copyFile(src, dst);
+      await chmod(dst, (await stat(src)).mode & 0o7777);
+    }
+  }
+}

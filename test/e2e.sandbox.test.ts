@@ -1,0 +1,115 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import t from 'tap';
+import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
+
+const MB = 1024 * 1024;
+
+// Writes 1 MB blocks into the workspace, /tmp and /dev/shm in turn until a write fails,
+// and reports how far it got and the errno.
+const FILL = `
+import errno, os, sys
+block = b'x' * (1 << 20)
+written = 0
+err = 'none'
+paths = ['fill-work.bin', '/tmp/fill-tmp.bin', '/dev/shm/fill-shm.bin']
+files = [open(p, 'wb') for p in paths]
+try:
+    for i in range(100000):
+        f = files[i % 3]
+        f.write(block)
+        f.flush()
+        written += 1
+except OSError as e:
+    err = errno.errorcode.get(e.errno, str(e.errno))
+print('written_mb=%d' % written)
+print('errno=' + err)
+sys.exit(3 if err != 'none' else 0)
+`;
+
+// Reports what an earlier run could have left in the writable places.
+const LOOK = `
+import os
+print('work=' + ','.join(sorted(os.listdir('.'))))
+print('tmp=' + ','.join(sorted(os.listdir('/tmp'))))
+print('shm=' + ','.join(sorted(os.listdir('/dev/shm'))))
+st = os.statvfs('/tmp')
+print('free_mb=%d' % (st.f_bavail * st.f_frsize // (1 << 20)))
+`;
+
+// Leaves 48 MB in /tmp and exits 0: charged to memory, it would skew the next run's peak.
+const LEAVE = `
+open('/tmp/big.bin', 'wb').write(b'y' * (48 << 20))
+open('/dev/shm/seg', 'wb').write(b'z' * (1 << 20))
+open('mine.txt', 'w').write('left')
+print('left')
+`;
+
+const parse = (stdout: string) => Object.fromEntries(stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+
+t.test('writable space: one hard limit on workspace, /tmp and /dev/shm; each run starts clean', async (t) => {
+  const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_DISK_MB: '64' } });
+
+  const before = await h.invoke('looker', { 'main.py': LOOK, 'data.txt': 'd' });
+  t.equal(before.status, 'SUCCESS', before.stderr);
+  const fresh = parse(before.stdout);
+  t.equal(fresh.work, 'data.txt,main.py', 'the workspace holds only the code');
+  t.equal(fresh.tmp, '', 'an empty /tmp');
+  t.equal(fresh.shm, '', 'an empty /dev/shm');
+  t.ok(Number(fresh.free_mb) >= 64, `the whole limit is free (${fresh.free_mb} MB)`);
+
+  const fill = await h.invoke('filler', { 'main.py': FILL });
+  const out = parse(fill.stdout);
+  t.equal(out.errno, 'ENOSPC', 'past the limit a write fails with ENOSPC');
+  t.ok(Number(out.written_mb) >= 60 && Number(out.written_mb) <= 68, `about the limit was written (${out.written_mb} MB of 64)`);
+  t.equal(fill.status, 'FAILED');
+  t.equal(fill.reason, 'DISK_FULL', 'the result says why');
+  t.ok(fill.diskUsedBytes! >= 60 * MB, `the result carries the bytes used (${fill.diskUsedBytes})`);
+
+  // The host holds only the image, whose size was fixed when the container was made.
+  const [c] = await h.containers();
+  const name = c!.Names[0]!.slice(1);
+  const image = await stat(join(h.workRoot, h.agentId, 'scratch', `${name}.img`));
+  t.ok(image.size < 80 * MB, `the host file never grows past the image (${image.size} bytes)`);
+  t.ok(image.blocks * 512 <= image.size + MB, 'and holds no more blocks than its size');
+
+  // Same container (one python slot): nothing of the fill is left, all space is back.
+  const after = await h.invoke('looker', undefined);
+  t.equal(after.status, 'SUCCESS', after.stderr);
+  const clean = parse(after.stdout);
+  t.equal(clean.tmp, '');
+  t.equal(clean.shm, '');
+  t.ok(Number(clean.free_mb) >= 64, `the space is free again (${clean.free_mb} MB)`);
+  t.equal((await h.containers()).length, 1, 'the same container served every run');
+});
+
+t.test('a warm run of the same function sees nothing the last one wrote, and its peak is its own', async (t) => {
+  const h = await startHarness(t, { env: ONE_PYTHON });
+  const code = { 'main.py': `import sys\nif len(sys.argv) > 1: pass\n${LOOK}` };
+  const baseline = await h.invoke('slate', code);
+  t.equal(baseline.status, 'SUCCESS', baseline.stderr);
+
+  const leave = await h.invoke('slate-writer', { 'main.py': LEAVE });
+  t.equal(leave.status, 'SUCCESS', leave.stderr);
+
+  // The writer's container is the one python slot; run the writer again warm, then the looker there.
+  const again = await h.invoke('slate-writer', undefined);
+  t.equal(again.startKind, 'warm');
+  t.equal(again.status, 'SUCCESS', again.stderr);
+  const seen = await h.invoke('slate', undefined);
+  const s = parse(seen.stdout);
+  t.equal(s.work, 'main.py');
+  t.equal(s.tmp, '');
+  t.equal(s.shm, '');
+  t.ok(seen.peakMemoryBytes! < baseline.peakMemoryBytes! + 16 * MB, `the peak is not skewed by files an earlier run left (${seen.peakMemoryBytes} vs ${baseline.peakMemoryBytes})`);
+});
+
+t.test('CPU follows memory: the weight and the limit of each container', async (t) => {
+  const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_MB_PER_VCPU: '1024', NANOGRID_CPU_FLOOR: '0.1' } });
+  const r = await h.invoke('cpu-probe', { 'main.py': 'print(1)' }, { memoryMb: 512 });
+  t.equal(r.status, 'SUCCESS', r.stderr);
+  const [c] = await h.containers();
+  const info = await docker.getContainer(c!.Id).inspect();
+  t.equal(info.HostConfig.NanoCpus, 0.5e9, '512 MB at 1024 MB per vCPU: half a CPU');
+  t.equal(info.HostConfig.CpuShares, 512);
+});
