@@ -61,6 +61,12 @@ install_npm() {
   npm ci --no-audit --no-fund --loglevel=error
 }
 
+# A killed daemon can linger as a zombie for a while (its parent has not reaped it yet):
+# kill -0 still succeeds on it, but it is gone.
+alive() {
+  kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != "Z" ]
+}
+
 start_dockerd() {
   if docker info >/dev/null 2>&1; then
     say "dockerd running"
@@ -70,12 +76,12 @@ start_dockerd() {
   # A dockerd killed with its session leaves its pid file behind, and the next one
   # refuses to start while it exists.
   local pidfile=/var/run/docker.pid
-  if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  if [ -f "$pidfile" ] && ! alive "$(cat "$pidfile")"; then
     say "removing stale $pidfile"
     rm -f "$pidfile"
   fi
   local cpid=/var/run/docker/containerd/containerd.pid
-  if [ -f "$cpid" ] && ! kill -0 "$(cat "$cpid")" 2>/dev/null; then
+  if [ -f "$cpid" ] && ! alive "$(cat "$cpid")"; then
     rm -f "$cpid"
   fi
   if [ ! -f "$pidfile" ]; then

@@ -15,6 +15,7 @@ import { Supervisor, type SupervisorStatus } from './intake/supervisor.js';
 import { startHttp } from './observe/http.js';
 import type { Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
+import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
 import { RuntimePool, type PoolStatus } from './pool/runtimePool.js';
 import { CodeCache } from './run/codeCache.js';
@@ -36,6 +37,8 @@ export interface AgentOptions {
   dockerSocket?: string;
   /** Force the thread-sampling meter (for tests of the fallback). */
   forceMemorySampling?: boolean;
+  /** How often the engine is pinged while it is up (ms). */
+  engineCheckMs?: number;
 }
 
 export interface AgentStatus {
@@ -46,11 +49,12 @@ export interface AgentStatus {
   pools: PoolStatus[];
   results: { outbox: number };
   threads: ThreadStats;
+  engine: EngineStatus;
 }
 
 export interface Health {
   ok: boolean;
-  parts: Record<string, { ok: boolean; detail?: string }>;
+  parts: Record<string, { ok: boolean; detail?: string; [more: string]: unknown }>;
 }
 
 /** The worker agent: builds every part, starts them in order and stops them in reverse. */
@@ -68,7 +72,7 @@ export class Agent {
   private readonly startedAt = Date.now();
   private http: Server | undefined;
   private stopped: Promise<void> | undefined;
-  private dockerHealthy = true;
+  readonly engine: EngineWatch;
 
   constructor(private readonly opts: AgentOptions) {
     const c = opts.config;
@@ -77,6 +81,8 @@ export class Agent {
     this.log = opts.log.child({ agentId: c.agentId });
     this.docker = new Docker({ socketPath: opts.dockerSocket ?? process.env.DOCKER_SOCKET ?? '/var/run/docker.sock' });
     const m = this.metrics;
+    this.engine = new EngineWatch({ ping: () => this.docker.ping(), log: this.log, checkEveryMs: opts.engineCheckMs ?? 2000 });
+    this.engine.on('down', () => m.engineOutages.inc());
 
     const aws = {
       region: c.region,
@@ -140,6 +146,7 @@ export class Agent {
         pauseGraceMs: c.pauseGraceMs,
         disk: { limitMb: c.diskLimitMb, reserve: c.diskReserve },
         cpu: c.cpu,
+        engine: this.engine,
       });
       pool.on('served', (rt, startKind, acquireMs) => m.startLatency.observe({ runtime: rt, start_kind: startKind }, acquireMs / 1000));
       this.pools.set(runtime, pool);
@@ -172,6 +179,7 @@ export class Agent {
     });
     this.supervisor = new Supervisor({
       leases,
+      gate: { isOpen: () => this.engine.isUp, whenOpen: () => this.engine.whenUp() },
       capacity: () => [...this.pools.values()].reduce((n, p) => n + p.capacity, 0),
       limits: { defaultTimeoutMs: c.defaultTimeoutMs, maxTimeoutMs: c.maxTimeoutMs, defaultMemoryMb: c.defaultMemoryMb },
       visibilityTimeoutS: c.visibilityTimeoutS,
@@ -220,6 +228,7 @@ export class Agent {
       this.log.error({ tag: 'REDIS', err: String(err) }, 'Redis unreachable at start; results wait in the outbox until it answers');
     }
     await Promise.all([...this.pools.values()].map((p) => p.start()));
+    this.engine.start();
     this.cloudwatch?.start();
     await this.supervisor.start();
     this.http = await startHttp({
@@ -229,7 +238,7 @@ export class Agent {
       status: () => this.status(),
       metrics: async () => {
         const s = this.status();
-        this.metrics.setGauges({ pools: s.pools, inflight: s.supervisor.inflight, freeSlots: s.supervisor.freeSlots, dockerUp: this.dockerHealthy, outbox: s.results.outbox, threads: s.threads });
+        this.metrics.setGauges({ pools: s.pools, inflight: s.supervisor.inflight, freeSlots: s.supervisor.freeSlots, dockerUp: this.engine.isUp, outbox: s.results.outbox, threads: s.threads });
         return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
       },
     });
@@ -260,18 +269,16 @@ export class Agent {
       pools: [...this.pools.values()].map((p) => p.status()),
       results: { outbox: this.redis.pending },
       threads: this.threads.stats(),
+      engine: this.engine.status(),
     };
   }
 
   async health(): Promise<Health> {
-    let docker: { ok: boolean; detail?: string };
-    try {
-      await withTimeout('docker ping', 2000, this.docker.ping());
-      docker = { ok: true };
-    } catch (err) {
-      docker = { ok: false, detail: String(err) };
-    }
-    this.dockerHealthy = docker.ok;
+    const up = await this.engine.check();
+    const e = this.engine.status();
+    const docker = up
+      ? { ok: true, outages: e.outages, downSecondsTotal: e.downSecondsTotal }
+      : { ok: false, detail: `unreachable since ${e.since}; intake paused: ${e.lastError ?? ''}`, outages: e.outages, downSecondsTotal: e.downSecondsTotal };
     const queue = this.supervisor.queueReachable ? { ok: true } : { ok: false, detail: this.supervisor.status().lastReceiveError ?? 'unknown' };
     const redisOk = await this.redis.ping();
     // Redis is reported but does not fail health: results wait in the outbox meanwhile.
@@ -284,6 +291,7 @@ export class Agent {
     const stillRunning = await this.supervisor.stop(c.shutdownGraceMs);
     if (stillRunning > 0) this.log.warn({ tag: 'AGENT', stillRunning }, 'grace period over: killing the remaining runs; their messages return to the queue');
     await Promise.all([...this.pools.values()].map((p) => p.stop()));
+    this.engine.stop();
     await this.supervisor.awaitTasks(10_000);
     await this.cloudwatch?.close().catch(() => undefined);
     await this.redis.close().catch(() => undefined);

@@ -21,6 +21,7 @@ export const REASONS = {
   ZIP_TOO_MANY_ENTRIES: 'the zip has more entries than allowed',
   ZIP_TOO_LARGE: 'the zip expands to more bytes than allowed',
   DOCKER_UNAVAILABLE: 'the Docker engine could not run the invocation',
+  ENGINE_OUTAGE: 'the Docker engine is unreachable: the message went back to the queue at once, and this worker receives nothing until the engine answers',
   SHUTTING_DOWN: 'the agent stopped before the invocation could finish',
   INTERNAL: 'an unexpected error inside the agent',
 } as const;

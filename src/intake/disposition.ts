@@ -33,7 +33,8 @@ export function dispose(o: Outcome): Disposition {
   // It would fail the same way again: answer and delete.
   if (o.failure === 'permanent') return { message: { op: 'delete' }, answerFailure: true, pending: false, label: 'deleted' };
   // Nothing wrong with the message: another worker (or this one after a restart) takes it.
-  if (o.reason === 'SHUTTING_DOWN') return { message: { op: 'visible', afterS: 0 }, answerFailure: false, pending: false, label: 'released' };
+  // The same for an engine outage: the worker stops receiving until its engine is back.
+  if (o.reason === 'SHUTTING_DOWN' || o.reason === 'ENGINE_OUTAGE') return { message: { op: 'visible', afterS: 0 }, answerFailure: false, pending: false, label: 'released' };
   if (o.maxReceiveCount !== undefined && o.receiveCount >= o.maxReceiveCount) {
     // Last try: answer now so nobody waits forever; the redrive policy moves the message
     // to the DLQ on its next receive, where operators can inspect it.

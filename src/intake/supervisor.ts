@@ -35,13 +35,24 @@ export interface RunHooks {
   onRunEnd: () => void;
   /** Checked once code and container are ready: false (stopping) gives the message back. */
   shouldStart: () => boolean;
+  /** The same check, with the reason the message goes back. */
+  holdBack: () => InvocationError | null;
 }
 
 /** Runs one valid invocation to its Result; throws InvocationError when it never ran. */
 export type RunInvocation = (inv: Invocation, log: Logger, hooks: RunHooks) => Promise<Result>;
 
+/** Whether intake may receive now (the engine that runs invocations answers). */
+export interface IntakeGate {
+  isOpen(): boolean;
+  /** Resolves when it opens. */
+  whenOpen(): Promise<void>;
+}
+
 export interface SupervisorOptions {
   leases: MessageLeases;
+  /** Closed while invocations cannot run (the engine is down): nothing is received meanwhile. */
+  gate?: IntakeGate;
   /** Slots across the pools: never more messages held than this. */
   capacity: () => number;
   limits: ParseLimits;
@@ -74,6 +85,8 @@ export interface SupervisorStatus {
 }
 
 const MAX_RECEIVE_BACKOFF_MS = 20_000;
+/** How long a last-try message waits for the engine before it is given up to the redrive policy. */
+const LAST_TRY_ENGINE_WAIT_MS = 10 * 60_000;
 /** How long a full agent waits after the first slot frees before it asks for more messages. */
 const RECEIVE_COALESCE_MS = 3;
 const TOTAL_OF = { deleted: 'deleted', retried: 'retried', dead_lettered: 'deadLettered', released: 'released' } as const;
@@ -175,6 +188,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private async receiveLoop(): Promise<void> {
     let backoffMs = 0;
     while (!this.stopping) {
+      const gate = this.opts.gate;
+      if (gate && !gate.isOpen()) {
+        this.opts.log.warn({ tag: 'SQS' }, 'intake paused: the engine is unreachable');
+        // A freed slot (or stop) wakes the loop too: it checks again.
+        await Promise.race([gate.whenOpen(), new Promise<void>((resolve) => (this.slotFreed = resolve))]);
+        if (gate.isOpen()) this.opts.log.info({ tag: 'SQS' }, 'intake resumed');
+        continue;
+      }
       const free = this.freeSlots;
       if (free === 0) {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
@@ -271,17 +292,29 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     // connection, and the run need not wait for it.
     void this.opts.results.markState(inv.requestId, 'PROCESSING', { attempt: inv.receiveCount }, log);
     let result: Result;
-    try {
-      result = await this.opts.runInvocation(inv, log, {
-        onRunStart: () => (held.started = true),
-        onRunEnd: () => this.settle(held),
-        shouldStart: () => !this.stopping,
-      });
-    } catch (err) {
-      const e = err instanceof InvocationError ? err : new InvocationError('INTERNAL', 'transient', `unexpected: ${String(err)}`, { cause: err });
-      this.settle(held);
-      await this.fail(inv, held, e, log);
-      return;
+    const waitUntil = Date.now() + LAST_TRY_ENGINE_WAIT_MS;
+    for (;;) {
+      try {
+        result = await this.opts.runInvocation(inv, log, {
+          onRunStart: () => (held.started = true),
+          onRunEnd: () => this.settle(held),
+          shouldStart: () => this.holdBack() === null,
+          holdBack: () => this.holdBack(),
+        });
+        break;
+      } catch (err) {
+        const e = this.outageOr(err instanceof InvocationError ? err : new InvocationError('INTERNAL', 'transient', `unexpected: ${String(err)}`, { cause: err }));
+        // A last try given back during an outage would go to the DLQ on its next receive:
+        // it stays held (its visibility kept alive) until the engine answers, then runs.
+        if (e.reason === 'ENGINE_OUTAGE' && this.isLastTry(inv) && !this.stopping && Date.now() < waitUntil && this.opts.gate) {
+          log.warn({ tag: 'SQS', attempt: inv.receiveCount }, 'engine outage on the last try: holding the message until the engine answers');
+          await Promise.race([this.opts.gate.whenOpen(), sleep(Math.max(0, waitUntil - Date.now()))]);
+          continue;
+        }
+        this.settle(held);
+        await this.fail(inv, held, e, log);
+        return;
+      }
     }
     this.settle(held);
     log[result.success ? 'info' : 'warn'](
@@ -326,6 +359,23 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     if (d.pending) await this.opts.results.markState(inv.requestId, 'PENDING', { attempt: inv.receiveCount, lastReason: err.reason }, log);
     await this.apply(held, d, err.reason, log);
+  }
+
+  /** Why a run must not start now (the message goes back), or null. */
+  private holdBack(): InvocationError | null {
+    if (this.stopping) return new InvocationError('SHUTTING_DOWN', 'transient', 'the agent is stopping; the message goes back to the queue');
+    if (this.opts.gate && !this.opts.gate.isOpen()) return new InvocationError('ENGINE_OUTAGE', 'transient', 'the container engine is unreachable; the message goes back to the queue');
+    return null;
+  }
+
+  /** An engine failure while the engine is known to be down is the outage, not the message. */
+  private outageOr(e: InvocationError): InvocationError {
+    if (e.reason !== 'DOCKER_UNAVAILABLE' || !this.opts.gate || this.opts.gate.isOpen()) return e;
+    return new InvocationError('ENGINE_OUTAGE', 'transient', `${e.message} (the engine is unreachable)`, { cause: e });
+  }
+
+  private isLastTry(inv: Invocation): boolean {
+    return this.maxReceiveCount !== undefined && inv.receiveCount >= this.maxReceiveCount;
   }
 
   /** The message's run is over: its slot is free for the next message while it is answered. */

@@ -44,7 +44,8 @@ export class Metrics {
   readonly containers = this.gauge('nanogrid_containers', 'Containers by pool and state', ['runtime', 'state']);
   readonly inflight = this.gauge('nanogrid_inflight_invocations', 'Messages held by this agent', []);
   readonly freeSlots = this.gauge('nanogrid_free_slots', 'Capacity left across pools', []);
-  readonly dockerUp = this.gauge('nanogrid_docker_up', '1 when the Docker engine answered the last health probe', []);
+  readonly dockerUp = this.gauge('nanogrid_docker_up', '1 while the Docker engine answers (0 during an outage: intake is paused)', []);
+  readonly engineOutages = this.counter('nanogrid_engine_outages_total', 'Times the Docker engine became unreachable', []);
   readonly outbox = this.gauge('nanogrid_result_outbox', 'Results waiting for Redis', []);
   readonly threadQueue = this.gauge('nanogrid_thread_pool_queue_size', 'Tasks waiting for a Piscina thread', []);
   readonly threadUtilization = this.gauge('nanogrid_thread_pool_utilization_ratio', 'Piscina utilisation (0-1)', []);

@@ -215,13 +215,18 @@ export class DockerContainer {
     this.runner?.close();
     // dockerd does not know of a cgroup freeze: a frozen container would not die.
     if (this.frozen && this.cgroupFreezer) await this.cgroupFreezer.thaw().catch(() => undefined);
-    if (this.handle) {
-      await this.call('remove', this.handle.remove({ force: true, v: true })).catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      });
+    try {
+      if (this.handle) {
+        await this.call('remove', this.handle.remove({ force: true, v: true })).catch((err: unknown) => {
+          if (!isNotFound(err)) throw err;
+        });
+      }
+    } finally {
+      // Even when the engine could not remove it (an outage): the scratch file system is
+      // detached now (lazily, while the container still holds it) and its image deleted.
+      await this.scratch?.destroy();
+      await rm(this.spec.hostDir, { recursive: true, force: true });
     }
-    await this.scratch?.destroy();
-    await rm(this.spec.hostDir, { recursive: true, force: true });
   }
 
   private call<T>(what: string, work: Promise<T>): Promise<T> {

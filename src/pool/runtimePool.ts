@@ -5,7 +5,10 @@ import type { StartKind } from '../core/result.js';
 import { zygoteArgv, type Runtime, type RuntimeConfig } from '../core/runtimes.js';
 import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT, scratchImagePath, scratchMountDir } from '../core/sandbox.js';
 import type { Logger } from '../observe/log.js';
+import { Backoff } from './backoff.js';
 import type { CpuPolicy } from './cpuShare.js';
+import type { EngineWatch } from './engineWatch.js';
+import { listAgentContainers } from './leftovers.js';
 import { DockerContainer } from './dockerContainer.js';
 import { ContainerLease, type Lease, type LeaseEnd, type LeaseOwner, type LeaseRunDeps } from './lease.js';
 import { Mailbox } from './mailbox.js';
@@ -36,6 +39,8 @@ export interface PoolOptions {
   /** Each container's writable space. */
   disk: { limitMb: number; reserve: boolean };
   cpu: CpuPolicy;
+  /** Whether the engine answers; the pool stops creating while it does not, and rebuilds after. */
+  engine: EngineWatch;
 }
 
 export interface PoolEvents {
@@ -77,10 +82,17 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   private reaper: NodeJS.Timeout | undefined;
   private readonly graceTimers = new Set<NodeJS.Timeout>();
   private readonly background = new Set<Promise<unknown>>();
+  /** Failed prewarm creations wait this out before the stock is topped up again. */
+  private readonly prewarmBackoff = new Backoff(500, 30_000);
+  private replenishTimer: NodeJS.Timeout | undefined;
+  private readonly onEngineDown = () => void this.mailbox.post(() => this.engineDown());
+  private readonly onEngineUp = () => this.track(this.rebuild());
 
   constructor(private readonly opts: PoolOptions) {
     super();
     this.runtime = opts.runtime;
+    opts.engine.on('down', this.onEngineDown);
+    opts.engine.on('up', this.onEngineUp);
   }
 
   get capacity(): number {
@@ -109,6 +121,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   async acquire(functionId: string, memoryMb: number): Promise<Lease> {
     const started = performance.now();
     let lastError: unknown;
+    if (!this.opts.engine.isUp) throw this.outage();
     for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
       const { c, startKind, bringUp } = await this.claimOrWait(functionId);
       try {
@@ -128,6 +141,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
         this.opts.log.warn({ tag: 'DOCKER', container: c.name, startKind, err: String(err) }, 'container failed to come up; replacing it');
         await this.mailbox.post(() => this.retire(c, 'bring-up failed'));
         if (this.stopping) break;
+        // An engine that is gone fails every other try the same way: give the message back now.
+        if (await this.opts.engine.suspect(err)) throw this.outage(err);
       }
     }
     throw new InvocationError('DOCKER_UNAVAILABLE', 'transient', `no ${this.runtime} container could be started: ${String(lastError)}`, {
@@ -205,6 +220,9 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.reaper);
+    clearTimeout(this.replenishTimer);
+    this.opts.engine.off('down', this.onEngineDown);
+    this.opts.engine.off('up', this.onEngineUp);
     for (const timer of this.graceTimers) clearTimeout(timer);
     this.graceTimers.clear();
     await this.mailbox.post(() => {
@@ -281,8 +299,9 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
    */
   private afterReset(c: WarmContainer): 'handed' | 'ready' | 'pause' | 'gone' {
     if (c.state !== 'resetting') return 'gone';
-    if (this.stopping) {
-      this.retire(c, 'stopping');
+    if (this.stopping || !this.opts.engine.isUp) {
+      // While the engine is down, a container is not kept: its restart may kill it.
+      this.retire(c, this.stopping ? 'stopping' : 'engine down');
       return 'gone';
     }
     const i = this.waiters.findIndex((w) => w.functionId === c.functionId);
@@ -342,7 +361,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
 
   /** Keeps the prewarm stock at its target while capacity allows and nobody waits. */
   private replenish(): void {
-    if (this.stopping) return;
+    if (this.stopping || this.replenishTimer || !this.opts.engine.isUp) return;
     const n = stockToCreate(this.snapshot(), this.opts.config.prewarm, this.waiters.length);
     for (let i = 0; i < n; i++) {
       const c = this.newContainer(null);
@@ -352,6 +371,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
           await c.engine.create();
           const createdMs = performance.now() - t0;
           const pause = await this.mailbox.post(() => {
+            this.prewarmBackoff.reset();
             this.estimates.noteCreated(createdMs);
             if (c.state !== 'creating') return false;
             c.to({ state: 'pausing', fn: null });
@@ -359,12 +379,53 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
           });
           if (pause) await this.freeze(c);
         } catch (err) {
-          this.opts.log.warn({ tag: 'DOCKER', container: c.name, err: String(err) }, 'prewarm container could not be created');
-          await this.mailbox.post(() => this.retire(c, 'prewarm failed', { counted: false }));
+          const down = await this.opts.engine.suspect(err);
+          await this.mailbox.post(() => {
+            this.retire(c, 'prewarm failed', { counted: false });
+            // The engine's return rebuilds the stock; any other failure waits out a backoff.
+            if (!down) this.retryReplenishLater(String(err));
+          });
         }
       })();
       this.track(made);
     }
+  }
+
+  /** Tops the stock up again after a jittered, growing wait (one timer at a time). */
+  private retryReplenishLater(err: string): void {
+    if (this.replenishTimer || this.stopping) return;
+    const waitMs = this.prewarmBackoff.next();
+    this.opts.log.warn({ tag: 'DOCKER', err, retryInMs: waitMs, attempt: this.prewarmBackoff.attempts }, 'prewarm container could not be created');
+    this.replenishTimer = setTimeout(() => {
+      this.replenishTimer = undefined;
+      void this.mailbox.post(() => this.replenish());
+    }, waitMs);
+    this.replenishTimer.unref();
+  }
+
+  /**
+   * The engine is gone: waiters go back to the queue, and idle containers are let go (an
+   * engine that restarts without live-restore kills them; a frozen one would hold up its
+   * restart, so retiring thaws it first). Running ones finish through their runners.
+   */
+  private engineDown(): void {
+    for (const w of this.waiters.splice(0)) w.reject(this.outage());
+    for (const c of this.containers.values()) if (c.state === 'paused' || c.state === 'ready') this.retire(c, 'engine down', { counted: false });
+  }
+
+  /** The engine is back: remove what the outage left of this pool's containers, then restock. */
+  private async rebuild(): Promise<void> {
+    try {
+      const listed = await listAgentContainers(this.opts.docker, this.opts.agentId, this.opts.runId);
+      const known = new Set(this.containers.keys());
+      const orphans = listed.filter((x) => x.Labels[LABEL_RUNTIME] === this.runtime && !x.Names.some((n) => known.has(n.replace(/^\//, ''))));
+      await Promise.all(orphans.map((x) => this.opts.docker.getContainer(x.Id).remove({ force: true, v: true }).catch(() => undefined)));
+      if (orphans.length > 0) this.opts.log.info({ tag: 'DOCKER', removed: orphans.length }, 'removed containers the outage left');
+    } catch (err) {
+      this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'could not list containers after the outage');
+    }
+    this.prewarmBackoff.reset();
+    await this.mailbox.post(() => this.replenish());
   }
 
   private reapIdle(): void {
@@ -435,6 +496,10 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
     const c = new WarmContainer(engine, { state: 'creating', fn: functionId });
     this.containers.set(name, c);
     return c;
+  }
+
+  private outage(cause?: unknown): InvocationError {
+    return new InvocationError('ENGINE_OUTAGE', 'transient', `the container engine is unreachable; the ${this.runtime} pool waits for it`, { cause });
   }
 
   private shuttingDown(): InvocationError {

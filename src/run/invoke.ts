@@ -23,6 +23,8 @@ export interface InvokeHooks {
   onRunEnd?: () => void;
   /** Checked once code and container are ready: false (shutting down) gives the message back. */
   shouldStart?: () => boolean;
+  /** Checked with shouldStart: the reason the message goes back instead (shutting down, engine outage). */
+  holdBack?: () => InvocationError | null;
 }
 
 /** What a run that happened produced, before the auto-tuner adds its advice. */
@@ -55,9 +57,10 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
 
   const end = { ran: false, reusable: false };
   try {
-    if (hooks.shouldStart && !hooks.shouldStart()) {
+    const back = hooks.holdBack?.() ?? (hooks.shouldStart && !hooks.shouldStart() ? new InvocationError('SHUTTING_DOWN', 'transient', 'the agent is stopping; the message goes back to the queue') : null);
+    if (back) {
       end.reusable = true;
-      throw new InvocationError('SHUTTING_DOWN', 'transient', 'the agent is stopping; the message goes back to the queue');
+      throw back;
     }
     let outcome: RunOutcome;
     for (let attempt = 0; ; attempt++) {

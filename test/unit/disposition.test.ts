@@ -23,6 +23,7 @@ const table: Array<[string, Outcome, Disposition]> = [
   ['transient, past the last try', failed('transient', 'S3_UNAVAILABLE', 5, 3), { message: visible(0), answerFailure: true, pending: false, label: 'dead_lettered' }],
   ['transient, no redrive policy', failed('transient', 'S3_UNAVAILABLE', 9), { message: visible(60), answerFailure: false, pending: true, label: 'retried' }],
   ['shutting down, first try', failed('transient', 'SHUTTING_DOWN', 1, 3), { message: visible(0), answerFailure: false, pending: false, label: 'released' }],
+  ['engine outage: back to the queue at once', failed('transient', 'ENGINE_OUTAGE', 1, 3), { message: visible(0), answerFailure: false, pending: false, label: 'released' }],
   ['shutting down, even on the last try', failed('transient', 'SHUTTING_DOWN', 3, 3), { message: visible(0), answerFailure: false, pending: false, label: 'released' }],
 ];
 
