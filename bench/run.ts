@@ -15,6 +15,7 @@ import type { StartKind } from '../src/core/result.js';
 import { defaultRunnerDir } from '../src/core/sandbox.js';
 import { sleep } from '../src/core/timeout.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
+import { unmountUnder } from '../src/pool/scratch.js';
 import { BENCH_AGENT, current, withAgent, measureColdCurve, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
 import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
 import { DIRECT_AGENT, measureFloors, measureResident, measureStage4Pool, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
@@ -47,7 +48,10 @@ async function cleanup(): Promise<void> {
     const left = await listAgentContainers(docker, agent).catch(() => []);
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   }
-  if (scratch) await rm(scratch, { recursive: true, force: true });
+  if (scratch) {
+    await unmountUnder(scratch, 10_000).catch(() => undefined);
+    await rm(scratch, { recursive: true, force: true });
+  }
 }
 
 /** This process's resident memory after a garbage collection (node --expose-gc), MB. */

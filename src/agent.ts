@@ -107,7 +107,14 @@ export class Agent {
     });
     const meter = new MemoryMeter(this.samplerThreads, { forceSampling: opts.forceMemorySampling });
 
-    this.redis = new RedisSink({ url: c.redisUrl, ttlSeconds: c.resultTtlSeconds, workerId: c.agentId, log: this.log, onFailure: (op) => m.sinkFailures.inc({ sink: 'redis', op }) });
+    this.redis = new RedisSink({
+      url: c.redisUrl,
+      ttlSeconds: c.resultTtlSeconds,
+      workerId: c.agentId,
+      log: this.log,
+      outboxDir: c.outboxDir,
+      onFailure: (op) => m.sinkFailures.inc({ sink: 'redis', op }),
+    });
     const history = new MemoryHistory(this.redis.redis, {
       size: c.memoryHistorySize,
       ttlSeconds: 30 * 86_400,

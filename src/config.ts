@@ -44,6 +44,8 @@ export interface Config {
   pauseGraceMs: number;
   codeStalenessMs: number;
   codeCacheBytes: number;
+  /** Undelivered results, kept across restarts (outside the agent's folder, which is wiped at start). */
+  outboxDir: string;
   /** Writable space per container (workspace, /tmp and /dev/shm together). */
   diskLimitMb: number;
   /** Reserve each container's writable space on the host disk up front. */
@@ -116,9 +118,11 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('NANOGRID_DEFAULT_TIMEOUT_MS', `${defaultTimeoutMs} exceeds NANOGRID_MAX_TIMEOUT_MS ${maxTimeoutMs}`);
   }
   const lang = read(env, 'NANOGRID_TIP_LANGUAGE', z.enum(['en', 'ko']), 'en');
+  const agentId = read(env, 'NANOGRID_AGENT_ID', z.string().regex(/^[a-zA-Z0-9_.-]{1,63}$/, 'letters, digits, _ . - (max 63)'), safeHost());
+  const workRoot = read(env, 'NANOGRID_WORK_ROOT', z.string().startsWith('/', 'must be an absolute path'), join(tmpdir(), 'nanogrid'));
 
   return {
-    agentId: read(env, 'NANOGRID_AGENT_ID', z.string().regex(/^[a-zA-Z0-9_.-]{1,63}$/, 'letters, digits, _ . - (max 63)'), safeHost()),
+    agentId,
     queueUrl: read(env, 'SQS_QUEUE_URL', url, undefined as string | undefined),
     region: read(env, 'AWS_REGION', z.string().min(1), 'us-east-1'),
     endpoint: read(env, 'AWS_ENDPOINT_URL', url, undefined as string | undefined),
@@ -144,7 +148,8 @@ export function loadConfig(env: Env = process.env): Config {
     idleTimeoutMs: read(env, 'NANOGRID_IDLE_TIMEOUT_MS', int(1000, 86_400_000), 300_000),
     resultTtlSeconds: read(env, 'NANOGRID_RESULT_TTL_SECONDS', int(1, 30 * 86_400), 86_400),
     network: read(env, 'NANOGRID_NETWORK', z.string().min(1), 'none'),
-    workRoot: read(env, 'NANOGRID_WORK_ROOT', z.string().startsWith('/', 'must be an absolute path'), join(tmpdir(), 'nanogrid')),
+    workRoot,
+    outboxDir: read(env, 'NANOGRID_OUTBOX_DIR', z.string().startsWith('/', 'must be an absolute path'), join(workRoot, 'outbox', agentId)),
     defaultTimeoutMs,
     maxTimeoutMs,
     defaultMemoryMb: read(env, 'NANOGRID_DEFAULT_MEMORY_MB', int(16, 65_536), 128),

@@ -9,6 +9,7 @@ import { SAMPLES } from '../src/local/samples.js';
 import { startLocalStack } from '../src/local/stack.js';
 import { LABEL_AGENT, LABEL_RUN } from '../src/core/sandbox.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
+import { unmountUnder } from '../src/pool/scratch.js';
 import { waitUntil } from '../src/core/timeout.js';
 import { docker, startHarness, uniqueId } from './helpers/harness.js';
 
@@ -18,13 +19,15 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
   const stack = await startLocalStack();
   t.teardown(() => stack.stop());
   const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-sig-'));
-  t.teardown(() => rm(workRoot, { recursive: true, force: true }));
   const client = new LocalClient({ ...stack });
   await client.connect();
   t.teardown(() => client.close());
   const agentId = uniqueId('sig');
   t.teardown(async () => {
     for (const c of await listAgentContainers(docker, agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    // A killed agent leaves its scratch file systems mounted under workRoot.
+    await unmountUnder(workRoot, 10_000);
+    await rm(workRoot, { recursive: true, force: true });
   });
 
   const child = spawn(process.execPath, [MAIN], {

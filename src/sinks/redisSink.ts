@@ -1,8 +1,10 @@
 import { Redis } from 'ioredis';
 import type { Result } from '../core/result.js';
+import { classifyError } from '../core/errorClass.js';
 import { withTimeout } from '../core/timeout.js';
 import type { ResultStore } from '../intake/supervisor.js';
 import type { Logger } from '../observe/log.js';
+import { Outbox } from './outbox.js';
 import { jobKey, resultChannel, resultKey } from './redisKeys.js';
 
 export type JobState = 'PENDING' | 'PROCESSING' | 'SUCCESS' | 'FAILED';
@@ -16,6 +18,8 @@ export interface RedisSinkOptions {
   timeoutMs?: number;
   /** Results kept for retry while Redis is down; past it the oldest is dropped (and logged). */
   outboxLimit?: number;
+  /** Where undelivered results are kept on disk (replayed at start); memory only without it. */
+  outboxDir?: string;
   retryEveryMs?: number;
   onFailure?: (op: string) => void;
 }
@@ -27,12 +31,13 @@ export interface RedisSinkOptions {
  */
 export class RedisSink implements ResultStore {
   readonly redis: Redis;
-  private readonly outbox = new Map<string, Result>();
+  private readonly outbox: Outbox;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly timeoutMs: number;
 
   constructor(private readonly opts: RedisSinkOptions) {
     this.timeoutMs = opts.timeoutMs ?? 3000;
+    this.outbox = new Outbox(opts.outboxDir, opts.outboxLimit ?? 10_000, opts.log);
     this.redis = new Redis(opts.url, {
       lazyConnect: true,
       connectTimeout: this.timeoutMs,
@@ -47,10 +52,17 @@ export class RedisSink implements ResultStore {
     this.redis.on('error', (err) => opts.log.debug({ tag: 'REDIS', err: String(err) }, 'redis connection error'));
   }
 
+  /**
+   * Reads back what an earlier run left undelivered, starts the retry loop, then connects
+   * (a failed connect is thrown, but the loop keeps trying to deliver).
+   */
   async connect(): Promise<void> {
-    await withTimeout('redis connect', this.timeoutMs, this.redis.connect());
-    this.retryTimer = setInterval(() => void this.retryOutbox(), this.opts.retryEveryMs ?? 2000);
+    const replayed = await this.outbox.load();
+    if (replayed > 0) this.opts.log.warn({ tag: 'REDIS', results: replayed }, 'undelivered results from an earlier run: delivering them');
+    this.retryTimer ??= setInterval(() => void this.retryOutbox(), this.opts.retryEveryMs ?? 2000);
     this.retryTimer.unref();
+    await withTimeout('redis connect', this.timeoutMs, this.redis.connect());
+    await this.retryOutbox();
   }
 
   get pending(): number {
@@ -65,8 +77,10 @@ export class RedisSink implements ResultStore {
     }
   }
 
-  /** The stored result of a request, if any (a redelivery checks this before running). */
+  /** The stored result of a request, if any (a redelivery checks this before running): in the outbox, else in Redis. */
   async find(requestId: string): Promise<Result | undefined> {
+    const waiting = this.outbox.get(requestId);
+    if (waiting) return waiting;
     const raw = await this.redis.get(resultKey(requestId));
     return raw ? (JSON.parse(raw) as Result) : undefined;
   }
@@ -94,8 +108,14 @@ export class RedisSink implements ResultStore {
       return true;
     } catch (err) {
       this.opts.onFailure?.('publish');
-      this.enqueue(result);
-      l.error({ tag: 'FAIL', part: 'REDIS', err: String(err), outbox: this.outbox.size }, 'result not delivered; kept for retry');
+      try {
+        await this.outbox.put(result);
+      } catch (diskErr) {
+        // The disk refused too: the result stays in memory only (lost if the agent dies now).
+        this.opts.onFailure?.('outbox');
+        l.error({ tag: 'FAIL', part: 'OUTBOX', err: String(diskErr) }, 'result not written to the outbox on disk');
+      }
+      l.error({ tag: 'FAIL', part: 'REDIS', err: String(err), outbox: this.outbox.size, durable: this.outbox.durable }, 'result not delivered; kept for retry');
       return false;
     }
   }
@@ -105,7 +125,9 @@ export class RedisSink implements ResultStore {
     clearInterval(this.retryTimer);
     await this.retryOutbox();
     if (this.outbox.size > 0) {
-      this.opts.log.error({ tag: 'REDIS', lost: [...this.outbox.keys()] }, 'results still undelivered at shutdown');
+      const ids = this.outbox.list().map((r) => r.requestId);
+      if (this.outbox.durable) this.opts.log.warn({ tag: 'REDIS', kept: ids }, 'results still undelivered at shutdown: kept on disk for the next start');
+      else this.opts.log.error({ tag: 'REDIS', lost: ids }, 'results still undelivered at shutdown');
     }
     this.redis.disconnect();
   }
@@ -130,29 +152,26 @@ export class RedisSink implements ResultStore {
     if (!replies || failed) throw failed?.[0] ?? new Error('MULTI aborted');
   }
 
-  private enqueue(result: Result): void {
-    this.outbox.set(result.requestId, result);
-    const limit = this.opts.outboxLimit ?? 10_000;
-    while (this.outbox.size > limit) {
-      const oldest = this.outbox.keys().next().value as string;
-      this.outbox.delete(oldest);
-      this.opts.log.error({ tag: 'REDIS', requestId: oldest }, 'outbox full: oldest undelivered result dropped');
-    }
-  }
-
   private retrying = false;
   private async retryOutbox(): Promise<void> {
     if (this.retrying || this.outbox.size === 0) return;
     this.retrying = true;
     try {
-      for (const [id, result] of this.outbox) {
+      for (const result of this.outbox.list()) {
+        const id = result.requestId;
         try {
           await this.write(result);
-          this.outbox.delete(id);
-          this.opts.log.info({ tag: 'REDIS', requestId: id }, 'result delivered from outbox');
-        } catch {
+        } catch (err) {
+          // Redis refusing this result for good (not down): retrying it forever would block the rest.
+          if (classifyError(err).kind === 'permanent') {
+            this.opts.log.error({ tag: 'REDIS', requestId: id, err: String(err) }, 'Redis refused this result for good; dropped from the outbox');
+            await this.outbox.remove(id);
+            continue;
+          }
           return;
         }
+        await this.outbox.remove(id);
+        this.opts.log.info({ tag: 'REDIS', requestId: id }, 'result delivered from outbox');
       }
     } finally {
       this.retrying = false;
