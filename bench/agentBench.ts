@@ -188,3 +188,34 @@ export async function measureColdCurve(env: BenchEnv, capacity: number, distinct
 }
 
 export type { ZipFiles };
+
+/** A CPU hog: four processes spinning for `seconds`. */
+export const CPU_HOG = (seconds: number) => ({
+  'main.py': `import os, time\nos.fork(); os.fork()\nend = time.time() + ${seconds}\nwhile time.time() < end:\n    pass\n`,
+});
+
+export interface CpuShareRun {
+  alone: number[];
+  beside: number[];
+}
+
+/**
+ * A trivial function's end-to-end latency alone, then beside a 4-process CPU hog in
+ * another container of the same agent (the hog at 1,769 MB: one vCPU earned).
+ */
+export async function measureCpuShare(env: BenchEnv, n: number, overrides: Record<string, string>, hogKey: string): Promise<CpuShareRun> {
+  return withAgent(env, { NANOGRID_PREWARM: 'python=2,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=3,cpp=1', ...overrides }, async (agent) => {
+    for (let i = 0; i < 3; i++) await invoke(env, 'cpu-trivial', 'python', 'bench/python-hello.zip');
+    const alone: number[] = [];
+    for (let i = 0; i < n; i++) alone.push((await invoke(env, 'cpu-trivial', 'python', 'bench/python-hello.zip')).e2eMs);
+    const hogId = `hog-${process.pid}-${++seq}`;
+    await env.client.send({ requestId: hogId, functionId: 'cpu-hog', runtime: 'python', s3Bucket: env.stack.bucket, s3Key: hogKey, timeoutMs: 120_000, memoryMb: 1769 });
+    // The hog's four processes are spinning once its container is up.
+    await waitUntil('hog running', () => agent.status().supervisor.running > 0, { timeoutMs: 30_000, intervalMs: 20 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const beside: number[] = [];
+    for (let i = 0; i < n; i++) beside.push((await invoke(env, 'cpu-trivial', 'python', 'bench/python-hello.zip')).e2eMs);
+    await env.client.waitForResult(hogId, 180_000);
+    return { alone, beside };
+  });
+}

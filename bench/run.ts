@@ -16,7 +16,7 @@ import { defaultRunnerDir } from '../src/core/sandbox.js';
 import { sleep } from '../src/core/timeout.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
 import { unmountUnder } from '../src/pool/scratch.js';
-import { BENCH_AGENT, current, withAgent, measureColdCurve, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
+import { BENCH_AGENT, current, withAgent, measureColdCurve, measureCpuShare, CPU_HOG, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
 import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
 import { DIRECT_AGENT, measureFloors, measureResident, measureStage4Pool, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
 import { ratio, summarize, type Summary } from './stats.js';
@@ -165,6 +165,20 @@ async function main(): Promise<void> {
     }
   }
 
+  // CPU share: a trivial function alone and beside a CPU hog, with the CPU limits on (the
+  // default) and off (weights only), side by side in this run.
+  const hogSeconds = quick ? 12 : 30;
+  await client.uploadZip('bench/cpu-hog.zip', CPU_HOG(hogSeconds));
+  for (const [label, overrides] of [
+    ['limits on', {}],
+    ['limits off', { NANOGRID_MB_PER_VCPU: '0' }],
+  ] as const) {
+    const r = await measureCpuShare(env, quick ? 10 : 30, overrides, 'bench/cpu-hog.zip');
+    put(`cpu share (${label}): trivial alone (end to end)`, r.alone);
+    put(`cpu share (${label}): trivial beside a 4-process hog (end to end)`, r.beside);
+    progress(`cpu share, ${label}: trivial p50 alone ${latency[`cpu share (${label}): trivial alone (end to end)`]!.p50} ms, beside the hog ${latency[`cpu share (${label}): trivial beside a 4-process hog (end to end)`]!.p50} ms`);
+  }
+
   const coldCurve: Report['coldCurve'] = [];
   for (const d of CC_DISTINCT) {
     const p = await measureColdCurve(env, CC_CAPACITY, d, 'bench/python-hello.zip', plan.ccCount);
@@ -204,6 +218,7 @@ async function main(): Promise<void> {
     `- agent RSS: idle ${Math.round(rssMb.idle)} MB, after the throughput cells ${Math.round(rssMb.afterThroughput)} MB`,
     `- python: agent cold (inside, p50) / (create+start + own run time): **${(L('python: agent cold (inside)') / (L('floor: create+start') + L('python: own run time'))).toFixed(2)}x**`,
     `- freeze+thaw: dockerd / cgroup (p50): **${ratio(L('floor: dockerd pause+unpause'), L('floor: cgroup freeze+thaw')).toFixed(1)}x**`,
+    `- cpu share: trivial p50 beside a 4-process hog / alone: **${ratio(L('cpu share (limits on): trivial beside a 4-process hog (end to end)'), L('cpu share (limits on): trivial alone (end to end)')).toFixed(2)}x** with CPU limits (${ratio(L('cpu share (limits off): trivial beside a 4-process hog (end to end)'), L('cpu share (limits off): trivial alone (end to end)')).toFixed(2)}x with weights only)`,
   ];
 
   const report: Report = {

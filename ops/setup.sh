@@ -147,6 +147,12 @@ build_images() {
   return $rc
 }
 
+# `setup.sh dockerd`: only (re)start the engine (the chaos suite restarts a killed one).
+if [ "${1:-}" = "dockerd" ]; then
+  start_dockerd
+  exit 0
+fi
+
 mkdir -p "$CACHE" 2>/dev/null || true
 install_packages
 install_npm

@@ -187,15 +187,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private async receiveLoop(): Promise<void> {
     let backoffMs = 0;
+    let paused = false;
     while (!this.stopping) {
       const gate = this.opts.gate;
       if (gate && !gate.isOpen()) {
-        this.opts.log.warn({ tag: 'SQS' }, 'intake paused: the engine is unreachable');
+        if (!paused) this.opts.log.warn({ tag: 'SQS' }, 'intake paused: the engine is unreachable');
+        paused = true;
         // A freed slot (or stop) wakes the loop too: it checks again.
         await Promise.race([gate.whenOpen(), new Promise<void>((resolve) => (this.slotFreed = resolve))]);
-        if (gate.isOpen()) this.opts.log.info({ tag: 'SQS' }, 'intake resumed');
         continue;
       }
+      if (paused) this.opts.log.info({ tag: 'SQS' }, 'intake resumed');
+      paused = false;
       const free = this.freeSlots;
       if (free === 0) {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));

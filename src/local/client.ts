@@ -96,6 +96,12 @@ export class LocalClient {
     return at;
   }
 
+  /** Sends up to 10 raw bodies (any text, valid or not) in one batch. */
+  async sendRawBatch(bodies: string[]): Promise<void> {
+    if (bodies.length === 0) return;
+    await this.sqs.send(new SendMessageBatchCommand({ QueueUrl: this.opts.queueUrl, Entries: bodies.map((b, j) => ({ Id: String(j), MessageBody: b })) }));
+  }
+
   /** The result for `requestId`: heard on its channel, or read from its key if published earlier. */
   async waitForResult(requestId: string, timeoutMs = 60_000): Promise<Result> {
     const known = this.seen.get(requestId);

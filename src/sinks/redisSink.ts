@@ -132,7 +132,17 @@ export class RedisSink implements ResultStore {
     this.redis.disconnect();
   }
 
-  private async write(result: Result): Promise<void> {
+  /**
+   * One MULTI, bounded: ioredis's command timeout does not cover a transaction's EXEC, and
+   * a server that hangs (not refuses) would hold the message's delete indefinitely. A
+   * write that times out may still land later; the outbox then writes the same result
+   * again, which is harmless (same key, same payload).
+   */
+  private write(result: Result): Promise<void> {
+    return withTimeout('redis result write', this.timeoutMs, this.writeUnbounded(result));
+  }
+
+  private async writeUnbounded(result: Result): Promise<void> {
     const payload = JSON.stringify(result);
     const state: JobState = result.success ? 'SUCCESS' : 'FAILED';
     const replies = await this.redis

@@ -1,0 +1,405 @@
+/**
+ * The chaos suite: the agent on the real parts (its own process, real dockerd, real
+ * redis-server, fauxqs over HTTP), under a steady stream of invocations whose functions
+ * print their own request id, while one fault at a time is injected. Prints one table row
+ * per scenario and exits 1 when any scenario loses a message, runs one twice beyond what
+ * at-least-once allows, dead-letters one, or a hostile function is not contained.
+ *
+ *   npm run chaos              the full suite
+ *   npm run chaos -- --quick   shorter outages and streams (CI)
+ */
+import Docker from 'dockerode';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Result } from '../src/core/result.js';
+import { sleep } from '../src/core/timeout.js';
+import { AgentProcess } from '../src/local/agentProcess.js';
+import { LocalClient } from '../src/local/client.js';
+import { startLocalStack, type LocalStack } from '../src/local/stack.js';
+import { listAgentContainers } from '../src/pool/leftovers.js';
+import { unmountUnder } from '../src/pool/scratch.js';
+import { freezeRedis, killDockerd, startDockerd } from './faults.js';
+import { HOSTILE, PROBE, PROBE_CLEAN, type Hostile } from './hostile.js';
+import { MALFORMED } from './malformed.js';
+
+const QUICK = process.argv.includes('--quick');
+const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+const docker = new Docker();
+
+export interface Row {
+  scenario: string;
+  sent: number;
+  results: number;
+  missing: number;
+  ranTwice: number;
+  deadLettered: number;
+  restarts: number;
+  verdict: 'PASS' | 'FAIL';
+  note: string;
+}
+
+const ECHO = 'import os, time\ntime.sleep(float(os.environ.get("ECHO_SLEEP", "0.1")))\nprint(os.environ["NANOGRID_REQUEST_ID"])\n';
+const SLOW_ECHO = 'import os, time\ntime.sleep(1.0)\nprint(os.environ["NANOGRID_REQUEST_ID"])\n';
+
+const say = (msg: string) => process.stderr.write(`[chaos] ${msg}\n`);
+
+/** One scenario's world: a fresh queue, bucket and Redis, and the agents it starts. */
+class World {
+  readonly agents: AgentProcess[] = [];
+  readonly ids: string[] = [];
+  private seq = 0;
+
+  private constructor(
+    readonly stack: LocalStack,
+    readonly client: LocalClient,
+    readonly workRoot: string,
+  ) {}
+
+  static async create(): Promise<World> {
+    const stack = await startLocalStack({ maxReceiveCount: 3 });
+    const client = new LocalClient({ ...stack });
+    await client.connect();
+    const w = new World(stack, client, await mkdtemp(join(tmpdir(), 'nanogrid-chaos-')));
+    await client.uploadZip('echo/v1.zip', { 'main.py': ECHO });
+    await client.uploadZip('slow-echo/v1.zip', { 'main.py': SLOW_ECHO });
+    return w;
+  }
+
+  agentEnv(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      NANOGRID_PREWARM: 'python=2,cpp=0',
+      NANOGRID_MAX_CONTAINERS: 'python=4,cpp=1',
+      NANOGRID_VISIBILITY_TIMEOUT_S: '10',
+      NANOGRID_SHUTDOWN_GRACE_MS: '20000',
+      LOG_LEVEL: 'info',
+      ...extra,
+    };
+  }
+
+  async startAgent(agentId: string, env: Record<string, string> = {}): Promise<AgentProcess> {
+    const a = new AgentProcess({ stack: this.stack, agentId, workRoot: this.workRoot, env: this.agentEnv(env) });
+    this.agents.push(a);
+    await a.started();
+    return a;
+  }
+
+  message(functionId: string, extra: Record<string, unknown> = {}): Record<string, unknown> & { requestId: string } {
+    return { requestId: `${functionId}-${process.pid}-${++this.seq}`, functionId, runtime: 'python', s3Bucket: this.stack.bucket, s3Key: `${functionId}/v1.zip`, timeoutMs: 30_000, memoryMb: 128, ...extra };
+  }
+
+  /** Sends `count` invocations of `functionId`, one every `everyMs`, recording their ids. */
+  async stream(functionId: string, count: number, everyMs: number): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      const m = this.message(functionId);
+      this.ids.push(m.requestId);
+      await this.client.send(m).catch(async () => {
+        await sleep(200);
+        await this.client.send(m);
+      });
+      await sleep(everyMs);
+    }
+  }
+
+  /** Waits until every id has a stored result, or the deadline; returns what was found. */
+  async collect(ids: string[], timeoutMs: number): Promise<Map<string, Result>> {
+    const found = new Map<string, Result>();
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      for (const id of ids) {
+        if (found.has(id)) continue;
+        const r = await this.client.readStored(id).catch(() => undefined);
+        if (r) found.set(id, r);
+      }
+      if (found.size === ids.length) break;
+      await sleep(500);
+    }
+    return found;
+  }
+
+  /** How many times each request's run finished, over every agent this world started. */
+  finishes(): Map<string, number> {
+    const n = new Map<string, number>();
+    for (const a of this.agents) {
+      for (const l of a.lines) if (l.msg === 'invocation finished' && typeof l.requestId === 'string') n.set(l.requestId, (n.get(l.requestId) ?? 0) + 1);
+    }
+    return n;
+  }
+
+  async deadLettered(): Promise<number> {
+    const d = await this.client.queueDepth(this.stack.dlqUrl);
+    return d.visible + d.inflight;
+  }
+
+  /** A row for `ids`: every one must have a result that names its own request id. */
+  async row(
+    scenario: string,
+    ids: string[],
+    opts: { timeoutMs: number; allowedTwice?: number; restarts?: number; extra?: string[]; note?: string; interrupted?: ReadonlySet<string> },
+  ): Promise<Row> {
+    const found = await this.collect(ids, opts.timeoutMs);
+    const finishes = this.finishes();
+    const wrong = [...found.values()].filter((r) => r.functionId.endsWith('echo') && (r.status !== 'SUCCESS' || r.stdout.trim() !== r.requestId));
+    // Ran twice: finished twice, or started by an agent that was killed mid-run and then run again.
+    const ranTwice = ids.filter((id) => (finishes.get(id) ?? 0) > 1 || (opts.interrupted?.has(id) && (finishes.get(id) ?? 0) >= 1)).length;
+    const dlq = await this.deadLettered();
+    const problems = [...(opts.extra ?? [])];
+    if (found.size < ids.length) {
+      const missing = ids.filter((id) => !found.has(id));
+      problems.push(`${missing.length} missing (${missing.slice(0, 3).join(', ')})`);
+      if (process.env.CHAOS_DEBUG) for (const a of this.agents) for (const l of a.lines) if (missing.includes(l.requestId as string)) say(JSON.stringify(l).slice(0, 400));
+    }
+    if (wrong.length > 0) problems.push(`${wrong.length} wrong results (${wrong[0]!.requestId}: ${wrong[0]!.status}/${wrong[0]!.reason} ${wrong[0]!.stderr.slice(0, 100)})`);
+    if (ranTwice > (opts.allowedTwice ?? 0)) problems.push(`${ranTwice} ran twice (allowed ${opts.allowedTwice ?? 0})`);
+    if (dlq > 0) problems.push(`${dlq} dead-lettered`);
+    return {
+      scenario,
+      sent: ids.length,
+      results: found.size,
+      missing: ids.length - found.size,
+      ranTwice,
+      deadLettered: dlq,
+      restarts: opts.restarts ?? 0,
+      verdict: problems.length === 0 ? 'PASS' : 'FAIL',
+      note: problems.length > 0 ? problems.join('; ') : (opts.note ?? ''),
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const a of this.agents) a.signal('SIGKILL');
+    await Promise.all(this.agents.map((a) => a.exited));
+    for (const a of this.agents) {
+      for (const c of await listAgentContainers(docker, a.opts.agentId).catch(() => [])) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    }
+    await unmountUnder(this.workRoot, 10_000).catch(() => undefined);
+    await rm(this.workRoot, { recursive: true, force: true });
+    this.client.close();
+    await this.stack.stop();
+  }
+}
+
+type Scenario = { name: string; run: (w: World) => Promise<Row> };
+
+const streamCount = QUICK ? 30 : 100;
+const collectMs = QUICK ? 120_000 : 240_000;
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'dockerd killed and restarted',
+    async run(w) {
+      const outageMs = QUICK ? 8000 : 30_000;
+      await w.startAgent('chaos-docker');
+      const stream = w.stream('echo', streamCount, QUICK ? 300 : 400);
+      await sleep(1500);
+      say(`killing dockerd for ${outageMs / 1000} s`);
+      await killDockerd();
+      await sleep(outageMs);
+      await startDockerd();
+      say('dockerd is back');
+      await stream;
+      const a = w.agents[0]!;
+      const row = await w.row(this.name, w.ids, { timeoutMs: collectMs, note: `outage ${outageMs / 1000} s + restart; intake paused ${a.count('intake paused: the engine is unreachable')}x` });
+      if (a.count('intake resumed') === 0) return { ...row, verdict: 'FAIL', note: `${row.note}; intake never resumed` };
+      return row;
+    },
+  },
+  {
+    name: `Redis down ${QUICK ? 5 : 15} s`,
+    async run(w) {
+      await w.startAgent('chaos-redis');
+      const stream = w.stream('echo', streamCount, 200);
+      await sleep(1000);
+      // Unreachable, not wiped: a crash of a Redis without persistence would also lose the
+      // results it had already accepted, which is no fault of the agent's.
+      const thaw = await freezeRedis(w.stack.redisUrl);
+      await sleep(QUICK ? 5000 : 15_000);
+      thaw();
+      await stream;
+      const kept = w.agents[0]!.count('result not delivered; kept for retry');
+      return w.row(this.name, w.ids, { timeoutMs: collectMs, note: `${kept} results waited in the outbox` });
+    },
+  },
+  {
+    name: 'agent SIGTERMed with runs in flight',
+    async run(w) {
+      const first = await w.startAgent('chaos-term');
+      const stream = w.stream('slow-echo', QUICK ? 16 : 40, 250);
+      await sleep(2500);
+      first.signal('SIGTERM');
+      const exit = await first.exited;
+      await w.startAgent('chaos-term');
+      await stream;
+      const row = await w.row(this.name, w.ids, { timeoutMs: collectMs, restarts: 1, note: `exit code ${exit.code}` });
+      return exit.code === 0 ? row : { ...row, verdict: 'FAIL', note: `${row.note}: SIGTERM exit code ${exit.code}` };
+    },
+  },
+  {
+    name: 'agent SIGKILLed and restarted',
+    async run(w) {
+      const first = await w.startAgent('chaos-kill');
+      const stream = w.stream('slow-echo', QUICK ? 16 : 40, 250);
+      await sleep(2500);
+      first.signal('SIGKILL');
+      await first.exited;
+      // The runs the kill interrupted: received by the killed agent, never finished there.
+      const received = new Set(first.lines.filter((l) => l.msg === 'invocation received').map((l) => l.requestId as string));
+      for (const l of first.lines) if (l.msg === 'invocation finished') received.delete(l.requestId as string);
+      await w.startAgent('chaos-kill');
+      await stream;
+      return w.row(this.name, w.ids, { timeoutMs: collectMs, restarts: 1, allowedTwice: received.size, interrupted: received, note: `${received.size} in flight at the kill, run again (at-least-once)` });
+    },
+  },
+  {
+    name: 'two agents on one queue',
+    async run(w) {
+      const [a, b] = await Promise.all([w.startAgent('chaos-two-a'), w.startAgent('chaos-two-b')]);
+      await w.stream('echo', QUICK ? 40 : 150, 50);
+      const row = await w.row(this.name, w.ids, { timeoutMs: collectMs });
+      const split = `${a.count('invocation finished')} / ${b.count('invocation finished')} runs`;
+      return { ...row, note: row.note || split };
+    },
+  },
+  {
+    name: `${QUICK ? 300 : 2000} malformed bodies`,
+    async run(w) {
+      const a = await w.startAgent('chaos-malformed');
+      const bodies = MALFORMED(QUICK ? 300 : 2000, w.stack.bucket);
+      const junk = (async () => {
+        // Batches of up to 10 and under SQS's 256 KiB per batch.
+        let batch: string[] = [];
+        let bytes = 0;
+        for (const b of bodies) {
+          const size = Buffer.byteLength(b);
+          if (batch.length === 10 || bytes + size > 200_000) {
+            await w.client.sendRawBatch(batch);
+            batch = [];
+            bytes = 0;
+          }
+          batch.push(b);
+          bytes += size;
+        }
+        await w.client.sendRawBatch(batch);
+      })();
+      await w.stream('echo', QUICK ? 20 : 60, 100);
+      await junk;
+      const row = await w.row(this.name, w.ids, { timeoutMs: collectMs });
+      // Every malformed body is answered and deleted, not retried: the queue drains.
+      const deadline = Date.now() + 60_000;
+      let depth = await w.client.queueDepth();
+      while (depth.visible + depth.inflight > 0 && Date.now() < deadline) {
+        await sleep(500);
+        depth = await w.client.queueDepth();
+      }
+      const problems: string[] = [];
+      const left = depth.visible + depth.inflight;
+      if (left > 0) problems.push(`${left} messages left in the queue`);
+      if (!a.running) problems.push('the agent died');
+      // The ones with a readable request id are answered FAILED / INVALID_MESSAGE.
+      let answered = 0;
+      for (let i = 0; i < bodies.length; i++) {
+        const r = await w.client.readStored(`junk-${i}`).catch(() => undefined);
+        if (r && r.reason === 'INVALID_MESSAGE') answered++;
+      }
+      return {
+        ...row,
+        sent: row.sent + bodies.length,
+        results: row.results + bodies.length - left,
+        missing: row.missing + left,
+        verdict: problems.length || row.verdict === 'FAIL' ? 'FAIL' : 'PASS',
+        note: [row.note, ...problems, `every malformed body deleted (${answered} answered INVALID_MESSAGE, the rest had no request id); the agent kept running`].filter(Boolean).join('; '),
+      };
+    },
+  },
+  ...HOSTILE.map((h) => ({ name: `hostile: ${h.name}`, run: (w: World) => hostileScenario(w, h) })),
+];
+
+/** The hostile function among a small stream, then a probe of the same function. */
+async function hostileScenario(w: World, h: Hostile): Promise<Row> {
+  const agentId = 'chaos-hostile';
+  if (w.agents.length === 0) await w.startAgent(agentId);
+  const fn = `hostile-${h.name.replace(/[^a-z]+/g, '-')}`;
+  await w.client.uploadZip(`${fn}/v1.zip`, { 'main.py': h.code });
+  await w.client.uploadZip(`${fn}/v2.zip`, { 'main.py': PROBE });
+  const streamStart = w.ids.length;
+  const stream = w.stream('echo', QUICK ? 6 : 20, 300);
+  const m = w.message(fn, h.message);
+  await w.client.send(m);
+  const result = await w.client.waitForResult(m.requestId, 120_000).catch(() => undefined);
+  await stream;
+  const probe = w.message(fn, { s3Key: `${fn}/v2.zip` });
+  await w.client.send(probe);
+  const after = await w.client.waitForResult(probe.requestId, 60_000).catch(() => undefined);
+  const problems: string[] = [];
+  const contained = result ? h.check(result) : 'no result';
+  if (contained) problems.push(contained);
+  if (!after || after.status !== 'SUCCESS') problems.push(`next invocation unhealthy: ${after ? `${after.status}/${after.reason} ${after.stderr.slice(0, 120)}` : 'no result'}`);
+  else if (after.startKind === 'warm' && after.stdout.trim() !== PROBE_CLEAN) problems.push(`the next run saw leftovers: ${after.stdout.trim()}`);
+  const ids = [...w.ids.slice(streamStart), m.requestId, probe.requestId];
+  const row = await w.row(`hostile: ${h.name}`, ids, { timeoutMs: 60_000, extra: problems });
+  HOSTILE_DETAIL.push({
+    name: h.name,
+    status: result ? `${result.status} / ${result.reason}` : 'no result',
+    limit: h.limit,
+    next: after ? `${after.status} (${after.startKind}${after.startKind === 'warm' ? `: ${after.stdout.trim()}` : ''})` : 'none',
+  });
+  return { ...row, note: row.note || `${result?.status}/${result?.reason}; next: ${after?.status} ${after?.startKind}` };
+}
+
+const HOSTILE_DETAIL: { name: string; status: string; limit: string; next: string }[] = [];
+
+function table(rows: Row[]): string {
+  const head = ['scenario', 'sent', 'results', 'missing', 'ran twice', 'dead-lettered', 'agent restarts', 'verdict', 'note'];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const r of rows) lines.push(`| ${[r.scenario, r.sent, r.results, r.missing, r.ranTwice, r.deadLettered, r.restarts, r.verdict, r.note].join(' | ')} |`);
+  return lines.join('\n');
+}
+
+function hostileTable(): string {
+  const lines = ['| hostile function | result | limit that contained it | next invocation |', '|---|---|---|---|'];
+  for (const d of HOSTILE_DETAIL) lines.push(`| ${d.name} | ${d.status} | ${d.limit} | ${d.next} |`);
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const rows: Row[] = [];
+  const scenarios = SCENARIOS.filter((s) => !ONLY || s.name.includes(ONLY));
+  let hostileWorld: World | undefined;
+  try {
+    for (const s of scenarios) {
+      say(`scenario: ${s.name}`);
+      const t0 = Date.now();
+      const shared = s.name.startsWith('hostile:');
+      // The hostile functions share one agent: "the next invocation on that worker".
+      const w = shared ? (hostileWorld ??= await World.create()) : await World.create();
+      let row: Row;
+      try {
+        row = await s.run(w);
+      } catch (err) {
+        row = { scenario: s.name, sent: w.ids.length, results: 0, missing: w.ids.length, ranTwice: 0, deadLettered: 0, restarts: 0, verdict: 'FAIL', note: `crashed: ${String(err)}` };
+      } finally {
+        if (!shared) await w.close();
+      }
+      rows.push(row);
+      say(`${row.verdict} ${s.name} (${Math.round((Date.now() - t0) / 1000)} s): ${row.note}`);
+    }
+  } finally {
+    await hostileWorld?.close();
+  }
+  const text = [
+    `## Chaos suite (${QUICK ? 'quick' : 'full'}), ${new Date().toISOString()}, ${Math.round((Date.now() - started) / 1000)} s`,
+    '',
+    table(rows),
+    '',
+    hostileTable(),
+    '',
+  ].join('\n');
+  process.stdout.write(`${text}\n`);
+  const out = process.env.CHAOS_REPORT;
+  if (out) await writeFile(out, text);
+  const failed = rows.filter((r) => r.verdict === 'FAIL').length;
+  process.stdout.write(failed ? `chaos: ${failed} of ${rows.length} scenarios FAILED\n` : `chaos: all ${rows.length} scenarios passed\n`);
+  process.exitCode = failed ? 1 : 0;
+}
+
+await main();
