@@ -35,7 +35,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
 #include <sys/prctl.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -312,6 +316,56 @@ static int clean_up(void) {
   return left;
 }
 
+/* Removes the System V IPC objects listed in /proc/sysvipc/<kind> (shm, msg, sem). */
+static void remove_sysv(const char *kind) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/sysvipc/%s", kind);
+  FILE *f = fopen(path, "r");
+  if (!f) return;
+  char line[512];
+  if (!fgets(line, sizeof line, f)) { fclose(f); return; }
+  while (fgets(line, sizeof line, f)) {
+    long key, id;
+    if (sscanf(line, "%ld %ld", &key, &id) != 2) continue;
+    if (!strcmp(kind, "shm")) shmctl((int)id, IPC_RMID, NULL);
+    else if (!strcmp(kind, "msg")) msgctl((int)id, IPC_RMID, NULL);
+    else semctl((int)id, 0, IPC_RMID);
+  }
+  fclose(f);
+}
+
+/*
+ * Removes the IPC objects a run left (System V shared memory, queues and semaphores, POSIX
+ * message queues): they outlive their processes and would be seen by the next run, and
+ * shared memory is charged to the container. Done as the sandbox user, their owner: the
+ * runner keeps no capability that could remove another user's.
+ */
+static void remove_ipc(uid_t uid, gid_t gid) {
+  pid_t pid = fork();
+  if (pid < 0) return;
+  if (pid == 0) {
+    if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) _exit(1);
+    remove_sysv("shm");
+    remove_sysv("msg");
+    remove_sysv("sem");
+    DIR *d = opendir("/dev/mqueue");
+    if (d) {
+      struct dirent *e;
+      char p[300];
+      while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(p, sizeof p, "/dev/mqueue/%s", e->d_name);
+        unlink(p);
+      }
+      closedir(d);
+    }
+    _exit(0);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
 static void release_hold(int go);
 static void start_zygote(char **argv);
 
@@ -333,6 +387,7 @@ static void finish_run(void) {
   if (run.err.fd >= 0) close(run.err.fd);
   run.out.fd = run.err.fd = -1;
   int leftovers = clean_up();
+  if (leftovers == 0) remove_ipc(run.uid, run.gid);
 
   int code = -1, sig = 0;
   if (WIFEXITED(run.status)) code = WEXITSTATUS(run.status);

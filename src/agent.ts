@@ -4,7 +4,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import Docker from 'dockerode';
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, statfs } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { Config } from './config.js';
 import { RUNTIMES, type Runtime } from './core/runtimes.js';
@@ -229,6 +229,7 @@ export class Agent {
     // A previous run of this agent that was killed leaves containers behind: clear them.
     await removeAgentContainers(this.docker, c.agentId, { timeoutMs: c.dockerTimeoutMs, log: this.log, workRoot: c.workRoot });
     await mkdir(codeCacheRoot(c.workRoot, c.agentId), { recursive: true });
+    await this.checkDisk();
     try {
       await this.redis.connect();
     } catch (err) {
@@ -253,6 +254,25 @@ export class Agent {
       { tag: 'AGENT', runId: this.runId, httpPort: this.httpPort, queueUrl: c.queueUrl, capacity: this.supervisor.capacity, cloudwatch: Boolean(this.cloudwatch) },
       'agent started',
     );
+  }
+
+  /**
+   * Every container reserves its writable space on the host disk when it is made: say at
+   * start when the disk cannot hold a full pool, rather than failing creations later.
+   */
+  private async checkDisk(): Promise<void> {
+    const c = this.opts.config;
+    if (!c.diskReserve) return;
+    const containers = RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0);
+    const needMb = containers * Math.ceil(c.diskLimitMb * 1.07 + 8);
+    const fs = await statfs(c.workRoot);
+    const freeMb = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));
+    if (freeMb < needMb) {
+      this.log.warn(
+        { tag: 'DOCKER', freeMb, needMb, containers, diskLimitMb: c.diskLimitMb },
+        'the work folder cannot hold every container\'s writable space: creations past the free space will fail (lower NANOGRID_DISK_MB or the pool sizes)',
+      );
+    }
   }
 
   stop(): Promise<void> {

@@ -113,3 +113,42 @@ t.test('CPU follows memory: the weight and the limit of each container', async (
   t.equal(info.HostConfig.NanoCpus, 0.5e9, '512 MB at 1024 MB per vCPU: half a CPU');
   t.equal(info.HostConfig.CpuShares, 512);
 });
+
+// IPC objects outlive their processes: System V shared memory (charged to the container),
+// message queues and semaphores, and POSIX message queues.
+const IPC_LEAVE = `
+import ctypes, ctypes.util
+libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+IPC_PRIVATE, IPC_CREAT = 0, 0o1000
+shm = libc.shmget(IPC_PRIVATE, 32 << 20, IPC_CREAT | 0o600)
+addr = libc.shmat(shm, None, 0)
+ctypes.memset(addr, 1, 32 << 20)
+libc.shmdt(ctypes.c_void_p(addr))
+msg = libc.msgget(IPC_PRIVATE, IPC_CREAT | 0o600)
+sem = libc.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600)
+rt = ctypes.CDLL(ctypes.util.find_library('rt'), use_errno=True)
+mq = rt.mq_open(b'/left-behind', 0o100 | 0o2, 0o600, None)
+print('made', shm, msg, sem, mq)
+`;
+
+const IPC_LOOK = `
+import os
+def rows(kind):
+    return len(open('/proc/sysvipc/' + kind).read().strip().splitlines()) - 1
+print('shm=%d msg=%d sem=%d mq=%d' % (rows('shm'), rows('msg'), rows('sem'), len(os.listdir('/dev/mqueue'))))
+`;
+
+t.test('IPC objects a run leaves are removed before the next run', async (t) => {
+  const h = await startHarness(t, { env: ONE_PYTHON });
+  await h.client.uploadZip('ipc/v2.zip', { 'main.py': IPC_LOOK });
+  const before = await h.invoke('ipc', undefined, { s3Key: 'ipc/v2.zip' });
+  t.equal(before.stdout.trim(), 'shm=0 msg=0 sem=0 mq=0', before.stderr);
+  const made = await h.invoke('ipc', { 'main.py': IPC_LEAVE });
+  t.equal(made.status, 'SUCCESS', made.stderr);
+  t.match(made.stdout, /^made \d+ \d+ \d+ \d+/, 'every object was created');
+  t.notMatch(made.stdout, / -1/, 'none failed');
+  const after = await h.invoke('ipc', undefined, { s3Key: 'ipc/v2.zip' });
+  t.equal(after.startKind, 'warm', 'the same container');
+  t.equal(after.stdout.trim(), 'shm=0 msg=0 sem=0 mq=0');
+});

@@ -71,6 +71,8 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
     NANOGRID_PREWARM: 'python=1,cpp=0',
     NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1',
     NANOGRID_SHUTDOWN_GRACE_MS: '5000',
+    // Each container reserves its writable space on disk: keep the tests' footprint small.
+    NANOGRID_DISK_MB: '128',
     // Stop returns once the current long poll does: keep it short in tests.
     NANOGRID_RECEIVE_WAIT_S: '1',
     ...opts.env,
