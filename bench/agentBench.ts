@@ -206,6 +206,9 @@ export interface CpuShareRun {
 export async function measureCpuShare(env: BenchEnv, n: number, overrides: Record<string, string>, hogKey: string): Promise<CpuShareRun> {
   return withAgent(env, { NANOGRID_PREWARM: 'python=2,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=3,cpp=1', ...overrides }, async (agent) => {
     for (let i = 0; i < 3; i++) await invoke(env, 'cpu-trivial', 'python', 'bench/python-hello.zip');
+    // Nothing else going on (the prewarm stock is made): "alone" means alone.
+    await quiet(agent);
+    await new Promise((r) => setTimeout(r, 500));
     const alone: number[] = [];
     for (let i = 0; i < n; i++) alone.push((await invoke(env, 'cpu-trivial', 'python', 'bench/python-hello.zip')).e2eMs);
     const hogId = `hog-${process.pid}-${++seq}`;

@@ -36,6 +36,11 @@ install_packages() {
   [ -f "$(gcc -print-file-name=libc.a 2>/dev/null)" ] || missing+=(libc6-dev)
   # The tests' image with nothing but /bin/sh is made of Debian's static busybox.
   [ -x /bin/busybox ] || missing+=(busybox-static)
+  # Each container's writable space is an ext4 image (mkfs.ext4, mount, fallocate); the
+  # tests also run it on an XFS work folder, as on a worker whose disk is XFS.
+  command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+  command -v fallocate >/dev/null 2>&1 || missing+=(util-linux)
+  command -v mkfs.xfs >/dev/null 2>&1 || missing+=(xfsprogs)
   if [ ${#missing[@]} -eq 0 ]; then
     say "system packages present (dockerd, redis-server, debootstrap, gcc)"
     return

@@ -1,9 +1,14 @@
-import { stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import t from 'tap';
+import { unmountUnder } from '../src/pool/scratch.js';
 import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
 
 const MB = 1024 * 1024;
+const exec = promisify(execFile);
 
 // Writes 1 MB blocks into the workspace, /tmp and /dev/shm in turn until a write fails,
 // and reports how far it got and the errno.
@@ -151,4 +156,30 @@ t.test('IPC objects a run leaves are removed before the next run', async (t) => 
   const after = await h.invoke('ipc', undefined, { s3Key: 'ipc/v2.zip' });
   t.equal(after.startKind, 'warm', 'the same container');
   t.equal(after.stdout.trim(), 'shm=0 msg=0 sem=0 mq=0');
+});
+
+// The mechanism must not depend on the host's file system: the same limit with the work
+// folder on XFS (an XFS file system of the test's own, loop-mounted).
+t.test('the writable-space limit holds on a worker whose work folder is on XFS', async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'nanogrid-xfs-'));
+  const image = join(base, 'xfs.img');
+  const root = join(base, 'root');
+  await mkdir(root);
+  await exec('truncate', ['-s', '2G', image]);
+  await exec('mkfs.xfs', ['-q', image]);
+  await exec('mount', ['-o', 'loop', image, root]);
+  // Registered first, so it runs after the harness's own teardown has stopped the agent.
+  t.teardown(async () => {
+    await unmountUnder(root, 10_000);
+    await exec('umount', [root]).catch(() => exec('umount', ['-l', root]));
+    await rm(base, { recursive: true, force: true });
+  });
+  const { stdout: fstype } = await exec('stat', ['-f', '-c', '%T', root]);
+  t.equal(fstype.trim(), 'xfs');
+  const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_DISK_MB: '64', NANOGRID_WORK_ROOT: root } });
+  const fill = await h.invoke('xfs-filler', { 'main.py': FILL });
+  t.equal(parse(fill.stdout).errno, 'ENOSPC');
+  t.equal(fill.reason, 'DISK_FULL');
+  const after = await h.invoke('looker', { 'main.py': LOOK });
+  t.equal(after.status, 'SUCCESS', after.stderr);
 });

@@ -2,11 +2,17 @@
 export interface CpuPolicy {
   /** Memory that earns one vCPU; 0 turns the hard limit off (weights stay). */
   mbPerVcpu: number;
-  /** The least CPU a container is limited to, so a small function still starts promptly. */
+  /**
+   * The least CPU a container is limited to. A strict proportion throttles small functions
+   * hard (a 128 MB one would get 7% of a CPU, and a Python start alone would take several
+   * CFS periods); one vCPU keeps every start fast while no container, however small its
+   * memory, can take more than one core from its neighbours. Under contention the weights
+   * still share the CPU in proportion to memory.
+   */
   floorVcpu: number;
 }
 
-export const DEFAULT_CPU_POLICY: CpuPolicy = { mbPerVcpu: 1769, floorVcpu: 0.25 };
+export const DEFAULT_CPU_POLICY: CpuPolicy = { mbPerVcpu: 1769, floorVcpu: 1 };
 
 export interface CpuLimits {
   /** The hard limit (CFS quota), in billionths of a CPU; 0 for none. */

@@ -6,12 +6,14 @@ t.test('CPU follows memory: 1,769 MB earns one vCPU, weight and limit alike', as
   t.same(cpuFor(3538, DEFAULT_CPU_POLICY, 8), { nanoCpus: 2e9, shares: 2048 });
   const small = cpuFor(128, DEFAULT_CPU_POLICY, 8);
   t.equal(small.shares, Math.round((1024 * 128) / 1769), 'a small function weighs in proportion');
-  t.equal(small.nanoCpus, 0.25e9, 'but is limited to no less than the floor');
+  t.equal(small.nanoCpus, 1e9, 'but is limited to no less than the floor (one vCPU)');
+  t.equal(cpuFor(128, { mbPerVcpu: 1769, floorVcpu: 0.01 }, 8).nanoCpus, Math.round((128 / 1769) * 1e9), 'a strict proportion with a tiny floor');
 });
 
 t.test('the limit never exceeds the host, the weight stays within the kernel range', async (t) => {
   t.equal(cpuFor(65_536, DEFAULT_CPU_POLICY, 2).nanoCpus, 2e9);
   t.equal(cpuFor(1, DEFAULT_CPU_POLICY, 2).shares, 2);
+  t.equal(cpuFor(128, DEFAULT_CPU_POLICY, 0.5).nanoCpus, 0.5e9, 'a host smaller than the floor');
   t.equal(cpuFor(1_048_576, { mbPerVcpu: 1, floorVcpu: 0.25 }, 2).shares, 262_144);
 });
 
