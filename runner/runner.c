@@ -426,7 +426,7 @@ static void fail_start(const char *why) {
 
 /* Reads the request's strings into argv/env arrays and settings. */
 typedef struct {
-  const char *mode, *cwd;
+  const char *mode, *cwd, *stdin_path;
   long uid, gid, timeout_ms, out_limit, hold;
   char *argv[MAX_ITEMS];
   char *envp[MAX_ITEMS];
@@ -468,6 +468,7 @@ static int parse_request(unsigned char *payload, size_t n, request_t *r) {
     char *v = eq + 1;
     if (!strcmp(s, "mode")) r->mode = v;
     else if (!strcmp(s, "cwd")) r->cwd = v;
+    else if (!strcmp(s, "stdin")) r->stdin_path = v;
     else if (!strcmp(s, "uid")) r->uid = atol(v);
     else if (!strcmp(s, "gid")) r->gid = atol(v);
     else if (!strcmp(s, "timeout_ms")) r->timeout_ms = atol(v);
@@ -582,7 +583,17 @@ static void start_run(unsigned char *payload, size_t n) {
     close(out[1]);
     return fail_start("pipe");
   }
-  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  /* The run's stdin: its input file when the agent names one (never through a symlink),
+   * else /dev/null. */
+  int has_input = r.stdin_path && *r.stdin_path;
+  int devnull = open(has_input ? r.stdin_path : "/dev/null", O_RDONLY | O_CLOEXEC | (has_input ? O_NOFOLLOW : 0));
+  if (devnull < 0) {
+    close(out[0]);
+    close(out[1]);
+    close(err[0]);
+    close(err[1]);
+    return fail_start("stdin");
+  }
   int hold[2] = {-1, -1};
   if (r.hold && pipe2(hold, O_CLOEXEC) < 0) hold[0] = hold[1] = -1;
   memset(&run, 0, sizeof run);

@@ -17,6 +17,7 @@ import type { Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
+import { InputFetcher } from './run/inputFetch.js';
 import { RuntimePool, type PoolStatus } from './pool/runtimePool.js';
 import { CodeCache } from './run/codeCache.js';
 import { CodeFetcher } from './run/codeFetch.js';
@@ -163,6 +164,7 @@ export class Agent {
       pools: this.pools,
       commands: { python: c.runtimes.python.command, cpp: c.runtimes.cpp.command },
       code,
+      inputs: new InputFetcher({ s3, s3TimeoutMs: c.s3TimeoutMs, maxBytes: c.inputS3MaxBytes }),
       history,
       tipLanguage: c.tipLanguage,
       workerId: c.agentId,
@@ -188,7 +190,14 @@ export class Agent {
       leases,
       gate: { isOpen: () => this.engine.isUp, whenOpen: () => this.engine.whenUp() },
       capacity: () => [...this.pools.values()].reduce((n, p) => n + p.capacity, 0),
-      limits: { defaultTimeoutMs: c.defaultTimeoutMs, maxTimeoutMs: c.maxTimeoutMs, defaultMemoryMb: c.defaultMemoryMb },
+      limits: {
+        defaultTimeoutMs: c.defaultTimeoutMs,
+        maxTimeoutMs: c.maxTimeoutMs,
+        defaultMemoryMb: c.defaultMemoryMb,
+        maxInputBytes: c.inputMaxBytes,
+        codeBuckets: c.codeBuckets,
+        userDataBucket: c.userDataBucket,
+      },
       visibilityTimeoutS: c.visibilityTimeoutS,
       maxReceiveCount: c.maxReceiveCount,
       log: this.log,

@@ -44,6 +44,13 @@ export interface Config {
   pauseGraceMs: number;
   codeStalenessMs: number;
   codeCacheBytes: number;
+  /** The buckets a message may name for its code (S3_CODE_BUCKET, comma-separated); any when empty. */
+  codeBuckets: string[];
+  /** S3_USER_DATA_BUCKET: inputs by reference may come from it; outputs go to it. */
+  userDataBucket: string | undefined;
+  /** Largest inline inputData (JSON text) and largest input object by reference. */
+  inputMaxBytes: number;
+  inputS3MaxBytes: number;
   /** Undelivered results, kept across restarts (outside the agent's folder, which is wiped at start). */
   outboxDir: string;
   /** Writable space per container (workspace, /tmp and /dev/shm together). */
@@ -149,6 +156,13 @@ export function loadConfig(env: Env = process.env): Config {
     resultTtlSeconds: read(env, 'NANOGRID_RESULT_TTL_SECONDS', int(1, 30 * 86_400), 86_400),
     network: read(env, 'NANOGRID_NETWORK', z.string().min(1), 'none'),
     workRoot,
+    codeBuckets: (env.S3_CODE_BUCKET ?? '')
+      .split(',')
+      .map((b) => b.trim())
+      .filter(Boolean),
+    userDataBucket: read(env, 'S3_USER_DATA_BUCKET', z.string().min(3).max(63), undefined as string | undefined),
+    inputMaxBytes: read(env, 'NANOGRID_INPUT_MAX_BYTES', int(2, 256 * 1024), 240 * 1024),
+    inputS3MaxBytes: read(env, 'NANOGRID_INPUT_S3_MAX_BYTES', int(2, 2 ** 31), 16 * 1024 * 1024),
     outboxDir: read(env, 'NANOGRID_OUTBOX_DIR', z.string().startsWith('/', 'must be an absolute path'), join(workRoot, 'outbox', agentId)),
     defaultTimeoutMs,
     maxTimeoutMs,

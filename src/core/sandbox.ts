@@ -17,6 +17,11 @@ export const WORKSPACE_NAME = 'work';
 /** The function's working directory, as the function sees it. */
 export const WORKDIR = `${SANDBOX_MOUNT}/${WORKSPACE_NAME}`;
 
+/** The invocation's input, written by the agent into the workspace (and given as stdin). */
+export const INPUT_DIR = '.nanogrid';
+export const INPUT_FILE = 'input.json';
+export const INPUT_PATH = `${WORKDIR}/${INPUT_DIR}/${INPUT_FILE}`;
+
 export const LABEL_AGENT = 'nanogrid.agent';
 export const LABEL_RUN = 'nanogrid.run';
 export const LABEL_RUNTIME = 'nanogrid.runtime';

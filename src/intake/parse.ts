@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { CodeSource, Invocation } from '../core/invocation.js';
+import type { CodeSource, InputSource, Invocation } from '../core/invocation.js';
 import type { Reason } from '../core/reasons.js';
 import { normalizeRuntime } from '../core/runtimes.js';
 
@@ -29,25 +29,40 @@ export interface ParseLimits {
   defaultMemoryMb: number;
   /** Largest inline source accepted from the legacy format. */
   maxInlineBytes?: number;
+  /** Largest inputData, as JSON text (NANOGRID_INPUT_MAX_BYTES). */
+  maxInputBytes?: number;
+  /** The buckets a message may name for its code (S3_CODE_BUCKET); any when empty or unset. */
+  codeBuckets?: readonly string[];
+  /** The user-data bucket (S3_USER_DATA_BUCKET): inputs by reference may come from it too. */
+  userDataBucket?: string;
 }
+
+/** The default for maxInputBytes: what fits an SQS body (256 KiB) with the rest of the message. */
+export const DEFAULT_MAX_INPUT_BYTES = 240 * 1024;
 
 // Ids end up in Redis keys, container labels and log lines: keep them to a safe alphabet.
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/, 'must be 1-128 of A-Z a-z 0-9 . _ : @ - and start alphanumeric');
+
+// S3's naming rules: refused here as a bad message, never sent to S3 to fail there.
+const bucket = z
+  .string()
+  .min(3)
+  .max(63)
+  .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, 'a bucket name is lowercase letters, digits, dots and hyphens')
+  .refine((b) => !b.includes('..') && !/^\d+\.\d+\.\d+\.\d+$/.test(b), 'not a valid S3 bucket name');
+const key = z.string().min(1).max(1024);
 
 const current = z.object({
   requestId: id,
   functionId: id,
   runtime: z.string().min(1).max(32),
-  // S3's naming rules: refused here as a bad message, never sent to S3 to fail there.
-  s3Bucket: z
-    .string()
-    .min(3)
-    .max(63)
-    .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, 'a bucket name is lowercase letters, digits, dots and hyphens')
-    .refine((b) => !b.includes('..') && !/^\d+\.\d+\.\d+\.\d+$/.test(b), 'not a valid S3 bucket name'),
-  s3Key: z.string().min(1).max(1024),
+  s3Bucket: bucket,
+  s3Key: key,
   timeoutMs: z.number().int().positive().optional(),
   memoryMb: z.number().int().positive().optional(),
+  inputData: z.unknown().optional(),
+  inputS3Key: key.optional(),
+  inputS3Bucket: bucket.optional(),
 });
 
 const legacy = z.object({
@@ -57,6 +72,8 @@ const legacy = z.object({
   runtime: z.string().min(1).max(32).optional(),
   timeoutMs: z.number().int().positive().optional(),
   memoryMb: z.number().int().positive().optional(),
+  inputData: z.unknown().optional(),
+  input_data: z.unknown().optional(),
 });
 
 const MIN_MEMORY_MB = 16;
@@ -100,6 +117,18 @@ export function parseInvocation(body: string, meta: MessageMeta, limits: ParseLi
   let code: CodeSource;
   let requestId: string;
   let functionId: string;
+  let input: InputSource | null = null;
+  // inputData may be any JSON value, null included: present is what counts.
+  const inlineKey = 'inputData' in obj ? 'inputData' : isLegacy && 'input_data' in obj ? 'input_data' : undefined;
+  if (inlineKey) {
+    const json = JSON.stringify(obj[inlineKey]);
+    const max = limits.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES;
+    const bytes = Buffer.byteLength(json);
+    if (bytes > max) {
+      return reject(meta, obj, 'INVALID_MESSAGE', `${inlineKey} is ${bytes} bytes, over the NANOGRID_INPUT_MAX_BYTES limit of ${max} (pass larger inputs by reference: inputS3Key)`, limits);
+    }
+    input = { kind: 'inline', json };
+  }
   if ('job_id' in msg) {
     const maxInline = limits.maxInlineBytes ?? 256 * 1024;
     if (Buffer.byteLength(msg.code) > maxInline) {
@@ -115,6 +144,21 @@ export function parseInvocation(body: string, meta: MessageMeta, limits: ParseLi
     code = { kind: 's3', bucket: msg.s3Bucket, key: msg.s3Key };
     requestId = msg.requestId;
     functionId = msg.functionId;
+    const allowed = limits.codeBuckets ?? [];
+    if (allowed.length > 0 && !allowed.includes(msg.s3Bucket)) {
+      return reject(meta, obj, 'INVALID_MESSAGE', `s3Bucket "${msg.s3Bucket}" is not a code bucket of this worker (S3_CODE_BUCKET: ${allowed.join(', ')})`, limits);
+    }
+    if (msg.inputS3Key !== undefined) {
+      if (input) return reject(meta, obj, 'INVALID_MESSAGE', 'inputData and inputS3Key are exclusive: send one', limits);
+      const from = msg.inputS3Bucket ?? limits.userDataBucket ?? msg.s3Bucket;
+      const inputBuckets = [msg.s3Bucket, ...(limits.userDataBucket ? [limits.userDataBucket] : [])];
+      if (!inputBuckets.includes(from)) {
+        return reject(meta, obj, 'INVALID_MESSAGE', `inputS3Bucket "${from}" is neither the code bucket nor the user-data bucket (${inputBuckets.join(', ')})`, limits);
+      }
+      input = { kind: 's3', bucket: from, key: msg.inputS3Key };
+    } else if (msg.inputS3Bucket !== undefined) {
+      return reject(meta, obj, 'INVALID_MESSAGE', 'inputS3Bucket without inputS3Key', limits);
+    }
   }
 
   return {
@@ -124,6 +168,7 @@ export function parseInvocation(body: string, meta: MessageMeta, limits: ParseLi
       functionId,
       runtime,
       code,
+      input,
       timeoutMs,
       memoryMb,
       receiptHandle: meta.receiptHandle,

@@ -1,4 +1,4 @@
-import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Redis } from 'ioredis';
 import yazl from 'yazl';
@@ -69,6 +69,11 @@ export class LocalClient {
 
   async upload(key: string, body: Buffer, bucket = this.opts.bucket): Promise<void> {
     await this.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  }
+
+  /** Creates a bucket (a user-data bucket, say) on the same S3. */
+  async createBucket(bucket: string): Promise<void> {
+    await this.s3.send(new CreateBucketCommand({ Bucket: bucket }));
   }
 
   async remove(key: string, bucket = this.opts.bucket): Promise<void> {

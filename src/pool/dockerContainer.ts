@@ -192,6 +192,11 @@ export class DockerContainer {
     this.staged = { id: code.id, names: code.names };
   }
 
+  /** Puts the run's input in the workspace (after stage). */
+  writeInput(bytes: Buffer): Promise<void> {
+    return this.scratchSpace().writeInput(bytes);
+  }
+
   /**
    * Gives the next run a clean slate: empties /tmp and /dev/shm and removes what the last
    * run added to the workspace (all of it when no code is staged). Host-side: no exec.

@@ -1,6 +1,6 @@
 import type { StartKind } from '../core/result.js';
 import { plainArgv, zygoteArgv } from '../core/runtimes.js';
-import { SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../core/sandbox.js';
+import { INPUT_PATH, SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../core/sandbox.js';
 import type { CodeVersion } from '../run/codeCache.js';
 import { NO_MEASUREMENT, type Measurement, type MemoryMeter } from '../run/memoryMeter.js';
 import { RunnerUnresponsive, type RunnerOutcome } from '../run/runnerClient.js';
@@ -12,6 +12,8 @@ export interface RunRequest {
   command: string;
   env: string[];
   timeoutMs: number;
+  /** The input file was provided: it is the run's stdin. */
+  input?: boolean;
   /** Called when the function's process has started. */
   onStart: () => void;
 }
@@ -43,6 +45,8 @@ export interface Lease {
   readonly containerName: string;
   /** Puts the code in the workspace (nothing to do when this version is already there). */
   stage(code: CodeVersion): Promise<void>;
+  /** Puts the run's input in the workspace; it is also the run's stdin (RunRequest.input). */
+  provideInput(bytes: Buffer): Promise<void>;
   run(req: RunRequest): Promise<RunOutcome>;
   kill(): Promise<void>;
   release(end: LeaseEnd): void;
@@ -79,6 +83,10 @@ export class ContainerLease implements Lease {
     return this.c.engine.stage(code);
   }
 
+  provideInput(bytes: Buffer): Promise<void> {
+    return this.c.engine.writeInput(bytes);
+  }
+
   /**
    * Runs the function through the container's runner: forked by the zygote when the
    * command allows it, else through the shell. A runner that stops answering after the
@@ -107,6 +115,7 @@ export class ContainerLease implements Lease {
           env: req.env,
           timeoutMs: req.timeoutMs,
           outputLimitBytes: this.deps.outputLimitBytes,
+          ...(req.input ? { stdin: INPUT_PATH } : {}),
           hold: session.attach,
           onStart: () => {
             started = true;

@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, readdir, readFile, rm, stat, statfs } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { INPUT_DIR, INPUT_FILE } from '../core/sandbox.js';
 import type { CodeVersion } from '../run/codeCache.js';
 
 const exec = promisify(execFile);
@@ -83,6 +84,17 @@ export class Scratch {
   async stage(code: CodeVersion): Promise<void> {
     await emptyDir(this.path('work'));
     await copyTree(code.dir, this.path('work'));
+  }
+
+  /**
+   * Writes the run's input into the workspace (INPUT_DIR/INPUT_FILE), root's and read-only
+   * to the function; the next wipe removes it with everything else that is not code.
+   */
+  async writeInput(bytes: Buffer): Promise<void> {
+    const dir = join(this.path('work'), INPUT_DIR);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { mode: 0o755 });
+    await writeFile(join(dir, INPUT_FILE), bytes, { mode: 0o444 });
   }
 
   /** Empties /tmp and /dev/shm, and the workspace but for `keep` (the code's top-level names). */

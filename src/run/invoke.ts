@@ -3,7 +3,9 @@ import { InvocationError, type Reason } from '../core/reasons.js';
 import type { Result, StartKind, Status, Timings } from '../core/result.js';
 import type { Logger } from '../observe/log.js';
 import type { Lease, RunOutcome } from '../pool/lease.js';
+import { INPUT_PATH } from '../core/sandbox.js';
 import type { CodeCache } from './codeCache.js';
+import type { InputFetcher } from './inputFetch.js';
 import type { RunnerOutcome } from './runnerClient.js';
 import type { Measurement } from './memoryMeter.js';
 
@@ -15,6 +17,8 @@ export interface LeaseSource {
 export interface InvokeDeps {
   code: CodeCache;
   command: string;
+  /** Reads an invocation's input (inline or by reference). */
+  inputs: Pick<InputFetcher, 'get'>;
 }
 
 export interface InvokeHooks {
@@ -45,13 +49,16 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
   const t0 = performance.now();
   let fetchMs = 0;
   const fetched = deps.code.get(inv.code).finally(() => (fetchMs = performance.now() - t0));
-  const [leaseR, codeR] = await Promise.allSettled([pool.acquire(inv.functionId, inv.memoryMb), fetched]);
+  const input = inv.input ? deps.inputs.get(inv.input) : Promise.resolve(null);
+  const [leaseR, codeR, inputR] = await Promise.allSettled([pool.acquire(inv.functionId, inv.memoryMb), fetched, input]);
 
-  if (codeR.status === 'rejected' || leaseR.status === 'rejected') {
+  if (codeR.status === 'rejected' || leaseR.status === 'rejected' || inputR.status === 'rejected') {
     if (leaseR.status === 'fulfilled') leaseR.value.release({ ran: false, reusable: true });
-    throw codeR.status === 'rejected' ? codeR.reason : (leaseR as PromiseRejectedResult).reason;
+    // The message's own faults first: a bad input or code fails the same way on any container.
+    throw inputR.status === 'rejected' ? inputR.reason : codeR.status === 'rejected' ? codeR.reason : (leaseR as PromiseRejectedResult).reason;
   }
   const code = codeR.value;
+  const inputBytes = inputR.value;
   let lease = leaseR.value;
   log.info({ tag: 'DOCKER', container: lease.containerName, startKind: lease.startKind, acquireMs: round(lease.acquireMs), fetchMs: round(fetchMs) }, 'container ready');
 
@@ -66,10 +73,12 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
     for (let attempt = 0; ; attempt++) {
       try {
         await lease.stage(code);
+        if (inputBytes) await lease.provideInput(inputBytes);
         outcome = await lease.run({
           command: deps.command,
           env: functionEnv(inv),
           timeoutMs: inv.timeoutMs,
+          input: inputBytes !== null,
           onStart: () => {
             end.ran = true;
             hooks.onRunStart?.();
@@ -124,6 +133,8 @@ function functionEnv(inv: Invocation): string[] {
     `NANOGRID_REQUEST_ID=${inv.requestId}`,
     `NANOGRID_FUNCTION_ID=${inv.functionId}`,
     `NANOGRID_MEMORY_MB=${inv.memoryMb}`,
+    // Only with an input: a function of the original contract sees what it always saw.
+    ...(inv.input ? [`NANOGRID_INPUT_FILE=${INPUT_PATH}`] : []),
   ];
 }
 

@@ -5,6 +5,7 @@ import type { Runtime } from '../core/runtimes.js';
 import type { Logger } from '../observe/log.js';
 import { advise, DEFAULT_POLICY, type Advice, type TunerPolicy } from './autoTuner.js';
 import type { CodeCache } from './codeCache.js';
+import type { InputFetcher } from './inputFetch.js';
 import { invoke, type InvokeHooks, type LeaseSource, type RunReport } from './invoke.js';
 
 /** Where the function's peaks are kept (the Redis memory history). */
@@ -17,6 +18,7 @@ export interface InvokerOptions {
   pools: ReadonlyMap<Runtime, LeaseSource>;
   commands: Record<Runtime, string>;
   code: CodeCache;
+  inputs: InputFetcher;
   history: PeakHistory;
   tipLanguage: TunerPolicy['language'];
   workerId: string;
@@ -35,7 +37,7 @@ export class Invoker {
     const pool = this.opts.pools.get(inv.runtime);
     // Parsing accepted a runtime that has no pool: configuration, not the message, is off.
     if (!pool) throw new InvocationError('RUNTIME_NOT_SUPPORTED', 'permanent', `no pool for runtime ${inv.runtime}`);
-    const report = await invoke(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime] }, log, hooks);
+    const report = await invoke(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime], inputs: this.opts.inputs }, log, hooks);
     const advice = await this.advise(inv, report, log);
     const result = this.resultOf(inv, report, advice);
     this.opts.onRan?.(result, report);

@@ -14,6 +14,8 @@ export interface RunnerRunRequest {
   env: string[];
   timeoutMs: number;
   outputLimitBytes: number;
+  /** A file inside the container to give the function as its stdin (else /dev/null). */
+  stdin?: string;
   /** The function's process has started. */
   onStart?: (pid: number) => void;
   /**
@@ -154,6 +156,7 @@ export class RunnerClient {
       ['out_limit', req.outputLimitBytes],
       ['hold', req.hold ? 1 : 0],
     ];
+    if (req.stdin) fields.push(['stdin', req.stdin]);
     for (const a of req.argv) fields.push(['arg', a]);
     for (const e of req.env) fields.push(['env', e]);
     return new Promise<RunnerOutcome>((resolve, reject) => {

@@ -14,6 +14,7 @@ t.test('the contract message', async (t) => {
     functionId: 'func-01',
     runtime: 'python',
     code: { kind: 's3', bucket: 'code-bucket', key: 'func-01/v1.zip' },
+    input: null,
     timeoutMs: 5000,
     memoryMb: 256,
     receiptHandle: 'rh',
@@ -66,5 +67,57 @@ t.test('rejections carry a reason and the best id available', async (t) => {
       t.equal(r.rejection.requestId, id);
       t.ok(r.rejection.message.length > 0);
     }
+  }
+});
+
+t.test('inputData: any JSON value, in both formats, as JSON text', async (t) => {
+  for (const value of [{ a: [1, 2, { b: 'c' }] }, null, 'text', 42, [1, 2], false]) {
+    const r = parse({ ...good, inputData: value });
+    if (!r.ok) throw new Error(r.rejection.message);
+    t.same(r.invocation.input, { kind: 'inline', json: JSON.stringify(value) }, JSON.stringify(value));
+  }
+  const legacy = { job_id: 'job-1', function_id: 'fn-1', code: 'print(1)' };
+  for (const field of ['inputData', 'input_data']) {
+    const r = parse({ ...legacy, [field]: { n: 1 } });
+    if (!r.ok) throw new Error(r.rejection.message);
+    t.same(r.invocation.input, { kind: 'inline', json: '{"n":1}' }, `legacy ${field}`);
+  }
+  const none = parse(good);
+  t.equal(none.ok && none.invocation.input, null, 'no input: null, as before');
+});
+
+t.test('an input over its limit is refused, naming the limit', async (t) => {
+  const r = parseInvocation(JSON.stringify({ ...good, inputData: 'x'.repeat(100) }), meta, { ...limits, maxInputBytes: 50 });
+  t.notOk(r.ok);
+  if (!r.ok) {
+    t.equal(r.rejection.reason, 'INVALID_MESSAGE');
+    t.match(r.rejection.message, /inputData is 102 bytes, over the NANOGRID_INPUT_MAX_BYTES limit of 50/);
+  }
+});
+
+t.test('inputS3Key: from the user-data bucket by default, else the code bucket; nowhere else', async (t) => {
+  const withUserData = { ...limits, userDataBucket: 'user-data' };
+  const a = parseInvocation(JSON.stringify({ ...good, inputS3Key: 'in/1.json' }), meta, withUserData);
+  t.same(a.ok && a.invocation.input, { kind: 's3', bucket: 'user-data', key: 'in/1.json' });
+  const b = parse({ ...good, inputS3Key: 'in/1.json' });
+  t.same(b.ok && b.invocation.input, { kind: 's3', bucket: 'code-bucket', key: 'in/1.json' }, 'no user-data bucket: the code bucket');
+  const c = parseInvocation(JSON.stringify({ ...good, inputS3Key: 'k', inputS3Bucket: 'code-bucket' }), meta, withUserData);
+  t.same(c.ok && c.invocation.input, { kind: 's3', bucket: 'code-bucket', key: 'k' });
+  const d = parseInvocation(JSON.stringify({ ...good, inputS3Key: 'k', inputS3Bucket: 'someone-else' }), meta, withUserData);
+  t.match(!d.ok && d.rejection.message, /neither the code bucket nor the user-data bucket/);
+  const e = parse({ ...good, inputS3Key: 'k', inputData: 1 });
+  t.match(!e.ok && e.rejection.message, /exclusive/);
+  const f = parse({ ...good, inputS3Bucket: 'code-bucket' });
+  t.match(!f.ok && f.rejection.message, /without inputS3Key/);
+});
+
+t.test('S3_CODE_BUCKET: a message naming another bucket is refused', async (t) => {
+  const only = { ...limits, codeBuckets: ['code-a', 'code-b'] };
+  t.ok(parseInvocation(JSON.stringify({ ...good, s3Bucket: 'code-b' }), meta, only).ok);
+  const r = parseInvocation(JSON.stringify(good), meta, only);
+  t.notOk(r.ok);
+  if (!r.ok) {
+    t.equal(r.rejection.reason, 'INVALID_MESSAGE');
+    t.match(r.rejection.message, /not a code bucket of this worker \(S3_CODE_BUCKET: code-a, code-b\)/);
   }
 });
