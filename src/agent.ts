@@ -18,6 +18,7 @@ import { Metrics } from './observe/metrics.js';
 import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
 import { InputFetcher } from './run/inputFetch.js';
+import { OutputStore } from './sinks/outputStore.js';
 import { RuntimePool, type PoolStatus } from './pool/runtimePool.js';
 import { CodeCache } from './run/codeCache.js';
 import { CodeFetcher } from './run/codeFetch.js';
@@ -165,6 +166,19 @@ export class Agent {
       commands: { python: c.runtimes.python.command, cpp: c.runtimes.cpp.command },
       code,
       inputs: new InputFetcher({ s3, s3TimeoutMs: c.s3TimeoutMs, maxBytes: c.inputS3MaxBytes }),
+      outputs: c.userDataBucket
+        ? new OutputStore({
+            s3,
+            bucket: c.userDataBucket,
+            maxFiles: c.outputsMaxFiles,
+            maxBytes: c.outputsMaxBytes,
+            timeoutMs: c.s3TimeoutMs,
+            onFile: (outcome, bytes) => {
+              m.outputs.inc({ outcome });
+              m.outputBytes.inc({ outcome }, bytes);
+            },
+          })
+        : undefined,
       history,
       tipLanguage: c.tipLanguage,
       workerId: c.agentId,

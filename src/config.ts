@@ -51,6 +51,9 @@ export interface Config {
   /** Largest inline inputData (JSON text) and largest input object by reference. */
   inputMaxBytes: number;
   inputS3MaxBytes: number;
+  /** Files and bytes stored from a run's output/ folder. */
+  outputsMaxFiles: number;
+  outputsMaxBytes: number;
   /** Undelivered results, kept across restarts (outside the agent's folder, which is wiped at start). */
   outboxDir: string;
   /** Writable space per container (workspace, /tmp and /dev/shm together). */
@@ -163,6 +166,8 @@ export function loadConfig(env: Env = process.env): Config {
     userDataBucket: read(env, 'S3_USER_DATA_BUCKET', z.string().min(3).max(63), undefined as string | undefined),
     inputMaxBytes: read(env, 'NANOGRID_INPUT_MAX_BYTES', int(2, 256 * 1024), 240 * 1024),
     inputS3MaxBytes: read(env, 'NANOGRID_INPUT_S3_MAX_BYTES', int(2, 2 ** 31), 16 * 1024 * 1024),
+    outputsMaxFiles: read(env, 'NANOGRID_OUTPUTS_MAX_FILES', int(0, 100_000), 100),
+    outputsMaxBytes: read(env, 'NANOGRID_OUTPUTS_MAX_BYTES', int(0, 2 ** 40), 100 * 1024 * 1024),
     outboxDir: read(env, 'NANOGRID_OUTBOX_DIR', z.string().startsWith('/', 'must be an absolute path'), join(workRoot, 'outbox', agentId)),
     defaultTimeoutMs,
     maxTimeoutMs,

@@ -4,6 +4,14 @@ import type { Reason } from './reasons.js';
 export type StartKind = 'cold' | 'prewarm' | 'warm';
 export type Status = 'SUCCESS' | 'FAILED' | 'TIMEOUT' | 'OOM';
 
+/** A file the function left under output/, stored in the user-data bucket. */
+export interface StoredOutput {
+  key: string;
+  bytes: number;
+  /** The object's version in a versioned bucket, else null. */
+  versionId: string | null;
+}
+
 export interface Timings {
   /** SQS send (SentTimestamp) to receive by this agent. */
   queuedMs?: number;
@@ -37,6 +45,9 @@ export interface Result {
   recommendedMemoryMb: number | null;
   /** Bytes in the writable space when the run ended (its code included); null when not measured. */
   diskUsedBytes: number | null;
+  /** Files stored from the workspace's output/ folder (S3_USER_DATA_BUCKET), and what was not stored and why. */
+  outputs: StoredOutput[];
+  outputErrors: string[];
   optimizationTip: string | null;
   memoryMb: number;
   timings: Timings;
@@ -76,6 +87,8 @@ export function failedResult(args: {
     peakMemoryMethod: null,
     recommendedMemoryMb: null,
     diskUsedBytes: null,
+    outputs: [],
+    outputErrors: [],
     optimizationTip: null,
     memoryMb: args.memoryMb,
     timings: { totalMs: args.totalMs },

@@ -43,6 +43,8 @@ export interface Lease {
   readonly acquireMs: number;
   /** For log lines. */
   readonly containerName: string;
+  /** The workspace on the host (outputs are read from it after the run, before release). */
+  readonly workspaceHostPath: string;
   /** Puts the code in the workspace (nothing to do when this version is already there). */
   stage(code: CodeVersion): Promise<void>;
   /** Puts the run's input in the workspace; it is also the run's stdin (RunRequest.input). */
@@ -77,6 +79,10 @@ export class ContainerLease implements Lease {
 
   get containerName(): string {
     return this.c.name;
+  }
+
+  get workspaceHostPath(): string {
+    return this.c.engine.workspaceHostPath;
   }
 
   stage(code: CodeVersion): Promise<void> {

@@ -6,6 +6,7 @@ import type { Lease, RunOutcome } from '../pool/lease.js';
 import { INPUT_PATH } from '../core/sandbox.js';
 import type { CodeCache } from './codeCache.js';
 import type { InputFetcher } from './inputFetch.js';
+import type { OutputStore } from '../sinks/outputStore.js';
 import type { RunnerOutcome } from './runnerClient.js';
 import type { Measurement } from './memoryMeter.js';
 
@@ -19,6 +20,8 @@ export interface InvokeDeps {
   command: string;
   /** Reads an invocation's input (inline or by reference). */
   inputs: Pick<InputFetcher, 'get'>;
+  /** Stores what the function left under output/ (only with a user-data bucket). */
+  outputs?: Pick<OutputStore, 'store'>;
 }
 
 export interface InvokeHooks {
@@ -37,6 +40,8 @@ export interface RunReport
   startKind: StartKind;
   memory: Measurement;
   diskUsedBytes: number | null;
+  outputs: Result['outputs'];
+  outputErrors: string[];
   timings: Omit<Timings, 'totalMs' | 'queuedMs'>;
 }
 
@@ -101,6 +106,8 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
     end.reusable = exec.clean;
     if (!exec.clean) log.warn({ tag: 'DOCKER', container: lease.containerName, leftovers: exec.leftovers }, 'the run left processes that could not be killed; retiring the container');
     const { status, reason } = classify(exec, oom, disk?.full ?? false);
+    // Before the release: the reset that follows it empties the workspace.
+    const stored = deps.outputs ? await deps.outputs.store(lease.workspaceHostPath, inv.functionId, inv.requestId, log) : { outputs: [], errors: [] };
     return {
       status,
       reason,
@@ -114,6 +121,8 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
       startKind: lease.startKind,
       memory,
       diskUsedBytes: disk?.usedBytes ?? null,
+      outputs: stored.outputs,
+      outputErrors: stored.errors,
       timings: { fetchMs: round(fetchMs), acquireMs: round(lease.acquireMs), execMs: round(exec.durationMs), agentMs: round(performance.now() - t0) },
     };
   } catch (err) {

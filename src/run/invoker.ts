@@ -6,6 +6,7 @@ import type { Logger } from '../observe/log.js';
 import { advise, DEFAULT_POLICY, type Advice, type TunerPolicy } from './autoTuner.js';
 import type { CodeCache } from './codeCache.js';
 import type { InputFetcher } from './inputFetch.js';
+import type { OutputStore } from '../sinks/outputStore.js';
 import { invoke, type InvokeHooks, type LeaseSource, type RunReport } from './invoke.js';
 
 /** Where the function's peaks are kept (the Redis memory history). */
@@ -19,6 +20,7 @@ export interface InvokerOptions {
   commands: Record<Runtime, string>;
   code: CodeCache;
   inputs: InputFetcher;
+  outputs: OutputStore | undefined;
   history: PeakHistory;
   tipLanguage: TunerPolicy['language'];
   workerId: string;
@@ -37,7 +39,7 @@ export class Invoker {
     const pool = this.opts.pools.get(inv.runtime);
     // Parsing accepted a runtime that has no pool: configuration, not the message, is off.
     if (!pool) throw new InvocationError('RUNTIME_NOT_SUPPORTED', 'permanent', `no pool for runtime ${inv.runtime}`);
-    const report = await invoke(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime], inputs: this.opts.inputs }, log, hooks);
+    const report = await invoke(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime], inputs: this.opts.inputs, ...(this.opts.outputs ? { outputs: this.opts.outputs } : {}) }, log, hooks);
     const advice = await this.advise(inv, report, log);
     const result = this.resultOf(inv, report, advice);
     this.opts.onRan?.(result, report);
@@ -83,6 +85,8 @@ export class Invoker {
       peakMemoryMethod: report.memory.method,
       recommendedMemoryMb: advice?.recommendedMemoryMb ?? null,
       diskUsedBytes: report.diskUsedBytes,
+      outputs: report.outputs,
+      outputErrors: report.outputErrors,
       optimizationTip: advice?.tip ?? null,
       memoryMb: inv.memoryMb,
       timings: { ...report.timings, queuedMs: inv.sentAt !== undefined ? Math.max(0, inv.receivedAt - inv.sentAt) : undefined, totalMs: Date.now() - inv.receivedAt },
