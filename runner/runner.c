@@ -180,7 +180,31 @@ typedef struct {
   char *data;
   size_t kept, total, limit;
   int fd;
+  /* The whole stream, once it passes `limit`, up to spool_limit bytes: a file in the
+   * control folder (root's), for the agent to store. */
+  const char *spool_path;
+  size_t spool_limit, spooled;
+  int spool_fd;
 } capture_t;
+
+/* Writes what the stream passes on to its spool file, opened when the stream first
+ * overflows its kept part (which goes first). */
+static void spool(capture_t *c, const char *buf, size_t n) {
+  if (!c->spool_path || c->spooled >= c->spool_limit) return;
+  if (c->spool_fd < 0) {
+    c->spool_fd = open(c->spool_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (c->spool_fd < 0) {
+      c->spool_path = NULL;
+      return;
+    }
+    size_t first = c->kept < c->spool_limit ? c->kept : c->spool_limit;
+    if (write_all(c->spool_fd, c->data, first) < 0) return;
+    c->spooled = first;
+  }
+  size_t room = c->spool_limit - c->spooled;
+  size_t w = n < room ? n : room;
+  if (w && write_all(c->spool_fd, buf, w) == 0) c->spooled += w;
+}
 
 typedef struct {
   int active;
@@ -235,6 +259,8 @@ static void capture_read(capture_t *c) {
       memcpy(c->data + c->kept, buf, take);
       c->kept += take;
     }
+    /* After the kept part has this chunk's share: the spool starts with all of it. */
+    if ((size_t)n > take) spool(c, buf + take, (size_t)n - take);
   }
 }
 
@@ -403,6 +429,10 @@ static void finish_run(void) {
   kv_add(&kv, "duration_us=%lld", (long long)(run.ended_us - run.started_us));
   kv_add(&kv, "out_total=%zu", run.out.total);
   kv_add(&kv, "err_total=%zu", run.err.total);
+  kv_add(&kv, "out_spooled=%zu", run.out.spooled);
+  kv_add(&kv, "err_spooled=%zu", run.err.spooled);
+  if (run.out.spool_fd >= 0) close(run.out.spool_fd);
+  if (run.err.spool_fd >= 0) close(run.err.spool_fd);
   kv_add(&kv, "clean=%d", leftovers == 0);
   kv_add(&kv, "leftovers=%d", leftovers);
   send_frame(agent_fd, 'E', kv.buf, kv.len);
@@ -411,6 +441,8 @@ static void finish_run(void) {
   free(kv.buf);
   free(run.out.data);
   free(run.err.data);
+  free((char *)run.out.spool_path);
+  free((char *)run.err.spool_path);
   if (run.timer_fd >= 0) close(run.timer_fd);
   memset(&run, 0, sizeof run);
   run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
@@ -427,7 +459,8 @@ static void fail_start(const char *why) {
 /* Reads the request's strings into argv/env arrays and settings. */
 typedef struct {
   const char *mode, *cwd, *stdin_path;
-  long uid, gid, timeout_ms, out_limit, hold;
+  long uid, gid, timeout_ms, out_limit, hold, spool_limit;
+  const char *spool_out, *spool_err;
   char *argv[MAX_ITEMS];
   char *envp[MAX_ITEMS];
   int argc, envc;
@@ -473,6 +506,9 @@ static int parse_request(unsigned char *payload, size_t n, request_t *r) {
     else if (!strcmp(s, "gid")) r->gid = atol(v);
     else if (!strcmp(s, "timeout_ms")) r->timeout_ms = atol(v);
     else if (!strcmp(s, "out_limit")) r->out_limit = atol(v);
+    else if (!strcmp(s, "spool_limit")) r->spool_limit = atol(v);
+    else if (!strcmp(s, "spool_out")) r->spool_out = v;
+    else if (!strcmp(s, "spool_err")) r->spool_err = v;
     else if (!strcmp(s, "hold")) r->hold = atol(v);
     else if (!strcmp(s, "arg") && r->argc < MAX_ITEMS - 1) r->argv[r->argc++] = v;
     else if (!strcmp(s, "env") && r->envc < MAX_ITEMS - 1) r->envp[r->envc++] = v;
@@ -563,6 +599,10 @@ static void abandon_run(const char *why) {
     if (fds[i] >= 0) close(fds[i]);
   free(run.out.data);
   free(run.err.data);
+  free((char *)run.out.spool_path);
+  free((char *)run.err.spool_path);
+  if (run.out.spool_fd > 0) close(run.out.spool_fd);
+  if (run.err.spool_fd > 0) close(run.err.spool_fd);
   memset(&run, 0, sizeof run);
   run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
   fail_start(why);
@@ -600,8 +640,14 @@ static void start_run(unsigned char *payload, size_t n) {
   run.uid = (uid_t)r.uid;
   run.gid = (gid_t)r.gid;
   run.via_zygote = via_zygote;
-  run.out = (capture_t){.data = malloc((size_t)r.out_limit + 1), .limit = (size_t)r.out_limit, .fd = out[0]};
-  run.err = (capture_t){.data = malloc((size_t)r.out_limit + 1), .limit = (size_t)r.out_limit, .fd = err[0]};
+  run.out = (capture_t){.data = malloc((size_t)r.out_limit + 1), .limit = (size_t)r.out_limit, .fd = out[0], .spool_fd = -1};
+  run.err = (capture_t){.data = malloc((size_t)r.out_limit + 1), .limit = (size_t)r.out_limit, .fd = err[0], .spool_fd = -1};
+  if (r.spool_limit > 0 && r.spool_out && r.spool_err) {
+    /* Copies: the request's buffer is not kept past this call. */
+    run.out.spool_path = strdup(r.spool_out);
+    run.err.spool_path = strdup(r.spool_err);
+    run.out.spool_limit = run.err.spool_limit = (size_t)r.spool_limit;
+  }
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   fcntl(err[0], F_SETFL, O_NONBLOCK);
   run.timer_fd = -1;

@@ -149,7 +149,8 @@ export class Agent {
         idleTimeoutMs: c.idleTimeoutMs,
         apiTimeoutMs: c.dockerTimeoutMs,
         log: this.log,
-        run: { meter, outputLimitBytes: c.outputLimitBytes },
+        // Streams are kept whole only where they can be stored.
+        run: { meter, outputLimitBytes: c.outputLimitBytes, spoolLimitBytes: c.userDataBucket ? c.outputSpoolBytes : 0 },
         runnerDir: c.runnerDir,
         freezer: c.freezer,
         pauseGraceMs: c.pauseGraceMs,

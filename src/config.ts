@@ -54,6 +54,8 @@ export interface Config {
   /** Files and bytes stored from a run's output/ folder. */
   outputsMaxFiles: number;
   outputsMaxBytes: number;
+  /** A truncated stdout or stderr is kept whole up to this, and stored with the outputs. */
+  outputSpoolBytes: number;
   /** Undelivered results, kept across restarts (outside the agent's folder, which is wiped at start). */
   outboxDir: string;
   /** Writable space per container (workspace, /tmp and /dev/shm together). */
@@ -168,6 +170,7 @@ export function loadConfig(env: Env = process.env): Config {
     inputS3MaxBytes: read(env, 'NANOGRID_INPUT_S3_MAX_BYTES', int(2, 2 ** 31), 16 * 1024 * 1024),
     outputsMaxFiles: read(env, 'NANOGRID_OUTPUTS_MAX_FILES', int(0, 100_000), 100),
     outputsMaxBytes: read(env, 'NANOGRID_OUTPUTS_MAX_BYTES', int(0, 2 ** 40), 100 * 1024 * 1024),
+    outputSpoolBytes: read(env, 'NANOGRID_OUTPUT_SPOOL_BYTES', int(0, 2 ** 31), 64 * 1024 * 1024),
     outboxDir: read(env, 'NANOGRID_OUTBOX_DIR', z.string().startsWith('/', 'must be an absolute path'), join(workRoot, 'outbox', agentId)),
     defaultTimeoutMs,
     maxTimeoutMs,

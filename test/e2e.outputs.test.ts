@@ -57,3 +57,29 @@ t.test('without a user-data bucket nothing is stored and output/ is simply wiped
   t.same(r.outputs, []);
   t.same(r.outputErrors, []);
 });
+
+t.test('a stdout or stderr cut at the output limit is stored whole beside the outputs', async (t) => {
+  const h = await startHarness(t, { env: { ...ONE_PYTHON, S3_USER_DATA_BUCKET: 'user-data', NANOGRID_OUTPUT_LIMIT_BYTES: '1024', NANOGRID_OUTPUT_SPOOL_BYTES: '100000' } });
+  await h.client.createBucket('user-data');
+  const code = "import sys\nfor i in range(3000):\n    print('line %05d' % i)\nsys.stderr.write('e' * 500)\n";
+  const r = await h.invoke('flood', { 'main.py': code });
+  t.equal(r.status, 'SUCCESS', r.stderr);
+  t.equal(r.stdoutTruncated, true);
+  t.equal(r.stdout.length, 1024, 'the result keeps the limit');
+  t.equal(r.stderrTruncated, false);
+  const out = r.outputs.find((o) => o.key === `flood/${r.requestId}/stdout.txt`);
+  t.ok(out, 'the whole stdout is stored');
+  t.equal(out?.bytes, 33_000, 'every byte up to the spool limit (3000 lines of 11 bytes)');
+  t.notOk(r.outputs.some((o) => o.key.endsWith('stderr.txt')), 'a stream within the limit is not stored');
+  const s3 = new S3Client({ region: h.stack.region, endpoint: h.stack.endpoint, forcePathStyle: true, credentials: LOCAL_CREDENTIALS });
+  t.teardown(() => s3.destroy());
+  const body = await (await s3.send(new GetObjectCommand({ Bucket: 'user-data', Key: out!.key }))).Body!.transformToString();
+  t.ok(body.startsWith('line 00000\nline 00001\n') && body.endsWith('line 02999\n'), 'from the first byte to the last');
+
+  // Past the spool limit the stored stream stops there; the next run starts with no spool.
+  const bigger = await h.invoke('flood2', { 'main.py': "print('x' * 300000)\n" });
+  const kept = bigger.outputs.find((o) => o.key.endsWith('stdout.txt'));
+  t.equal(kept?.bytes, 100_000);
+  const plain = await h.invoke('flood2', undefined);
+  t.equal(plain.outputs.filter((o) => o.key.endsWith('stdout.txt')).length, 1, 'its own, freshly spooled');
+});

@@ -42,6 +42,10 @@ export const RUNNER_MOUNT = '/nanogrid';
 export const CONTROL_DIR = 'ctl';
 export const RUNNER_SOCKET = 'runner.sock';
 export const controlHostDir = (hostDir: string) => join(hostDir, CONTROL_DIR);
+/** Where the runner keeps a stream whole once it passes the output limit: the control folder, root's only. */
+export const SPOOL_NAMES = { stdout: 'stdout.full', stderr: 'stderr.full' } as const;
+export const SPOOL_STDOUT = `${SANDBOX_MOUNT}/${CONTROL_DIR}/${SPOOL_NAMES.stdout}`;
+export const SPOOL_STDERR = `${SANDBOX_MOUNT}/${CONTROL_DIR}/${SPOOL_NAMES.stderr}`;
 
 /**
  * The folder runner/build.sh fills (the static runner and the Python zygote), whether this

@@ -1,6 +1,7 @@
 import type { StartKind } from '../core/result.js';
 import { plainArgv, zygoteArgv } from '../core/runtimes.js';
-import { INPUT_PATH, SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../core/sandbox.js';
+import { join } from 'node:path';
+import { controlHostDir, INPUT_PATH, SANDBOX_GID, SANDBOX_UID, SPOOL_NAMES, SPOOL_STDERR, SPOOL_STDOUT, WORKDIR } from '../core/sandbox.js';
 import type { CodeVersion } from '../run/codeCache.js';
 import { NO_MEASUREMENT, type Measurement, type MemoryMeter } from '../run/memoryMeter.js';
 import { RunnerUnresponsive, type RunnerOutcome } from '../run/runnerClient.js';
@@ -23,6 +24,8 @@ export interface RunOutcome {
   memory: Measurement;
   /** The writable space after the run, or null when it could not be read. */
   disk: ScratchUsage | null;
+  /** Host paths of the streams kept whole (spooled) because they passed the output limit. */
+  spooled: { stdout?: string; stderr?: string };
 }
 
 /** How long past a run's timeout its runner may take to answer (it drains output and cleans up first). */
@@ -58,6 +61,8 @@ export interface Lease {
 export interface LeaseRunDeps {
   meter: MemoryMeter;
   outputLimitBytes: number;
+  /** Keep a truncated stream whole up to this many bytes, to be stored (0: not kept). */
+  spoolLimitBytes?: number;
 }
 
 /** What a lease needs from its pool. */
@@ -122,6 +127,7 @@ export class ContainerLease implements Lease {
           timeoutMs: req.timeoutMs,
           outputLimitBytes: this.deps.outputLimitBytes,
           ...(req.input ? { stdin: INPUT_PATH } : {}),
+          ...(this.deps.spoolLimitBytes ? { spool: { stdout: SPOOL_STDOUT, stderr: SPOOL_STDERR, limitBytes: this.deps.spoolLimitBytes } } : {}),
           hold: session.attach,
           onStart: () => {
             started = true;
@@ -146,11 +152,18 @@ export class ContainerLease implements Lease {
         stderrTruncated: false,
         clean: false,
         leftovers: -1,
+        stdoutSpooled: 0,
+        stderrSpooled: 0,
       };
-      return { exec, memory: NO_MEASUREMENT, disk: null };
+      return { exec, memory: NO_MEASUREMENT, disk: null, spooled: {} };
     }
     const [memory, disk] = await Promise.all([session.end(), engine.scratchUsage().catch(() => null)]);
-    return { exec, memory, disk };
+    const ctl = controlHostDir(engine.spec.hostDir);
+    const spooled = {
+      ...(exec.stdoutTruncated && exec.stdoutSpooled > 0 ? { stdout: join(ctl, SPOOL_NAMES.stdout) } : {}),
+      ...(exec.stderrTruncated && exec.stderrSpooled > 0 ? { stderr: join(ctl, SPOOL_NAMES.stderr) } : {}),
+    };
+    return { exec, memory, disk, spooled };
   }
 
   /** Kills the run's processes now (the runner reports the run's end as usual). */

@@ -21,7 +21,7 @@ export interface InvokeDeps {
   /** Reads an invocation's input (inline or by reference). */
   inputs: Pick<InputFetcher, 'get'>;
   /** Stores what the function left under output/ (only with a user-data bucket). */
-  outputs?: Pick<OutputStore, 'store'>;
+  outputs?: Pick<OutputStore, 'store' | 'storeStream'>;
 }
 
 export interface InvokeHooks {
@@ -99,7 +99,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
       }
     }
 
-    const { exec, memory, disk } = outcome;
+    const { exec, memory, disk, spooled } = outcome;
     const oom = memory.oomKilled && !exec.timedOut;
     // The runner killed whatever the run left and checked; a container it could not
     // clean (or whose runner stopped answering) is never reused.
@@ -108,6 +108,13 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
     const { status, reason } = classify(exec, oom, disk?.full ?? false);
     // Before the release: the reset that follows it empties the workspace.
     const stored = deps.outputs ? await deps.outputs.store(lease.workspaceHostPath, inv.functionId, inv.requestId, log) : { outputs: [], errors: [] };
+    // A stream cut at the output limit was kept whole by the runner: store it beside the files.
+    for (const [stream, path] of Object.entries(spooled)) {
+      if (!deps.outputs || !path) continue;
+      const s = await deps.outputs.storeStream(path, inv.functionId, inv.requestId, `${stream}.txt`, log);
+      if (typeof s === 'string') stored.errors.push(s);
+      else stored.outputs.push(s);
+    }
     return {
       status,
       reason,

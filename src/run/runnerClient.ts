@@ -16,6 +16,8 @@ export interface RunnerRunRequest {
   outputLimitBytes: number;
   /** A file inside the container to give the function as its stdin (else /dev/null). */
   stdin?: string;
+  /** Files (inside the container, root's) that get a stream whole once it passes outputLimitBytes, up to limitBytes. */
+  spool?: { stdout: string; stderr: string; limitBytes: number };
   /** The function's process has started. */
   onStart?: (pid: number) => void;
   /**
@@ -37,6 +39,9 @@ export interface RunnerOutcome {
   /** No process of the run was left when it ended. */
   clean: boolean;
   leftovers: number;
+  /** Bytes of each stream written to its spool file (0: none). */
+  stdoutSpooled: number;
+  stderrSpooled: number;
 }
 
 /** The runner did not answer within its bound: the container cannot be trusted. */
@@ -157,6 +162,7 @@ export class RunnerClient {
       ['hold', req.hold ? 1 : 0],
     ];
     if (req.stdin) fields.push(['stdin', req.stdin]);
+    if (req.spool) fields.push(['spool_out', req.spool.stdout], ['spool_err', req.spool.stderr], ['spool_limit', req.spool.limitBytes]);
     for (const a of req.argv) fields.push(['arg', a]);
     for (const e of req.env) fields.push(['env', e]);
     return new Promise<RunnerOutcome>((resolve, reject) => {
@@ -205,6 +211,8 @@ export class RunnerClient {
                 stderrTruncated: Number(e.err_total) > f.payload.length,
                 clean: e.clean === '1',
                 leftovers: Number(e.leftovers),
+                stdoutSpooled: Number(e.out_spooled ?? 0),
+                stderrSpooled: Number(e.err_spooled ?? 0),
               }),
             );
           }

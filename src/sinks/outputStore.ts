@@ -92,6 +92,24 @@ export class OutputStore {
     return report;
   }
 
+  /**
+   * Stores a stream the runner kept whole (stdout or stderr past the output limit) as
+   * `{functionId}/{requestId}/{name}`; the error text when it could not be stored.
+   */
+  async storeStream(path: string, functionId: string, requestId: string, name: string, log: Logger): Promise<StoredOutput | string> {
+    const key = `${functionId}/${requestId}/${name}`;
+    try {
+      const bytes = (await lstat(path)).size;
+      const stored = await this.put(path, key, bytes);
+      this.opts.onFile?.('stored', bytes);
+      return stored;
+    } catch (err) {
+      this.opts.onFile?.('failed', 0);
+      log.warn({ tag: 'S3', key, err: String(err) }, 'full output stream not stored');
+      return `${name}: upload failed: ${String(err)}`;
+    }
+  }
+
   private async walk(dir: string, rel: string, depth: number, out: { rel: string; bytes: number }[], errors: string[]): Promise<void> {
     if (depth > MAX_DEPTH) {
       errors.push(`${OUTPUT_DIR}/${rel}: deeper than ${MAX_DEPTH} folders, not stored`);
