@@ -67,3 +67,13 @@ t.test('an input by reference comes from the user-data bucket; limits are named'
   const missing = await h.invoke('echo-input', undefined, { inputS3Key: 'inputs/none.json', inputS3Bucket: 'someone-else' });
   t.equal(missing.reason, 'INVALID_MESSAGE', 'a bucket that is neither the code nor the user-data bucket');
 });
+
+// The local python image is a real Python: the standard library an ordinary function
+// reaches for is there (python3-minimal lacked most of it, json included).
+t.test('the python runtime has its standard library', async (t) => {
+  const h = await startHarness(t, { env: ONE_PYTHON });
+  const modules = ['json', 'urllib.request', 'http.client', 'sqlite3', 'csv', 'decimal', 'datetime', 'hashlib', 'zlib', 'gzip', 'base64', 'xml.etree.ElementTree', 'email', 'asyncio', 'concurrent.futures', 'multiprocessing', 'ctypes', 'statistics', 'unittest', 'logging', 'uuid', 'ssl'];
+  const r = await h.invoke('stdlib', { 'main.py': `import importlib\nfor m in ${JSON.stringify(modules)}:\n    importlib.import_module(m)\nimport sqlite3\nprint(sqlite3.connect(':memory:').execute('select 6*7').fetchone()[0])\n` });
+  t.equal(r.status, 'SUCCESS', r.stderr);
+  t.equal(r.stdout.trim(), '42');
+});
