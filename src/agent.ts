@@ -19,6 +19,7 @@ import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
 import { InputFetcher } from './run/inputFetch.js';
 import { OutputStore } from './sinks/outputStore.js';
+import { archiveClient, CodeArchive } from './sinks/codeArchive.js';
 import { RuntimePool, type PoolStatus } from './pool/runtimePool.js';
 import { CodeCache } from './run/codeCache.js';
 import { CodeFetcher } from './run/codeFetch.js';
@@ -52,6 +53,7 @@ export interface AgentStatus {
   results: { outbox: number };
   threads: ThreadStats;
   engine: EngineStatus;
+  archive: (Record<string, number> & { pending: number }) | null;
 }
 
 export interface Health {
@@ -75,6 +77,7 @@ export class Agent {
   private http: Server | undefined;
   private stopped: Promise<void> | undefined;
   readonly engine: EngineWatch;
+  readonly archive: CodeArchive | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     const c = opts.config;
@@ -162,7 +165,18 @@ export class Agent {
       this.pools.set(runtime, pool);
     }
 
+    this.archive = c.archive
+      ? new CodeArchive({
+          source: s3,
+          target: archiveClient(c.archive),
+          bucket: c.archive.bucket,
+          log: this.log,
+          timeoutMs: c.s3TimeoutMs,
+          onEvent: (event) => m.archive.inc({ event }),
+        })
+      : undefined;
     const invoker = new Invoker({
+      archive: this.archive,
       pools: this.pools,
       commands: { python: c.runtimes.python.command, cpp: c.runtimes.cpp.command },
       code,
@@ -321,6 +335,7 @@ export class Agent {
       results: { outbox: this.redis.pending },
       threads: this.threads.stats(),
       engine: this.engine.status(),
+      archive: this.archive ? { ...this.archive.counts, pending: this.archive.pending } : null,
     };
   }
 
@@ -344,6 +359,7 @@ export class Agent {
     await Promise.all([...this.pools.values()].map((p) => p.stop()));
     this.engine.stop();
     await this.supervisor.awaitTasks(10_000);
+    await this.archive?.close(5000);
     await this.cloudwatch?.close().catch(() => undefined);
     await this.redis.close().catch(() => undefined);
     await this.threads.close().catch(() => undefined);

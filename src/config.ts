@@ -54,6 +54,8 @@ export interface Config {
   /** Files and bytes stored from a run's output/ folder. */
   outputsMaxFiles: number;
   outputsMaxBytes: number;
+  /** The code archive in a second cloud (GCP_BUCKET_NAME through GCS's S3-compatible XML API, HMAC keys). */
+  archive: { bucket: string; endpoint: string; accessKeyId: string; secretAccessKey: string } | undefined;
   /** A truncated stdout or stderr is kept whole up to this, and stored with the outputs. */
   outputSpoolBytes: number;
   /** Undelivered results, kept across restarts (outside the agent's folder, which is wiped at start). */
@@ -170,6 +172,7 @@ export function loadConfig(env: Env = process.env): Config {
     inputS3MaxBytes: read(env, 'NANOGRID_INPUT_S3_MAX_BYTES', int(2, 2 ** 31), 16 * 1024 * 1024),
     outputsMaxFiles: read(env, 'NANOGRID_OUTPUTS_MAX_FILES', int(0, 100_000), 100),
     outputsMaxBytes: read(env, 'NANOGRID_OUTPUTS_MAX_BYTES', int(0, 2 ** 40), 100 * 1024 * 1024),
+    archive: archiveConfig(env),
     outputSpoolBytes: read(env, 'NANOGRID_OUTPUT_SPOOL_BYTES', int(0, 2 ** 31), 64 * 1024 * 1024),
     outboxDir: read(env, 'NANOGRID_OUTBOX_DIR', z.string().startsWith('/', 'must be an absolute path'), join(workRoot, 'outbox', agentId)),
     defaultTimeoutMs,
@@ -203,6 +206,22 @@ export function loadConfig(env: Env = process.env): Config {
       floorVcpu: read(env, 'NANOGRID_CPU_FLOOR', z.coerce.number().min(0.01).max(1024), DEFAULT_CPU_POLICY.floorVcpu),
     },
     runnerDir: read(env, 'NANOGRID_RUNNER_DIR', z.string().startsWith('/', 'must be an absolute path'), defaultRunnerDir()),
+  };
+}
+
+function archiveConfig(env: Env): Config['archive'] {
+  const bucket = read(env, 'GCP_BUCKET_NAME', z.string().min(3).max(222), undefined as string | undefined);
+  if (!bucket) return undefined;
+  const need = (name: string) => {
+    const v = env[name]?.trim();
+    if (!v) throw new ConfigError(name, 'required with GCP_BUCKET_NAME (an HMAC key of the archive bucket)');
+    return v;
+  };
+  return {
+    bucket,
+    endpoint: read(env, 'NANOGRID_ARCHIVE_ENDPOINT', z.string().url(), 'https://storage.googleapis.com'),
+    accessKeyId: need('NANOGRID_ARCHIVE_ACCESS_KEY_ID'),
+    secretAccessKey: need('NANOGRID_ARCHIVE_SECRET_ACCESS_KEY'),
   };
 }
 

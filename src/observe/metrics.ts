@@ -47,6 +47,7 @@ export class Metrics {
   readonly dockerUp = this.gauge('nanogrid_docker_up', '1 while the Docker engine answers (0 during an outage: intake is paused)', []);
   readonly outputs = this.counter('nanogrid_outputs_total', 'Files under output/ after a run, by outcome (stored, failed, skipped by a limit)', ['outcome']);
   readonly outputBytes = this.counter('nanogrid_output_bytes_total', 'Bytes of files under output/ after a run, by outcome', ['outcome']);
+  readonly archive = this.counter('nanogrid_code_archive_total', 'Code versions offered to the archive, by what became of them', ['event']);
   readonly engineOutages = this.counter('nanogrid_engine_outages_total', 'Times the Docker engine became unreachable', []);
   readonly outbox = this.gauge('nanogrid_result_outbox', 'Results waiting for Redis', []);
   readonly threadQueue = this.gauge('nanogrid_thread_pool_queue_size', 'Tasks waiting for a Piscina thread', []);

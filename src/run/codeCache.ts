@@ -13,6 +13,8 @@ export interface CodeVersion {
   /** The top-level names in `dir`: what a workspace keeps between runs. */
   names: string[];
   bytes: number;
+  /** The S3 object's ETag (undefined for inline code). */
+  etag?: string | undefined;
 }
 
 export type CodeEvent = 'hit' | 'download' | 'revalidated_unchanged' | 'revalidated_changed' | 'revalidation_failed';
@@ -109,7 +111,7 @@ export class CodeCache {
     const dir = join(this.opts.root, id);
     await rename(tmp, dir);
     const entry: Entry = {
-      version: { id, dir, names: await readdir(dir), bytes: unpacked.bytes },
+      version: { id, dir, names: await readdir(dir), bytes: unpacked.bytes, etag: unpacked.etag },
       etag: unpacked.etag,
       validatedAt: Date.now(),
       usedAt: Date.now(),

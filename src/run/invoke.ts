@@ -42,6 +42,8 @@ export interface RunReport
   diskUsedBytes: number | null;
   outputs: Result['outputs'];
   outputErrors: string[];
+  /** The code version's ETag (S3 code), for the archive. */
+  codeEtag: string | undefined;
   timings: Omit<Timings, 'totalMs' | 'queuedMs'>;
 }
 
@@ -130,6 +132,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
       diskUsedBytes: disk?.usedBytes ?? null,
       outputs: stored.outputs,
       outputErrors: stored.errors,
+      codeEtag: code.etag,
       timings: { fetchMs: round(fetchMs), acquireMs: round(lease.acquireMs), execMs: round(exec.durationMs), agentMs: round(performance.now() - t0) },
     };
   } catch (err) {

@@ -6,6 +6,7 @@ import type { Logger } from '../observe/log.js';
 import { advise, DEFAULT_POLICY, type Advice, type TunerPolicy } from './autoTuner.js';
 import type { CodeCache } from './codeCache.js';
 import type { InputFetcher } from './inputFetch.js';
+import type { CodeArchive } from '../sinks/codeArchive.js';
 import type { OutputStore } from '../sinks/outputStore.js';
 import { invoke, type InvokeHooks, type LeaseSource, type RunReport } from './invoke.js';
 
@@ -21,6 +22,8 @@ export interface InvokerOptions {
   code: CodeCache;
   inputs: InputFetcher;
   outputs: OutputStore | undefined;
+  /** Where the code of versions that succeeded is copied (GCP_BUCKET_NAME). */
+  archive: Pick<CodeArchive, 'offer'> | undefined;
   history: PeakHistory;
   tipLanguage: TunerPolicy['language'];
   workerId: string;
@@ -42,6 +45,8 @@ export class Invoker {
     const report = await invoke(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime], inputs: this.opts.inputs, ...(this.opts.outputs ? { outputs: this.opts.outputs } : {}) }, log, hooks);
     const advice = await this.advise(inv, report, log);
     const result = this.resultOf(inv, report, advice);
+    // A version that ran successfully is worth keeping elsewhere: queued, never awaited.
+    if (result.success && inv.code.kind === 's3' && report.codeEtag) this.opts.archive?.offer({ bucket: inv.code.bucket, key: inv.code.key, etag: report.codeEtag });
     this.opts.onRan?.(result, report);
     return result;
   }
