@@ -15,6 +15,7 @@ import { Supervisor, type SupervisorStatus } from './intake/supervisor.js';
 import { startHttp } from './observe/http.js';
 import type { Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
+import { AiEgress, egressNames, resolveAiEndpoint } from './pool/aiEgress.js';
 import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
 import { InputFetcher } from './run/inputFetch.js';
@@ -78,6 +79,8 @@ export class Agent {
   private stopped: Promise<void> | undefined;
   readonly engine: EngineWatch;
   readonly archive: CodeArchive | undefined;
+  /** The AI node's egress (AI_ENDPOINT), once started. */
+  egress: AiEgress | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     const c = opts.config;
@@ -139,6 +142,9 @@ export class Agent {
       });
     }
 
+    // With an AI node, containers join the agent's own network, whose egress rules let
+    // them reach that node only; without one, they have no network at all.
+    const network = c.aiEndpoint ? egressNames(c.agentId).network : c.network;
     for (const runtime of RUNTIMES) {
       const pool = new RuntimePool({
         runtime,
@@ -147,7 +153,7 @@ export class Agent {
         agentId: c.agentId,
         runId: this.runId,
         workRoot: c.workRoot,
-        network: c.network,
+        network,
         defaultMemoryMb: c.defaultMemoryMb,
         idleTimeoutMs: c.idleTimeoutMs,
         apiTimeoutMs: c.dockerTimeoutMs,
@@ -180,6 +186,7 @@ export class Agent {
       pools: this.pools,
       commands: { python: c.runtimes.python.command, cpp: c.runtimes.cpp.command },
       code,
+      functionEnv: c.aiEndpoint ? [`AI_ENDPOINT=${c.aiEndpoint}`] : [],
       inputs: new InputFetcher({ s3, s3TimeoutMs: c.s3TimeoutMs, maxBytes: c.inputS3MaxBytes }),
       outputs: c.userDataBucket
         ? new OutputStore({
@@ -268,6 +275,10 @@ export class Agent {
     await removeAgentContainers(this.docker, c.agentId, { timeoutMs: c.dockerTimeoutMs, log: this.log, workRoot: c.workRoot });
     await mkdir(codeCacheRoot(c.workRoot, c.agentId), { recursive: true });
     await this.checkDisk();
+    if (c.aiEndpoint) {
+      this.egress = new AiEgress(this.docker, { agentId: c.agentId, endpoint: await resolveAiEndpoint(c.aiEndpoint), log: this.log, timeoutMs: c.dockerTimeoutMs });
+      await this.egress.start();
+    }
     try {
       await this.redis.connect();
     } catch (err) {
@@ -370,6 +381,8 @@ export class Agent {
     await removeAgentContainers(this.docker, c.agentId, { runId: this.runId, timeoutMs: c.dockerTimeoutMs, log: this.log, workRoot: c.workRoot }).catch(
       (err: unknown) => this.log.error({ tag: 'DOCKER', err: String(err) }, 'final container sweep failed'),
     );
+    // After the containers: a network with containers attached cannot be removed.
+    await this.egress?.stop();
     this.log.info({ tag: 'AGENT' }, 'stopped');
   }
 }

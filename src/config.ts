@@ -54,6 +54,8 @@ export interface Config {
   /** Files and bytes stored from a run's output/ folder. */
   outputsMaxFiles: number;
   outputsMaxBytes: number;
+  /** AI_ENDPOINT: the AI node (a URL) functions may reach, and nothing else. */
+  aiEndpoint: string | undefined;
   /** The code archive in a second cloud (GCP_BUCKET_NAME through GCS's S3-compatible XML API, HMAC keys). */
   archive: { bucket: string; endpoint: string; accessKeyId: string; secretAccessKey: string } | undefined;
   /** A truncated stdout or stderr is kept whole up to this, and stored with the outputs. */
@@ -173,6 +175,7 @@ export function loadConfig(env: Env = process.env): Config {
     outputsMaxFiles: read(env, 'NANOGRID_OUTPUTS_MAX_FILES', int(0, 100_000), 100),
     outputsMaxBytes: read(env, 'NANOGRID_OUTPUTS_MAX_BYTES', int(0, 2 ** 40), 100 * 1024 * 1024),
     archive: archiveConfig(env),
+    aiEndpoint: read(env, 'AI_ENDPOINT', z.string().url(), undefined as string | undefined),
     outputSpoolBytes: read(env, 'NANOGRID_OUTPUT_SPOOL_BYTES', int(0, 2 ** 31), 64 * 1024 * 1024),
     outboxDir: read(env, 'NANOGRID_OUTBOX_DIR', z.string().startsWith('/', 'must be an absolute path'), join(workRoot, 'outbox', agentId)),
     defaultTimeoutMs,

@@ -18,6 +18,8 @@ export interface LeaseSource {
 export interface InvokeDeps {
   code: CodeCache;
   command: string;
+  /** The agent's additions to every function's environment. */
+  env?: string[];
   /** Reads an invocation's input (inline or by reference). */
   inputs: Pick<InputFetcher, 'get'>;
   /** Stores what the function left under output/ (only with a user-data bucket). */
@@ -83,7 +85,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
         if (inputBytes) await lease.provideInput(inputBytes);
         outcome = await lease.run({
           command: deps.command,
-          env: functionEnv(inv),
+          env: [...functionEnv(inv), ...(deps.env ?? [])],
           timeoutMs: inv.timeoutMs,
           input: inputBytes !== null,
           onStart: () => {

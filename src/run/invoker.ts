@@ -20,6 +20,8 @@ export interface InvokerOptions {
   pools: ReadonlyMap<Runtime, LeaseSource>;
   commands: Record<Runtime, string>;
   code: CodeCache;
+  /** Added to every function's environment (AI_ENDPOINT). */
+  functionEnv?: string[];
   inputs: InputFetcher;
   outputs: OutputStore | undefined;
   /** Where the code of versions that succeeded is copied (GCP_BUCKET_NAME). */
@@ -42,7 +44,7 @@ export class Invoker {
     const pool = this.opts.pools.get(inv.runtime);
     // Parsing accepted a runtime that has no pool: configuration, not the message, is off.
     if (!pool) throw new InvocationError('RUNTIME_NOT_SUPPORTED', 'permanent', `no pool for runtime ${inv.runtime}`);
-    const report = await invoke(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime], inputs: this.opts.inputs, ...(this.opts.outputs ? { outputs: this.opts.outputs } : {}) }, log, hooks);
+    const report = await invoke(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime], env: this.opts.functionEnv ?? [], inputs: this.opts.inputs, ...(this.opts.outputs ? { outputs: this.opts.outputs } : {}) }, log, hooks);
     const advice = await this.advise(inv, report, log);
     const result = this.resultOf(inv, report, advice);
     // A version that ran successfully is worth keeping elsewhere: queued, never awaited.
