@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { egressNames, METADATA_ADDRESS } from '../src/pool/aiEgress.js';
 import { docker, ONE_PYTHON, startHarness, uniqueId } from './helpers/harness.js';
-import { startTestHost } from './helpers/testHosts.js';
+import { startTestHost } from '../src/local/testHost.js';
 
 const exec = promisify(execFile);
 

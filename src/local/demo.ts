@@ -1,4 +1,5 @@
 import Docker from 'dockerode';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -10,6 +11,7 @@ import { LOCAL_CREDENTIALS, localAgentConfig } from './agentConfig.js';
 import { LocalClient } from './client.js';
 import { SAMPLES } from './samples.js';
 import { startLocalStack, type LocalStack } from './stack.js';
+import { startTestHost, type TestHost } from './testHost.js';
 
 /**
  * `npm run demo`: the agent's main job on the embedded local stack. Uploads and enqueues
@@ -44,12 +46,15 @@ async function main(): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  let platform: Platform | undefined;
   try {
     stack = await startLocalStack();
+    say('starting the platform stand-ins: a user-data bucket, an archive S3 (s3rver) and an AI node (a network namespace of its own)');
+    platform = await startPlatform(stack);
     const config = localAgentConfig(
       stack,
       AGENT_ID,
-      { HTTP_PORT: process.env.HTTP_PORT ?? '0', NANOGRID_RECEIVE_WAIT_S: process.env.NANOGRID_RECEIVE_WAIT_S ?? '2' },
+      { HTTP_PORT: process.env.HTTP_PORT ?? '0', NANOGRID_RECEIVE_WAIT_S: process.env.NANOGRID_RECEIVE_WAIT_S ?? '2', ...platform.env },
       process.env,
     );
     agent = new Agent({ config, log: createLogger('info', pino.destination({ dest: logFile, sync: false })), credentials: LOCAL_CREDENTIALS });
@@ -108,8 +113,23 @@ async function main(): Promise<number> {
     }
     if (interrupted) return 130;
 
+    say('wave 4: the platform: input in, an output file stored, the AI node called, code archived');
+    await client.uploadZip('py-io/v1.zip', { 'main.py': IO_FUNCTION });
+    await client.uploadZip('py-ai/v1.zip', { 'main.py': AI_FUNCTION });
+    const io = await run('python input -> output', 'SUCCESS', msg('demo-py-io-1', 'py-io', 'python', 'py-io/v1.zip', { inputData: { name: 'NanoGrid', numbers: [3, 4, 35] } }));
+    const aiRow = await run('python calls the AI node', 'SUCCESS', msg('demo-py-ai-1', 'py-ai', 'python', 'py-ai/v1.zip'));
+    if (interrupted) return 130;
+
     printTable(rows);
     printTimings(rows);
+    // The archive copies in the background: give it a moment to finish.
+    for (let i = 0; i < 100 && (agent.status().archive?.pending ?? 0) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const archive = agent.status().archive;
+    process.stdout.write('platform:\n');
+    process.stdout.write(`  input echo          ${io.result?.stdout.trim() ?? io.error}\n`);
+    process.stdout.write(`  stored outputs      ${io.result?.outputs.map((o) => `s3://user-data/${o.key} (${o.bytes} B)`).join(', ') || 'none'}\n`);
+    process.stdout.write(`  AI node             ${aiRow.result?.stdout.trim() ?? aiRow.error}\n`);
+    process.stdout.write(`  code archive        ${archive?.archived ?? 0} versions copied to s3://archive (s3rver), ${archive?.failed ?? 0} failed\n\n`);
     const dlq = await client.queueDepth(stack.dlqUrl);
     say(`dead-letter queue now holds ${dlq.visible + dlq.inflight} message(s) (the missing S3 key after ${stack.maxReceiveCount} tries)`);
     const failures = rows.filter((r) => !r.result || (r.expected === 'SUCCESS') !== r.result.success);
@@ -122,11 +142,68 @@ async function main(): Promise<number> {
     client?.close();
     say('stopping the agent');
     await agent?.stop();
+    await platform?.stop();
     await stack?.stop();
     const left = await listAgentContainers(new Docker(), AGENT_ID).catch(() => []);
     say(`containers left behind: ${left.length}`);
     say(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
+}
+
+const IO_FUNCTION = `import json, os, sys
+data = json.load(sys.stdin)
+os.makedirs('output', exist_ok=True)
+summary = {'name': data['name'], 'sum': sum(data['numbers'])}
+with open('output/summary.json', 'w') as f:
+    json.dump(summary, f)
+print('hello %s: the numbers add up to %d' % (data['name'], summary['sum']))
+`;
+
+const AI_FUNCTION = `import os, urllib.request
+with urllib.request.urlopen(os.environ['AI_ENDPOINT'] + '/', timeout=5) as r:
+    print('the AI node at %s answered HTTP %d' % (os.environ['AI_ENDPOINT'], r.status))
+`;
+
+interface Platform {
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * What the original platform gave its workers, stood in for on this machine: a user-data
+ * bucket on the same S3, a second S3 implementation (s3rver) as the code archive, and an
+ * AI node on a test host of the demo's own (a network namespace), as AI_ENDPOINT.
+ */
+async function startPlatform(stack: LocalStack): Promise<Platform> {
+  const client = new LocalClient({ ...stack });
+  await client.connect();
+  await client.createBucket('user-data').finally(() => client.close());
+  const { default: S3rver } = await import('s3rver');
+  const dir = await mkdtemp(join(tmpdir(), 'nanogrid-demo-archive-'));
+  const archive = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: 'archive' }] });
+  const { port } = await archive.run();
+  let ai: TestHost | undefined;
+  try {
+    ai = await startTestHost([11434]);
+  } catch (err) {
+    await archive.close();
+    throw err;
+  }
+  return {
+    env: {
+      S3_USER_DATA_BUCKET: 'user-data',
+      GCP_BUCKET_NAME: 'archive',
+      NANOGRID_ARCHIVE_ENDPOINT: `http://127.0.0.1:${port}`,
+      NANOGRID_ARCHIVE_ACCESS_KEY_ID: 'S3RVER',
+      NANOGRID_ARCHIVE_SECRET_ACCESS_KEY: 'S3RVER',
+      AI_ENDPOINT: `http://${ai.ip}:11434`,
+    },
+    async stop() {
+      await ai?.stop();
+      await archive.close().catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 function printTable(rows: Row[]): void {

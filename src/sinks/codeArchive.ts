@@ -53,6 +53,7 @@ export class CodeArchive {
   private readonly queue: ArchivedVersion[] = [];
   private running: Promise<void> | undefined;
   private stopped = false;
+  private copying = 0;
   readonly counts: Record<ArchiveEvent, number> = { archived: 0, already_there: 0, failed: 0, dropped: 0 };
 
   constructor(private readonly opts: CodeArchiveOptions) {}
@@ -62,8 +63,9 @@ export class CodeArchive {
     return `${v.bucket}/${v.key}/${v.etag.replace(/"/g, '')}`;
   }
 
+  /** Versions queued or being copied. */
   get pending(): number {
-    return this.queue.length;
+    return this.queue.length + this.copying;
   }
 
   offer(v: ArchivedVersion): void {
@@ -88,7 +90,12 @@ export class CodeArchive {
 
   private async work(): Promise<void> {
     for (let v = this.queue.shift(); v; v = this.queue.shift()) {
-      await this.copy(v);
+      this.copying++;
+      try {
+        await this.copy(v);
+      } finally {
+        this.copying--;
+      }
     }
   }
 

@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { sleep } from '../../src/core/timeout.js';
+import { sleep } from '../core/timeout.js';
 
 const exec = promisify(execFile);
 
