@@ -47,6 +47,7 @@ export class EngineWatch extends EventEmitter<EngineEvents> {
   private checking: Promise<boolean> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private slowPings = 0;
   private waiters: (() => void)[] = [];
   private readonly backoff: Backoff;
 
@@ -108,12 +109,22 @@ export class EngineWatch extends EventEmitter<EngineEvents> {
     };
   }
 
+  /**
+   * One ping. A refused or missing socket is an outage at once; a ping that is only slow
+   * (dockerd busy, the host's CPUs saturated) counts as one only the second time in a row,
+   * so load alone does not pause intake and let the warm pool go.
+   */
   private async ping(): Promise<boolean> {
     try {
       await withTimeout('docker ping', this.opts.pingTimeoutMs ?? 2000, this.opts.ping());
+      this.slowPings = 0;
       return true;
     } catch (err) {
       this.lastError = String(err);
+      if (!classifyError(err).unreachable && ++this.slowPings < 2) {
+        this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'the engine is slow to answer a ping');
+        return true;
+      }
       this.markDown(String(err));
       return false;
     }
@@ -141,6 +152,7 @@ export class EngineWatch extends EventEmitter<EngineEvents> {
         this.lastError = String(err);
         continue;
       }
+      this.slowPings = 0;
       const downMs = Date.now() - this.since;
       this.downMsTotal += downMs;
       this.state = 'up';
