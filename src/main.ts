@@ -5,8 +5,10 @@ import { LOCAL_CREDENTIALS } from './local/agentConfig.js';
 import { createLogger } from './observe/log.js';
 
 /**
- * The worker agent's entrypoint. With SQS_QUEUE_URL unset it starts the embedded local
- * stack (fauxqs for SQS and S3, a private redis-server) so it runs with no AWS account.
+ * The worker agent's entrypoint. It fails closed: without SQS_QUEUE_URL it refuses to
+ * start, unless local mode is asked for explicitly (`--local`, NANOGRID_LOCAL=1 or
+ * `npm run local`), which starts the embedded local stack (fauxqs for SQS and S3, a
+ * private redis-server) so it runs with no AWS account.
  */
 async function main(): Promise<void> {
   let config: Config;
@@ -18,6 +20,18 @@ async function main(): Promise<void> {
       process.exit(2);
     }
     throw err;
+  }
+  const local = process.argv.includes('--local') || process.env.NANOGRID_LOCAL === '1';
+  if (!config.queueUrl && !local) {
+    // A forgotten queue URL must not look like a healthy worker serving nothing.
+    process.stderr.write(
+      'nanogrid-worker: SQS_QUEUE_URL is not set: set it to the invocation queue, or ask for the embedded local stack explicitly (npm run local, --local or NANOGRID_LOCAL=1)\n',
+    );
+    process.exit(2);
+  }
+  if (config.queueUrl && !config.redisUrl) {
+    process.stderr.write('nanogrid-worker: REDIS_URL (or REDIS_HOST and REDIS_PORT) is not set: results need a Redis\n');
+    process.exit(2);
   }
   const log = createLogger(config.logLevel);
   let stack: LocalStack | undefined;

@@ -1,0 +1,57 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { waitUntil } from '../src/core/timeout.js';
+import { listAgentContainers } from '../src/pool/leftovers.js';
+import { unmountUnder } from '../src/pool/scratch.js';
+import { docker, uniqueId } from './helpers/harness.js';
+
+const MAIN = fileURLToPath(new URL('../dist/src/main.js', import.meta.url));
+
+/** The environment without anything that points the agent somewhere. */
+function bareEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of ['SQS_QUEUE_URL', 'REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'NANOGRID_LOCAL', 'AWS_ENDPOINT_URL']) delete env[k];
+  return { ...env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...extra };
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv): { done: Promise<{ code: number | null; out: string }>; child: ReturnType<typeof spawn>; out: () => string } {
+  const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<{ code: number | null; out: string }>((resolve) => child.once('exit', (code) => resolve({ code, out })));
+  return { done, child, out: () => out };
+}
+
+t.test('without SQS_QUEUE_URL the agent refuses to start', async (t) => {
+  const { code, out } = await run([], bareEnv({})).done;
+  t.equal(code, 2);
+  t.match(out, /SQS_QUEUE_URL is not set/);
+  t.match(out, /npm run local/);
+});
+
+t.test('a queue without a Redis is refused too', async (t) => {
+  const { code, out } = await run([], bareEnv({ SQS_QUEUE_URL: 'http://127.0.0.1:9/000000000000/q' })).done;
+  t.equal(code, 2);
+  t.match(out, /REDIS_URL/);
+});
+
+t.test('--local runs the embedded stack, asked for explicitly', async (t) => {
+  const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-local-'));
+  const agentId = uniqueId('local');
+  const p = run(['--local'], bareEnv({ NANOGRID_LOCAL_PORT: '0', HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', NANOGRID_AGENT_ID: agentId, NANOGRID_WORK_ROOT: workRoot, NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_RECEIVE_WAIT_S: '1', NANOGRID_CLOUDWATCH: 'off' }));
+  t.teardown(async () => {
+    if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    for (const c of await listAgentContainers(docker, agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    await unmountUnder(workRoot, 10_000);
+    await rm(workRoot, { recursive: true, force: true });
+  });
+  await waitUntil('agent started', () => p.out().includes('agent started') || p.child.exitCode !== null, { timeoutMs: 60_000 });
+  t.match(p.out(), /embedded local stack started/);
+  p.child.kill('SIGTERM');
+  t.equal((await p.done).code, 0);
+});
