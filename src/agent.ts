@@ -59,6 +59,7 @@ export interface AgentStatus {
 
 export interface Health {
   ok: boolean;
+  phase?: 'starting' | 'ready' | 'stopping';
   parts: Record<string, { ok: boolean; detail?: string; [more: string]: unknown }>;
 }
 
@@ -79,6 +80,8 @@ export class Agent {
   private stopped: Promise<void> | undefined;
   readonly engine: EngineWatch;
   readonly archive: CodeArchive | undefined;
+  /** starting until every pool's prewarm is made and intake runs; stopping from stop on. */
+  private phase: 'starting' | 'ready' | 'stopping' = 'starting';
   /** The AI node's egress (AI_ENDPOINT), once started. */
   egress: AiEgress | undefined;
 
@@ -258,6 +261,21 @@ export class Agent {
 
   async start(): Promise<void> {
     const c = this.opts.config;
+    // The HTTP server answers from the first moment: "starting" until the pools are ready.
+    this.http = await startHttp({
+      host: c.httpHost,
+      port: c.httpPort,
+      health: () => this.health(),
+      live: () => this.live(),
+      ready: () => this.health(),
+      status: () => this.status(),
+      metrics: async () => {
+        const s = this.status();
+        this.metrics.setGauges({ pools: s.pools, inflight: s.supervisor.inflight, freeSlots: s.supervisor.freeSlots, dockerUp: this.engine.isUp, outbox: s.results.outbox, threads: s.threads });
+        return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
+      },
+    });
+    this.log.info({ tag: 'AGENT', httpPort: this.httpPort }, 'http listening: starting');
     try {
       await withTimeout('docker ping', 5000, this.docker.ping());
     } catch (err) {
@@ -288,17 +306,7 @@ export class Agent {
     this.engine.start();
     this.cloudwatch?.start();
     await this.supervisor.start();
-    this.http = await startHttp({
-      host: c.httpHost,
-      port: c.httpPort,
-      health: () => this.health(),
-      status: () => this.status(),
-      metrics: async () => {
-        const s = this.status();
-        this.metrics.setGauges({ pools: s.pools, inflight: s.supervisor.inflight, freeSlots: s.supervisor.freeSlots, dockerUp: this.engine.isUp, outbox: s.results.outbox, threads: s.threads });
-        return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
-      },
-    });
+    this.phase = 'ready';
     this.log.info(
       { tag: 'AGENT', runId: this.runId, httpPort: this.httpPort, queueUrl: c.queueUrl, capacity: this.supervisor.capacity, cloudwatch: Boolean(this.cloudwatch) },
       'agent started',
@@ -350,7 +358,19 @@ export class Agent {
     };
   }
 
+  /**
+   * Liveness, for the Auto Scaling group: this process and its engine, nothing shared. An
+   * outage of SQS or Redis must not mark every worker unhealthy and replace the fleet.
+   */
+  async live(): Promise<Health> {
+    const up = await this.engine.check();
+    const e = this.engine.status();
+    return { ok: up, phase: this.phase, parts: { process: { ok: true }, docker: up ? { ok: true } : { ok: false, detail: `unreachable since ${e.since}` } } };
+  }
+
+  /** Readiness: started, and the engine and the queue answer (Redis reported only). */
   async health(): Promise<Health> {
+    if (this.phase !== 'ready') return { ok: false, phase: this.phase, parts: {} };
     const up = await this.engine.check();
     const e = this.engine.status();
     const docker = up
@@ -359,11 +379,12 @@ export class Agent {
     const queue = this.supervisor.queueReachable ? { ok: true } : { ok: false, detail: this.supervisor.status().lastReceiveError ?? 'unknown' };
     const redisOk = await this.redis.ping();
     // Redis is reported but does not fail health: results wait in the outbox meanwhile.
-    return { ok: docker.ok && queue.ok, parts: { docker, queue, redis: redisOk ? { ok: true } : { ok: false, detail: 'not answering; results kept in outbox' } } };
+    return { ok: docker.ok && queue.ok, phase: this.phase, parts: { docker, queue, redis: redisOk ? { ok: true } : { ok: false, detail: 'not answering; results kept in outbox' } } };
   }
 
   private async shutdown(): Promise<void> {
     const c = this.opts.config;
+    this.phase = 'stopping';
     this.log.info({ tag: 'AGENT', graceMs: c.shutdownGraceMs }, 'stopping: no new messages; waiting for running invocations');
     const stillRunning = await this.supervisor.stop(c.shutdownGraceMs);
     if (stillRunning > 0) this.log.warn({ tag: 'AGENT', stillRunning }, 'grace period over: killing the remaining runs; their messages return to the queue');

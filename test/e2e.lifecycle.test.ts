@@ -11,6 +11,7 @@ import { LABEL_AGENT, LABEL_RUN } from '../src/core/sandbox.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
 import { unmountUnder } from '../src/pool/scratch.js';
 import { waitUntil } from '../src/core/timeout.js';
+import { AgentProcess } from '../src/local/agentProcess.js';
 import { docker, startHarness, uniqueId } from './helpers/harness.js';
 
 const MAIN = fileURLToPath(new URL('../dist/src/main.js', import.meta.url));
@@ -162,6 +163,43 @@ t.test('GET /health and /status', async (t) => {
   );
   t.equal(down.parts.queue?.ok, false);
   t.equal(down.parts.docker?.ok, true);
+  // Liveness is this worker alone: a shared dependency down does not make it unhealthy.
+  const live = await fetch(`${base}/health/live`);
+  t.equal(live.status, 200, 'still alive with the queue gone');
+  t.equal(((await live.json()) as { status: string }).status, 'UP');
+  t.equal((await fetch(`${base}/health/ready`)).status, 503, 'but not ready');
+});
+
+t.test('the HTTP server answers from the start: STARTING until the pools are ready', async (t) => {
+  const stack = await startLocalStack();
+  t.teardown(() => stack.stop());
+  const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-starting-'));
+  const agentId = uniqueId('starting');
+  const a = new AgentProcess({ stack, agentId, workRoot, env: { NANOGRID_PREWARM: 'python=2,cpp=1' } });
+  t.teardown(async () => {
+    a.signal('SIGKILL');
+    await a.exited;
+    for (const c of await listAgentContainers(docker, agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    await unmountUnder(workRoot, 10_000);
+    await rm(workRoot, { recursive: true, force: true });
+  });
+  const port = await waitUntil('http listening', () => a.lines.find((l) => l.msg === 'http listening: starting')?.httpPort as number | undefined, { timeoutMs: 30_000, intervalMs: 5 });
+  const answers: string[] = [];
+  await waitUntil(
+    'ready',
+    async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/health/ready`);
+      const body = (await res.json()) as { status: string };
+      answers.push(`${res.status} ${body.status}`);
+      return res.status === 200;
+    },
+    { timeoutMs: 60_000, intervalMs: 20 },
+  );
+  t.equal(answers[0], '503 STARTING', `the first answer (${answers.slice(0, 3).join(', ')})`);
+  t.equal(answers.at(-1), '200 UP');
+  t.equal((await fetch(`http://127.0.0.1:${port}/health/live`)).status, 200);
+  a.signal('SIGTERM');
+  t.equal((await a.exited).code, 0);
 });
 
 t.test('a stopped agent leaves no message stranded in a dead long poll', async (t) => {

@@ -1,14 +1,28 @@
 import { createServer, type Server } from 'node:http';
 
+export interface HealthAnswer {
+  ok: boolean;
+  phase?: string;
+  parts: Record<string, unknown>;
+}
+
 export interface HttpHandlers {
   host: string;
   port: number;
-  health: () => Promise<{ ok: boolean; parts: Record<string, unknown> }>;
+  /** Readiness (what /health has always answered). */
+  health: () => Promise<HealthAnswer>;
+  /** Liveness: the process and its engine only. */
+  live: () => Promise<HealthAnswer>;
+  ready: () => Promise<HealthAnswer>;
   status: () => unknown;
   metrics: () => Promise<{ contentType: string; body: string }>;
 }
 
-/** GET /health (200/503), GET /status (JSON), GET /metrics (Prometheus text). */
+/**
+ * GET /health and /health/ready (readiness, 200/503: STARTING until the pools are ready),
+ * GET /health/live (liveness: the process and its engine), GET /status (JSON), GET
+ * /metrics (Prometheus text).
+ */
 export async function startHttp(h: HttpHandlers): Promise<Server> {
   const server = createServer((req, res) => {
     const send = (code: number, type: string, body: string) => {
@@ -20,9 +34,12 @@ export async function startHttp(h: HttpHandlers): Promise<Server> {
     if (req.method !== 'GET') return json(405, { error: 'only GET' });
     const route = async () => {
       switch (path) {
-        case '/health': {
-          const r = await h.health();
-          return json(r.ok ? 200 : 503, { status: r.ok ? 'UP' : 'DOWN', ...r });
+        case '/health':
+        case '/health/ready':
+        case '/health/live': {
+          const r = await (path === '/health/live' ? h.live() : path === '/health/ready' ? h.ready() : h.health());
+          const down = r.phase === 'starting' && path !== '/health/live' ? 'STARTING' : 'DOWN';
+          return json(r.ok ? 200 : 503, { status: r.ok ? 'UP' : down, ...r });
         }
         case '/status':
           return json(200, h.status());
@@ -31,7 +48,7 @@ export async function startHttp(h: HttpHandlers): Promise<Server> {
           return send(200, m.contentType, m.body);
         }
         default:
-          return json(404, { error: `no route ${path}`, routes: ['/health', '/status', '/metrics'] });
+          return json(404, { error: `no route ${path}`, routes: ['/health', '/health/live', '/health/ready', '/status', '/metrics'] });
       }
     };
     route().catch((err: unknown) => json(500, { error: String(err) }));
