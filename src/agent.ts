@@ -19,6 +19,7 @@ import { AiEgress, egressNames, resolveAiEndpoint } from './pool/aiEgress.js';
 import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
 import { InputFetcher } from './run/inputFetch.js';
+import { RUNNER_BOUND_MS } from './pool/lease.js';
 import { OutputStore } from './sinks/outputStore.js';
 import { archiveClient, CodeArchive } from './sinks/codeArchive.js';
 import { RuntimePool, type PoolStatus } from './pool/runtimePool.js';
@@ -55,11 +56,24 @@ export interface AgentStatus {
   threads: ThreadStats;
   engine: EngineStatus;
   archive: (Record<string, number> & { pending: number }) | null;
+  phase: string;
+  drain: DrainStatus | null;
+}
+
+/** A drain: what an operator (or a lifecycle hook) sees of it on /status. */
+export interface DrainStatus {
+  state: 'draining' | 'drained';
+  startedAt: string;
+  finishedAt: string | null;
+  /** Messages held but not started when the drain began went back to the queue. */
+  running: number;
+  /** Still running when the drain gave up waiting (their own timeouts had passed). */
+  stillRunning: number;
 }
 
 export interface Health {
   ok: boolean;
-  phase?: 'starting' | 'ready' | 'stopping';
+  phase?: 'starting' | 'ready' | 'draining' | 'drained' | 'stopping';
   parts: Record<string, { ok: boolean; detail?: string; [more: string]: unknown }>;
 }
 
@@ -81,7 +95,8 @@ export class Agent {
   readonly engine: EngineWatch;
   readonly archive: CodeArchive | undefined;
   /** starting until every pool's prewarm is made and intake runs; stopping from stop on. */
-  private phase: 'starting' | 'ready' | 'stopping' = 'starting';
+  private phase: 'starting' | 'ready' | 'draining' | 'drained' | 'stopping' = 'starting';
+  private drainInfo: DrainStatus | null = null;
   /** The AI node's egress (AI_ENDPOINT), once started. */
   egress: AiEgress | undefined;
 
@@ -269,6 +284,7 @@ export class Agent {
       live: () => this.live(),
       ready: () => this.health(),
       status: () => this.status(),
+      drain: () => this.drain(),
       metrics: async () => {
         const s = this.status();
         this.metrics.setGauges({ pools: s.pools, inflight: s.supervisor.inflight, freeSlots: s.supervisor.freeSlots, dockerUp: this.engine.isUp, outbox: s.results.outbox, threads: s.threads });
@@ -355,7 +371,33 @@ export class Agent {
       threads: this.threads.stats(),
       engine: this.engine.status(),
       archive: this.archive ? { ...this.archive.counts, pending: this.archive.pending } : null,
+      phase: this.phase,
+      drain: this.drainInfo ? { ...this.drainInfo, running: this.supervisor.status().running } : null,
     };
+  }
+
+  /**
+   * Stops receiving, gives back what is held but not started, and lets running
+   * invocations finish within their own timeouts; the agent stays up, drained. Idempotent:
+   * a second call reports the drain under way.
+   */
+  drain(): DrainStatus {
+    if (!this.drainInfo && this.phase !== 'stopping') {
+      const c = this.opts.config;
+      this.phase = 'draining';
+      const info: DrainStatus = { state: 'draining', startedAt: new Date().toISOString(), finishedAt: null, running: this.supervisor.status().running, stillRunning: 0 };
+      this.drainInfo = info;
+      this.log.info({ tag: 'AGENT', running: info.running }, 'draining: no new messages; running invocations finish');
+      // Each run ends by its own timeout at the latest; the bound only guards against a stuck one.
+      void this.supervisor.stop(c.maxTimeoutMs + RUNNER_BOUND_MS + 10_000).then((left) => {
+        info.state = 'drained';
+        info.stillRunning = left;
+        info.finishedAt = new Date().toISOString();
+        if (this.phase === 'draining') this.phase = 'drained';
+        this.log.info({ tag: 'AGENT', stillRunning: left }, 'drained');
+      });
+    }
+    return { ...(this.drainInfo ?? { state: 'drained', startedAt: new Date().toISOString(), finishedAt: null, running: 0, stillRunning: 0 }), running: this.supervisor.status().running };
   }
 
   /**

@@ -15,6 +15,8 @@ export interface HttpHandlers {
   live: () => Promise<HealthAnswer>;
   ready: () => Promise<HealthAnswer>;
   status: () => unknown;
+  /** POST /drain: starts a drain (idempotent) and returns its status. */
+  drain: () => unknown;
   metrics: () => Promise<{ contentType: string; body: string }>;
 }
 
@@ -31,7 +33,8 @@ export async function startHttp(h: HttpHandlers): Promise<Server> {
     };
     const json = (code: number, value: unknown) => send(code, 'application/json', `${JSON.stringify(value, null, 2)}\n`);
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET') return json(405, { error: 'only GET' });
+    if (req.method === 'POST' && path === '/drain') return json(202, h.drain());
+    if (req.method !== 'GET') return json(405, { error: 'only GET (and POST /drain)' });
     const route = async () => {
       switch (path) {
         case '/health':
@@ -48,7 +51,7 @@ export async function startHttp(h: HttpHandlers): Promise<Server> {
           return send(200, m.contentType, m.body);
         }
         default:
-          return json(404, { error: `no route ${path}`, routes: ['/health', '/health/live', '/health/ready', '/status', '/metrics'] });
+          return json(404, { error: `no route ${path}`, routes: ['/health', '/health/live', '/health/ready', '/status', '/metrics', 'POST /drain'] });
       }
     };
     route().catch((err: unknown) => json(500, { error: String(err) }));
