@@ -226,7 +226,7 @@ export class Agent {
         m.invocations.inc({ runtime: r.runtime, status: r.status, start_kind: report.startKind, reason: r.reason });
         m.runDuration.observe({ runtime: r.runtime, start_kind: report.startKind }, r.durationMillis / 1000);
         if (r.peakMemoryBytes !== null) m.peakMemory.observe({ runtime: r.runtime, method: r.peakMemoryMethod ?? 'unknown' }, r.peakMemoryBytes);
-        this.cloudwatch?.record(r.functionId, r.runtime, { peakMemoryBytes: r.peakMemoryBytes, durationMillis: r.durationMillis });
+        this.cloudwatch?.record(r.functionId, r.runtime, { peakMemoryBytes: r.peakMemoryBytes, durationMillis: r.durationMillis, success: r.success });
       },
     });
 
@@ -256,7 +256,15 @@ export class Agent {
       maxReceiveCount: c.maxReceiveCount,
       log: this.log,
       runInvocation: (inv, log, hooks) => invoker.run(inv, log, hooks),
-      results: this.redis,
+      results: {
+        // A FAILED answer for an invocation that never ran is an error in CloudWatch too.
+        deliver: (r, log) => {
+          if (r.startKind === null) this.cloudwatch?.recordNeverRan(r.functionId, String(r.runtime));
+          return this.redis.deliver(r, log);
+        },
+        find: (id) => this.redis.find(id),
+        markState: (id, state, fields, log) => this.redis.markState(id, state, fields, log),
+      },
       workerId: c.agentId,
     });
     this.supervisor.on('received', (n) => m.received.inc(n));
@@ -320,7 +328,7 @@ export class Agent {
     }
     await Promise.all([...this.pools.values()].map((p) => p.start()));
     this.engine.start();
-    this.cloudwatch?.start();
+    this.cloudwatch?.start(() => this.supervisor.status().running);
     await this.supervisor.start();
     this.phase = 'ready';
     this.log.info(

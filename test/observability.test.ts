@@ -46,6 +46,9 @@ t.test('CloudWatch: one batched PutMetricData per flush, flushed at shutdown', a
   });
   for (let i = 0; i < 3; i++) t.equal((await h.invoke('cw-a', SAMPLES.pythonHello)).status, 'SUCCESS');
   t.equal((await h.invoke('cw-b', SAMPLES.pythonFail)).status, 'FAILED');
+  t.equal((await h.invoke('cw-bad', SAMPLES.pythonHello, { runtime: 'ruby' })).reason, 'RUNTIME_NOT_SUPPORTED');
+  // The concurrency sampler runs every second.
+  await new Promise((r) => setTimeout(r, 1100));
   t.equal(cw.calls.length, 0, 'nothing sent per invocation');
   await h.agent.stop();
   t.equal(cw.calls.length, 1, 'one call at shutdown');
@@ -66,6 +69,21 @@ t.test('CloudWatch: one batched PutMetricData per flush, flushed at shutdown', a
   const durB = find('DurationMillis', 'cw-b')!;
   t.equal(durB.Unit, 'Milliseconds');
   t.equal(durB.StatisticValues.SampleCount, 1);
+  // Lambda's names too: Invocations, Errors, Duration.
+  type Datum = (typeof call.body.MetricData)[number] & { Value?: number };
+  const value = (metric: string, fn: string) => (find(metric, fn) as Datum | undefined)?.Value;
+  t.equal(value('Invocations', 'cw-a'), 3);
+  t.equal(value('Errors', 'cw-a'), 0);
+  t.equal(value('Invocations', 'cw-b'), 1);
+  t.equal(value('Errors', 'cw-b'), 1, 'a failed run is an error');
+  t.equal(find('Duration', 'cw-a')?.Unit, 'Milliseconds');
+  t.equal(find('Duration', 'cw-a')?.StatisticValues.SampleCount, 3);
+  // An invocation that never ran (unsupported runtime) counts as an invocation and an error.
+  t.equal(value('Invocations', 'cw-bad'), 1);
+  t.equal(value('Errors', 'cw-bad'), 1);
+  const conc = call.body.MetricData.find((d) => d.MetricName === 'ConcurrentExecutions');
+  t.ok(conc, 'the agent\'s concurrency, sampled');
+  t.equal(conc?.Unit, 'Count');
 });
 
 t.test('a failing CloudWatch never fails an invocation; the failure is counted', async (t) => {

@@ -13,6 +13,8 @@ interface Bucket {
   runtime: string;
   peak?: Stat;
   duration?: Stat;
+  invocations: number;
+  errors: number;
 }
 
 /** PutMetricData takes at most 1000 datums per call. */
@@ -25,6 +27,9 @@ const MAX_DATUMS = 1000;
  */
 export class CloudWatchSink {
   private buckets = new Map<string, Bucket>();
+  /** The agent's running invocations, sampled every second (Lambda's ConcurrentExecutions). */
+  private concurrency: Stat | undefined;
+  private sampler: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
 
@@ -33,21 +38,41 @@ export class CloudWatchSink {
     private readonly opts: { namespace: string; flushMs: number; timeoutMs: number; log: Logger; onFailure?: () => void },
   ) {}
 
-  start(): void {
+  /** `running`: how many invocations run now, sampled every second while started. */
+  start(running?: () => number): void {
     this.timer = setInterval(() => void this.flush(), this.opts.flushMs);
     this.timer.unref();
+    if (running) {
+      this.sampler = setInterval(() => (this.concurrency = add(this.concurrency, running())), 1000);
+      this.sampler.unref();
+    }
   }
 
-  record(functionId: string, runtime: string, figures: { peakMemoryBytes: number | null; durationMillis: number }): void {
-    const key = `${functionId}\u0000${runtime}`;
-    let b = this.buckets.get(key);
-    if (!b) {
-      b = { functionId, runtime };
-      this.buckets.set(key, b);
-    }
+  /** A run that happened: its peak, its duration, and whether it failed. */
+  record(functionId: string, runtime: string, figures: { peakMemoryBytes: number | null; durationMillis: number; success?: boolean }): void {
+    const b = this.bucket(functionId, runtime);
     // Skipped when unknown, as in the original: a null peak is not a zero.
     if (figures.peakMemoryBytes !== null) b.peak = add(b.peak, figures.peakMemoryBytes);
     b.duration = add(b.duration, figures.durationMillis);
+    b.invocations++;
+    if (figures.success === false) b.errors++;
+  }
+
+  /** An invocation answered FAILED without running (bad message, missing code, ...): an error all the same. */
+  recordNeverRan(functionId: string, runtime: string): void {
+    const b = this.bucket(functionId, runtime);
+    b.invocations++;
+    b.errors++;
+  }
+
+  private bucket(functionId: string, runtime: string): Bucket {
+    const key = `${functionId}\u0000${runtime}`;
+    let b = this.buckets.get(key);
+    if (!b) {
+      b = { functionId, runtime, invocations: 0, errors: 0 };
+      this.buckets.set(key, b);
+    }
+    return b;
   }
 
   get pendingSeries(): number {
@@ -62,16 +87,21 @@ export class CloudWatchSink {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.sampler);
     await this.flush();
     this.client.destroy();
   }
 
   private async send(): Promise<void> {
-    if (this.buckets.size === 0) return;
+    if (this.buckets.size === 0 && !this.concurrency) return;
     const buckets = [...this.buckets.values()];
     this.buckets = new Map();
     const now = new Date();
     const datums: MetricDatum[] = [];
+    if (this.concurrency) {
+      datums.push({ MetricName: 'ConcurrentExecutions', Unit: StandardUnit.Count, Timestamp: now, StatisticValues: stat(this.concurrency) });
+      this.concurrency = undefined;
+    }
     for (const b of buckets) {
       const dims = [
         { Name: 'FunctionId', Value: b.functionId },
@@ -79,8 +109,12 @@ export class CloudWatchSink {
       ];
       if (b.peak) datums.push({ MetricName: 'PeakMemoryBytes', Unit: StandardUnit.Bytes, Dimensions: dims, Timestamp: now, StatisticValues: stat(b.peak) });
       if (b.duration) {
+        // Duration is Lambda's name; DurationMillis the original's, kept for its dashboards.
+        datums.push({ MetricName: 'Duration', Unit: StandardUnit.Milliseconds, Dimensions: dims, Timestamp: now, StatisticValues: stat(b.duration) });
         datums.push({ MetricName: 'DurationMillis', Unit: StandardUnit.Milliseconds, Dimensions: dims, Timestamp: now, StatisticValues: stat(b.duration) });
       }
+      datums.push({ MetricName: 'Invocations', Unit: StandardUnit.Count, Dimensions: dims, Timestamp: now, Value: b.invocations });
+      datums.push({ MetricName: 'Errors', Unit: StandardUnit.Count, Dimensions: dims, Timestamp: now, Value: b.errors });
     }
     for (let i = 0; i < datums.length; i += MAX_DATUMS) {
       const chunk = datums.slice(i, i + MAX_DATUMS);
