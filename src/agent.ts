@@ -57,6 +57,7 @@ export interface AgentStatus {
   engine: EngineStatus;
   archive: (Record<string, number> & { pending: number }) | null;
   phase: string;
+  memoryBudgetMb: number;
   drain: DrainStatus | null;
 }
 
@@ -251,6 +252,7 @@ export class Agent {
         maxInputBytes: c.inputMaxBytes,
         codeBuckets: c.codeBuckets,
         userDataBucket: c.userDataBucket,
+        memoryBudgetMb: c.memoryBudgetMb,
       },
       visibilityTimeoutS: c.visibilityTimeoutS,
       maxReceiveCount: c.maxReceiveCount,
@@ -380,6 +382,7 @@ export class Agent {
       engine: this.engine.status(),
       archive: this.archive ? { ...this.archive.counts, pending: this.archive.pending } : null,
       phase: this.phase,
+      memoryBudgetMb: this.opts.config.memoryBudgetMb,
       drain: this.drainInfo ? { ...this.drainInfo, running: this.supervisor.status().running } : null,
     };
   }

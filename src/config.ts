@@ -1,4 +1,4 @@
-import { hostname, tmpdir } from 'node:os';
+import { hostname, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { normalizeRuntime, RUNTIMES, type Runtime, type RuntimeConfig } from './core/runtimes.js';
@@ -54,6 +54,8 @@ export interface Config {
   /** Files and bytes stored from a run's output/ folder. */
   outputsMaxFiles: number;
   outputsMaxBytes: number;
+  /** The memory the agent's containers may be allowed, MB: the host's minus a reserve for the system and the agent. */
+  memoryBudgetMb: number;
   /** AI_ENDPOINT: the AI node (a URL) functions may reach, and nothing else. */
   aiEndpoint: string | undefined;
   /** The code archive in a second cloud (GCP_BUCKET_NAME through GCS's S3-compatible XML API, HMAC keys). */
@@ -176,6 +178,12 @@ export function loadConfig(env: Env = process.env): Config {
     outputsMaxBytes: read(env, 'NANOGRID_OUTPUTS_MAX_BYTES', int(0, 2 ** 40), 100 * 1024 * 1024),
     archive: archiveConfig(env),
     aiEndpoint: read(env, 'AI_ENDPOINT', z.string().url(), undefined as string | undefined),
+    memoryBudgetMb: read(
+      env,
+      'NANOGRID_MEMORY_BUDGET_MB',
+      int(16, 16_777_216),
+      Math.max(16, Math.floor(totalmem() / 1048576) - read(env, 'NANOGRID_MEMORY_RESERVE_MB', int(0, 16_777_216), 1024)),
+    ),
     outputSpoolBytes: read(env, 'NANOGRID_OUTPUT_SPOOL_BYTES', int(0, 2 ** 31), 64 * 1024 * 1024),
     outboxDir: read(env, 'NANOGRID_OUTBOX_DIR', z.string().startsWith('/', 'must be an absolute path'), join(workRoot, 'outbox', agentId)),
     defaultTimeoutMs,

@@ -35,6 +35,8 @@ export interface ParseLimits {
   codeBuckets?: readonly string[];
   /** The user-data bucket (S3_USER_DATA_BUCKET): inputs by reference may come from it too. */
   userDataBucket?: string;
+  /** The most memory this worker can ever give one container (NANOGRID_MEMORY_BUDGET_MB). */
+  memoryBudgetMb?: number;
 }
 
 /** The default for maxInputBytes: what fits an SQS body (256 KiB) with the rest of the message. */
@@ -112,6 +114,10 @@ export function parseInvocation(body: string, meta: MessageMeta, limits: ParseLi
   const memoryMb = msg.memoryMb ?? limits.defaultMemoryMb;
   if (memoryMb < MIN_MEMORY_MB || memoryMb > MAX_MEMORY_MB) {
     return reject(meta, obj, 'INVALID_MESSAGE', `memoryMb ${memoryMb} is outside ${MIN_MEMORY_MB}-${MAX_MEMORY_MB}`, limits);
+  }
+  if (limits.memoryBudgetMb !== undefined && memoryMb > limits.memoryBudgetMb) {
+    // It would wait forever here, and fail the same way on any worker of this size.
+    return reject(meta, obj, 'INVALID_MESSAGE', `memoryMb ${memoryMb} exceeds this worker's memory budget of ${limits.memoryBudgetMb} MB (NANOGRID_MEMORY_BUDGET_MB)`, limits);
   }
 
   let code: CodeSource;

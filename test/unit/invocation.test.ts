@@ -121,3 +121,10 @@ t.test('S3_CODE_BUCKET: a message naming another bucket is refused', async (t) =
     t.match(r.rejection.message, /not a code bucket of this worker \(S3_CODE_BUCKET: code-a, code-b\)/);
   }
 });
+
+t.test('a message asking for more memory than the worker can ever give is refused, naming the limit', async (t) => {
+  const r = parseInvocation(JSON.stringify({ ...good, memoryMb: 4096 }), meta, { ...limits, memoryBudgetMb: 2048 });
+  t.notOk(r.ok);
+  if (!r.ok) t.match(r.rejection.message, /memoryMb 4096 exceeds this worker's memory budget of 2048 MB \(NANOGRID_MEMORY_BUDGET_MB\)/);
+  t.ok(parseInvocation(JSON.stringify({ ...good, memoryMb: 2048 }), meta, { ...limits, memoryBudgetMb: 2048 }).ok);
+});
