@@ -168,8 +168,18 @@ class World {
   async close(): Promise<void> {
     for (const a of this.agents) a.signal('SIGKILL');
     await Promise.all(this.agents.map((a) => a.exited));
-    for (const a of this.agents) {
-      for (const c of await listAgentContainers(docker, a.opts.agentId).catch(() => [])) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    // A killed agent may have left a removal in progress (the engine then refuses a second
+    // one with a conflict): sweep until nothing of its containers is left, bounded.
+    for (let round = 0; round < 20; round++) {
+      let left = 0;
+      for (const a of this.agents) {
+        for (const c of await listAgentContainers(docker, a.opts.agentId).catch(() => [])) {
+          left++;
+          await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+        }
+      }
+      if (left === 0) break;
+      await sleep(500);
     }
     await unmountUnder(this.workRoot, 10_000).catch(() => undefined);
     await rm(this.workRoot, { recursive: true, force: true });
