@@ -222,3 +222,43 @@ export async function measureCpuShare(env: BenchEnv, n: number, overrides: Recor
     return { alone, beside };
   });
 }
+
+export const FLEET_AGENTS = ['bench-fleet-1', 'bench-fleet-2', 'bench-fleet-3'];
+
+export interface FleetRun {
+  agents: number;
+  invocations: number;
+  perSecond: number;
+}
+
+/**
+ * Throughput of `n` agents on one queue (each with 2 python containers, warmed), for a
+ * 100 ms function: a batch sent at once, timed from the first send to the last result.
+ */
+export async function measureFleet(env: BenchEnv, n: number, key: string, count: number): Promise<FleetRun> {
+  const agents = FLEET_AGENTS.slice(0, n).map(
+    (id) =>
+      new Agent({
+        config: localAgentConfig(env.stack, id, { NANOGRID_WORK_ROOT: env.workRoot, NANOGRID_PREWARM: 'python=2,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1', NANOGRID_RECEIVE_WAIT_S: '1' }),
+        log: createLogger('warn', pino.destination({ dest: env.logFile, sync: false, append: true })),
+        credentials: LOCAL_CREDENTIALS,
+      }),
+  );
+  try {
+    await Promise.all(agents.map((a) => a.start()));
+    // Warm every container with the function first.
+    await Promise.all(Array.from({ length: 2 * n }, () => invoke(env, 'fleet', 'python', key)));
+    await Promise.all(agents.map((a) => quiet(a)));
+    const ids = Array.from({ length: count }, () => `f-${process.pid}-${++seq}`);
+    const t0 = performance.now();
+    await env.client.sendBatch(ids.map((requestId) => ({ requestId, functionId: 'fleet', runtime: 'python', s3Bucket: env.stack.bucket, s3Key: key, timeoutMs: 60_000, memoryMb: 128 })));
+    const results = await Promise.all(ids.map((id) => env.client.waitForResult(id, 300_000)));
+    const seconds = (performance.now() - t0) / 1000;
+    for (const id of ids) env.client.forget(id);
+    const failed = results.filter((r) => !r.success);
+    if (failed.length > 0) throw new Error(`fleet bench: ${failed.length} invocations failed (${failed[0]!.reason})`);
+    return { agents: n, invocations: count, perSecond: count / seconds };
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+  }
+}

@@ -16,7 +16,7 @@ import { defaultRunnerDir } from '../src/core/sandbox.js';
 import { sleep } from '../src/core/timeout.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
 import { unmountUnder } from '../src/pool/scratch.js';
-import { BENCH_AGENT, current, withAgent, measureColdCurve, measureCpuShare, CPU_HOG, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
+import { BENCH_AGENT, current, withAgent, measureColdCurve, measureCpuShare, measureFleet, CPU_HOG, FLEET_AGENTS, type FleetRun, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
 import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
 import { DIRECT_AGENT, measureFloors, measureResident, measureStage4Pool, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
 import { ratio, summarize, type Summary } from './stats.js';
@@ -44,7 +44,7 @@ async function cleanup(): Promise<void> {
   await current?.stop().catch(() => undefined);
   client?.close();
   await stack?.stop().catch(() => undefined);
-  for (const agent of [DIRECT_AGENT, BENCH_AGENT]) {
+  for (const agent of [DIRECT_AGENT, BENCH_AGENT, ...FLEET_AGENTS]) {
     const left = await listAgentContainers(docker, agent).catch(() => []);
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   }
@@ -179,6 +179,14 @@ async function main(): Promise<void> {
     progress(`cpu share, ${label}: trivial p50 alone ${latency[`cpu share (${label}): trivial alone (end to end)`]!.p50} ms, beside the hog ${latency[`cpu share (${label}): trivial beside a 4-process hog (end to end)`]!.p50} ms`);
   }
 
+  // A fleet on one machine: 1, 2 and 3 agents on one queue, 2 containers each, 100 ms function.
+  const fleet: FleetRun[] = [];
+  for (const n of [1, 2, 3]) {
+    const r = await measureFleet(env, n, 'bench/python-sleep100.zip', quick ? 48 : 120);
+    fleet.push(r);
+    progress(`fleet: ${n} agent(s): ${r.perSecond.toFixed(1)}/s`);
+  }
+
   const coldCurve: Report['coldCurve'] = [];
   for (const d of CC_DISTINCT) {
     const p = await measureColdCurve(env, CC_CAPACITY, d, 'bench/python-hello.zip', plan.ccCount);
@@ -218,6 +226,7 @@ async function main(): Promise<void> {
     `- agent RSS: idle ${Math.round(rssMb.idle)} MB, after the throughput cells ${Math.round(rssMb.afterThroughput)} MB`,
     `- python: agent cold (inside, p50) / (create+start + own run time): **${(L('python: agent cold (inside)') / (L('floor: create+start') + L('python: own run time'))).toFixed(2)}x**`,
     `- freeze+thaw: dockerd / cgroup (p50): **${ratio(L('floor: dockerd pause+unpause'), L('floor: cgroup freeze+thaw')).toFixed(1)}x**`,
+    `- fleet: 1 / 2 / 3 agents on one queue (100 ms function, 2 containers each): **${fleet.map((f) => f.perSecond.toFixed(1)).join(' / ')} per second**`,
     `- cpu share: trivial p50 beside a 4-process hog / alone: **${ratio(L('cpu share (limits on): trivial beside a 4-process hog (end to end)'), L('cpu share (limits on): trivial alone (end to end)')).toFixed(2)}x** with CPU limits (${ratio(L('cpu share (limits off): trivial beside a 4-process hog (end to end)'), L('cpu share (limits off): trivial alone (end to end)')).toFixed(2)}x with weights only)`,
   ];
 
