@@ -33,9 +33,7 @@ export interface RunHooks {
   onRunStart: () => void;
   /** Called when the run is over (its container is free; its result is still being made). */
   onRunEnd: () => void;
-  /** Checked once code and container are ready: false (stopping) gives the message back. */
-  shouldStart: () => boolean;
-  /** The same check, with the reason the message goes back. */
+  /** Checked once code and container are ready: the reason the message goes back instead (stopping, engine outage), or null. */
   holdBack: () => InvocationError | null;
 }
 
@@ -301,7 +299,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         result = await this.opts.runInvocation(inv, log, {
           onRunStart: () => (held.started = true),
           onRunEnd: () => this.settle(held),
-          shouldStart: () => this.holdBack() === null,
           holdBack: () => this.holdBack(),
         });
         break;

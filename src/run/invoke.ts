@@ -30,9 +30,7 @@ export interface InvokeHooks {
   onRunStart?: () => void;
   /** The run is over and its container given back (the result is not made yet). */
   onRunEnd?: () => void;
-  /** Checked once code and container are ready: false (shutting down) gives the message back. */
-  shouldStart?: () => boolean;
-  /** Checked with shouldStart: the reason the message goes back instead (shutting down, engine outage). */
+  /** Checked once code and container are ready: the reason the message goes back instead of running (shutting down, engine outage), or null. */
   holdBack?: () => InvocationError | null;
 }
 
@@ -73,7 +71,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
 
   const end = { ran: false, reusable: false };
   try {
-    const back = hooks.holdBack?.() ?? (hooks.shouldStart && !hooks.shouldStart() ? new InvocationError('SHUTTING_DOWN', 'transient', 'the agent is stopping; the message goes back to the queue') : null);
+    const back = hooks.holdBack?.();
     if (back) {
       end.reusable = true;
       throw back;
