@@ -18,6 +18,7 @@ import { Metrics } from './observe/metrics.js';
 import { AiEgress, egressNames, resolveAiEndpoint } from './pool/aiEgress.js';
 import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
+import { scratchImageBytes } from './pool/scratch.js';
 import { InputFetcher } from './run/inputFetch.js';
 import { RUNNER_BOUND_MS } from './pool/lease.js';
 import { OutputStore } from './sinks/outputStore.js';
@@ -347,7 +348,7 @@ export class Agent {
     const c = this.opts.config;
     if (!c.diskReserve) return;
     const containers = RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0);
-    const needMb = containers * Math.ceil(c.diskLimitMb * 1.07 + 8);
+    const needMb = Math.ceil((containers * scratchImageBytes(c.diskLimitMb * 1024 * 1024)) / (1024 * 1024));
     const fs = await statfs(c.workRoot);
     const freeMb = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));
     if (freeMb < needMb) {

@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cpus } from 'node:os';
-import { CONTROL_DIR, controlHostDir, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, SPOOL_NAMES, WORKDIR } from '../core/sandbox.js';
+import { CONTROL_DIR, controlHostDir, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, WORKDIR } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
 import type { CgroupRef } from '../run/memoryMeter.js';
 import { RunnerClient } from '../run/runnerClient.js';
@@ -203,8 +203,6 @@ export class DockerContainer {
    */
   async resetWorkspace(): Promise<void> {
     await this.scratchSpace().wipe(this.staged?.names ?? []);
-    const ctl = controlHostDir(this.spec.hostDir);
-    await Promise.all(Object.values(SPOOL_NAMES).map((n) => rm(join(ctl, n), { force: true })));
   }
 
   /** What the writable space holds now (after a run: whether the run filled it). */

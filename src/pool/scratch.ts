@@ -23,8 +23,12 @@ export interface ScratchSpec {
   timeoutMs: number;
 }
 
-/** ext4's own share of a small file system (inode tables, bitmaps), added so the function gets its whole limit. */
-function imageBytes(limitBytes: number): number {
+/**
+ * The image's size for a limit: ext4's own share of a small file system (inode tables,
+ * bitmaps) added, so the function gets its whole limit. What each container reserves on
+ * the host disk.
+ */
+export function scratchImageBytes(limitBytes: number): number {
   return Math.ceil((limitBytes + Math.max(8 << 20, limitBytes / 16)) / 4096) * 4096;
 }
 
@@ -50,7 +54,7 @@ export class Scratch {
   static async create(spec: ScratchSpec): Promise<Scratch> {
     const s = new Scratch(spec);
     const t = { timeout: spec.timeoutMs };
-    const bytes = imageBytes(spec.limitBytes);
+    const bytes = scratchImageBytes(spec.limitBytes);
     await mkdir(dirname(spec.imagePath), { recursive: true, mode: 0o700 });
     await rm(spec.imagePath, { force: true });
     if (spec.reserve) await exec('fallocate', ['-l', String(bytes), spec.imagePath], t);

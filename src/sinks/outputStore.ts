@@ -1,6 +1,6 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { constants } from 'node:fs';
-import { lstat, open, readdir } from 'node:fs/promises';
+import { lstat, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StoredOutput } from '../core/result.js';
 import type { Logger } from '../observe/log.js';
@@ -94,7 +94,8 @@ export class OutputStore {
 
   /**
    * Stores a stream the runner kept whole (stdout or stderr past the output limit) as
-   * `{functionId}/{requestId}/{name}`; the error text when it could not be stored.
+   * `{functionId}/{requestId}/{name}`, then removes its spool file (stored or not: the
+   * next run's would start over); the error text when it could not be stored.
    */
   async storeStream(path: string, functionId: string, requestId: string, name: string, log: Logger): Promise<StoredOutput | string> {
     const key = `${functionId}/${requestId}/${name}`;
@@ -107,6 +108,8 @@ export class OutputStore {
       this.opts.onFile?.('failed', 0);
       log.warn({ tag: 'S3', key, err: String(err) }, 'full output stream not stored');
       return `${name}: upload failed: ${String(err)}`;
+    } finally {
+      await rm(path, { force: true });
     }
   }
 
