@@ -169,8 +169,8 @@ async function copyTree(from: string, to: string): Promise<void> {
       await copyTree(src, dst);
       await chmod(dst, (await stat(src)).mode & 0o7777);
     } else if (e.isFile()) {
+      // copyFile keeps the source's mode (the cache's read-only code stays so).
       await copyFile(src, dst);
-      await chmod(dst, (await stat(src)).mode & 0o7777);
     }
   }
 }
