@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,10 +9,9 @@ import { SAMPLES } from '../src/local/samples.js';
 import { startLocalStack } from '../src/local/stack.js';
 import { LABEL_AGENT, LABEL_RUN } from '../src/core/sandbox.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
-import { unmountUnder } from '../src/pool/scratch.js';
 import { waitUntil } from '../src/core/timeout.js';
 import { AgentProcess } from '../src/local/agentProcess.js';
-import { docker, startHarness, uniqueId } from './helpers/harness.js';
+import { docker, removeLeftovers, startHarness, uniqueId } from './helpers/harness.js';
 
 const MAIN = fileURLToPath(new URL('../dist/src/main.js', import.meta.url));
 
@@ -25,10 +24,7 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
   t.teardown(() => client.close());
   const agentId = uniqueId('sig');
   t.teardown(async () => {
-    for (const c of await listAgentContainers(docker, agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    // A killed agent leaves its scratch file systems mounted under workRoot.
-    await unmountUnder(workRoot, 10_000);
-    await rm(workRoot, { recursive: true, force: true });
+    await removeLeftovers(agentId, workRoot);
   });
 
   const child = spawn(process.execPath, [MAIN], {
@@ -179,9 +175,7 @@ t.test('the HTTP server answers from the start: STARTING until the pools are rea
   t.teardown(async () => {
     a.signal('SIGKILL');
     await a.exited;
-    for (const c of await listAgentContainers(docker, agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    await unmountUnder(workRoot, 10_000);
-    await rm(workRoot, { recursive: true, force: true });
+    await removeLeftovers(agentId, workRoot);
   });
   const port = await waitUntil('http listening', () => a.lines.find((l) => l.msg === 'http listening: starting')?.httpPort as number | undefined, { timeoutMs: 30_000, intervalMs: 5 });
   const answers: string[] = [];

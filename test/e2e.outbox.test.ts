@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -7,18 +7,7 @@ import { AgentProcess } from '../src/local/agentProcess.js';
 import { LocalClient } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { startLocalStack, startRedisServer, type RedisServer } from '../src/local/stack.js';
-import { listAgentContainers } from '../src/pool/leftovers.js';
-import { unmountUnder } from '../src/pool/scratch.js';
-import { docker, uniqueId } from './helpers/harness.js';
-
-async function shutdownRedis(url: string): Promise<void> {
-  const { Redis } = await import('ioredis');
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
-  r.on('error', () => undefined);
-  await r.connect();
-  await r.call('SHUTDOWN', 'NOSAVE').catch(() => undefined);
-  r.disconnect();
-}
+import { removeLeftovers, shutdownRedis, uniqueId } from './helpers/harness.js';
 
 t.test('a worker SIGKILLed while Redis is down loses no result and runs nothing twice', async (t) => {
   const stack = await startLocalStack();
@@ -29,9 +18,7 @@ t.test('a worker SIGKILLed while Redis is down loses no result and runs nothing 
   t.teardown(async () => {
     for (const a of agents) a.signal('SIGKILL');
     await Promise.all(agents.map((a) => a.exited));
-    for (const c of await listAgentContainers(docker, agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    await unmountUnder(workRoot, 10_000);
-    await rm(workRoot, { recursive: true, force: true });
+    await removeLeftovers(agentId, workRoot);
     await redis?.stop();
     await stack.stop();
   });

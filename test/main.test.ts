@@ -1,13 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { waitUntil } from '../src/core/timeout.js';
-import { listAgentContainers } from '../src/pool/leftovers.js';
-import { unmountUnder } from '../src/pool/scratch.js';
-import { docker, uniqueId } from './helpers/harness.js';
+import { removeLeftovers, uniqueId } from './helpers/harness.js';
 
 const MAIN = fileURLToPath(new URL('../dist/src/main.js', import.meta.url));
 
@@ -46,9 +44,7 @@ t.test('--local runs the embedded stack, asked for explicitly', async (t) => {
   const p = run(['--local'], bareEnv({ NANOGRID_LOCAL_PORT: '0', HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', NANOGRID_AGENT_ID: agentId, NANOGRID_WORK_ROOT: workRoot, NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_RECEIVE_WAIT_S: '1', NANOGRID_CLOUDWATCH: 'off' }));
   t.teardown(async () => {
     if (p.child.exitCode === null) p.child.kill('SIGKILL');
-    for (const c of await listAgentContainers(docker, agentId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    await unmountUnder(workRoot, 10_000);
-    await rm(workRoot, { recursive: true, force: true });
+    await removeLeftovers(agentId, workRoot);
   });
   await waitUntil('agent started', () => p.out().includes('agent started') || p.child.exitCode !== null, { timeoutMs: 60_000 });
   t.match(p.out(), /embedded local stack started/);

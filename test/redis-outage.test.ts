@@ -2,7 +2,7 @@ import t from 'tap';
 import { SAMPLES } from '../src/local/samples.js';
 import { startRedisServer, type RedisServer } from '../src/local/stack.js';
 import { waitUntil } from '../src/core/timeout.js';
-import { startHarness } from './helpers/harness.js';
+import { shutdownRedis, startHarness } from './helpers/harness.js';
 
 t.test('Redis down after a run: the message is deleted, the function is not re-run, the result is delivered later', async (t) => {
   const h = await startHarness(t);
@@ -13,7 +13,7 @@ t.test('Redis down after a run: the message is deleted, the function is not re-r
   await waitUntil('warm-up deleted', async () => (h.agent.status().supervisor.inflight === 0 ? true : undefined));
   const before = h.agent.status().supervisor.totals.deleted;
 
-  await killRedisOn(port);
+  await shutdownRedis(h.stack.redisUrl);
   const m = h.message('outage');
   await h.client.send(m);
   await waitUntil('message deleted', async () => (h.agent.status().supervisor.totals.deleted === before + 1 ? true : undefined), { timeoutMs: 30_000 });
@@ -29,13 +29,3 @@ t.test('Redis down after a run: the message is deleted, the function is not re-r
   const python = h.agent.status().pools.find((p) => p.runtime === 'python')!;
   t.equal(python.served.prewarm + python.served.warm + python.served.cold, 2, 'the function ran exactly twice: warm-up and this one');
 });
-
-/** Stops whichever redis-server listens on `port` via SHUTDOWN NOSAVE. */
-async function killRedisOn(port: number): Promise<void> {
-  const { Redis } = await import('ioredis');
-  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-  r.on('error', () => undefined);
-  await r.connect();
-  await r.call('SHUTDOWN', 'NOSAVE').catch(() => undefined);
-  r.disconnect();
-}

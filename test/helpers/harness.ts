@@ -1,4 +1,5 @@
 import Docker from 'dockerode';
+import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -33,6 +34,28 @@ export interface Harness {
   containers(): Promise<Docker.ContainerInfo[]>;
   /** Waits until no message is held and no container is in the middle of an engine call. */
   quiet(): Promise<void>;
+}
+
+/**
+ * Leaves nothing of an agent behind, whatever the test did: its containers (by label) and,
+ * with `workRoot`, the scratch file systems mounted under it and the folder itself.
+ */
+export async function removeLeftovers(agentId: string, workRoot?: string): Promise<void> {
+  const left = await listAgentContainers(docker, agentId);
+  await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  if (workRoot) {
+    await unmountUnder(workRoot, 10_000);
+    await rm(workRoot, { recursive: true, force: true });
+  }
+}
+
+/** Stops the redis-server at `url` at once (SHUTDOWN NOSAVE), as a crash would. */
+export async function shutdownRedis(url: string): Promise<void> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+  r.on('error', () => undefined);
+  await r.connect();
+  await r.call('SHUTDOWN', 'NOSAVE').catch(() => undefined);
+  r.disconnect();
 }
 
 export function uniqueId(prefix: string): string {
@@ -81,9 +104,8 @@ export async function startHarness(t: T, opts: HarnessOptions = {}): Promise<Har
   const agent = new Agent({ config, log, credentials: LOCAL_CREDENTIALS, ...opts.agent });
   t.teardown(async () => {
     await agent.stop();
-    // Whatever the test did, leave nothing of this agent behind.
-    const left = await listAgentContainers(docker, agentId);
-    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    // Whatever the test did, leave nothing of this agent behind (the folder goes with the stack, below).
+    await removeLeftovers(agentId);
     await unmountUnder(workRoot, 10_000);
   });
   await agent.start();
