@@ -232,13 +232,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'agent SIGTERMed with runs in flight',
     async run(w) {
-      const first = await w.startAgent('chaos-term');
-      const stream = w.stream('slow-echo', QUICK ? 16 : 40, 250);
-      await sleep(2500);
-      first.signal('SIGTERM');
-      const exit = await first.exited;
-      await w.startAgent('chaos-term');
-      await stream;
+      const { exit } = await replaceMidStream(w, 'chaos-term', 'SIGTERM');
       const row = await w.row(this.name, w.ids, { timeoutMs: collectMs, restarts: 1, note: `exit code ${exit.code}` });
       return exit.code === 0 ? row : { ...row, verdict: 'FAIL', note: `${row.note}: SIGTERM exit code ${exit.code}` };
     },
@@ -246,16 +240,10 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'agent SIGKILLed and restarted',
     async run(w) {
-      const first = await w.startAgent('chaos-kill');
-      const stream = w.stream('slow-echo', QUICK ? 16 : 40, 250);
-      await sleep(2500);
-      first.signal('SIGKILL');
-      await first.exited;
+      const { first } = await replaceMidStream(w, 'chaos-kill', 'SIGKILL');
       // The runs the kill interrupted: received by the killed agent, never finished there.
       const received = new Set(first.lines.filter((l) => l.msg === 'invocation received').map((l) => l.requestId as string));
       for (const l of first.lines) if (l.msg === 'invocation finished') received.delete(l.requestId as string);
-      await w.startAgent('chaos-kill');
-      await stream;
       return w.row(this.name, w.ids, { timeoutMs: collectMs, restarts: 1, allowedTwice: received.size, interrupted: received, note: `${received.size} in flight at the kill, run again (at-least-once)` });
     },
   },
@@ -322,6 +310,21 @@ const SCENARIOS: Scenario[] = [
   },
   ...HOSTILE.map((h) => ({ name: `hostile: ${h.name}`, run: (w: World) => hostileScenario(w, h) })),
 ];
+
+/**
+ * Under a stream of 1 s functions, signals the agent with runs in flight, starts a new
+ * one with the same id, and waits for the stream to be sent.
+ */
+async function replaceMidStream(w: World, agentId: string, signal: NodeJS.Signals): Promise<{ first: AgentProcess; exit: { code: number | null } }> {
+  const first = await w.startAgent(agentId);
+  const stream = w.stream('slow-echo', QUICK ? 16 : 40, 250);
+  await sleep(2500);
+  first.signal(signal);
+  const exit = await first.exited;
+  await w.startAgent(agentId);
+  await stream;
+  return { first, exit };
+}
 
 /** The hostile function among a small stream, then a probe of the same function. */
 async function hostileScenario(w: World, h: Hostile): Promise<Row> {
