@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { Invocation } from '../core/invocation.js';
 import { InvocationError, type Reason } from '../core/reasons.js';
 import { failedResult, type Result } from '../core/result.js';
+import { Backoff } from '../core/backoff.js';
 import { sleep, withTimeout } from '../core/timeout.js';
 import type { Logger } from '../observe/log.js';
 import { dispose, type Disposition } from './disposition.js';
@@ -184,6 +185,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private async receiveLoop(): Promise<void> {
+    // Full jitter, as everywhere the agent retries: workers of a fleet that lost the queue together do not come back in step.
+    const backoff = new Backoff(500, MAX_RECEIVE_BACKOFF_MS);
     let backoffMs = 0;
     let paused = false;
     while (!this.stopping) {
@@ -215,11 +218,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (!failure) {
         this.lastReceiveOkAt = Date.now();
         this.lastReceiveError = null;
-        backoffMs = 0;
+        backoff.reset();
       } else if (!this.stopping) {
         this.emit('receive_failed');
         this.lastReceiveError = String(failure.reason);
-        backoffMs = Math.min(MAX_RECEIVE_BACKOFF_MS, backoffMs ? backoffMs * 2 : 500);
+        backoffMs = backoff.next();
         this.opts.log.error({ tag: 'SQS', err: String(failure.reason), retryInMs: backoffMs }, 'receive failed');
       }
       if (messages.length > 0) this.emit('received', messages.length);

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { classifyError } from '../core/errorClass.js';
 import { withTimeout } from '../core/timeout.js';
 import type { Logger } from '../observe/log.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../core/backoff.js';
 
 export interface EngineWatchOptions {
   /** One cheap call that answers only when the engine does (Docker's /_ping). */

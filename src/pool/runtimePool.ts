@@ -5,7 +5,7 @@ import type { StartKind } from '../core/result.js';
 import { zygoteArgv, type Runtime, type RuntimeConfig } from '../core/runtimes.js';
 import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT, scratchImagePath, scratchMountDir } from '../core/sandbox.js';
 import type { Logger } from '../observe/log.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../core/backoff.js';
 import type { CpuPolicy } from './cpuShare.js';
 import type { EngineWatch } from './engineWatch.js';
 import { listAgentContainers } from './leftovers.js';

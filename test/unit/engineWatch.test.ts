@@ -1,7 +1,7 @@
 import t from 'tap';
 import { waitUntil } from '../../src/core/timeout.js';
 import { silentLogger } from '../../src/observe/log.js';
-import { Backoff } from '../../src/pool/backoff.js';
+import { Backoff } from '../../src/core/backoff.js';
 import { EngineWatch } from '../../src/pool/engineWatch.js';
 
 t.test('backoff: full jitter under a doubling, capped bound', async (t) => {

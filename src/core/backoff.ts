@@ -1,4 +1,4 @@
-import { sleep } from '../core/timeout.js';
+import { sleep } from './timeout.js';
 
 /**
  * Exponential backoff with full jitter (AWS's "Exponential Backoff And Jitter"): each wait
