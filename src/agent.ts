@@ -10,6 +10,13 @@ import type { Config } from './config.js';
 import { RUNTIMES, type Runtime } from './core/runtimes.js';
 import { codeCacheRoot } from './core/sandbox.js';
 import { withTimeout } from './core/timeout.js';
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { Backoff } from './core/backoff.js';
+import { Imds } from './fleet/imds.js';
+import { LifecycleAction, type LifecycleProgress } from './fleet/lifecycleAction.js';
+import type { TerminationNotice } from './fleet/notice.js';
+import { TerminationWatch } from './fleet/terminationWatch.js';
+import { MemoryBudget } from './intake/memoryBudget.js';
 import { MessageLeases } from './intake/messageLeases.js';
 import { Supervisor, type SupervisorStatus } from './intake/supervisor.js';
 import { startHttp } from './observe/http.js';
@@ -18,6 +25,7 @@ import { Metrics } from './observe/metrics.js';
 import { AiEgress, egressNames, resolveAiEndpoint } from './pool/aiEgress.js';
 import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
+import { ensureImages } from './pool/imagePull.js';
 import { scratchImageBytes } from './pool/scratch.js';
 import { InputFetcher } from './run/inputFetch.js';
 import { RUNNER_BOUND_MS } from './pool/lease.js';
@@ -38,7 +46,7 @@ export interface AgentOptions {
   log: Logger;
   /** Static credentials for endpoints that do not check them (the embedded stack). */
   credentials?: { accessKeyId: string; secretAccessKey: string };
-  /** CloudWatch endpoint override; without one, CloudWatch is off when AWS_ENDPOINT_URL points elsewhere. */
+  /** CloudWatch endpoint override (else AWS_ENDPOINT_URL_CLOUDWATCH); without one, CloudWatch is off when AWS_ENDPOINT_URL points elsewhere. */
   cloudwatchEndpoint?: string;
   dockerSocket?: string;
   /** Force the thread-sampling meter (for tests of the fallback). */
@@ -59,18 +67,31 @@ export interface AgentStatus {
   archive: (Record<string, number> & { pending: number }) | null;
   phase: string;
   memoryBudgetMb: number;
+  memory: { budgetMb: number; inUseMb: number; freeMb: number; waiting: number };
   drain: DrainStatus | null;
 }
+
+/** What started a drain. */
+export type DrainTrigger = 'http' | 'signal' | 'lifecycle' | 'spot';
 
 /** A drain: what an operator (or a lifecycle hook) sees of it on /status. */
 export interface DrainStatus {
   state: 'draining' | 'drained';
+  trigger: DrainTrigger;
   startedAt: string;
+  /** Runs still going then are given back to the queue (a Spot notice's time less a margin); null: each run's own timeout. */
+  deadline: string | null;
   finishedAt: string | null;
-  /** Messages held but not started when the drain began went back to the queue. */
+  /** Invocations running now. */
   running: number;
+  /** Messages given back to the queue since the drain began (held but not started, or cut by the deadline). */
+  givenBack: number;
+  /** Of those, runs the deadline cut short (killed; their results discarded). */
+  cutAtDeadline: number;
   /** Still running when the drain gave up waiting (their own timeouts had passed). */
   stillRunning: number;
+  /** The termination lifecycle action this drain holds, if a lifecycle notice started it. */
+  lifecycle: LifecycleProgress | null;
 }
 
 export interface Health {
@@ -99,6 +120,15 @@ export class Agent {
   /** starting until every pool's prewarm is made and intake runs; stopping from stop on. */
   private phase: 'starting' | 'ready' | 'draining' | 'drained' | 'stopping' = 'starting';
   private drainInfo: DrainStatus | null = null;
+  private releasedBeforeDrain = 0;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private cutting: Promise<void> | undefined;
+  private whenDrained: Promise<void> | undefined;
+  private lifecycleHeld = false;
+  readonly memory: MemoryBudget;
+  readonly imds: Imds | undefined;
+  readonly terminationWatch: TerminationWatch | undefined;
+  private readonly lifecycle: LifecycleAction | undefined;
   /** The AI node's egress (AI_ENDPOINT), once started. */
   egress: AiEgress | undefined;
 
@@ -114,13 +144,13 @@ export class Agent {
 
     const aws = {
       region: c.region,
-      endpoint: c.endpoint,
       credentials: opts.credentials,
       // Long polling holds a request for 20 s: allow for it, bound everything else.
       requestHandler: new NodeHttpHandler({ connectionTimeout: 5000, requestTimeout: 30_000 }),
       maxAttempts: 3,
     };
-    const s3 = new S3Client({ ...aws, forcePathStyle: c.endpoint !== undefined, requestHandler: new NodeHttpHandler({ connectionTimeout: 5000, requestTimeout: c.s3TimeoutMs }) });
+    // Emulators answer on one host: bucket names go in the path, not the host name.
+    const s3 = new S3Client({ ...aws, endpoint: c.endpoints.s3, forcePathStyle: c.endpoints.s3 !== undefined, requestHandler: new NodeHttpHandler({ connectionTimeout: 5000, requestTimeout: c.s3TimeoutMs }) });
     this.threads = new ThreadPool('unzip', c.unzipThreads);
     // One sampler per run at most: sampling never waits for a thread, nor takes unzip's.
     this.samplerThreads = new ThreadPool('memorySampler', Math.max(1, RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0)));
@@ -149,10 +179,10 @@ export class Agent {
       log: this.log,
       onFailure: () => m.sinkFailures.inc({ sink: 'redis', op: 'memory_history' }),
     });
-    const cwEndpoint = opts.cloudwatchEndpoint ?? process.env.NANOGRID_CLOUDWATCH_ENDPOINT;
+    const cwEndpoint = opts.cloudwatchEndpoint ?? c.endpoints.cloudwatch;
     // A generic endpoint override (fauxqs, ElasticMQ) rarely speaks CloudWatch: only send
     // there when CloudWatch has an endpoint of its own, or when talking to real AWS.
-    if (c.cloudwatchEnabled && (cwEndpoint || !c.endpoint)) {
+    if (c.cloudwatchEnabled && (cwEndpoint || !c.endpoints.generic)) {
       this.cloudwatch = new CloudWatchSink(new CloudWatchClient({ region: c.region, endpoint: cwEndpoint, credentials: opts.credentials, maxAttempts: 2 }), {
         namespace: c.cloudwatchNamespace,
         flushMs: c.cloudwatchFlushMs,
@@ -233,7 +263,7 @@ export class Agent {
     });
 
     const leases = new MessageLeases({
-      sqs: new SQSClient(aws),
+      sqs: new SQSClient({ ...aws, endpoint: c.endpoints.sqs }),
       queueUrl: c.queueUrl,
       visibilityTimeoutS: c.visibilityTimeoutS,
       receiveWaitS: c.receiveWaitS,
@@ -242,8 +272,10 @@ export class Agent {
       onError: (op) => m.sqsErrors.inc({ op }),
       onRequest: (op) => m.sqsRequests.inc({ op }),
     });
+    this.memory = new MemoryBudget(c.memoryBudgetMb);
     this.supervisor = new Supervisor({
       leases,
+      memory: this.memory,
       gate: { isOpen: () => this.engine.isUp, whenOpen: () => this.engine.whenUp() },
       capacity: () => [...this.pools.values()].reduce((n, p) => n + p.capacity, 0),
       limits: {
@@ -270,6 +302,18 @@ export class Agent {
       },
       workerId: c.agentId,
     });
+    if (c.termination.watch === 'imds') {
+      this.imds = new Imds({ endpoint: c.termination.imdsEndpoint });
+      this.terminationWatch = new TerminationWatch({ imds: this.imds, pollMs: c.termination.pollMs, log: this.log });
+      this.terminationWatch.on('notice', (n) => this.onTerminationNotice(n));
+      this.lifecycle = new LifecycleAction({
+        client: new AutoScalingClient({ region: c.region, endpoint: c.endpoints.autoScaling, credentials: opts.credentials, maxAttempts: 3, requestHandler: new NodeHttpHandler({ connectionTimeout: 5000, requestTimeout: 10_000 }) }),
+        imds: this.imds,
+        hookName: c.termination.hookName,
+        groupName: c.termination.groupName,
+        log: this.log,
+      });
+    }
     this.supervisor.on('received', (n) => m.received.inc(n));
     this.supervisor.on('disposed', (disposition, reason) => m.dispositions.inc({ disposition, reason }));
     this.supervisor.on('receive_failed', () => m.sqsErrors.inc({ op: 'receive' }));
@@ -298,7 +342,16 @@ export class Agent {
       drain: () => this.drain(),
       metrics: async () => {
         const s = this.status();
-        this.metrics.setGauges({ pools: s.pools, inflight: s.supervisor.inflight, freeSlots: s.supervisor.freeSlots, dockerUp: this.engine.isUp, outbox: s.results.outbox, threads: s.threads });
+        this.metrics.setGauges({
+          pools: s.pools,
+          inflight: s.supervisor.inflight,
+          freeSlots: s.supervisor.freeSlots,
+          dockerUp: this.engine.isUp,
+          outbox: s.results.outbox,
+          threads: s.threads,
+          memory: s.memory,
+          draining: s.drain !== null,
+        });
         return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
       },
     });
@@ -308,14 +361,13 @@ export class Agent {
     } catch (err) {
       throw new Error(`Docker engine not reachable (${String(err)}): start dockerd, or run "npm run setup"`);
     }
-    for (const runtime of RUNTIMES) {
-      const image = c.runtimes[runtime].image;
-      try {
-        await withTimeout('docker image inspect', 10_000, this.docker.getImage(image).inspect());
-      } catch {
-        throw new Error(`image ${image} for ${runtime} is missing: build it with "npm run setup" or set NANOGRID_IMAGE_${runtime.toUpperCase()}`);
-      }
-    }
+    // Pulled (when missing, or always) before anything is ready: a worker without its
+    // images would take messages it cannot run.
+    await ensureImages(
+      this.docker,
+      RUNTIMES.map((r) => c.runtimes[r].image),
+      { policy: c.imagePull, timeoutMs: c.imagePullTimeoutMs, log: this.log, credentials: this.opts.credentials },
+    );
     // A previous run of this agent that was killed leaves containers behind: clear them.
     await removeAgentContainers(this.docker, c.agentId, { timeoutMs: c.dockerTimeoutMs, log: this.log, workRoot: c.workRoot });
     await mkdir(codeCacheRoot(c.workRoot, c.agentId), { recursive: true });
@@ -329,11 +381,14 @@ export class Agent {
     } catch (err) {
       this.log.error({ tag: 'REDIS', err: String(err) }, 'Redis unreachable at start; results wait in the outbox until it answers');
     }
+    // Watched from before prewarm: an instance can be taken away while it starts.
+    this.terminationWatch?.start();
     await Promise.all([...this.pools.values()].map((p) => p.start()));
     this.engine.start();
     this.cloudwatch?.start(() => this.supervisor.status().running);
     await this.supervisor.start();
-    this.phase = 'ready';
+    // A notice may have come during start: the drain it began stands.
+    if (this.phase === 'starting') this.phase = 'ready';
     this.log.info(
       { tag: 'AGENT', runId: this.runId, httpPort: this.httpPort, queueUrl: c.queueUrl, capacity: this.supervisor.capacity, cloudwatch: Boolean(this.cloudwatch) },
       'agent started',
@@ -384,32 +439,106 @@ export class Agent {
       archive: this.archive ? { ...this.archive.counts, pending: this.archive.pending } : null,
       phase: this.phase,
       memoryBudgetMb: this.opts.config.memoryBudgetMb,
-      drain: this.drainInfo ? { ...this.drainInfo, running: this.supervisor.status().running } : null,
+      memory: { budgetMb: this.memory.totalMb, inUseMb: this.memory.inUseMb, freeMb: this.memory.freeMb, waiting: this.memory.waiting },
+      drain: this.drainInfo ? this.drainSnapshot(this.drainInfo) : null,
     };
+  }
+
+  private drainSnapshot(info: DrainStatus): DrainStatus {
+    const s = this.supervisor.status();
+    return { ...info, running: s.running, givenBack: s.totals.released - this.releasedBeforeDrain, lifecycle: info.lifecycle ? { ...info.lifecycle } : null };
   }
 
   /**
    * Stops receiving, gives back what is held but not started, and lets running
-   * invocations finish within their own timeouts; the agent stays up, drained. Idempotent:
-   * a second call reports the drain under way.
+   * invocations finish within their own timeouts; the agent stays up, drained. With a
+   * deadline (a Spot notice), what still runs then is given back to the queue and killed.
+   * Idempotent: a second call reports the drain under way (an earlier deadline wins).
    */
-  drain(): DrainStatus {
-    if (!this.drainInfo && this.phase !== 'stopping') {
+  drain(trigger: DrainTrigger = 'http', deadline?: number): DrainStatus {
+    if (!this.drainInfo) {
       const c = this.opts.config;
-      this.phase = 'draining';
-      const info: DrainStatus = { state: 'draining', startedAt: new Date().toISOString(), finishedAt: null, running: this.supervisor.status().running, stillRunning: 0 };
+      if (this.phase !== 'stopping') this.phase = 'draining';
+      const info: DrainStatus = {
+        state: 'draining',
+        trigger,
+        startedAt: new Date().toISOString(),
+        deadline: null,
+        finishedAt: null,
+        running: this.supervisor.status().running,
+        givenBack: 0,
+        cutAtDeadline: 0,
+        stillRunning: 0,
+        lifecycle: null,
+      };
       this.drainInfo = info;
-      this.log.info({ tag: 'AGENT', running: info.running }, 'draining: no new messages; running invocations finish');
+      this.releasedBeforeDrain = this.supervisor.status().totals.released;
+      this.log.info({ tag: 'AGENT', trigger, running: info.running }, 'draining: no new messages; running invocations finish');
       // Each run ends by its own timeout at the latest; the bound only guards against a stuck one.
-      void this.supervisor.stop(c.maxTimeoutMs + RUNNER_BOUND_MS + 10_000).then((left) => {
+      this.whenDrained = this.supervisor.stop(c.maxTimeoutMs + RUNNER_BOUND_MS + 10_000).then(async (left) => {
+        clearTimeout(this.deadlineTimer);
+        // A cut ends with the pools' removal of their containers: drained means all gone.
+        await this.cutting;
         info.state = 'drained';
         info.stillRunning = left;
         info.finishedAt = new Date().toISOString();
         if (this.phase === 'draining') this.phase = 'drained';
-        this.log.info({ tag: 'AGENT', stillRunning: left }, 'drained');
+        this.log.info({ tag: 'AGENT', trigger: info.trigger, stillRunning: left, givenBack: this.drainSnapshot(info).givenBack, cutAtDeadline: info.cutAtDeadline }, 'drained');
       });
     }
-    return { ...(this.drainInfo ?? { state: 'drained', startedAt: new Date().toISOString(), finishedAt: null, running: 0, stillRunning: 0 }), running: this.supervisor.status().running };
+    if (deadline !== undefined) this.setDrainDeadline(this.drainInfo, deadline);
+    return this.drainSnapshot(this.drainInfo);
+  }
+
+  private setDrainDeadline(info: DrainStatus, deadline: number): void {
+    if (info.state === 'drained' || (info.deadline !== null && Date.parse(info.deadline) <= deadline)) return;
+    info.deadline = new Date(deadline).toISOString();
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(() => (this.cutting = this.cutAtDeadline(info)), Math.max(0, deadline - Date.now()));
+    this.deadlineTimer.unref();
+  }
+
+  /** The deadline came: what still runs goes back to the queue now, and its runs are killed. */
+  private async cutAtDeadline(info: DrainStatus): Promise<void> {
+    if (info.state === 'drained') return;
+    const n = await this.supervisor.abandonRunning();
+    info.cutAtDeadline += n;
+    if (n > 0) this.log.warn({ tag: 'AGENT', givenBack: n }, 'drain deadline: running invocations given back to the queue and stopped');
+    // Removing the containers ends the runs, and with them the supervisor's wait.
+    await Promise.all([...this.pools.values()].map((p) => p.stop()));
+  }
+
+  private onTerminationNotice(n: TerminationNotice): void {
+    const c = this.opts.config;
+    if (n.kind === 'spot') {
+      this.log.warn({ tag: 'FLEET', action: n.action, at: new Date(n.deadline).toISOString(), marginMs: c.termination.spotMarginMs }, 'Spot interruption notice: draining');
+      this.drain('spot', n.deadline - c.termination.spotMarginMs);
+    } else {
+      this.log.warn({ tag: 'FLEET', state: n.state }, 'termination lifecycle action: draining');
+      this.drain('lifecycle');
+    }
+    this.holdLifecycle();
+  }
+
+  /**
+   * Keeps the group's termination waiting (heartbeats) while the drain runs, then lets it
+   * go on (CONTINUE). A Spot interruption passes through the hook too, so it is held alike.
+   */
+  private holdLifecycle(): void {
+    const action = this.lifecycle;
+    const info = this.drainInfo;
+    if (!action || !info || this.lifecycleHeld) return;
+    this.lifecycleHeld = true;
+    info.lifecycle = action.progress;
+    void action.heartbeat();
+    const timer = setInterval(() => void action.heartbeat(), this.opts.config.termination.heartbeatMs);
+    timer.unref();
+    void (this.whenDrained ?? Promise.resolve()).then(async () => {
+      clearInterval(timer);
+      // The hook's own timeout ends the wait with CONTINUE anyway: a few tries suffice.
+      const backoff = new Backoff(1000, 30_000);
+      for (let i = 0; i < 5 && !(await action.complete()); i++) await backoff.wait();
+    });
   }
 
   /**
@@ -438,10 +567,21 @@ export class Agent {
 
   private async shutdown(): Promise<void> {
     const c = this.opts.config;
+    this.terminationWatch?.stop();
     this.phase = 'stopping';
     this.log.info({ tag: 'AGENT', graceMs: c.shutdownGraceMs }, 'stopping: no new messages; waiting for running invocations');
+    // /status shows the stop as a drain too (the HTTP server answers to the end).
+    this.drain('signal');
+    const info = this.drainInfo!;
+    info.deadline ??= new Date(Date.now() + c.shutdownGraceMs).toISOString();
     const stillRunning = await this.supervisor.stop(c.shutdownGraceMs);
-    if (stillRunning > 0) this.log.warn({ tag: 'AGENT', stillRunning }, 'grace period over: killing the remaining runs; their messages return to the queue');
+    if (stillRunning > 0) {
+      // Given back before they are killed, so another worker takes them now.
+      const n = await this.supervisor.abandonRunning();
+      info.cutAtDeadline += n;
+      this.log.warn({ tag: 'AGENT', stillRunning, givenBack: n }, 'grace period over: the remaining runs are killed; their messages went back to the queue');
+    }
+    clearTimeout(this.deadlineTimer);
     await Promise.all([...this.pools.values()].map((p) => p.stop()));
     this.engine.stop();
     await this.supervisor.awaitTasks(10_000);

@@ -4,12 +4,42 @@ import { z } from 'zod';
 import { normalizeRuntime, RUNTIMES, type Runtime, type RuntimeConfig } from './core/runtimes.js';
 import { defaultRunnerDir } from './core/sandbox.js';
 import { DEFAULT_CPU_POLICY, type CpuPolicy } from './pool/cpuShare.js';
+import type { PullPolicy } from './pool/imagePull.js';
+
+export interface ServiceEndpoints {
+  sqs: string | undefined;
+  s3: string | undefined;
+  /** Only AWS_ENDPOINT_URL_CLOUDWATCH (or NANOGRID_CLOUDWATCH_ENDPOINT): emulators behind AWS_ENDPOINT_URL rarely speak CloudWatch. */
+  cloudwatch: string | undefined;
+  autoScaling: string | undefined;
+  /** AWS_ENDPOINT_URL itself: set, CloudWatch is off unless it has an endpoint of its own. */
+  generic: string | undefined;
+}
+
+/** How the agent learns that its instance is going away. */
+export interface TerminationConfig {
+  /** imds: poll the instance metadata (IMDSv2) for a lifecycle termination or a Spot notice; off: only SIGTERM and POST /drain. */
+  watch: 'imds' | 'off';
+  /** AWS_EC2_METADATA_SERVICE_ENDPOINT (the SDK's variable); unset, the SDK's default address. */
+  imdsEndpoint: string | undefined;
+  pollMs: number;
+  /** The termination lifecycle hook to complete (the CDK stack's name). */
+  hookName: string;
+  /** The Auto Scaling group; unset, read from the instance's tags in metadata. */
+  groupName: string | undefined;
+  /** Interval of lifecycle heartbeats while the drain runs. */
+  heartbeatMs: number;
+  /** A Spot notice's deadline less this: what is still running then is given back. */
+  spotMarginMs: number;
+}
 
 export interface Config {
   agentId: string;
   queueUrl: string | undefined;
-  region: string;
-  endpoint: string | undefined;
+  /** AWS_REGION; unset, the SDK's chain decides (profile, then instance metadata: see aws/region.ts). */
+  region: string | undefined;
+  /** Per-service endpoints, by the SDK's convention: AWS_ENDPOINT_URL_<SERVICE>, else AWS_ENDPOINT_URL. */
+  endpoints: ServiceEndpoints;
   redisUrl: string | undefined;
   httpPort: number;
   httpHost: string;
@@ -56,6 +86,10 @@ export interface Config {
   outputsMaxBytes: number;
   /** The memory the agent's containers may be allowed, MB: the host's minus a reserve for the system and the agent. */
   memoryBudgetMb: number;
+  termination: TerminationConfig;
+  /** NANOGRID_IMAGE_PULL: never (images built locally), missing (pull what is absent) or always. */
+  imagePull: PullPolicy;
+  imagePullTimeoutMs: number;
   /** AI_ENDPOINT: the AI node (a URL) functions may reach, and nothing else. */
   aiEndpoint: string | undefined;
   /** The code archive in a second cloud (GCP_BUCKET_NAME through GCS's S3-compatible XML API, HMAC keys). */
@@ -111,6 +145,21 @@ export function parsePerRuntime(name: string, raw: string | undefined, fallback:
 
 const url = z.string().url();
 
+/** Beyond the longest allowed run: the runner's own bound, then removal and delivery. */
+export const SHUTDOWN_SLACK_MS = 30_000;
+
+function serviceEndpoints(env: Env): ServiceEndpoints {
+  const generic = read(env, 'AWS_ENDPOINT_URL', url, undefined as string | undefined);
+  const own = (service: string) => read(env, `AWS_ENDPOINT_URL_${service}`, url, undefined as string | undefined);
+  return {
+    sqs: own('SQS') ?? generic,
+    s3: own('S3') ?? generic,
+    cloudwatch: own('CLOUDWATCH') ?? read(env, 'NANOGRID_CLOUDWATCH_ENDPOINT', url, undefined as string | undefined),
+    autoScaling: own('AUTO_SCALING') ?? generic,
+    generic,
+  };
+}
+
 /** Default pause grace (bench/README.md, "Pause grace", says why). */
 export const PAUSE_GRACE_MS = 500;
 
@@ -142,8 +191,19 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     agentId,
     queueUrl: read(env, 'SQS_QUEUE_URL', url, undefined as string | undefined),
-    region: read(env, 'AWS_REGION', z.string().min(1), 'us-east-1'),
-    endpoint: read(env, 'AWS_ENDPOINT_URL', url, undefined as string | undefined),
+    region: read(env, 'AWS_REGION', z.string().min(1), undefined as string | undefined),
+    endpoints: serviceEndpoints(env),
+    imagePull: read(env, 'NANOGRID_IMAGE_PULL', z.enum(['never', 'missing', 'always']), 'never'),
+    imagePullTimeoutMs: read(env, 'NANOGRID_IMAGE_PULL_TIMEOUT_S', int(1, 3600), 600) * 1000,
+    termination: {
+      watch: read(env, 'NANOGRID_TERMINATION_WATCH', z.enum(['imds', 'off']), 'off'),
+      imdsEndpoint: read(env, 'AWS_EC2_METADATA_SERVICE_ENDPOINT', url, undefined as string | undefined),
+      pollMs: read(env, 'NANOGRID_TERMINATION_POLL_MS', int(100, 60_000), 5000),
+      hookName: read(env, 'NANOGRID_LIFECYCLE_HOOK', z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/, 'a lifecycle hook name'), 'nanogrid-drain'),
+      groupName: read(env, 'NANOGRID_ASG_NAME', z.string().min(1).max(255), undefined as string | undefined),
+      heartbeatMs: read(env, 'NANOGRID_LIFECYCLE_HEARTBEAT_S', int(1, 7200), 60) * 1000,
+      spotMarginMs: read(env, 'NANOGRID_SPOT_MARGIN_S', int(0, 110), 15) * 1000,
+    },
     redisUrl,
     httpPort: read(env, 'HTTP_PORT', int(0, 65535), 8080),
     httpHost: read(env, 'HTTP_HOST', z.string().min(1), '0.0.0.0'),
@@ -196,7 +256,8 @@ export function loadConfig(env: Env = process.env): Config {
     visibilityTimeoutS: read(env, 'NANOGRID_VISIBILITY_TIMEOUT_S', int(10, 43_200), 60),
     receiveWaitS: read(env, 'NANOGRID_RECEIVE_WAIT_S', int(0, 20), 20),
     maxReceiveCount: read(env, 'NANOGRID_MAX_RECEIVE_COUNT', int(1, 1000), undefined as number | undefined),
-    shutdownGraceMs: read(env, 'NANOGRID_SHUTDOWN_GRACE_MS', int(0, 3_600_000), 30_000),
+    // Unset: each running invocation may finish within its own timeout (the longest allowed bounds it).
+    shutdownGraceMs: read(env, 'NANOGRID_SHUTDOWN_GRACE_MS', int(0, 3_600_000), maxTimeoutMs + SHUTDOWN_SLACK_MS),
     dockerTimeoutMs: read(env, 'NANOGRID_DOCKER_TIMEOUT_MS', int(100, 600_000), 30_000),
     s3TimeoutMs: read(env, 'NANOGRID_S3_TIMEOUT_MS', int(100, 600_000), 30_000),
     unzipThreads: read(env, 'NANOGRID_THREADS', int(1, 64), 2),

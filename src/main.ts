@@ -1,4 +1,6 @@
 import { Agent } from './agent.js';
+import { Imds } from './fleet/imds.js';
+import { resolveRegion } from './fleet/region.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startLocalStack, type LocalStack } from './local/stack.js';
 import { LOCAL_CREDENTIALS } from './local/agentConfig.js';
@@ -38,9 +40,20 @@ async function main(): Promise<void> {
   let credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
   if (!config.queueUrl) {
     stack = await startLocalStack({ port: Number(process.env.NANOGRID_LOCAL_PORT ?? 4566), redisUrl: config.redisUrl });
-    config = { ...config, queueUrl: stack.queueUrl, endpoint: stack.endpoint, redisUrl: stack.redisUrl, region: stack.region };
+    const endpoints = { sqs: stack.endpoint, s3: stack.endpoint, cloudwatch: config.endpoints.cloudwatch, autoScaling: config.endpoints.autoScaling, generic: stack.endpoint };
+    config = { ...config, queueUrl: stack.queueUrl, endpoints, redisUrl: stack.redisUrl, region: stack.region };
     credentials = LOCAL_CREDENTIALS;
     log.info({ tag: 'AGENT', endpoint: stack.endpoint, queueUrl: stack.queueUrl, dlqUrl: stack.dlqUrl, bucket: stack.bucket, redisUrl: stack.redisUrl }, 'embedded local stack started');
+  }
+  if (!config.region) {
+    // The SDK's chain, then the instance metadata (only when this agent may ask it).
+    try {
+      const imds = config.termination.watch === 'imds' || config.termination.imdsEndpoint ? new Imds({ endpoint: config.termination.imdsEndpoint }) : undefined;
+      config = { ...config, region: await resolveRegion({ imds }) };
+    } catch (err) {
+      process.stderr.write(`nanogrid-worker: ${String(err instanceof Error ? err.message : err)} (or run on EC2 with NANOGRID_TERMINATION_WATCH=imds)\n`);
+      process.exit(2);
+    }
   }
   const agent = new Agent({ config, log, credentials });
   let stopping = false;

@@ -3,6 +3,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { createLogger } from '../src/observe/log.js';
+import { ecrRegion, ensureImages, registryOf } from '../src/pool/imagePull.js';
 import { docker, startHarness } from './helpers/harness.js';
 
 // An image with nothing in it but /bin/sh (Debian's static busybox, installed by
@@ -42,4 +44,21 @@ t.test('an image with nothing but /bin/sh runs functions through the runner', as
   const again = await h.invoke('sh-only', undefined, { runtime: 'cpp' });
   t.equal(again.startKind, 'warm', 'the busy loop it left was killed: the container was verified clean and reused');
   t.same((await h.containers()).map((c) => c.Id), before);
+});
+
+t.test('runtime images: pulled from their registry before ready; a failure names image and registry', async (t) => {
+  const log = createLogger('silent');
+  await t.rejects(ensureImages(docker, ['nanogrid/absent:none'], { policy: 'never', timeoutMs: 5000, log }), /image nanogrid\/absent:none is missing: .*NANOGRID_IMAGE_PULL=missing/);
+  // A registry on loopback that nothing answers: refused at once, retried with jitter, then named.
+  await t.rejects(
+    ensureImages(docker, ['127.0.0.1:9/nanogrid/python:missing'], { policy: 'missing', timeoutMs: 20_000, log, tries: 2 }),
+    /image 127\.0\.0\.1:9\/nanogrid\/python:missing could not be pulled from 127\.0\.0\.1:9 after 2 tries/,
+  );
+  // Present and not forced: no pull at all (the local image has no registry to come from).
+  await ensureImages(docker, ['nanogrid/python:local'], { policy: 'missing', timeoutMs: 5000, log });
+  t.equal(registryOf('123456789012.dkr.ecr.eu-west-1.amazonaws.com/nanogrid/python:1'), '123456789012.dkr.ecr.eu-west-1.amazonaws.com');
+  t.equal(registryOf('nanogrid/python:local'), undefined);
+  t.equal(registryOf('localhost:5000/x'), 'localhost:5000');
+  t.equal(ecrRegion('123456789012.dkr.ecr.eu-west-1.amazonaws.com'), 'eu-west-1');
+  t.equal(ecrRegion('registry.example.com'), undefined);
 });

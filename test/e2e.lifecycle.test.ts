@@ -33,6 +33,7 @@ t.test('SIGTERM: finishes the running invocation, releases held ones, removes co
       NANOGRID_AGENT_ID: agentId,
       SQS_QUEUE_URL: stack.queueUrl,
       AWS_ENDPOINT_URL: stack.endpoint,
+      AWS_REGION: stack.region,
       AWS_ACCESS_KEY_ID: 'local',
       AWS_SECRET_ACCESS_KEY: 'local',
       REDIS_URL: stack.redisUrl,

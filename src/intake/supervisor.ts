@@ -8,6 +8,7 @@ import { sleep, withTimeout } from '../core/timeout.js';
 import type { Logger } from '../observe/log.js';
 import { dispose, type Disposition } from './disposition.js';
 import { SQS_MAX_BATCH, type MessageLeases } from './messageLeases.js';
+import type { MemoryBudget } from './memoryBudget.js';
 import { parseInvocation, type ParseLimits } from './parse.js';
 
 /** One message this agent holds: from receive until it is deleted or made visible again. */
@@ -18,6 +19,12 @@ interface Held {
   started: boolean;
   /** Its run is over (or never needed a container): it no longer takes a slot while it is answered and deleted. */
   settled: boolean;
+  /** Given back before its run ended (a drain): whatever the run path ends with is discarded. */
+  abandoned?: boolean;
+  /** Waiting for memory, code or a container: it can still be given back without running. */
+  cancellable?: boolean;
+  /** Returns the memory its run was allowed to the budget. */
+  releaseMemory?: () => void;
 }
 
 /** Where results go and where an earlier delivery's result is found (the Redis sink). */
@@ -54,6 +61,8 @@ export interface SupervisorOptions {
   gate?: IntakeGate;
   /** Slots across the pools: never more messages held than this. */
   capacity: () => number;
+  /** The memory running invocations may be allowed: a run starts only when its memory fits. */
+  memory?: MemoryBudget;
   limits: ParseLimits;
   visibilityTimeoutS: number;
   /** Overrides the queue's redrive policy for the "last try" decision. */
@@ -77,6 +86,8 @@ export interface SupervisorStatus {
   running: number;
   freeSlots: number;
   capacity: number;
+  /** Invocations waiting for memory of the budget to free. */
+  waitingForMemory: number;
   maxReceiveCount: number | undefined;
   totals: { received: number; deleted: number; retried: number; deadLettered: number; released: number };
   lastReceiveOkAt: string | null;
@@ -124,6 +135,16 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return Math.max(0, this.capacity - taking);
   }
 
+  /**
+   * How many messages to ask for: free slots, and no more than the free memory holds at the
+   * default size (a message's own size is known only once received); none while any waits.
+   */
+  private get wanted(): number {
+    const free = this.freeSlots;
+    const memory = this.opts.memory;
+    return memory ? Math.min(free, memory.admissible(this.opts.limits.defaultMemoryMb)) : free;
+  }
+
   /** True when the last receive succeeded, for /health. */
   get queueReachable(): boolean {
     return this.lastReceiveError === null;
@@ -133,7 +154,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (this.maxReceiveCount === undefined) this.maxReceiveCount = await this.opts.leases.maxReceiveCount();
     this.loop = this.receiveLoop();
     const every = Math.max(1000, (this.opts.visibilityTimeoutS * 1000) / 3);
-    this.heartbeat = setInterval(() => void this.opts.leases.extend([...this.held.keys()]), every);
+    // A message given back is not extended again: that would hide it from the other workers.
+    this.heartbeat = setInterval(() => void this.opts.leases.extend([...this.held.values()].filter((h) => !h.abandoned).map((h) => h.receiptHandle)), every);
     this.heartbeat.unref();
   }
 
@@ -146,6 +168,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       running,
       freeSlots: this.freeSlots,
       capacity: this.capacity,
+      waitingForMemory: this.opts.memory?.waiting ?? 0,
       maxReceiveCount: this.maxReceiveCount,
       totals: { ...this.totals },
       lastReceiveOkAt: this.lastReceiveOkAt ? new Date(this.lastReceiveOkAt).toISOString() : null,
@@ -160,6 +183,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   async stop(graceMs: number): Promise<number> {
     this.stopping = true;
     this.slotFreed?.();
+    // Not started is not running: those messages go back at once, not when a container frees.
+    await this.releaseNotStarted();
+    this.opts.memory?.cancelWaiters(new InvocationError('SHUTTING_DOWN', 'transient', 'the agent is stopping; the message goes back to the queue'));
     const deadline = Date.now() + graceMs;
     // The long poll in flight is not aborted: the queue may already have handed it
     // messages, which would then stay invisible for their whole visibility timeout.
@@ -177,6 +203,33 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     clearInterval(this.heartbeat);
     return this.held.size;
+  }
+
+  /**
+   * Gives back every message whose run has not ended, at once, so another worker takes it
+   * now rather than after its visibility timeout (a Spot notice leaves two minutes); their
+   * runs are about to be killed, and whatever they end with is discarded. Returns how many.
+   */
+  async abandonRunning(): Promise<number> {
+    return this.giveBackHeld((h) => !h.settled, 'given back before its run ended: the drain\'s deadline came first');
+  }
+
+  /** Gives back held messages whose run has not been committed to (stopping is set first). */
+  private releaseNotStarted(): Promise<number> {
+    return this.giveBackHeld((h) => h.cancellable === true && !h.settled, 'given back without running: the agent is draining');
+  }
+
+  private async giveBackHeld(which: (h: Held) => boolean, why: string): Promise<number> {
+    const left = [...this.held.values()].filter((h) => !h.abandoned && which(h));
+    for (const h of left) h.abandoned = true;
+    await Promise.all(
+      left.map((h) => {
+        const log = this.opts.log.child({ requestId: h.requestId, messageId: h.messageId });
+        log.warn({ tag: 'SQS', reason: 'SHUTTING_DOWN' }, why);
+        return this.apply(h, dispose({ kind: 'failed', failure: 'transient', reason: 'SHUTTING_DOWN', receiveCount: 1, maxReceiveCount: undefined }), 'SHUTTING_DOWN', log);
+      }),
+    );
+    return left.length;
   }
 
   /** Waits for every message task to finish (after the pools were stopped). */
@@ -200,7 +253,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       }
       if (paused) this.opts.log.info({ tag: 'SQS' }, 'intake resumed');
       paused = false;
-      const free = this.freeSlots;
+      const free = this.wanted;
       if (free === 0) {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         // Under load slots free one at a time: let a few more free up, so that one receive
@@ -271,6 +324,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       }
       await this.handle(outcome.invocation, held);
     } finally {
+      held.releaseMemory?.();
       this.held.delete(receiptHandle);
       this.slotFreed?.();
     }
@@ -295,6 +349,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     // Best effort and not awaited: it reaches Redis before the final state on the same
     // connection, and the run need not wait for it.
     void this.opts.results.markState(inv.requestId, 'PROCESSING', { attempt: inv.receiveCount }, log);
+    held.cancellable = true;
+    if (this.opts.memory) {
+      try {
+        if (this.opts.memory.freeMb < inv.memoryMb) log.info({ tag: 'SQS', memoryMb: inv.memoryMb, freeMb: this.opts.memory.freeMb }, 'waiting for memory of the budget to free');
+        held.releaseMemory = await this.opts.memory.acquire(inv.memoryMb);
+      } catch (err) {
+        this.settle(held);
+        if (held.abandoned) return;
+        await this.fail(inv, held, err instanceof InvocationError ? err : new InvocationError('INVALID_MESSAGE', 'permanent', String(err)), log);
+        return;
+      }
+    }
     let result: Result;
     const waitUntil = Date.now() + LAST_TRY_ENGINE_WAIT_MS;
     for (;;) {
@@ -302,7 +368,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         result = await this.opts.runInvocation(inv, log, {
           onRunStart: () => (held.started = true),
           onRunEnd: () => this.settle(held),
-          holdBack: () => this.holdBack(),
+          holdBack: () => {
+            const e = this.holdBack();
+            // Past this point the run goes ahead: a drain lets it finish.
+            if (!e) held.cancellable = false;
+            return e;
+          },
         });
         break;
       } catch (err) {
@@ -315,11 +386,16 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
           continue;
         }
         this.settle(held);
+        if (held.abandoned) return;
         await this.fail(inv, held, e, log);
         return;
       }
     }
     this.settle(held);
+    if (held.abandoned) {
+      log.info({ tag: 'SQS', status: result.status }, 'run ended after its message was given back: result discarded');
+      return;
+    }
     log[result.success ? 'info' : 'warn'](
       {
         tag: result.success ? 'DONE][OK' : 'DONE][FAIL',
@@ -385,6 +461,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private settle(held: Held): void {
     if (held.settled) return;
     held.settled = true;
+    held.releaseMemory?.();
     this.slotFreed?.();
   }
 

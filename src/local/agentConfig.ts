@@ -12,7 +12,7 @@ type Env = Record<string, string | undefined>;
  * no CloudWatch, short long polls (stopping waits for the poll in flight). `overrides`
  * win over these; these win over `base` (for example process.env).
  */
-export function localAgentConfig(stack: Pick<LocalStack, 'queueUrl' | 'endpoint' | 'redisUrl'>, agentId: string, overrides: Env = {}, base: Env = {}): Config {
+export function localAgentConfig(stack: Pick<LocalStack, 'queueUrl' | 'endpoint' | 'redisUrl' | 'region'>, agentId: string, overrides: Env = {}, base: Env = {}): Config {
   return loadConfig({
     ...base,
     NANOGRID_AGENT_ID: agentId,
@@ -20,6 +20,7 @@ export function localAgentConfig(stack: Pick<LocalStack, 'queueUrl' | 'endpoint'
     HTTP_HOST: '127.0.0.1',
     SQS_QUEUE_URL: stack.queueUrl,
     AWS_ENDPOINT_URL: stack.endpoint,
+    AWS_REGION: stack.region,
     REDIS_URL: stack.redisUrl,
     NANOGRID_CLOUDWATCH: 'off',
     NANOGRID_RECEIVE_WAIT_S: '2',

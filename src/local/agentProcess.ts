@@ -11,7 +11,7 @@ function compiledMain(): string {
 }
 
 export interface AgentProcessOptions {
-  stack: Pick<LocalStack, 'queueUrl' | 'endpoint' | 'redisUrl'>;
+  stack: Pick<LocalStack, 'queueUrl' | 'endpoint' | 'redisUrl' | 'region'>;
   agentId: string;
   workRoot: string;
   env?: Record<string, string>;
@@ -36,6 +36,7 @@ export class AgentProcess {
         NANOGRID_AGENT_ID: opts.agentId,
         SQS_QUEUE_URL: opts.stack.queueUrl,
         AWS_ENDPOINT_URL: opts.stack.endpoint,
+        AWS_REGION: opts.stack.region,
         AWS_ACCESS_KEY_ID: 'local',
         AWS_SECRET_ACCESS_KEY: 'local',
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',

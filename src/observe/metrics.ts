@@ -10,6 +10,8 @@ export interface GaugeReadings {
   dockerUp: boolean;
   outbox: number;
   threads: ThreadStats;
+  memory: { budgetMb: number; inUseMb: number; waiting: number };
+  draining: boolean;
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -49,6 +51,10 @@ export class Metrics {
   readonly outputBytes = this.counter('nanogrid_output_bytes_total', 'Bytes of files under output/ after a run, by outcome', ['outcome']);
   readonly archive = this.counter('nanogrid_code_archive_total', 'Code versions offered to the archive, by what became of them', ['event']);
   readonly engineOutages = this.counter('nanogrid_engine_outages_total', 'Times the Docker engine became unreachable', []);
+  readonly memoryBudget = this.gauge('nanogrid_memory_budget_bytes', 'Memory running invocations may be allowed in all (NANOGRID_MEMORY_BUDGET_MB)', []);
+  readonly memoryInUse = this.gauge('nanogrid_memory_in_use_bytes', 'Memory allowed to the invocations admitted now', []);
+  readonly memoryWaiting = this.gauge('nanogrid_memory_waiting_invocations', 'Invocations held until memory of the budget frees', []);
+  readonly draining = this.gauge('nanogrid_draining', '1 from the start of a drain (POST /drain, SIGTERM, a lifecycle hook or a Spot notice)', []);
   readonly outbox = this.gauge('nanogrid_result_outbox', 'Results waiting for Redis', []);
   readonly threadQueue = this.gauge('nanogrid_thread_pool_queue_size', 'Tasks waiting for a Piscina thread', []);
   readonly threadUtilization = this.gauge('nanogrid_thread_pool_utilization_ratio', 'Piscina utilisation (0-1)', []);
@@ -67,6 +73,10 @@ export class Metrics {
     this.freeSlots.set(r.freeSlots);
     this.dockerUp.set(r.dockerUp ? 1 : 0);
     this.outbox.set(r.outbox);
+    this.memoryBudget.set(r.memory.budgetMb * 1048576);
+    this.memoryInUse.set(r.memory.inUseMb * 1048576);
+    this.memoryWaiting.set(r.memory.waiting);
+    this.draining.set(r.draining ? 1 : 0);
     this.threadQueue.set(r.threads.queueSize);
     this.threadUtilization.set(r.threads.utilization);
     this.threadCount.set(r.threads.threads);

@@ -6,7 +6,10 @@ t.test('defaults run on one machine with no AWS settings', async (t) => {
   const c = loadConfig({});
   t.equal(c.queueUrl, undefined, 'no queue: main.ts starts the embedded stack');
   t.equal(c.httpPort, 8080);
-  t.equal(c.region, 'us-east-1');
+  t.equal(c.region, undefined, 'no hard-coded region: the SDK chain decides');
+  t.equal(c.shutdownGraceMs, c.maxTimeoutMs + 30_000, 'SIGTERM lets the longest allowed run finish');
+  t.equal(c.termination.watch, 'off', 'no metadata polling off EC2 unless asked');
+  t.equal(c.imagePull, 'never', 'images are built locally unless a registry is configured');
   t.equal(c.resultTtlSeconds, 86_400);
   t.equal(c.network, 'none');
   t.equal(c.defaultTimeoutMs, 10_000);

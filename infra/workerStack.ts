@@ -1,0 +1,347 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as cdk from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elasticache from 'aws-cdk-lib/aws-elasticache';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+
+export interface WorkerStackProps extends cdk.StackProps {
+  /** An existing Redis (redis:// or rediss:// URL); unset, an ElastiCache replication group is made. */
+  redisUrl?: string;
+  /** Default m7i.large (x86_64, as the runtime images). */
+  instanceType?: string;
+  minCapacity?: number;
+  maxCapacity?: number;
+  /** Backlog target = acceptable latency / average processing time x slots per instance (AWS's recipe). */
+  acceptableLatencyS?: number;
+  averageProcessingS?: number;
+  slotsPerInstance?: number;
+  /** The longest allowed run (the agent's NANOGRID_MAX_TIMEOUT_MS): the drain and the unit's stop timeout follow it. */
+  maxRunS?: number;
+  /** Alarm when the oldest message has waited longer than this. */
+  oldestMessageAlarmS?: number;
+  /** Runtime images in a registry; default: this account's ECR repositories nanogrid/python and nanogrid/cpp. */
+  images?: { python: string; cpp: string };
+  /** The agent's package (npm pack) in the code bucket. */
+  agentPackageKey?: string;
+  /** Mailed when an alarm fires. */
+  alarmEmail?: string;
+}
+
+export const LIFECYCLE_HOOK = 'nanogrid-drain';
+export const METRICS_NAMESPACE = 'NanoGrid/FunctionRunner';
+export const HTTP_PORT = 8080;
+const VPC_CIDR = '10.40.0.0/16';
+/** A file of ops/fleet/, from the source (infra/) or the build (dist/infra/). */
+function fleetFile(name: string): string {
+  const candidates = ['../ops/fleet/', '../../ops/fleet/'].map((dir) => fileURLToPath(new URL(dir + name, import.meta.url)));
+  return candidates.find((f) => existsSync(f)) ?? candidates[0]!;
+}
+const UNIT = fleetFile('nanogrid-worker.service');
+const USER_DATA = fleetFile('user-data.sh');
+
+/** The backlog per instance the group tracks: how many messages one worker clears within the acceptable latency. */
+export function backlogTarget(p: { acceptableLatencyS: number; averageProcessingS: number; slotsPerInstance: number }): number {
+  return Math.max(1, Math.round((p.acceptableLatencyS / p.averageProcessingS) * p.slotsPerInstance));
+}
+
+/**
+ * The NanoGrid worker fleet: the invocation queue and its dead-letter queue, the code and
+ * user-data buckets, Redis, and an Auto Scaling group of workers that scales on backlog
+ * per instance and drains through a termination lifecycle hook. Synthesises offline.
+ */
+export class WorkerStack extends cdk.Stack {
+  readonly queue: sqs.Queue;
+  readonly deadLetterQueue: sqs.Queue;
+  readonly codeBucket: s3.Bucket;
+  readonly userDataBucket: s3.Bucket;
+  readonly group: autoscaling.AutoScalingGroup;
+  readonly role: iam.Role;
+
+  constructor(scope: Construct, id: string, props: WorkerStackProps = {}) {
+    super(scope, id, props);
+    const maxRunS = props.maxRunS ?? 900;
+    const groupName = `${this.stackName}-workers`;
+
+    const vpc = new ec2.Vpc(this, 'Vpc', {
+      ipAddresses: ec2.IpAddresses.cidr(VPC_CIDR),
+      maxAzs: 2,
+      natGateways: 1,
+      subnetConfiguration: [
+        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+        { name: 'workers', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 22 },
+      ],
+      flowLogs: { all: { destination: ec2.FlowLogDestination.toCloudWatchLogs(), trafficType: ec2.FlowLogTrafficType.REJECT } },
+      // Code and outputs stay off the NAT gateway.
+      gatewayEndpoints: { s3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
+    });
+
+    // ---- queue ----
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      retentionPeriod: cdk.Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+    });
+    this.queue = new sqs.Queue(this, 'InvocationQueue', {
+      // The agent keeps a held message invisible by heartbeats; this is only the lease.
+      visibilityTimeout: cdk.Duration.seconds(60),
+      retentionPeriod: cdk.Duration.days(4),
+      receiveMessageWaitTime: cdk.Duration.seconds(20),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 3 },
+    });
+
+    // ---- buckets ----
+    const logs = new s3.Bucket(this, 'AccessLogs', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+      lifecycleRules: [{ expiration: cdk.Duration.days(90) }],
+    });
+    cdk.Validations.of(logs).acknowledge({ id: 'AwsSolutions-S1', reason: 'This is the access log bucket; logging it into itself would loop.' });
+    const bucket = (id: string, prefix: string) =>
+      new s3.Bucket(this, id, {
+        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+        encryption: s3.BucketEncryption.S3_MANAGED,
+        enforceSSL: true,
+        versioned: true,
+        serverAccessLogsBucket: logs,
+        serverAccessLogsPrefix: prefix,
+        lifecycleRules: [{ noncurrentVersionExpiration: cdk.Duration.days(30) }],
+      });
+    this.codeBucket = bucket('CodeBucket', 'code/');
+    this.userDataBucket = bucket('UserDataBucket', 'user-data/');
+
+    // ---- network ----
+    const workerSg = new ec2.SecurityGroup(this, 'WorkerSecurityGroup', { vpc, description: 'NanoGrid workers: outbound to AWS APIs, Redis and the image registry', allowAllOutbound: true });
+    workerSg.addIngressRule(ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(HTTP_PORT), 'health, status and Prometheus scrapes from inside the VPC');
+
+    // ---- Redis ----
+    let redisUrl = props.redisUrl;
+    if (!redisUrl) {
+      const redisSg = new ec2.SecurityGroup(this, 'RedisSecurityGroup', { vpc, description: 'NanoGrid Redis: workers only', allowAllOutbound: false });
+      redisSg.addIngressRule(workerSg, ec2.Port.tcp(6380), 'workers');
+      const subnets = new elasticache.CfnSubnetGroup(this, 'RedisSubnets', {
+        description: 'NanoGrid Redis subnets',
+        subnetIds: vpc.selectSubnets({ subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }).subnetIds,
+      });
+      const redis = new elasticache.CfnReplicationGroup(this, 'Redis', {
+        replicationGroupDescription: 'NanoGrid results and job states',
+        engine: 'redis',
+        cacheNodeType: 'cache.t4g.small',
+        numCacheClusters: 2,
+        automaticFailoverEnabled: true,
+        multiAzEnabled: true,
+        port: 6380,
+        transitEncryptionEnabled: true,
+        atRestEncryptionEnabled: true,
+        cacheSubnetGroupName: subnets.ref,
+        securityGroupIds: [redisSg.securityGroupId],
+      });
+      cdk.Validations.of(redis).acknowledge({
+        id: 'AwsSolutions-AEC6',
+        reason: 'Reachable only from the workers\' security group, over TLS; an AUTH token would have to live in the user data or a secret fetch at boot.',
+      });
+      redisUrl = `rediss://${redis.attrPrimaryEndPointAddress}:${redis.attrPrimaryEndPointPort}`;
+    }
+
+    // ---- the workers' role: least privilege ----
+    this.role = new iam.Role(this, 'WorkerRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'), description: 'NanoGrid worker agent' });
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'Intake',
+        actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'],
+        resources: [this.queue.queueArn],
+      }),
+    );
+    this.role.addToPolicy(new iam.PolicyStatement({ sid: 'Code', actions: ['s3:GetObject'], resources: [this.codeBucket.arnForObjects('*')] }));
+    this.role.addToPolicy(new iam.PolicyStatement({ sid: 'Outputs', actions: ['s3:PutObject'], resources: [this.userDataBucket.arnForObjects('*')] }));
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'Metrics',
+        actions: ['cloudwatch:PutMetricData'],
+        // PutMetricData has no resource: the namespace condition is its limit.
+        resources: ['*'],
+        conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
+      }),
+    );
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'Lifecycle',
+        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
+        resources: [`arn:${this.partition}:autoscaling:${this.region}:${this.account}:autoScalingGroup:*:autoScalingGroupName/${groupName}`],
+      }),
+    );
+    const images = props.images ?? {
+      python: `${this.account}.dkr.ecr.${this.region}.${this.urlSuffix}/nanogrid/python:latest`,
+      cpp: `${this.account}.dkr.ecr.${this.region}.${this.urlSuffix}/nanogrid/cpp:latest`,
+    };
+    if (!props.images) {
+      this.role.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'ImagePull',
+          actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'],
+          resources: [`arn:${this.partition}:ecr:${this.region}:${this.account}:repository/nanogrid/*`],
+        }),
+      );
+      this.role.addToPolicy(new iam.PolicyStatement({ sid: 'RegistryLogin', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
+    }
+    // Wildcards only where IAM has no narrower form, each acknowledged with its reason.
+    const wildcard = (finding: string, reason: string) => cdk.Validations.of(this.role).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
+    const arnOf = (b: s3.Bucket) => `<${this.getLogicalId(b.node.defaultChild as cdk.CfnElement)}.Arn>`;
+    wildcard(`Resource::${arnOf(this.codeBucket)}/*`, 'Code objects are keyed by function and version: any key of the code bucket, read only.');
+    wildcard(`Resource::${arnOf(this.userDataBucket)}/*`, 'Outputs are keyed by function and request: any key of the user-data bucket, write only.');
+    wildcard('Resource::*', 'PutMetricData takes no resource (limited by its namespace condition); ecr:GetAuthorizationToken takes no resource.');
+    wildcard(
+      `Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/${groupName}`,
+      'A group ARN carries an id generated at creation: the group is named exactly instead.',
+    );
+    if (!props.images) wildcard('Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository/nanogrid/*', 'The runtime images\' repositories, pull only.');
+
+    // ---- launch template: Amazon Linux 2023, IMDSv2 only, hop limit 1 ----
+    const unit = readFileSync(UNIT, 'utf8').replace(/^TimeoutStopSec=\d+$/m, `TimeoutStopSec=${maxRunS + 60}`);
+    const values: Record<string, string> = {
+      QUEUE_URL: this.queue.queueUrl,
+      REDIS_URL: redisUrl,
+      CODE_BUCKET: this.codeBucket.bucketName,
+      USER_DATA_BUCKET: this.userDataBucket.bucketName,
+      IMAGE_PYTHON: images.python,
+      IMAGE_CPP: images.cpp,
+      MAX_RUN_MS: String(maxRunS * 1000),
+      LIFECYCLE_HOOK,
+      ASG_NAME: groupName,
+      METRICS_NAMESPACE,
+      HTTP_PORT: String(HTTP_PORT),
+      AGENT_PACKAGE_KEY: props.agentPackageKey ?? '_agent/nanogrid-worker.tgz',
+      UNIT: unit.trimEnd(),
+    };
+    const script = readFileSync(USER_DATA, 'utf8').replace(/@@([A-Z_]+)@@/g, (_, name: string) => {
+      const v = values[name];
+      if (v === undefined) throw new Error(`user-data.sh names @@${name}@@, which the stack does not fill`);
+      return v;
+    });
+    const template = new ec2.LaunchTemplate(this, 'WorkerTemplate', {
+      machineImage: ec2.MachineImage.latestAmazonLinux2023(),
+      instanceType: new ec2.InstanceType(props.instanceType ?? 'm7i.large'),
+      role: this.role,
+      securityGroup: workerSg,
+      userData: ec2.UserData.custom(script),
+      requireImdsv2: true,
+      httpPutResponseHopLimit: 1,
+      instanceMetadataTags: true,
+      blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(60, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
+    });
+
+    // ---- the group ----
+    // Alarms and the group's own launch and termination events go to one topic.
+    const topic = new sns.Topic(this, 'Alarms', { enforceSSL: true, masterKey: kms.Alias.fromAliasName(this, 'SnsKey', 'alias/aws/sns') });
+    this.group = new autoscaling.AutoScalingGroup(this, 'Workers', {
+      autoScalingGroupName: groupName,
+      vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      launchTemplate: template,
+      minCapacity: props.minCapacity ?? 2,
+      maxCapacity: props.maxCapacity ?? 5,
+      healthChecks: autoscaling.HealthChecks.ec2({ gracePeriod: cdk.Duration.minutes(5) }),
+      notifications: [{ topic }],
+      groupMetrics: [new autoscaling.GroupMetrics(autoscaling.GroupMetric.IN_SERVICE_INSTANCES, autoscaling.GroupMetric.DESIRED_CAPACITY)],
+    });
+    this.group.addLifecycleHook('Drain', {
+      lifecycleHookName: LIFECYCLE_HOOK,
+      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
+      // The agent heartbeats every minute while runs finish; a silent agent is let go.
+      heartbeatTimeout: cdk.Duration.minutes(5),
+      defaultResult: autoscaling.DefaultResult.CONTINUE,
+    });
+
+    // ---- scaling: target tracking on backlog per instance (metric math) ----
+    const target = backlogTarget({
+      acceptableLatencyS: props.acceptableLatencyS ?? 30,
+      averageProcessingS: props.averageProcessingS ?? 1,
+      slotsPerInstance: props.slotsPerInstance ?? 6,
+    });
+    new autoscaling.CfnScalingPolicy(this, 'BacklogPerInstance', {
+      autoScalingGroupName: this.group.autoScalingGroupName,
+      policyType: 'TargetTrackingScaling',
+      estimatedInstanceWarmup: 300,
+      targetTrackingConfiguration: {
+        targetValue: target,
+        customizedMetricSpecification: {
+          metrics: [
+            {
+              id: 'visible',
+              label: 'Messages waiting',
+              metricStat: {
+                metric: { namespace: 'AWS/SQS', metricName: 'ApproximateNumberOfMessagesVisible', dimensions: [{ name: 'QueueName', value: this.queue.queueName }] },
+                stat: 'Sum',
+              },
+              returnData: false,
+            },
+            {
+              id: 'instances',
+              label: 'Workers in service',
+              metricStat: {
+                metric: { namespace: 'AWS/AutoScaling', metricName: 'GroupInServiceInstances', dimensions: [{ name: 'AutoScalingGroupName', value: this.group.autoScalingGroupName }] },
+                stat: 'Average',
+              },
+              returnData: false,
+            },
+            { id: 'backlogPerInstance', label: 'Backlog per instance', expression: 'visible / instances', returnData: true },
+          ],
+        },
+      },
+    });
+
+    // ---- alarms ----
+    if (props.alarmEmail) new sns.Subscription(this, 'AlarmMail', { topic, protocol: sns.SubscriptionProtocol.EMAIL, endpoint: props.alarmEmail });
+    const alarm = (id: string, a: cloudwatch.AlarmProps) => new cloudwatch.Alarm(this, id, a).addAlarmAction(new actions.SnsAction(topic));
+    alarm('DeadLetters', {
+      alarmDescription: 'Invocations reached the dead-letter queue: they failed on every try',
+      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(1), statistic: 'Maximum' }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm('OldestMessage', {
+      alarmDescription: 'Invocations wait too long: the fleet is not keeping up or not receiving',
+      metric: this.queue.metricApproximateAgeOfOldestMessage({ period: cdk.Duration.minutes(1), statistic: 'Maximum' }),
+      threshold: props.oldestMessageAlarmS ?? 600,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm('NoHealthyWorkers', {
+      alarmDescription: 'No worker is in service',
+      metric: new cloudwatch.Metric({
+        namespace: 'AWS/AutoScaling',
+        metricName: 'GroupInServiceInstances',
+        dimensionsMap: { AutoScalingGroupName: this.group.autoScalingGroupName },
+        period: cdk.Duration.minutes(1),
+        statistic: 'Minimum',
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      // No data from the group is no workers.
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+
+    new cdk.CfnOutput(this, 'QueueUrl', { value: this.queue.queueUrl });
+    new cdk.CfnOutput(this, 'DeadLetterQueueUrl', { value: this.deadLetterQueue.queueUrl });
+    new cdk.CfnOutput(this, 'CodeBucketName', { value: this.codeBucket.bucketName });
+    new cdk.CfnOutput(this, 'UserDataBucketName', { value: this.userDataBucket.bucketName });
+    new cdk.CfnOutput(this, 'GroupName', { value: groupName });
+    new cdk.CfnOutput(this, 'RedisUrl', { value: redisUrl });
+  }
+}
