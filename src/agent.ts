@@ -294,6 +294,7 @@ export class Agent {
       results: {
         // A FAILED answer for an invocation that never ran is an error in CloudWatch too.
         deliver: (r, log) => {
+          m.answers.inc({ status: r.status, ran: r.startKind === null ? 'no' : 'yes' });
           if (r.startKind === null) this.cloudwatch?.recordNeverRan(r.functionId, String(r.runtime));
           return this.redis.deliver(r, log);
         },

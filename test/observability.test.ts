@@ -147,4 +147,13 @@ t.test('every series the ops files use is one the agent exports', async (t) => {
     t.ok(used.size > 3, `${f} uses ${used.size} series`);
     for (const name of used) t.ok(exported.has(name), `${f}: ${name} is exported`);
   }
+  const dash = JSON.parse(await readFile(new URL('../ops/grafana/nanogrid-worker.json', import.meta.url), 'utf8')) as {
+    panels: Array<{ title: string; targets: Array<{ expr?: string; namespace?: string; metricName?: string; dimensions?: Record<string, string> }> }>;
+  };
+  const panel = (title: string) => dash.panels.find((p) => p.title === title);
+  const cw = (title: string) => panel(title)?.targets.map((q) => `${q.namespace} ${q.metricName} ${JSON.stringify(q.dimensions)}`);
+  t.same(cw('Queue depth'), ['AWS/SQS ApproximateNumberOfMessagesVisible {"QueueName":"$queue"}', 'AWS/SQS ApproximateNumberOfMessagesNotVisible {"QueueName":"$queue"}']);
+  t.same(cw('Oldest message age'), ['AWS/SQS ApproximateAgeOfOldestMessage {"QueueName":"$queue"}']);
+  t.same(cw('Dead-letter queue'), ['AWS/SQS ApproximateNumberOfMessagesVisible {"QueueName":"$dlq"}']);
+  t.match(panel('Success ratio (all answers)')?.targets[0]?.expr, /nanogrid_answers_total/, 'the success ratio counts failures that never ran');
 });

@@ -30,6 +30,8 @@ export class Metrics {
     'start_kind',
     'reason',
   ]);
+  /** Every answer stored, including failures that never ran (bad message, missing code): the success ratio's base. */
+  readonly answers = this.counter('nanogrid_answers_total', 'Results answered, by status and whether the function ran (ran="no": refused or failed before running)', ['status', 'ran']);
   readonly startLatency = this.histogram('nanogrid_start_latency_seconds', 'Pool acquire to container ready for exec, by start kind', ['runtime', 'start_kind'], LATENCY_BUCKETS);
   readonly runDuration = this.histogram('nanogrid_run_duration_seconds', 'Function run time (exec), by start kind', ['runtime', 'start_kind'], DURATION_BUCKETS);
   readonly peakMemory = this.histogram('nanogrid_peak_memory_bytes', 'Per-invocation peak memory of the function container', ['runtime', 'method'], MEMORY_BUCKETS);
