@@ -1,6 +1,6 @@
 import { Agent } from './agent.js';
 import { Imds } from './fleet/imds.js';
-import { resolveRegion } from './fleet/region.js';
+import { onEc2, resolveRegion } from './fleet/region.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startLocalStack, type LocalStack } from './local/stack.js';
 import { LOCAL_CREDENTIALS } from './local/agentConfig.js';
@@ -48,10 +48,13 @@ async function main(): Promise<void> {
   if (!config.region) {
     // The SDK's chain, then the instance metadata (only when this agent may ask it).
     try {
-      const imds = config.termination.watch === 'imds' || config.termination.imdsEndpoint ? new Imds({ endpoint: config.termination.imdsEndpoint }) : undefined;
+      // AWS_EC2_METADATA_DISABLED is the SDK's own switch: honoured here too.
+      const disabled = process.env.AWS_EC2_METADATA_DISABLED?.toLowerCase() === 'true';
+      const ask = !disabled && (config.termination.watch === 'imds' || config.termination.imdsEndpoint !== undefined || (await onEc2()));
+      const imds = ask ? new Imds({ endpoint: config.termination.imdsEndpoint }) : undefined;
       config = { ...config, region: await resolveRegion({ imds }) };
     } catch (err) {
-      process.stderr.write(`nanogrid-worker: ${String(err instanceof Error ? err.message : err)} (or run on EC2 with NANOGRID_TERMINATION_WATCH=imds)\n`);
+      process.stderr.write(`nanogrid-worker: ${String(err instanceof Error ? err.message : err)}\n`);
       process.exit(2);
     }
   }

@@ -6,7 +6,7 @@ import { loadConfig } from '../src/config.js';
 import { Imds } from '../src/fleet/imds.js';
 import { LifecycleAction } from '../src/fleet/lifecycleAction.js';
 import type { TerminationNotice } from '../src/fleet/notice.js';
-import { resolveRegion } from '../src/fleet/region.js';
+import { onEc2, resolveRegion } from '../src/fleet/region.js';
 import { TerminationWatch } from '../src/fleet/terminationWatch.js';
 import { waitUntil } from '../src/core/timeout.js';
 import { createLogger } from '../src/observe/log.js';
@@ -56,6 +56,8 @@ t.test('the agent refuses to start without a region, naming where it looked', as
     PATH: process.env.PATH,
     HOME: '/nonexistent',
     AWS_CONFIG_FILE: '/nonexistent/aws-config',
+    // Should this machine be an EC2 instance, its metadata is still not asked.
+    AWS_EC2_METADATA_DISABLED: 'true',
     SQS_QUEUE_URL: 'http://127.0.0.1:9/000000000000/q',
     REDIS_URL: 'redis://127.0.0.1:9',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
@@ -136,4 +138,21 @@ t.test('lifecycle action: without a group name anywhere, the failure is reported
   t.equal(await action.complete(), false);
   t.match(action.progress.lastError, /NANOGRID_ASG_NAME/);
   t.equal(asg.calls.length, 0);
+});
+
+t.test('EC2 is recognised from the firmware tables, without a packet', async (t) => {
+  const { mkdtemp, mkdir, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const sys = await mkdtemp(join(tmpdir(), 'nanogrid-sys-'));
+  t.teardown(() => rm(sys, { recursive: true, force: true }));
+  t.equal(await onEc2(sys), false, 'nothing: not EC2');
+  await mkdir(join(sys, 'devices/virtual/dmi/id'), { recursive: true });
+  await writeFile(join(sys, 'devices/virtual/dmi/id/sys_vendor'), 'QEMU\n');
+  t.equal(await onEc2(sys), false);
+  await writeFile(join(sys, 'devices/virtual/dmi/id/board_asset_tag'), 'i-0123456789abcdef0\n');
+  t.equal(await onEc2(sys), true, 'a Nitro instance id as the asset tag');
+  await writeFile(join(sys, 'devices/virtual/dmi/id/board_asset_tag'), '');
+  await writeFile(join(sys, 'devices/virtual/dmi/id/sys_vendor'), 'Amazon EC2\n');
+  t.equal(await onEc2(sys), true);
 });

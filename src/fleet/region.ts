@@ -1,4 +1,5 @@
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { readFile } from 'node:fs/promises';
 import type { Imds } from './imds.js';
 
 /**
@@ -23,4 +24,16 @@ export async function resolveRegion(opts: { imds?: Imds } = {}): Promise<string>
     }
   }
   throw new Error(`no AWS region: tried ${tried.join(', ')}; set AWS_REGION`);
+}
+
+/**
+ * Whether this host is an EC2 instance, read from the firmware tables (no packet sent):
+ * Nitro instances name their vendor "Amazon EC2" and carry the instance id as the board's
+ * asset tag; Xen instances have a hypervisor UUID starting with "ec2". Off EC2 the metadata
+ * address is never asked.
+ */
+export async function onEc2(sys = '/sys'): Promise<boolean> {
+  const read = (f: string) => readFile(`${sys}/${f}`, 'utf8').then((s) => s.trim(), () => '');
+  const [vendor, tag, uuid] = await Promise.all([read('devices/virtual/dmi/id/sys_vendor'), read('devices/virtual/dmi/id/board_asset_tag'), read('hypervisor/uuid')]);
+  return vendor === 'Amazon EC2' || /^i-[0-9a-f]{8,}$/.test(tag) || /^ec2/i.test(uuid);
 }
