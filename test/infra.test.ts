@@ -234,3 +234,20 @@ t.test('the user-data script parses as bash', async (t) => {
   );
   t.equal(r, 0);
 });
+
+t.test('cdk synth (the CLI) works with no AWS account and no network', async (t) => {
+  const out = await mkdtemp(join(tmpdir(), 'nanogrid-synth-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: out, CDK_DISABLE_VERSION_CHECK: 'true', CDK_DISABLE_CLI_TELEMETRY: 'true' };
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  // A network namespace of its own: whatever the CLI would try, no packet leaves.
+  const r = await exec('unshare', ['--net', join(root, 'node_modules/.bin/cdk'), 'synth', '--no-notices', '-q', '-o', out], { cwd: root, env, timeout: 120_000 }).then(
+    () => ({ code: 0, err: '' }),
+    (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }),
+  );
+  t.equal(r.code, 0, r.err);
+  const template = JSON.parse(await readFile(join(out, 'NanoGridWorkers.template.json'), 'utf8')) as { Resources: Record<string, { Type: string }> };
+  const types = Object.values(template.Resources).map((x) => x.Type);
+  t.equal(types.length, 53, 'the resources the README lists');
+  for (const type of ['AWS::SQS::Queue', 'AWS::AutoScaling::AutoScalingGroup', 'AWS::AutoScaling::LifecycleHook', 'AWS::EC2::LaunchTemplate', 'AWS::ElastiCache::ReplicationGroup']) t.ok(types.includes(type), type);
+});
