@@ -108,7 +108,7 @@ t.test('a termination lifecycle action seen through IMDSv2: drain with heartbeat
 
 t.test('a Spot notice: what can finish does, the rest is given back before the two minutes end', async (t) => {
   const f = await fleetEnv(t);
-  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=2,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1', NANOGRID_SPOT_MARGIN_S: '1', ...f.env } });
+  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=2,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1', NANOGRID_SPOT_MARGIN_S: '2', ...f.env } });
   const base = `http://127.0.0.1:${h.agent.httpPort}`;
   const view = async () => (await (await fetch(`${base}/status`)).json()) as DrainView;
   await h.client.uploadZip('short/v1.zip', SAMPLES.pythonSleep(1000));
@@ -122,12 +122,12 @@ t.test('a Spot notice: what can finish does, the rest is given back before the t
   const t0 = Date.now();
   const timeline: string[] = [];
   const mark = (what: string) => timeline.push(`+${String(Date.now() - t0).padStart(5)} ms  ${what}`);
-  // EC2 gives the time to the second; three seconds here stand for the two minutes.
-  const time = new Date(Math.ceil((Date.now() + 3000) / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+  // EC2 gives the time to the second; four seconds here stand for the two minutes.
+  const time = new Date(Math.ceil((Date.now() + 4000) / 1000) * 1000).toISOString().replace('.000Z', 'Z');
   f.imds.paths.set('spot/instance-action', JSON.stringify({ action: 'terminate', time }));
   mark(`IMDS: spot/instance-action terminate at ${time}`);
   await waitUntil('drain by spot', async () => (await view()).drain?.trigger === 'spot');
-  mark('agent draining (trigger spot), deadline = notice time - 1 s margin');
+  mark('agent draining (trigger spot), deadline = notice time - 2 s margin');
   t.equal((await h.client.waitForResult(short.requestId, 30_000)).status, 'SUCCESS', 'the short run finished');
   mark('short run finished: SUCCESS');
   const drained = await waitUntil('drained', async () => {
