@@ -13,8 +13,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Result } from '../src/core/result.js';
-import { sleep } from '../src/core/timeout.js';
+import { sleep, waitUntil } from '../src/core/timeout.js';
 import { AgentProcess } from '../src/local/agentProcess.js';
+import { startAutoScaling, startImds } from '../src/local/awsStandIns.js';
 import { LocalClient } from '../src/local/client.js';
 import { startLocalStack, type LocalStack } from '../src/local/stack.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
@@ -41,6 +42,7 @@ export interface Row {
 
 const ECHO = 'import os, time\ntime.sleep(float(os.environ.get("ECHO_SLEEP", "0.1")))\nprint(os.environ["NANOGRID_REQUEST_ID"])\n';
 const SLOW_ECHO = 'import os, time\ntime.sleep(1.0)\nprint(os.environ["NANOGRID_REQUEST_ID"])\n';
+const LONG_ECHO = 'import os, time\ntime.sleep(8.0)\nprint(os.environ["NANOGRID_REQUEST_ID"])\n';
 
 const say = (msg: string) => process.stderr.write(`[chaos] ${msg}\n`);
 
@@ -49,6 +51,12 @@ class World {
   readonly agents: AgentProcess[] = [];
   readonly ids: string[] = [];
   private seq = 0;
+  private readonly cleanups: (() => unknown)[] = [];
+
+  /** Something to undo when the world closes (a stand-in server). */
+  teardown(fn: () => unknown): void {
+    this.cleanups.push(fn);
+  }
 
   private constructor(
     readonly stack: LocalStack,
@@ -63,6 +71,7 @@ class World {
     const w = new World(stack, client, await mkdtemp(join(tmpdir(), 'nanogrid-chaos-')));
     await client.uploadZip('echo/v1.zip', { 'main.py': ECHO });
     await client.uploadZip('slow-echo/v1.zip', { 'main.py': SLOW_ECHO });
+    await client.uploadZip('long-echo/v1.zip', { 'main.py': LONG_ECHO });
     return w;
   }
 
@@ -181,6 +190,7 @@ class World {
       if (left === 0) break;
       await sleep(500);
     }
+    for (const fn of this.cleanups.reverse()) await Promise.resolve(fn()).catch(() => undefined);
     await unmountUnder(this.workRoot, 10_000).catch(() => undefined);
     await rm(this.workRoot, { recursive: true, force: true });
     this.client.close();
@@ -245,6 +255,35 @@ const SCENARIOS: Scenario[] = [
       const received = new Set(first.lines.filter((l) => l.msg === 'invocation received').map((l) => l.requestId as string));
       for (const l of first.lines) if (l.msg === 'invocation finished') received.delete(l.requestId as string);
       return w.row(this.name, w.ids, { timeoutMs: collectMs, restarts: 1, allowedTwice: received.size, interrupted: received, note: `${received.size} in flight at the kill, run again (at-least-once)` });
+    },
+  },
+  {
+    name: 'Spot notice mid-stream',
+    async run(w) {
+      const imds = await startImds(w, { 'instance-id': 'i-0chaos00000000001', 'tags/instance/aws:autoscaling:groupName': 'nanogrid-workers' });
+      const asg = await startAutoScaling(w);
+      const spot = await w.startAgent('chaos-spot', {
+        NANOGRID_TERMINATION_WATCH: 'imds',
+        AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url,
+        AWS_ENDPOINT_URL_AUTO_SCALING: asg.url,
+        NANOGRID_TERMINATION_POLL_MS: '200',
+        NANOGRID_SPOT_MARGIN_S: '2',
+      });
+      // 1 s runs and 8 s runs: the notice leaves 5 s, so the long ones cannot finish.
+      const stream = Promise.all([w.stream('slow-echo', QUICK ? 16 : 40, 250), w.stream('long-echo', 4, 500)]);
+      await sleep(2000);
+      const time = new Date(Math.ceil((Date.now() + 5000) / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+      imds.paths.set('spot/instance-action', JSON.stringify({ action: 'terminate', time }));
+      // The replacement the group launches.
+      await w.startAgent('chaos-spot-b');
+      await stream;
+      const drained = await waitUntil('the Spot agent drained', () => spot.lines.find((l) => l.msg === 'drained'), { timeoutMs: 30_000 }).catch(() => undefined);
+      const cut = new Set(spot.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('given back before its run ended')).map((l) => l.requestId as string));
+      const problems: string[] = [];
+      if (!drained) problems.push('the Spot agent never drained');
+      else if (Date.parse(String(drained.time ?? '')) > Date.parse(time)) problems.push('drained after the notice\'s time');
+      if (!asg.calls.some((c) => c.action === 'CompleteLifecycleAction')) problems.push('no CompleteLifecycleAction');
+      return w.row(this.name, w.ids, { timeoutMs: collectMs, restarts: 1, allowedTwice: cut.size, interrupted: cut, extra: problems, note: `${cut.size} runs cut at the deadline and run again elsewhere; lifecycle completed` });
     },
   },
   {

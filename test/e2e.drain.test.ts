@@ -2,7 +2,7 @@ import t from 'tap';
 import { waitUntil } from '../src/core/timeout.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { ONE_PYTHON, startHarness } from './helpers/harness.js';
-import { startAutoScaling, startImds } from './helpers/awsStandIns.js';
+import { startAutoScaling, startImds } from '../src/local/awsStandIns.js';
 
 t.test('POST /drain: no new messages, the running one finishes, the agent stays up drained', async (t) => {
   const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1' } });

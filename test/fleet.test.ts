@@ -10,7 +10,7 @@ import { onEc2, resolveRegion } from '../src/fleet/region.js';
 import { TerminationWatch } from '../src/fleet/terminationWatch.js';
 import { waitUntil } from '../src/core/timeout.js';
 import { createLogger } from '../src/observe/log.js';
-import { startAutoScaling, startImds } from './helpers/awsStandIns.js';
+import { startAutoScaling, startImds } from '../src/local/awsStandIns.js';
 
 const log = createLogger('silent');
 const MAIN = fileURLToPath(new URL('../dist/src/main.js', import.meta.url));

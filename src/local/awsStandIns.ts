@@ -1,3 +1,4 @@
+// Stand-ins for the AWS parts with no emulator here (IMDSv2, Auto Scaling), on loopback: for the tests and the chaos suite.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 
