@@ -373,6 +373,12 @@ export class Agent {
     await removeAgentContainers(this.docker, c.agentId, { timeoutMs: c.dockerTimeoutMs, log: this.log, workRoot: c.workRoot });
     await mkdir(codeCacheRoot(c.workRoot, c.agentId), { recursive: true });
     await this.checkDisk();
+    if (c.memoryBudgetMb < c.defaultMemoryMb) {
+      this.log.warn(
+        { tag: 'AGENT', memoryBudgetMb: c.memoryBudgetMb, defaultMemoryMb: c.defaultMemoryMb },
+        'the memory budget is below the default memory: messages without memoryMb are refused (raise NANOGRID_MEMORY_BUDGET_MB, lower NANOGRID_MEMORY_RESERVE_MB or NANOGRID_DEFAULT_MEMORY_MB)',
+      );
+    }
     if (c.aiEndpoint) {
       this.egress = new AiEgress(this.docker, { agentId: c.agentId, endpoint: await resolveAiEndpoint(c.aiEndpoint), log: this.log, timeoutMs: c.dockerTimeoutMs });
       await this.egress.start();

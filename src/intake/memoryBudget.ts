@@ -27,7 +27,8 @@ export class MemoryBudget {
   /** How many more invocations of `typicalMb` could start now (none while any waits). */
   admissible(typicalMb: number): number {
     if (this.waiters.length > 0) return 0;
-    return Math.floor(this.freeMb / Math.max(1, typicalMb));
+    // A budget below the typical size still takes one message at a time, not none ever.
+    return Math.floor(this.freeMb / Math.max(1, Math.min(typicalMb, this.totalMb)));
   }
 
   /**

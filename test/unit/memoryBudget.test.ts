@@ -36,4 +36,5 @@ t.test('a request larger than the budget is refused, and waiters can be cancelle
   r();
   t.equal(b.freeMb, 256);
   t.throws(() => new MemoryBudget(0), RangeError);
+  t.equal(new MemoryBudget(100).admissible(128), 1, 'a budget below the default size still receives');
 });
