@@ -485,7 +485,7 @@ export class Agent {
       this.whenDrained = this.supervisor.stop(c.maxTimeoutMs + RUNNER_BOUND_MS + 10_000).then(async (left) => {
         clearTimeout(this.deadlineTimer);
         // A cut ends with the pools' removal of their containers: drained means all gone.
-        await this.cutting;
+        await this.cutting?.catch((err: unknown) => this.log.error({ tag: 'DOCKER', err: String(err) }, 'removing the pools at the drain deadline failed'));
         info.state = 'drained';
         info.stillRunning = left;
         info.finishedAt = new Date().toISOString();
