@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +17,13 @@ const UNIT = fileURLToPath(new URL('../ops/fleet/nanogrid-worker.service', impor
 function synth(context: Record<string, unknown> = {}) {
   const outdir = join(tmpdir(), `nanogrid-cdk-${process.pid}-${Math.random().toString(36).slice(2)}`);
   const { app, stack } = buildApp(new cdk.App({ context, outdir }));
-  // Runs every validation plugin (cdk-nag's AwsSolutions pack): throws on a violation.
-  app.synth();
+  try {
+    // Runs every validation plugin (cdk-nag's AwsSolutions pack): throws on a violation.
+    app.synth();
+  } catch (err) {
+    rmSync(outdir, { recursive: true, force: true });
+    throw err;
+  }
   return { stack, template: Template.fromStack(stack), outdir };
 }
 
