@@ -226,7 +226,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       left.map((h) => {
         const log = this.opts.log.child({ requestId: h.requestId, messageId: h.messageId });
         log.warn({ tag: 'SQS', reason: 'SHUTTING_DOWN' }, why);
-        return this.apply(h, dispose({ kind: 'failed', failure: 'transient', reason: 'SHUTTING_DOWN', receiveCount: 1, maxReceiveCount: undefined }), 'SHUTTING_DOWN', log);
+        return this.release(h, log);
       }),
     );
     return left.length;
@@ -480,7 +480,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** A message received while stopping: visible again at once, for another worker. */
   private async giveBack(m: Message): Promise<void> {
     const held: Held = { receiptHandle: m.ReceiptHandle!, messageId: m.MessageId ?? 'unknown', requestId: undefined, started: false, settled: true };
-    const d = dispose({ kind: 'failed', failure: 'transient', reason: 'SHUTTING_DOWN', receiveCount: 1, maxReceiveCount: undefined });
-    await this.apply(held, d, 'SHUTTING_DOWN', this.opts.log.child({ messageId: held.messageId }));
+    await this.release(held, this.opts.log.child({ messageId: held.messageId }));
+  }
+
+  /** Visible again at once, for another worker: the agent is stopping or draining. */
+  private release(held: Held, log: Logger): Promise<void> {
+    return this.apply(held, dispose({ kind: 'failed', failure: 'transient', reason: 'SHUTTING_DOWN', receiveCount: 1, maxReceiveCount: undefined }), 'SHUTTING_DOWN', log);
   }
 }

@@ -1,7 +1,7 @@
 import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
 import type Docker from 'dockerode';
 import { Backoff } from '../core/backoff.js';
-import { withTimeout } from '../core/timeout.js';
+import { sleep, withTimeout } from '../core/timeout.js';
 import type { Logger } from '../observe/log.js';
 
 export type PullPolicy = 'never' | 'missing' | 'always';
@@ -58,7 +58,7 @@ export async function ensureImages(
         }
         const waitMs = backoff.next();
         opts.log.warn({ tag: 'DOCKER', image, err: String(err), retryInMs: waitMs, reason: 'IMAGE_PULL_FAILED' }, 'pull failed; retrying');
-        await new Promise((r) => setTimeout(r, waitMs));
+        await sleep(waitMs);
       }
     }
   }
