@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Result } from '../src/core/result.js';
 import { sleep, waitUntil } from '../src/core/timeout.js';
 import { AgentProcess } from '../src/local/agentProcess.js';
-import { startAutoScaling, startImds } from '../src/local/awsStandIns.js';
+import { startFleetStandIns } from '../src/local/awsStandIns.js';
 import { LocalClient } from '../src/local/client.js';
 import { startLocalStack, type LocalStack } from '../src/local/stack.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
@@ -260,15 +260,8 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'Spot notice mid-stream',
     async run(w) {
-      const imds = await startImds(w, { 'instance-id': 'i-0chaos00000000001', 'tags/instance/aws:autoscaling:groupName': 'nanogrid-workers' });
-      const asg = await startAutoScaling(w);
-      const spot = await w.startAgent('chaos-spot', {
-        NANOGRID_TERMINATION_WATCH: 'imds',
-        AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url,
-        AWS_ENDPOINT_URL_AUTO_SCALING: asg.url,
-        NANOGRID_TERMINATION_POLL_MS: '200',
-        NANOGRID_SPOT_MARGIN_S: '2',
-      });
+      const { imds, asg, env } = await startFleetStandIns(w);
+      const spot = await w.startAgent('chaos-spot', { ...env, NANOGRID_SPOT_MARGIN_S: '2' });
       // 1 s runs and 8 s runs: the notice leaves 5 s, so the long ones cannot finish.
       const stream = Promise.all([w.stream('slow-echo', QUICK ? 16 : 40, 250), w.stream('long-echo', 4, 500)]);
       await sleep(2000);

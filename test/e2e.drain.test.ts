@@ -2,7 +2,7 @@ import t from 'tap';
 import { waitUntil } from '../src/core/timeout.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { ONE_PYTHON, startHarness } from './helpers/harness.js';
-import { startAutoScaling, startImds } from '../src/local/awsStandIns.js';
+import { startFleetStandIns } from '../src/local/awsStandIns.js';
 
 t.test('POST /drain: no new messages, the running one finishes, the agent stays up drained', async (t) => {
   const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1' } });
@@ -41,17 +41,9 @@ t.test('POST /drain: no new messages, the running one finishes, the agent stays 
 });
 
 /** The IMDS and Auto Scaling stand-ins an agent on an instance of the group would see. */
-async function fleetEnv(t: Parameters<typeof startImds>[0]) {
-  const imds = await startImds(t, { 'autoscaling/target-lifecycle-state': 'InService', 'instance-id': 'i-0fleet000000001', 'tags/instance/aws:autoscaling:groupName': 'nanogrid-workers' });
-  const asg = await startAutoScaling(t);
-  const env = {
-    NANOGRID_TERMINATION_WATCH: 'imds',
-    AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url,
-    AWS_ENDPOINT_URL_AUTO_SCALING: asg.url,
-    NANOGRID_TERMINATION_POLL_MS: '200',
-    NANOGRID_LIFECYCLE_HEARTBEAT_S: '1',
-  };
-  return { imds, asg, env };
+async function fleetEnv(t: Parameters<typeof startFleetStandIns>[0]) {
+  const f = await startFleetStandIns(t, { 'autoscaling/target-lifecycle-state': 'InService' });
+  return { ...f, env: { ...f.env, NANOGRID_LIFECYCLE_HEARTBEAT_S: '1' } };
 }
 
 interface DrainView {

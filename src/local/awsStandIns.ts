@@ -6,7 +6,8 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-async function listen(t: Teardown, server: Server): Promise<string> {
+/** Listens on a free loopback port until teardown; returns the server's base URL. */
+export async function listen(t: Teardown, server: Server): Promise<string> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => {
     server.closeAllConnections();
@@ -97,4 +98,20 @@ export async function startAutoScaling(t: Teardown): Promise<{ url: string; call
     });
   });
   return { url: await listen(t, server), calls, fail };
+}
+
+/**
+ * Both stand-ins as an instance of the group sees them, and the agent settings that point
+ * an agent at them (metadata polled every 200 ms). `paths` adds to the instance's metadata.
+ */
+export async function startFleetStandIns(t: Teardown, paths: Record<string, string> = {}): Promise<{ imds: ImdsStandIn; asg: Awaited<ReturnType<typeof startAutoScaling>>; env: Record<string, string> }> {
+  const imds = await startImds(t, { 'instance-id': 'i-0fleet000000001', 'tags/instance/aws:autoscaling:groupName': 'nanogrid-workers', ...paths });
+  const asg = await startAutoScaling(t);
+  const env = {
+    NANOGRID_TERMINATION_WATCH: 'imds',
+    AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url,
+    AWS_ENDPOINT_URL_AUTO_SCALING: asg.url,
+    NANOGRID_TERMINATION_POLL_MS: '200',
+  };
+  return { imds, asg, env };
 }

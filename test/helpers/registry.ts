@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import type Docker from 'dockerode';
+import { listen } from '../../src/local/awsStandIns.js';
 
 const exec = promisify(execFile);
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -73,11 +74,5 @@ export async function startRegistry(t: { teardown(fn: () => unknown): void }, do
     });
     res.end(req.method === 'HEAD' ? undefined : found.body);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => {
-    server.closeAllConnections();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  const addr = server.address();
-  return { host: `127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`, requests };
+  return { host: new URL(await listen(t, server)).host, requests };
 }
