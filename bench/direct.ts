@@ -6,10 +6,10 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { ZipFiles } from '../src/local/client.js';
-import { LABEL_AGENT, SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../src/core/sandbox.js';
+import { LABEL_AGENT, WORKDIR } from '../src/core/sandbox.js';
+import { soloContainerSpec } from '../src/local/soloContainer.js';
 import { DockerContainer, unpauseContainer } from '../src/pool/dockerContainer.js';
 import { locateFreezer } from '../src/pool/freezer.js';
-import { DEFAULT_CPU_POLICY } from '../src/pool/cpuShare.js';
 
 export const DIRECT_AGENT = 'bench-direct';
 
@@ -126,21 +126,10 @@ export async function measureFloors(o: Omit<DirectOptions, 'codeDir' | 'command'
  */
 export async function measureResident(o: DirectOptions & { workRoot: string; runnerDir: string }): Promise<Record<string, number[]>> {
   const out: Record<string, number[]> = { 'floor: resident round trip (ping)': [], 'python: resident run, zygote': [], 'python: resident run, exec': [] };
-  const hostDir = join(o.workRoot, 'resident');
-  const c = new DockerContainer(o.docker, {
-    image: o.image,
-    name: `ng-bench-resident-${process.pid}`,
-    hostDir,
-    network: 'none',
-    memoryMb: 256,
-    labels,
-    apiTimeoutMs: 30_000,
-    runnerDir: o.runnerDir,
-    zygote: ['python3', '/nanogrid/zygote.py'],
-    freezer: 'cgroup',
-    scratch: { imagePath: join(o.workRoot, 'resident.img'), mountDir: join(o.workRoot, 'resident-scratch'), limitBytes: 64 << 20, reserve: false },
-    cpu: DEFAULT_CPU_POLICY,
-  });
+  const c = new DockerContainer(
+    o.docker,
+    soloContainerSpec(join(o.workRoot, 'resident'), { image: o.image, name: `ng-bench-resident-${process.pid}`, labels, zygote: ['python3', '/nanogrid/zygote.py'], memoryMb: 256, runnerDir: o.runnerDir }),
+  );
   try {
     await c.create();
     const ws = c.workspaceHostPath;
@@ -150,7 +139,7 @@ export async function measureResident(o: DirectOptions & { workRoot: string; run
     for (const mode of ['zygote', 'exec'] as const) {
       for (let i = 0; i < o.n + 1; i++) {
         const ms = await timed(() =>
-          runner.run({ mode, argv: o.command, cwd: WORKDIR, uid: SANDBOX_UID, gid: SANDBOX_GID, env: ['PYTHONUNBUFFERED=1'], timeoutMs: 10_000, outputLimitBytes: 1 << 20 }, 5000),
+          runner.run({ mode, argv: o.command, cwd: WORKDIR, uid: c.uid!, gid: c.uid!, env: ['PYTHONUNBUFFERED=1'], timeoutMs: 10_000, outputLimitBytes: 1 << 20 }, 5000),
         );
         if (i > 0) out[`python: resident run, ${mode}`]!.push(ms);
       }

@@ -17,10 +17,11 @@
  *                    env...), 'G' release a held run, 'K' kill the current run, 'P' ping
  *   runner -> agent: 'H' hello (zygote state) on connect, 'S' started (pid),
  *                    'E' exit (code, signal, timed_out, duration_us, out_total,
- *                    err_total, clean, leftovers) then 'o' stdout and 'e' stderr bytes,
+ *                    err_total, clean, leftovers), then the kept stdout as 'o' frames and
+ *                    stderr as 'e' frames (at most 1 MiB each), then 'D' (done),
  *                    'F' failed to start (error), 'p' pong
  *
- * Built statically (see ops/setup.sh) so it runs in any image, even one with nothing
+ * Built statically (see runner/build.sh) so it runs in any image, even one with nothing
  * but /bin/sh.
  */
 #define _GNU_SOURCE
@@ -45,11 +46,14 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <linux/openat2.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_FRAME (4 * 1024 * 1024)
+#define CHUNK (1024 * 1024)
 #define MAX_ITEMS 4096
 #define DRAIN_MS 1000
 #define VERIFY_ROUNDS 100
@@ -68,6 +72,18 @@ static int64_t now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Opens a path without following a symbolic link at any component (openat2's
+ * RESOLVE_NO_SYMLINKS, Linux 5.6+); O_NOFOLLOW alone guards only the last one. Where the
+ * kernel has no openat2, the last component is still guarded.
+ */
+static int open_no_links(const char *path, int flags, mode_t mode) {
+  struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .mode = (flags & O_CREAT) ? mode : 0, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+  long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW, mode);
+  return (int)fd;
 }
 
 /* ---------- framing ---------- */
@@ -102,6 +118,12 @@ static int send_frame(int fd, char type, const void *payload, size_t n) {
   hdr[4] = (unsigned char)type;
   if (write_all(fd, hdr, 5) < 0) return -1;
   return n ? write_all(fd, payload, n) : 0;
+}
+
+/* A stream's kept bytes as frames of at most CHUNK bytes each: an output limit above the
+ * largest frame still fits the protocol. */
+static void send_chunks(int fd, char type, const char *data, size_t n) {
+  for (size_t off = 0; off < n; off += CHUNK) send_frame(fd, type, data + off, n - off < CHUNK ? n - off : CHUNK);
 }
 
 /* A growable buffer of NUL-terminated key=value strings. */
@@ -192,7 +214,7 @@ typedef struct {
 static void spool(capture_t *c, const char *buf, size_t n) {
   if (!c->spool_path || c->spooled >= c->spool_limit) return;
   if (c->spool_fd < 0) {
-    c->spool_fd = open(c->spool_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    c->spool_fd = open_no_links(c->spool_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (c->spool_fd < 0) {
       c->spool_path = NULL;
       return;
@@ -264,20 +286,30 @@ static void capture_read(capture_t *c) {
   }
 }
 
-/* Kills every process of `uid` in this PID namespace: kill(-1) from that user is atomic
- * with respect to fork, so no child of the run can slip past it. */
-static void kill_user(uid_t uid, gid_t gid) {
-  pid_t h = fork();
-  if (h == 0) {
-    if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) _exit(1);
-    kill(-1, SIGKILL);
-    _exit(0);
+/*
+ * Runs `fn` with the runner's real and effective uid set to the sandbox user's (the saved
+ * uid stays 0, so root comes back after). With a non-zero effective uid the kernel clears
+ * the effective capabilities, CAP_KILL included: what `fn` does reaches exactly that user's
+ * processes and objects. No fork: a run that took every pid of the container cannot deny
+ * its own clean-up. The runner is the namespace's init, so the function cannot signal it
+ * meanwhile (init ignores signals it has no handler for).
+ */
+static int as_user(uid_t uid, void (*fn)(void)) {
+  if (setresuid(uid, uid, 0) < 0) return -1;
+  fn();
+  if (setresuid(0, 0, 0) < 0) {
+    logf_("cannot become root again: %s", strerror(errno));
+    _exit(70);
   }
-  if (h > 0) {
-    int st;
-    while (waitpid(h, &st, 0) < 0 && errno == EINTR) {
-    }
-  }
+  return 0;
+}
+
+/* kill(-1) is atomic with respect to fork: no child of the run can slip past it. */
+static void kill_all_mine(void) { kill(-1, SIGKILL); }
+
+/* Kills every process of `uid` in this PID namespace. */
+static void kill_user(uid_t uid) {
+  if (as_user(uid, kill_all_mine) < 0) logf_("cannot act as uid %u: %s", (unsigned)uid, strerror(errno));
 }
 
 static void reap_orphans(void) {
@@ -329,7 +361,7 @@ static int count_user(uid_t uid) {
 static int clean_up(void) {
   int left = 0;
   for (int i = 0; i < VERIFY_ROUNDS; i++) {
-    kill_user(run.uid, run.gid);
+    kill_user(run.uid);
     reap_orphans();
     left = count_user(run.uid);
     if (left == 0) return 0;
@@ -360,36 +392,30 @@ static void remove_sysv(const char *kind) {
   fclose(f);
 }
 
+static void remove_ipc_objects(void) {
+  remove_sysv("shm");
+  remove_sysv("msg");
+  remove_sysv("sem");
+  DIR *d = opendir("/dev/mqueue");
+  if (!d) return;
+  struct dirent *e;
+  char p[300];
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    snprintf(p, sizeof p, "/dev/mqueue/%s", e->d_name);
+    unlink(p);
+  }
+  closedir(d);
+}
+
 /*
  * Removes the IPC objects a run left (System V shared memory, queues and semaphores, POSIX
  * message queues): they outlive their processes and would be seen by the next run, and
  * shared memory is charged to the container. Done as the sandbox user, their owner: the
  * runner keeps no capability that could remove another user's.
  */
-static void remove_ipc(uid_t uid, gid_t gid) {
-  pid_t pid = fork();
-  if (pid < 0) return;
-  if (pid == 0) {
-    if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) _exit(1);
-    remove_sysv("shm");
-    remove_sysv("msg");
-    remove_sysv("sem");
-    DIR *d = opendir("/dev/mqueue");
-    if (d) {
-      struct dirent *e;
-      char p[300];
-      while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "/dev/mqueue/%s", e->d_name);
-        unlink(p);
-      }
-      closedir(d);
-    }
-    _exit(0);
-  }
-  int status;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+static void remove_ipc(uid_t uid) {
+  if (as_user(uid, remove_ipc_objects) < 0) logf_("cannot remove IPC objects as uid %u: %s", (unsigned)uid, strerror(errno));
 }
 
 static void release_hold(int go);
@@ -398,7 +424,7 @@ static void start_zygote(char **argv);
 static void finish_run(void) {
   release_hold(0);
   /* Whatever the run left behind dies now, so its pipes close and nothing outlives it. */
-  kill_user(run.uid, run.gid);
+  kill_user(run.uid);
   int64_t deadline = now_us() + DRAIN_MS * 1000;
   while ((run.out.fd >= 0 || run.err.fd >= 0) && now_us() < deadline) {
     struct pollfd p[2] = {{.fd = run.out.fd, .events = POLLIN}, {.fd = run.err.fd, .events = POLLIN}};
@@ -413,7 +439,7 @@ static void finish_run(void) {
   if (run.err.fd >= 0) close(run.err.fd);
   run.out.fd = run.err.fd = -1;
   int leftovers = clean_up();
-  if (leftovers == 0) remove_ipc(run.uid, run.gid);
+  if (leftovers == 0) remove_ipc(run.uid);
 
   int code = -1, sig = 0;
   if (WIFEXITED(run.status)) code = WEXITSTATUS(run.status);
@@ -436,8 +462,9 @@ static void finish_run(void) {
   kv_add(&kv, "clean=%d", leftovers == 0);
   kv_add(&kv, "leftovers=%d", leftovers);
   send_frame(agent_fd, 'E', kv.buf, kv.len);
-  send_frame(agent_fd, 'o', run.out.data, run.out.kept);
-  send_frame(agent_fd, 'e', run.err.data, run.err.kept);
+  send_chunks(agent_fd, 'o', run.out.data, run.out.kept);
+  send_chunks(agent_fd, 'e', run.err.data, run.err.kept);
+  send_frame(agent_fd, 'D', NULL, 0);
   free(kv.buf);
   free(run.out.data);
   free(run.err.data);
@@ -626,7 +653,7 @@ static void start_run(unsigned char *payload, size_t n) {
   /* The run's stdin: its input file when the agent names one (never through a symlink),
    * else /dev/null. */
   int has_input = r.stdin_path && *r.stdin_path;
-  int devnull = open(has_input ? r.stdin_path : "/dev/null", O_RDONLY | O_CLOEXEC | (has_input ? O_NOFOLLOW : 0));
+  int devnull = has_input ? open_no_links(r.stdin_path, O_RDONLY, 0) : open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull < 0) {
     close(out[0]);
     close(out[1]);
@@ -866,7 +893,7 @@ int main(int argc, char **argv) {
       struct signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-          if (run.active) kill_user(run.uid, run.gid);
+          if (run.active) kill_user(run.uid);
           if (zygote_pid > 0) kill(zygote_pid, SIGKILL);
           unlink(sock_path);
           return 0;
@@ -899,7 +926,7 @@ int main(int argc, char **argv) {
           else if (type == 'G' && run.active) release_hold(1);
           else if (type == 'K' && run.active) {
             release_hold(0);
-            kill_user(run.uid, run.gid);
+            kill_user(run.uid);
           }
           else if (type == 'P') send_frame(agent_fd, 'p', NULL, 0);
           free(payload);
@@ -947,7 +974,7 @@ int main(int argc, char **argv) {
       if (run.active && !run.exited) {
         run.timed_out = 1;
         release_hold(0);
-        kill_user(run.uid, run.gid);
+        kill_user(run.uid);
       }
     }
     if (run.active) reap_orphans();

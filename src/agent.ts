@@ -10,6 +10,7 @@ import type { Config } from './config.js';
 import { RUNTIMES, type Runtime } from './core/runtimes.js';
 import { codeCacheRoot } from './core/sandbox.js';
 import { withTimeout } from './core/timeout.js';
+import { ensurePrivateDir } from './core/privateDir.js';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { Backoff } from './core/backoff.js';
 import { Imds } from './fleet/imds.js';
@@ -18,12 +19,13 @@ import type { TerminationNotice } from './fleet/notice.js';
 import { TerminationWatch } from './fleet/terminationWatch.js';
 import { MemoryBudget } from './intake/memoryBudget.js';
 import { MessageLeases } from './intake/messageLeases.js';
-import { Supervisor, type SupervisorStatus } from './intake/supervisor.js';
+import { Supervisor, type IntakeGate, type SupervisorStatus } from './intake/supervisor.js';
 import { startHttp } from './observe/http.js';
 import type { Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { AiEgress, egressNames, resolveAiEndpoint } from './pool/aiEgress.js';
 import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
+import { rangeConflict, SandboxUids } from './container/sandboxUser.js';
 import { removeAgentContainers } from './pool/leftovers.js';
 import { ensureImages } from './pool/imagePull.js';
 import { scratchImageBytes } from './pool/scratch.js';
@@ -100,6 +102,15 @@ export interface Health {
   parts: Record<string, { ok: boolean; detail?: string; [more: string]: unknown }>;
 }
 
+/** Intake waits while the outbox is full: results keep their room on disk and in memory. */
+function outboxGate(outbox: RedisSink['undelivered']): IntakeGate {
+  return {
+    isOpen: () => !outbox.full,
+    whenOpen: () => (outbox.full ? new Promise<void>((resolve) => outbox.once('room', resolve)) : Promise.resolve()),
+    why: 'the outbox of undelivered results is full (NANOGRID_OUTBOX_MAX_RESULTS, NANOGRID_OUTBOX_MAX_MB)',
+  };
+}
+
 /** The worker agent: builds every part, starts them in order and stops them in reverse. */
 export class Agent {
   readonly runId = randomUUID();
@@ -171,6 +182,8 @@ export class Agent {
       workerId: c.agentId,
       log: this.log,
       outboxDir: c.outboxDir,
+      resultMaxBytes: c.resultMaxBytes,
+      outboxLimits: { entries: c.outboxMaxResults, bytes: c.outboxMaxBytes },
       onFailure: (op) => m.sinkFailures.inc({ sink: 'redis', op }),
     });
     const history = new MemoryHistory(this.redis.redis, {
@@ -195,6 +208,8 @@ export class Agent {
     // With an AI node, containers join the agent's own network, whose egress rules let
     // them reach that node only; without one, they have no network at all.
     const network = c.aiEndpoint ? egressNames(c.agentId).network : c.network;
+    // One uid set for every pool: no two containers of this agent share a uid.
+    const sandbox = { uids: new SandboxUids(c.sandboxUids), limits: c.limits };
     for (const runtime of RUNTIMES) {
       const pool = new RuntimePool({
         runtime,
@@ -215,6 +230,7 @@ export class Agent {
         pauseGraceMs: c.pauseGraceMs,
         disk: { limitMb: c.diskLimitMb, reserve: c.diskReserve },
         cpu: c.cpu,
+        sandbox,
         engine: this.engine,
       });
       pool.on('served', (rt, startKind, acquireMs) => m.startLatency.observe({ runtime: rt, start_kind: startKind }, acquireMs / 1000));
@@ -276,7 +292,8 @@ export class Agent {
     this.supervisor = new Supervisor({
       leases,
       memory: this.memory,
-      gate: { isOpen: () => this.engine.isUp, whenOpen: () => this.engine.whenUp() },
+      gate: { isOpen: () => this.engine.isUp, whenOpen: () => this.engine.whenUp(), why: 'the engine is unreachable' },
+      pauses: [outboxGate(this.redis.undelivered)],
       capacity: () => [...this.pools.values()].reduce((n, p) => n + p.capacity, 0),
       limits: {
         defaultTimeoutMs: c.defaultTimeoutMs,
@@ -286,7 +303,9 @@ export class Agent {
         codeBuckets: c.codeBuckets,
         userDataBucket: c.userDataBucket,
         memoryBudgetMb: c.memoryBudgetMb,
+        inputPrefix: c.inputPrefix,
       },
+      ...(c.messageKeys.length > 0 ? { auth: { keys: c.messageKeys, maxLifetimeMs: c.messageMaxLifetimeMs } } : {}),
       visibilityTimeoutS: c.visibilityTimeoutS,
       maxReceiveCount: c.maxReceiveCount,
       log: this.log,
@@ -299,6 +318,7 @@ export class Agent {
           return this.redis.deliver(r, log);
         },
         find: (id) => this.redis.find(id),
+        claim: (id, fn, location, fields, log) => this.redis.claim(id, fn, location, fields, log),
         markState: (id, state, fields, log) => this.redis.markState(id, state, fields, log),
       },
       workerId: c.agentId,
@@ -369,6 +389,10 @@ export class Agent {
       RUNTIMES.map((r) => c.runtimes[r].image),
       { policy: c.imagePull, timeoutMs: c.imagePullTimeoutMs, log: this.log, credentials: this.opts.credentials },
     );
+    const conflict = await rangeConflict(c.sandboxUids);
+    if (conflict) throw new Error(`${conflict}: functions would share a uid with it; choose a free range with NANOGRID_SANDBOX_UIDS`);
+    await ensurePrivateDir(c.workRoot, 'NANOGRID_WORK_ROOT');
+    await ensurePrivateDir(c.outboxDir, 'NANOGRID_OUTBOX_DIR');
     // A previous run of this agent that was killed leaves containers behind: clear them.
     await removeAgentContainers(this.docker, c.agentId, { timeoutMs: c.dockerTimeoutMs, log: this.log, workRoot: c.workRoot });
     await mkdir(codeCacheRoot(c.workRoot, c.agentId), { recursive: true });

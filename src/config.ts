@@ -1,10 +1,15 @@
-import { hostname, tmpdir, totalmem } from 'node:os';
+import { hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { normalizeRuntime, RUNTIMES, type Runtime, type RuntimeConfig } from './core/runtimes.js';
 import { defaultRunnerDir } from './core/sandbox.js';
 import { DEFAULT_CPU_POLICY, type CpuPolicy } from './pool/cpuShare.js';
 import type { PullPolicy } from './pool/imagePull.js';
+import { DEFAULT_LIMITS, type SandboxLimits } from './container/limits.js';
+import { DEFAULT_UID_RANGE, parseUidRange, type UidRange } from './container/sandboxUser.js';
+import { MIN_RESULT_BYTES } from './core/resultBudget.js';
+import { parseMessageKeys, type MessageKey } from './intake/messageAuth.js';
+import { DEFAULT_INPUT_PREFIX } from './intake/parse.js';
 
 export interface ServiceEndpoints {
   sqs: string | undefined;
@@ -103,7 +108,26 @@ export interface Config {
   /** Reserve each container's writable space on the host disk up front. */
   diskReserve: boolean;
   cpu: CpuPolicy;
+  /** The host uids functions run as, one per container (NANOGRID_SANDBOX_UIDS). */
+  sandboxUids: UidRange;
+  /** Every function container's limits and system call profile. */
+  limits: SandboxLimits;
+  /** A result's JSON is kept within this many bytes (core/resultBudget.ts). */
+  resultMaxBytes: number;
+  /** Undelivered results kept before intake pauses. */
+  outboxMaxResults: number;
+  outboxMaxBytes: number;
+  /** NANOGRID_MESSAGE_KEYS: with keys, only messages they sign are run. */
+  messageKeys: MessageKey[];
+  messageMaxLifetimeMs: number;
+  /** Where inputs by reference may be read in the user-data bucket ({functionId} in it); null: anywhere. */
+  inputPrefix: string | null;
+  /** NANOGRID_ADMIN_TOKEN: what a state-changing HTTP request must carry; without one, only loopback may send them. */
+  adminToken: string | undefined;
 }
+
+/** Everything the agent keeps on the host lives under this folder by default. */
+export const STATE_ROOT = '/var/lib/nanogrid';
 
 export class ConfigError extends Error {
   constructor(
@@ -144,6 +168,7 @@ export function parsePerRuntime(name: string, raw: string | undefined, fallback:
 }
 
 const url = z.string().url();
+const absolute = z.string().startsWith('/', 'must be an absolute path');
 
 /** Beyond the longest allowed run: the runner's own bound, then removal and delivery. */
 export const SHUTDOWN_SLACK_MS = 30_000;
@@ -186,7 +211,14 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const lang = read(env, 'NANOGRID_TIP_LANGUAGE', z.enum(['en', 'ko']), 'en');
   const agentId = read(env, 'NANOGRID_AGENT_ID', z.string().regex(/^[a-zA-Z0-9_.-]{1,63}$/, 'letters, digits, _ . - (max 63)'), safeHost());
-  const workRoot = read(env, 'NANOGRID_WORK_ROOT', z.string().startsWith('/', 'must be an absolute path'), join(tmpdir(), 'nanogrid'));
+  const workRoot = read(env, 'NANOGRID_WORK_ROOT', absolute, join(STATE_ROOT, 'work'));
+  const outputLimitBytes = read(env, 'NANOGRID_OUTPUT_LIMIT_BYTES', int(1024, 64 * 1024 * 1024), 1024 * 1024);
+  const keys = env.NANOGRID_MESSAGE_KEYS?.trim() ? parseMessageKeys(env.NANOGRID_MESSAGE_KEYS) : { keys: [] };
+  if ('error' in keys) throw new ConfigError('NANOGRID_MESSAGE_KEYS', `${keys.error} (keyId:base64secret, comma-separated, 32 bytes or more each)`);
+  const inputPrefix = read(env, 'NANOGRID_INPUT_PREFIX', z.string().max(512), DEFAULT_INPUT_PREFIX);
+  if (inputPrefix !== 'any' && !inputPrefix.includes('{functionId}')) {
+    throw new ConfigError('NANOGRID_INPUT_PREFIX', `${JSON.stringify(inputPrefix)} must contain {functionId} (each function reads only its own inputs), or be "any"`);
+  }
 
   return {
     agentId,
@@ -245,11 +277,20 @@ export function loadConfig(env: Env = process.env): Config {
       Math.max(16, Math.floor(totalmem() / 1048576) - read(env, 'NANOGRID_MEMORY_RESERVE_MB', int(0, 16_777_216), 1024)),
     ),
     outputSpoolBytes: read(env, 'NANOGRID_OUTPUT_SPOOL_BYTES', int(0, 2 ** 31), 64 * 1024 * 1024),
-    outboxDir: read(env, 'NANOGRID_OUTBOX_DIR', z.string().startsWith('/', 'must be an absolute path'), join(workRoot, 'outbox', agentId)),
+    // Beside the work folder: under /var/lib/nanogrid by default, under a work root given instead.
+    outboxDir: read(env, 'NANOGRID_OUTBOX_DIR', absolute, join(env.NANOGRID_WORK_ROOT?.trim() ? workRoot : STATE_ROOT, 'outbox', agentId)),
+    // Room for both streams at the output limit as plain text, and the rest of a result.
+    resultMaxBytes: read(env, 'NANOGRID_RESULT_MAX_BYTES', int(MIN_RESULT_BYTES, 512 * 1024 * 1024), Math.max(4 * 1024 * 1024, 2 * outputLimitBytes + 256 * 1024)),
+    outboxMaxResults: read(env, 'NANOGRID_OUTBOX_MAX_RESULTS', int(1, 10_000_000), 10_000),
+    outboxMaxBytes: read(env, 'NANOGRID_OUTBOX_MAX_MB', int(1, 1_048_576), 256) * 1024 * 1024,
+    messageKeys: keys.keys,
+    messageMaxLifetimeMs: read(env, 'NANOGRID_MESSAGE_MAX_LIFETIME_S', int(1, 14 * 86_400), 86_400) * 1000,
+    inputPrefix: inputPrefix === 'any' ? null : inputPrefix,
+    adminToken: read(env, 'NANOGRID_ADMIN_TOKEN', z.string().min(16, 'at least 16 characters').max(512), undefined as string | undefined),
     defaultTimeoutMs,
     maxTimeoutMs,
     defaultMemoryMb: read(env, 'NANOGRID_DEFAULT_MEMORY_MB', int(16, 65_536), 128),
-    outputLimitBytes: read(env, 'NANOGRID_OUTPUT_LIMIT_BYTES', int(1024, 64 * 1024 * 1024), 1024 * 1024),
+    outputLimitBytes,
     codeMaxBytes: read(env, 'NANOGRID_CODE_MAX_BYTES', int(1024, 2 ** 31), 64 * 1024 * 1024),
     zipMaxEntries: read(env, 'NANOGRID_ZIP_MAX_ENTRIES', int(1, 1_000_000), 10_000),
     zipMaxBytes: read(env, 'NANOGRID_ZIP_MAX_BYTES', int(1024, 2 ** 40), 256 * 1024 * 1024),
@@ -277,8 +318,24 @@ export function loadConfig(env: Env = process.env): Config {
       mbPerVcpu: read(env, 'NANOGRID_MB_PER_VCPU', int(0, 1_048_576), DEFAULT_CPU_POLICY.mbPerVcpu),
       floorVcpu: read(env, 'NANOGRID_CPU_FLOOR', z.coerce.number().min(0.01).max(1024), DEFAULT_CPU_POLICY.floorVcpu),
     },
-    runnerDir: read(env, 'NANOGRID_RUNNER_DIR', z.string().startsWith('/', 'must be an absolute path'), defaultRunnerDir()),
+    sandboxUids: uidRange(env),
+    limits: {
+      pids: read(env, 'NANOGRID_PIDS_LIMIT', int(16, 1_000_000), DEFAULT_LIMITS.pids),
+      nofile: read(env, 'NANOGRID_NOFILE_LIMIT', int(64, 1_048_576), DEFAULT_LIMITS.nofile),
+      sigpending: read(env, 'NANOGRID_SIGPENDING_LIMIT', int(16, 1_000_000), DEFAULT_LIMITS.sigpending),
+      msgqueueBytes: read(env, 'NANOGRID_MSGQUEUE_BYTES', int(0, 2 ** 31), DEFAULT_LIMITS.msgqueueBytes),
+      seccomp: read(env, 'NANOGRID_SECCOMP', z.enum(['nanogrid', 'docker-default']), DEFAULT_LIMITS.seccomp),
+    },
+    runnerDir: read(env, 'NANOGRID_RUNNER_DIR', absolute, defaultRunnerDir()),
   };
+}
+
+function uidRange(env: Env): UidRange {
+  const raw = env.NANOGRID_SANDBOX_UIDS;
+  if (raw === undefined || raw.trim() === '') return DEFAULT_UID_RANGE;
+  const range = parseUidRange(raw);
+  if (!range) throw new ConfigError('NANOGRID_SANDBOX_UIDS', `${JSON.stringify(raw)}: FIRST-LAST, at least 16 uids, all of them from 65536 to 2147483646`);
+  return range;
 }
 
 function archiveConfig(env: Env): Config['archive'] {

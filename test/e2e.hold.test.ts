@@ -2,32 +2,21 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { LABEL_AGENT, SANDBOX_GID, SANDBOX_UID, WORKDIR } from '../src/core/sandbox.js';
+import { LABEL_AGENT, WORKDIR } from '../src/core/sandbox.js';
+import { soloContainerSpec } from '../src/local/soloContainer.js';
 import { sleep } from '../src/core/timeout.js';
 import { DockerContainer } from '../src/pool/dockerContainer.js';
-import { DEFAULT_CPU_POLICY } from '../src/pool/cpuShare.js';
 import { docker, uniqueId } from './helpers/harness.js';
-import { defaultRunnerDir } from '../src/core/sandbox.js';
 
 // The runner's hold (what the cgroup v2 meter relies on), on the real engine: the run's
 // first process waits for the agent's go before it runs anything.
 for (const zygote of [true, false]) {
   t.test(`a held run starts only when released (${zygote ? 'zygote' : 'exec'})`, async (t) => {
     const root = await mkdtemp(join(tmpdir(), 'nanogrid-hold-'));
-    const c = new DockerContainer(docker, {
-      image: 'nanogrid/python:local',
-      name: uniqueId('ng-hold'),
-      hostDir: join(root, 'c'),
-      network: 'none',
-      memoryMb: 128,
-      labels: { [LABEL_AGENT]: uniqueId('hold') },
-      apiTimeoutMs: 30_000,
-      runnerDir: defaultRunnerDir(),
-      zygote: zygote ? ['python3', '/nanogrid/zygote.py'] : null,
-      freezer: 'cgroup',
-      scratch: { imagePath: join(root, 'c.img'), mountDir: join(root, 'scratch'), limitBytes: 64 << 20, reserve: false },
-      cpu: DEFAULT_CPU_POLICY,
-    });
+    const c = new DockerContainer(
+      docker,
+      soloContainerSpec(root, { image: 'nanogrid/python:local', name: uniqueId('ng-hold'), labels: { [LABEL_AGENT]: uniqueId('hold') }, zygote: zygote ? ['python3', '/nanogrid/zygote.py'] : null }),
+    );
     // The scratch file system is mounted under root: unmount it before removing root.
     t.teardown(async () => {
       await c.destroy();
@@ -39,8 +28,8 @@ for (const zygote of [true, false]) {
       mode: zygote ? ('zygote' as const) : ('exec' as const),
       argv: zygote ? ['python', '-'] : ['python3', '-c', 'import time; print(time.time())'],
       cwd: '/',
-      uid: SANDBOX_UID,
-      gid: SANDBOX_GID,
+      uid: c.uid!,
+      gid: c.uid!,
       env: [],
       timeoutMs: 5000,
       outputLimitBytes: 1024,

@@ -50,13 +50,13 @@ t.test('an input by reference comes from the user-data bucket; limits are named'
   const h = await startHarness(t, { env: { ...ONE_PYTHON, S3_USER_DATA_BUCKET: 'user-data', NANOGRID_INPUT_S3_MAX_BYTES: '4096', NANOGRID_INPUT_MAX_BYTES: '1000' } });
   await h.client.createBucket('user-data');
   const big = { rows: Array.from({ length: 100 }, (_, i) => ({ i, v: 'value' })) };
-  await h.client.upload('inputs/big.json', Buffer.from(JSON.stringify(big)), 'user-data');
-  const r = await h.invoke('echo-input', { 'main.py': ECHO_INPUT }, { inputS3Key: 'inputs/big.json' });
+  await h.client.upload('inputs/echo-input/big.json', Buffer.from(JSON.stringify(big)), 'user-data');
+  const r = await h.invoke('echo-input', { 'main.py': ECHO_INPUT }, { inputS3Key: 'inputs/echo-input/big.json' });
   t.equal(r.status, 'SUCCESS', r.stderr);
   t.same(JSON.parse(seen(r.stdout).stdin), big, 'the object, on stdin');
 
-  await h.client.upload('inputs/huge.json', Buffer.alloc(5000, 'x'), 'user-data');
-  const huge = await h.invoke('echo-input', undefined, { inputS3Key: 'inputs/huge.json' });
+  await h.client.upload('inputs/echo-input/huge.json', Buffer.alloc(5000, 'x'), 'user-data');
+  const huge = await h.invoke('echo-input', undefined, { inputS3Key: 'inputs/echo-input/huge.json' });
   t.equal(huge.reason, 'INVALID_MESSAGE');
   t.match(huge.stderr, /over the NANOGRID_INPUT_S3_MAX_BYTES limit of 4096/);
 
@@ -64,8 +64,15 @@ t.test('an input by reference comes from the user-data bucket; limits are named'
   t.equal(inline.reason, 'INVALID_MESSAGE');
   t.match(inline.stderr, /over the NANOGRID_INPUT_MAX_BYTES limit of 1000/);
 
-  const missing = await h.invoke('echo-input', undefined, { inputS3Key: 'inputs/none.json', inputS3Bucket: 'someone-else' });
-  t.equal(missing.reason, 'INVALID_MESSAGE', 'a bucket that is neither the code nor the user-data bucket');
+  const missing = await h.invoke('echo-input', undefined, { inputS3Key: 'inputs/echo-input/none.json', inputS3Bucket: 'someone-else' });
+  t.equal(missing.reason, 'INVALID_MESSAGE', 'a bucket other than the user-data bucket');
+  // Another function's input, its code, and its stored outputs are out of reach.
+  await h.client.upload('inputs/other/secret.json', Buffer.from('{"secret":1}'), 'user-data');
+  for (const [inputS3Key, inputS3Bucket] of [['inputs/other/secret.json'], ['echo-input/v1.zip', h.stack.bucket], ['other/some-request/result.txt'], ['inputs/echo-input/../other/secret.json']]) {
+    const r = await h.invoke('echo-input', undefined, { inputS3Key, ...(inputS3Bucket ? { inputS3Bucket } : {}) });
+    t.equal(r.reason, 'INVALID_MESSAGE', `${inputS3Key} is refused`);
+    t.equal(r.stdout, '', 'nothing of it was read');
+  }
 });
 
 // The local python image is a real Python: the standard library an ordinary function

@@ -115,7 +115,8 @@ t.test('a runner that stops answering: the invocation is answered, the container
   // Freeze the whole container, runner included: it can no longer end the run or answer.
   await docker.getContainer(before[0]!).pause();
   const r = await h.client.waitForResult(m.requestId, 30_000);
-  t.equal(r.status, 'TIMEOUT');
+  t.equal(r.status, 'FAILED');
+  t.equal(r.reason, 'CLEANUP_FAILED', 'a run not verified clean has a reason of its own');
   t.match(r.stderr, /runner did not answer/);
   t.ok(r.durationMillis >= 1000, `answered after its timeout and the runner's bound (${r.durationMillis} ms)`);
   await h.quiet();

@@ -10,7 +10,8 @@ import os, sys
 print(__name__, __file__, __doc__, __package__, __spec__, __cached__, type(__loader__).__name__)
 print(sorted(globals()))
 print(sys.argv, os.getcwd(), sys.path[0], sys.orig_argv[1:])
-print(sys.flags.dont_write_bytecode, sys.dont_write_bytecode, os.getuid(), os.getgid(), os.getgroups())
+# Each container has a uid of its own: print what must hold of it, not the number.
+print(sys.flags.dont_write_bytecode, sys.dont_write_bytecode, os.getuid() == os.getgid() >= 1879048192, os.getgroups())
 print(sorted(k for k in os.environ if k != 'NANOGRID_REQUEST_ID'))
 print(os.environ['HOME'], os.environ['PYTHONUNBUFFERED'], os.environ['PATH'])
 print(repr(sys.stdin.read()), sys.stdin.isatty(), sys.stdout.isatty())

@@ -43,7 +43,7 @@ t.test('receives as many as there are free slots, 10 per call side by side; dele
     maxReceiveCount: 3,
     log: silentLogger,
     workerId: 'w',
-    results: { deliver: async (r) => void answered.push(r), find: async () => undefined, markState: async () => undefined },
+    results: { deliver: async (r) => void answered.push(r), find: async () => undefined, claim: async () => 'claimed' as const, markState: async () => undefined },
     runInvocation: async (inv, _log, hooks) => {
       hooks.onRunStart();
       await gate;

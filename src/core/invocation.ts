@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Runtime } from './runtimes.js';
 
 export type CodeSource =
@@ -14,6 +15,8 @@ export interface Invocation {
   functionId: string;
   runtime: Runtime;
   code: CodeSource;
+  /** codeLocation(code), once. */
+  codeLocation: string;
   /** Null when the message carries no input (the original contract). */
   input: InputSource | null;
   timeoutMs: number;
@@ -25,4 +28,27 @@ export interface Invocation {
   /** SQS SentTimestamp in epoch ms, when known. */
   sentAt: number | undefined;
   receivedAt: number;
+}
+
+/**
+ * Where a function's code comes from, as one string: `s3://bucket/key`, or `inline:` and
+ * the source's hash. With the function id it names a function for everything the agent
+ * keys on it (warm containers, memory history, who owns a request id): a message that
+ * names another function's id with other code is another function.
+ */
+export function codeLocation(code: CodeSource): string {
+  return code.kind === 's3' ? `s3://${code.bucket}/${code.key}` : `inline:${createHash('sha256').update(code.code).digest('hex')}`;
+}
+
+/** What owns an invocation's request id and its results: the function id and its code location. */
+export function ownerOf(functionId: string, location: string): string {
+  return `${functionId}\n${location}`;
+}
+
+/**
+ * The key of a function for containers and memory history: its id and a short hash of its
+ * code location (ids alone could be claimed by any sender).
+ */
+export function functionKey(functionId: string, location: string): string {
+  return `${functionId}:${createHash('sha256').update(location).digest('hex').slice(0, 16)}`;
 }

@@ -28,6 +28,8 @@ export interface Timings {
 export interface Result {
   requestId: string;
   functionId: string;
+  /** Where the function's code came from (`s3://bucket/key`, or `inline:` and its hash); null when the message named none. */
+  codeLocation: string | null;
   runtime: Runtime | string;
   status: Status;
   success: boolean;
@@ -60,6 +62,8 @@ export interface Result {
 export function failedResult(args: {
   requestId: string;
   functionId: string;
+  /** Null for a message that was refused before its code was known. */
+  codeLocation?: string | null;
   runtime: string;
   reason: Reason;
   message: string;
@@ -71,6 +75,7 @@ export function failedResult(args: {
   return {
     requestId: args.requestId,
     functionId: args.functionId,
+    codeLocation: args.codeLocation ?? null,
     runtime: args.runtime,
     status: 'FAILED',
     success: false,

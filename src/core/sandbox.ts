@@ -8,9 +8,6 @@ import { fileURLToPath } from 'node:url';
  * folders live.
  */
 
-/** The uid:gid functions run as inside the container; the workspace is chowned to it. */
-export const SANDBOX_UID = 65534;
-export const SANDBOX_GID = 65534;
 /** Where the container's own host folder is mounted; the workspace is a folder in it. */
 export const SANDBOX_MOUNT = '/sandbox';
 export const WORKSPACE_NAME = 'work';
@@ -28,21 +25,26 @@ export const LABEL_RUNTIME = 'nanogrid.runtime';
 
 /** Everything of one agent on the host lives under this folder; it is removed at start. */
 export const agentRoot = (workRoot: string, agentId: string) => join(workRoot, agentId);
-/** The code cache: one unpacked, read-only copy of each code version (hard-linked into workspaces). */
+/** The code cache: one unpacked, read-only copy of each code version (copied into workspaces). */
 export const codeCacheRoot = (workRoot: string, agentId: string) => join(agentRoot(workRoot, agentId), 'code');
 /** A container's own host folder, mounted at SANDBOX_MOUNT. */
 export const containerHostDir = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'containers', name);
 /** A container's scratch file system: its image, and where it is mounted (outside the folder the container sees). */
 export const scratchImagePath = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'scratch', `${name}.img`);
 export const scratchMountDir = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'scratch', name);
+/** The agent's own nosymfollow view of a container's scratch file system (scratch.ts). */
+export const scratchViewDir = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'view', name);
 
 /** Where the runner lives inside every function container (mounted read-only). */
 export const RUNNER_MOUNT = '/nanogrid';
-/** The runner's control socket, in a folder of the container's host folder that only root can enter. */
+/**
+ * The runner's folder, which only root can enter: its control socket, and the streams it
+ * keeps whole. It lives on the container's scratch file system, under the same limit as
+ * everything else of a run.
+ */
 export const CONTROL_DIR = 'ctl';
 export const RUNNER_SOCKET = 'runner.sock';
-export const controlHostDir = (hostDir: string) => join(hostDir, CONTROL_DIR);
-/** Where the runner keeps a stream whole once it passes the output limit: the control folder, root's only. */
+/** Where the runner keeps a stream whole once it passes the output limit (inside the container). */
 export const SPOOL_NAMES = { stdout: 'stdout.full', stderr: 'stderr.full' } as const;
 export const SPOOL_STDOUT = `${SANDBOX_MOUNT}/${CONTROL_DIR}/${SPOOL_NAMES.stdout}`;
 export const SPOOL_STDERR = `${SANDBOX_MOUNT}/${CONTROL_DIR}/${SPOOL_NAMES.stderr}`;

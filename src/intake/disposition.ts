@@ -6,6 +6,8 @@ export type Outcome =
   | { kind: 'ran' }
   /** An earlier delivery already stored a result (its delete was lost). */
   | { kind: 'duplicate' }
+  /** Not to be run or answered: it failed authentication, or names a request id of another function. */
+  | { kind: 'refused' }
   /** The function did not run. */
   | { kind: 'failed'; failure: FailureKind; reason: Reason; receiveCount: number; maxReceiveCount: number | undefined };
 
@@ -17,7 +19,7 @@ export interface Disposition {
   /** Job state goes back to PENDING: a redelivery will try again. */
   pending: boolean;
   /** Label for metrics and /status totals. */
-  label: 'deleted' | 'retried' | 'dead_lettered' | 'released';
+  label: 'deleted' | 'retried' | 'dead_lettered' | 'released' | 'refused';
 }
 
 /** Longest wait before a transient failure is tried again. */
@@ -30,6 +32,8 @@ export const MAX_RETRY_DELAY_S = 60;
 export function dispose(o: Outcome): Disposition {
   if (o.kind === 'ran') return { message: { op: 'delete' }, answerFailure: false, pending: false, label: 'deleted' };
   if (o.kind === 'duplicate') return { message: { op: 'delete' }, answerFailure: false, pending: false, label: 'deleted' };
+  // Answering would write under a request id that may be anyone's: delete, say nothing.
+  if (o.kind === 'refused') return { message: { op: 'delete' }, answerFailure: false, pending: false, label: 'refused' };
   // It would fail the same way again: answer and delete.
   if (o.failure === 'permanent') return { message: { op: 'delete' }, answerFailure: true, pending: false, label: 'deleted' };
   // Nothing wrong with the message: another worker (or this one after a restart) takes it.

@@ -1,7 +1,8 @@
 import { z } from 'zod';
-import type { CodeSource, InputSource, Invocation } from '../core/invocation.js';
+import { codeLocation, type CodeSource, type InputSource, type Invocation } from '../core/invocation.js';
 import type { Reason } from '../core/reasons.js';
 import { normalizeRuntime } from '../core/runtimes.js';
+import { verifyMessage, type AuthRefusal, type MessageKey } from './messageAuth.js';
 
 export interface Rejection {
   /** The best identifiers we could read, so the rejection can still be answered. */
@@ -11,6 +12,14 @@ export interface Rejection {
   reason: Extract<Reason, 'INVALID_MESSAGE' | 'RUNTIME_NOT_SUPPORTED'>;
   message: string;
   memoryMb: number;
+}
+
+/**
+ * A message refused without an answer: it failed authentication, so nothing is written
+ * under the request id it names (it may be anyone's).
+ */
+export interface Refusal extends AuthRefusal {
+  messageId: string;
 }
 
 export type ParseOutcome = { ok: true; invocation: Invocation } | { ok: false; rejection: Rejection };
@@ -37,7 +46,22 @@ export interface ParseLimits {
   userDataBucket?: string;
   /** The most memory this worker can ever give one container (NANOGRID_MEMORY_BUDGET_MB). */
   memoryBudgetMb?: number;
+  /**
+   * Where an input by reference may be read, in the user-data bucket: a key prefix in which
+   * {functionId} stands for the message's function (NANOGRID_INPUT_PREFIX); null: anywhere.
+   */
+  inputPrefix?: string | null;
 }
+
+/** Message authentication (messageAuth.ts): with keys, only messages they verify are run. */
+export interface AuthPolicy {
+  keys: readonly MessageKey[];
+  maxLifetimeMs: number;
+  now?: () => number;
+}
+
+/** The default NANOGRID_INPUT_PREFIX: each function reads inputs only under its own prefix. */
+export const DEFAULT_INPUT_PREFIX = 'inputs/{functionId}/';
 
 /** The default for maxInputBytes: what fits an SQS body (256 KiB) with the rest of the message. */
 export const DEFAULT_MAX_INPUT_BYTES = 240 * 1024;
@@ -81,13 +105,34 @@ const legacy = z.object({
 const MIN_MEMORY_MB = 16;
 const MAX_MEMORY_MB = 65_536;
 
-/** Validates an SQS body in either contract format. Never throws. */
-export function parseInvocation(body: string, meta: MessageMeta, limits: ParseLimits): ParseOutcome {
+/**
+ * Checks an SQS body's signature before anything of it is believed: the message object
+ * when it verifies, else why it is refused (a body that is not a JSON object is unsigned).
+ */
+export function authenticate(body: string, meta: Pick<MessageMeta, 'messageId'>, auth: AuthPolicy): { message: Record<string, unknown> } | { refusal: Refusal } {
   let json: unknown;
   try {
     json = JSON.parse(body);
-  } catch (err) {
-    return reject(meta, {}, 'INVALID_MESSAGE', `body is not JSON: ${(err as Error).message}`, limits);
+  } catch {
+    json = undefined;
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return { refusal: { reason: 'MESSAGE_UNSIGNED', message: 'the body is not a JSON object, so it carries no signature', messageId: meta.messageId } };
+  }
+  const obj = json as Record<string, unknown>;
+  const refused = verifyMessage(obj, auth.keys, { now: auth.now?.() ?? Date.now(), maxLifetimeMs: auth.maxLifetimeMs });
+  return refused ? { refusal: { ...refused, messageId: meta.messageId } } : { message: obj };
+}
+
+/** Validates an SQS body (or a body already parsed by authenticate) in either contract format. Never throws. */
+export function parseInvocation(body: string | Record<string, unknown>, meta: MessageMeta, limits: ParseLimits): ParseOutcome {
+  let json: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      json = JSON.parse(body);
+    } catch (err) {
+      return reject(meta, {}, 'INVALID_MESSAGE', `body is not JSON: ${(err as Error).message}`, limits);
+    }
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     return reject(meta, {}, 'INVALID_MESSAGE', 'body is not a JSON object', limits);
@@ -156,12 +201,14 @@ export function parseInvocation(body: string, meta: MessageMeta, limits: ParseLi
     }
     if (msg.inputS3Key !== undefined) {
       if (input) return reject(meta, obj, 'INVALID_MESSAGE', 'inputData and inputS3Key are exclusive: send one', limits);
-      const from = msg.inputS3Bucket ?? limits.userDataBucket ?? msg.s3Bucket;
-      const inputBuckets = [msg.s3Bucket, ...(limits.userDataBucket ? [limits.userDataBucket] : [])];
-      if (!inputBuckets.includes(from)) {
-        return reject(meta, obj, 'INVALID_MESSAGE', `inputS3Bucket "${from}" is neither the code bucket nor the user-data bucket (${inputBuckets.join(', ')})`, limits);
+      const bucket = limits.userDataBucket;
+      if (!bucket) return reject(meta, obj, 'INVALID_MESSAGE', 'inputS3Key needs a user-data bucket (S3_USER_DATA_BUCKET), where inputs by reference are read', limits);
+      if (msg.inputS3Bucket !== undefined && msg.inputS3Bucket !== bucket) {
+        return reject(meta, obj, 'INVALID_MESSAGE', `inputS3Bucket "${msg.inputS3Bucket}" is not the user-data bucket (${bucket}), the only one inputs are read from`, limits);
       }
-      input = { kind: 's3', bucket: from, key: msg.inputS3Key };
+      const refused = inputKeyProblem(msg.inputS3Key, msg.functionId, limits.inputPrefix === undefined ? DEFAULT_INPUT_PREFIX : limits.inputPrefix);
+      if (refused) return reject(meta, obj, 'INVALID_MESSAGE', refused, limits);
+      input = { kind: 's3', bucket, key: msg.inputS3Key };
     } else if (msg.inputS3Bucket !== undefined) {
       return reject(meta, obj, 'INVALID_MESSAGE', 'inputS3Bucket without inputS3Key', limits);
     }
@@ -174,6 +221,7 @@ export function parseInvocation(body: string, meta: MessageMeta, limits: ParseLi
       functionId,
       runtime,
       code,
+      codeLocation: codeLocation(code),
       input,
       timeoutMs,
       memoryMb,
@@ -184,6 +232,24 @@ export function parseInvocation(body: string, meta: MessageMeta, limits: ParseLi
       receivedAt: meta.receivedAt,
     },
   };
+}
+
+/**
+ * Why an input key may not be read for this function, or null: it must lie under the
+ * function's own prefix, with no empty, "." or ".." segment (a store or a proxy on the way
+ * may resolve them as a path would, out of the prefix).
+ */
+export function inputKeyProblem(key: string, functionId: string, template: string | null): string | null {
+  const segments = key.split('/');
+  if (segments.some((s, i) => s === '.' || s === '..' || (s === '' && i < segments.length - 1))) {
+    return `inputS3Key "${key.slice(0, 200)}" has an empty, "." or ".." segment`;
+  }
+  if (template === null) return null;
+  const prefix = template.replaceAll('{functionId}', functionId);
+  if (!key.startsWith(prefix) || key.length === prefix.length) {
+    return `inputS3Key "${key.slice(0, 200)}" is not under the function's own prefix "${prefix}" (NANOGRID_INPUT_PREFIX)`;
+  }
+  return null;
 }
 
 function reject(

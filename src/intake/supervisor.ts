@@ -9,7 +9,7 @@ import type { Logger } from '../observe/log.js';
 import { dispose, type Disposition } from './disposition.js';
 import { SQS_MAX_BATCH, type MessageLeases } from './messageLeases.js';
 import type { MemoryBudget } from './memoryBudget.js';
-import { parseInvocation, type ParseLimits } from './parse.js';
+import { authenticate, parseInvocation, type AuthPolicy, type ParseLimits } from './parse.js';
 
 /** One message this agent holds: from receive until it is deleted or made visible again. */
 interface Held {
@@ -27,13 +27,21 @@ interface Held {
   releaseMemory?: () => void;
 }
 
+/**
+ * What a claim on a request id found: free or the function's own already ('claimed'),
+ * another function's ('foreign'), or nothing known (Redis did not answer: 'unknown').
+ */
+export type ClaimOutcome = 'claimed' | 'foreign' | 'unknown';
+
 /** Where results go and where an earlier delivery's result is found (the Redis sink). */
 export interface ResultStore {
-  /** Publishes and stores a result; never throws. */
+  /** Publishes and stores a result unless another function owns its request id; never throws. */
   deliver(result: Result, log: Logger): Promise<unknown>;
   /** A stored result for this request, if an earlier delivery already ran it. */
   find(requestId: string): Promise<Result | undefined>;
-  markState(requestId: string, state: 'PENDING' | 'PROCESSING', fields: Record<string, string | number>, log: Logger): Promise<void>;
+  /** Claims the request id for the function (id and code location) and marks the job PROCESSING; never throws. */
+  claim(requestId: string, functionId: string, codeLocation: string, fields: Record<string, string | number>, log: Logger): Promise<ClaimOutcome>;
+  markState(requestId: string, state: 'PENDING', fields: Record<string, string | number>, log: Logger): Promise<void>;
 }
 
 export interface RunHooks {
@@ -48,22 +56,28 @@ export interface RunHooks {
 /** Runs one valid invocation to its Result; throws InvocationError when it never ran. */
 export type RunInvocation = (inv: Invocation, log: Logger, hooks: RunHooks) => Promise<Result>;
 
-/** Whether intake may receive now (the engine that runs invocations answers). */
+/** Whether intake may receive now (the engine that runs invocations answers, the outbox has room). */
 export interface IntakeGate {
   isOpen(): boolean;
   /** Resolves when it opens. */
   whenOpen(): Promise<void>;
+  /** Said in the log while it holds intake closed. */
+  why: string;
 }
 
 export interface SupervisorOptions {
   leases: MessageLeases;
-  /** Closed while invocations cannot run (the engine is down): nothing is received meanwhile. */
+  /** Closed while invocations cannot run (the engine is down): nothing is received meanwhile, and what is held goes back. */
   gate?: IntakeGate;
+  /** Closed while the agent must not take more work (the outbox is full): nothing is received meanwhile. */
+  pauses?: IntakeGate[];
   /** Slots across the pools: never more messages held than this. */
   capacity: () => number;
   /** The memory running invocations may be allowed: a run starts only when its memory fits. */
   memory?: MemoryBudget;
   limits: ParseLimits;
+  /** With message keys: what does not verify is deleted unanswered (messageAuth.ts). */
+  auth?: AuthPolicy;
   visibilityTimeoutS: number;
   /** Overrides the queue's redrive policy for the "last try" decision. */
   maxReceiveCount: number | undefined;
@@ -89,7 +103,7 @@ export interface SupervisorStatus {
   /** Invocations waiting for memory of the budget to free. */
   waitingForMemory: number;
   maxReceiveCount: number | undefined;
-  totals: { received: number; deleted: number; retried: number; deadLettered: number; released: number };
+  totals: { received: number; deleted: number; retried: number; deadLettered: number; released: number; refused: number };
   lastReceiveOkAt: string | null;
   lastReceiveError: string | null;
 }
@@ -99,7 +113,7 @@ const MAX_RECEIVE_BACKOFF_MS = 20_000;
 const LAST_TRY_ENGINE_WAIT_MS = 10 * 60_000;
 /** How long a full agent waits after the first slot frees before it asks for more messages. */
 const RECEIVE_COALESCE_MS = 3;
-const TOTAL_OF = { deleted: 'deleted', retried: 'retried', dead_lettered: 'deadLettered', released: 'released' } as const;
+const TOTAL_OF = { deleted: 'deleted', retried: 'retried', dead_lettered: 'deadLettered', released: 'released', refused: 'refused' } as const;
 
 /**
  * The main thread's owner of SQS intake: takes only as many messages as there are free
@@ -116,7 +130,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private maxReceiveCount: number | undefined;
   private lastReceiveOkAt: number | null = null;
   private lastReceiveError: string | null = null;
-  private readonly totals = { received: 0, deleted: 0, retried: 0, deadLettered: 0, released: 0 };
+  private readonly totals = { received: 0, deleted: 0, retried: 0, deadLettered: 0, released: 0, refused: 0 };
   private readonly tasks = new Set<Promise<void>>();
 
   constructor(private readonly opts: SupervisorOptions) {
@@ -241,12 +255,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     // Full jitter, as everywhere the agent retries: workers of a fleet that lost the queue together do not come back in step.
     const backoff = new Backoff(500, MAX_RECEIVE_BACKOFF_MS);
     let backoffMs = 0;
-    let paused = false;
+    let paused: string | false = false;
     while (!this.stopping) {
-      const gate = this.opts.gate;
-      if (gate && !gate.isOpen()) {
-        if (!paused) this.opts.log.warn({ tag: 'SQS' }, 'intake paused: the engine is unreachable');
-        paused = true;
+      const gate = [this.opts.gate, ...(this.opts.pauses ?? [])].find((g) => g && !g.isOpen());
+      if (gate) {
+        if (paused !== gate.why) this.opts.log.warn({ tag: 'SQS' }, `intake paused: ${gate.why}`);
+        paused = gate.why;
         // A freed slot (or stop) wakes the loop too: it checks again.
         await Promise.race([gate.whenOpen(), new Promise<void>((resolve) => (this.slotFreed = resolve))]);
         continue;
@@ -301,9 +315,21 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const held: Held = { receiptHandle, messageId: m.MessageId ?? 'unknown', requestId: undefined, started: false, settled: false };
     this.held.set(receiptHandle, held);
     try {
+      let body: string | Record<string, unknown> = m.Body ?? '';
+      if (this.opts.auth) {
+        const a = authenticate(body, held, this.opts.auth);
+        if ('refusal' in a) {
+          // Not authentic: the request id it names may be anyone's, so nothing is written under it.
+          const f = a.refusal;
+          this.opts.log.warn({ tag: 'FAIL', reason: f.reason, messageId: f.messageId }, `${f.message}; the message is deleted and not answered`);
+          await this.apply(held, dispose({ kind: 'refused' }), f.reason, this.opts.log.child({ messageId: f.messageId }));
+          return;
+        }
+        body = a.message;
+      }
       const sent = Number(m.Attributes?.SentTimestamp);
       const outcome = parseInvocation(
-        m.Body ?? '',
+        body,
         {
           messageId: held.messageId,
           receiptHandle,
@@ -346,9 +372,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       }
     }
 
-    // Best effort and not awaited: it reaches Redis before the final state on the same
-    // connection, and the run need not wait for it.
-    void this.opts.results.markState(inv.requestId, 'PROCESSING', { attempt: inv.receiveCount }, log);
+    // The request id is this function's from now on (or already was: a redelivery). One
+    // that another function holds is not run, and nothing is written under it.
+    const claim = await this.opts.results.claim(inv.requestId, inv.functionId, inv.codeLocation, { attempt: inv.receiveCount }, log);
+    if (claim === 'foreign') {
+      log.warn({ tag: 'FAIL', reason: 'FOREIGN_REQUEST_ID' }, 'the request id belongs to another function: not run, not answered; the message is deleted');
+      await this.apply(held, dispose({ kind: 'refused' }), 'FOREIGN_REQUEST_ID', log);
+      return;
+    }
     held.cancellable = true;
     if (this.opts.memory) {
       try {
@@ -426,6 +457,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       const failed = failedResult({
         requestId: inv.requestId,
         functionId: inv.functionId,
+        codeLocation: inv.codeLocation,
         runtime: inv.runtime,
         reason: err.reason,
         message: err.message,

@@ -1,19 +1,29 @@
 import type Docker from 'dockerode';
-import { closeSync, openSync } from 'node:fs';
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { closeSync, openSync, readdirSync } from 'node:fs';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cpus } from 'node:os';
-import { CONTROL_DIR, controlHostDir, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, WORKDIR } from '../core/sandbox.js';
+import { CONTROL_DIR, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, WORKDIR } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
+import { pidsIn, procStatus } from '../container/hostPid.js';
+import { securityOptions, ulimitsFor, type SandboxLimits } from '../container/limits.js';
+import { engineNameFor, groupFor, passwdFor, type SandboxUids } from '../container/sandboxUser.js';
 import type { CgroupRef } from '../run/memoryMeter.js';
 import { RunnerClient } from '../run/runnerClient.js';
 import type { CodeVersion } from '../run/codeCache.js';
 import { cpuFor, type CpuPolicy } from './cpuShare.js';
 import { locateFreezer, type Freezer } from './freezer.js';
-import { Scratch, type ScratchSpec, type ScratchUsage } from './scratch.js';
+import { CONTROL, Scratch, type ScratchSpec, type ScratchUsage } from './scratch.js';
+
+/** Who the container's function runs as, and under which limits. */
+export interface SandboxSpec {
+  uids: SandboxUids;
+  limits: SandboxLimits;
+}
 
 export interface ContainerSpec {
   image: string;
+  /** The agent's own name for it: its host folders and log lines (the engine's name is its uid's). */
   name: string;
   /** The container's own host folder, mounted at SANDBOX_MOUNT. */
   hostDir: string;
@@ -30,12 +40,18 @@ export interface ContainerSpec {
   /** The writable space: workspace, /tmp and /dev/shm on one file system with a hard limit. */
   scratch: Omit<ScratchSpec, 'timeoutMs'>;
   cpu: CpuPolicy;
+  sandbox: SandboxSpec;
 }
+
+/** The label that carries a container's sandbox uid. */
+export const LABEL_UID = 'nanogrid.uid';
 
 const HOST_CPUS = Math.max(1, cpus().length);
 
 /** How long a fresh runner may take to listen, and its zygote to be ready. */
 const RUNNER_START_MS = 15_000;
+/** Tries at a uid another container (of any agent on this host) has not taken. */
+const UID_ATTEMPTS = 8;
 
 const MB = 1024 * 1024;
 
@@ -46,6 +62,10 @@ const MB = 1024 * 1024;
 export class DockerContainer {
   /** PID of the container's init on the host, for locating its cgroup. */
   pid: number | undefined;
+  /** The host uid (and gid) its function runs as, from create on. */
+  uid: number | undefined;
+  /** The engine's name for it (its uid's), from create on. */
+  engineName: string | undefined;
   /** Its memory cgroup, located on first use and kept for the container's life. */
   cgroup: CgroupRef | null | undefined;
   /** The connection to the container's runner, from create on. */
@@ -75,9 +95,14 @@ export class DockerContainer {
     return this.handle;
   }
 
-  /** Host path of the invocation's workspace. */
+  /** The invocation's workspace in the agent's view of it, where no link is followed. */
   get workspaceHostPath(): string {
-    return join(this.spec.scratch.mountDir, 'work');
+    return join(this.spec.scratch.viewDir, 'work');
+  }
+
+  /** The runner's folder in the agent's view: the streams it kept whole are read from here. */
+  get controlHostPath(): string {
+    return join(this.spec.scratch.viewDir, CONTROL);
   }
 
   /**
@@ -91,51 +116,18 @@ export class DockerContainer {
     this.memoryMb = memoryMb;
     await mkdir(s.hostDir, { recursive: true, mode: 0o755 });
     await chmod(s.hostDir, 0o755);
-    // The runner's socket lives where only root can go: the function cannot reach it.
-    await mkdir(controlHostDir(s.hostDir), { mode: 0o700 });
-    const bytes = memoryMb * MB;
-    const cpu = cpuFor(memoryMb, s.cpu, HOST_CPUS);
+    // The mount point of the runner's folder, which lives on the scratch file system.
+    await mkdir(join(s.hostDir, CONTROL_DIR), { mode: 0o700 });
     // The file system is made while the engine creates the container; both before start,
     // when the binds are made.
     const scratch = Scratch.create({ ...s.scratch, timeoutMs: s.apiTimeoutMs }).then((x) => (this.scratch = x));
-    const created = this.docker.createContainer({
-        name: s.name,
-        Image: s.image,
-        Entrypoint: [`${RUNNER_MOUNT}/runner`],
-        // A cold start's zygote waits for the first run (--lazy): it would compete with it.
-        Cmd: [`${SANDBOX_MOUNT}/${CONTROL_DIR}/${RUNNER_SOCKET}`, ...(s.zygote ? [...(opts.awaitZygote ? [] : ['--lazy']), ...s.zygote] : [])],
-        // The runner starts as root to switch each run to the sandbox user; the
-        // capabilities below are all it keeps, and the function none of them.
-        User: '0:0',
-        Labels: s.labels,
-        WorkingDir: SANDBOX_MOUNT,
-        HostConfig: {
-          // Each container gets its own host folder and scratch file system: nothing is
-          // shared between containers. Everything the function may write is on the scratch
-          // file system (the root file system is read-only), under its one limit.
-          Binds: [
-            `${s.hostDir}:${SANDBOX_MOUNT}:rw`,
-            `${s.runnerDir}:${RUNNER_MOUNT}:ro`,
-            `${join(s.scratch.mountDir, 'work')}:${WORKDIR}:rw`,
-            `${join(s.scratch.mountDir, 'tmp')}:/tmp:rw`,
-            `${join(s.scratch.mountDir, 'shm')}:/dev/shm:rw`,
-          ],
-          NetworkMode: s.network,
-          ReadonlyRootfs: true,
-          Memory: bytes,
-          MemorySwap: bytes,
-          NanoCpus: cpu.nanoCpus,
-          CpuShares: cpu.shares,
-          PidsLimit: 512,
-          CapDrop: ['ALL'],
-          CapAdd: ['SETUID', 'SETGID', 'KILL'],
-          SecurityOpt: ['no-new-privileges'],
-          Init: false,
-        },
-      });
-    const [made] = await Promise.allSettled([scratch]);
-    this.handle = await this.call('create', created);
+    const created = this.createEngineContainer(memoryMb, opts.awaitZygote);
+    const [made, engine] = await Promise.allSettled([scratch, created]);
+    if (engine.status === 'rejected') throw engine.reason;
     if (made.status === 'rejected') throw made.reason;
+    const uid = this.uid!;
+    await writeFile(join(s.hostDir, 'passwd'), passwdFor(uid), { mode: 0o644 });
+    await writeFile(join(s.hostDir, 'group'), groupFor(uid), { mode: 0o644 });
     await this.call('start', this.engineHandle.start());
     const info = await this.call('inspect', this.engineHandle.inspect());
     this.pid = info.State.Pid;
@@ -145,11 +137,76 @@ export class DockerContainer {
   }
 
   /**
+   * Creates the engine's container under a uid of its own: the engine refuses a name that
+   * another live container has, and the name is the uid's, so a uid taken by any other
+   * container on this host (another agent's too) is passed over.
+   */
+  private async createEngineContainer(memoryMb: number, awaitZygote: boolean): Promise<void> {
+    const s = this.spec;
+    const bytes = memoryMb * MB;
+    const cpu = cpuFor(memoryMb, s.cpu, HOST_CPUS);
+    const limits = s.sandbox.limits;
+    for (let attempt = 1; ; attempt++) {
+      const uid = s.sandbox.uids.take();
+      try {
+        this.handle = await this.call(
+          'create',
+          this.docker.createContainer({
+            name: engineNameFor(uid),
+            Image: s.image,
+            Entrypoint: [`${RUNNER_MOUNT}/runner`],
+            // A cold start's zygote waits for the first run (--lazy): it would compete with it.
+            Cmd: [`${SANDBOX_MOUNT}/${CONTROL_DIR}/${RUNNER_SOCKET}`, ...(s.zygote ? [...(awaitZygote ? [] : ['--lazy']), ...s.zygote] : [])],
+            // The runner starts as root to switch each run to the sandbox user; the
+            // capabilities below are all it keeps, and the function none of them.
+            User: '0:0',
+            Labels: { ...s.labels, [LABEL_UID]: String(uid) },
+            WorkingDir: SANDBOX_MOUNT,
+            HostConfig: {
+              // Each container gets its own host folder and scratch file system: nothing is
+              // shared between containers. Everything the function may write is on the scratch
+              // file system (the root file system is read-only), under its one limit.
+              Binds: [
+                `${s.hostDir}:${SANDBOX_MOUNT}:rw`,
+                `${s.runnerDir}:${RUNNER_MOUNT}:ro`,
+                `${join(s.scratch.mountDir, CONTROL)}:${SANDBOX_MOUNT}/${CONTROL_DIR}:rw`,
+                `${join(s.scratch.mountDir, 'work')}:${WORKDIR}:rw`,
+                `${join(s.scratch.mountDir, 'tmp')}:/tmp:rw`,
+                `${join(s.scratch.mountDir, 'shm')}:/dev/shm:rw`,
+                `${join(s.hostDir, 'passwd')}:/etc/passwd:ro`,
+                `${join(s.hostDir, 'group')}:/etc/group:ro`,
+              ],
+              NetworkMode: s.network,
+              ReadonlyRootfs: true,
+              Memory: bytes,
+              MemorySwap: bytes,
+              NanoCpus: cpu.nanoCpus,
+              CpuShares: cpu.shares,
+              PidsLimit: limits.pids,
+              Ulimits: ulimitsFor(limits),
+              CapDrop: ['ALL'],
+              CapAdd: ['SETUID', 'SETGID', 'KILL'],
+              SecurityOpt: securityOptions(limits),
+              Init: false,
+            },
+          }),
+        );
+        this.uid = uid;
+        this.engineName = engineNameFor(uid);
+        return;
+      } catch (err) {
+        s.sandbox.uids.release(uid);
+        if (!isConflict(err) || attempt >= UID_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /**
    * Socket paths are limited to 108 bytes and a host folder can be deeper: connect through
-   * /proc/self/fd/N, a short name for the control folder held open meanwhile.
+   * /proc/self/fd/N, a short name for the runner's folder held open meanwhile.
    */
   private async connectRunner(): Promise<RunnerClient> {
-    const fd = openSync(controlHostDir(this.spec.hostDir), 'r');
+    const fd = openSync(this.controlHostPath, 'r');
     try {
       return await RunnerClient.connect(join(`/proc/self/fd/${fd}`, RUNNER_SOCKET), RUNNER_START_MS);
     } finally {
@@ -173,6 +230,21 @@ export class DockerContainer {
     if (this.cgroupFreezer) await withTimeout(`thaw ${this.name}`, this.spec.apiTimeoutMs, this.cgroupFreezer.thaw());
     else await this.call('unpause', unpauseContainer(this.engineHandle));
     this.frozen = false;
+  }
+
+  /**
+   * What is left of the function's processes, seen from the host: the container's cgroup
+   * holding a process of the sandbox uid. The runner checks the same from inside before
+   * it answers; this check does not depend on the runner.
+   */
+  leftoverProcesses(): number {
+    const dir = this.cgroup?.dir;
+    if (!dir || this.uid === undefined) return 0;
+    let n = 0;
+    for (const file of procsFiles(dir)) {
+      for (const pid of pidsIn(file)) if (procStatus(pid)?.uid === this.uid) n++;
+    }
+    return n;
   }
 
   /** Applies a new memory limit (swap equal to it, so the limit is the real ceiling) and the CPU that goes with it. */
@@ -215,11 +287,19 @@ export class DockerContainer {
     return this.scratch;
   }
 
-  /** Force-removes the container and its host folder. Throws only on an engine error other than "gone". */
+  /**
+   * Force-removes the container and its host folder. Throws only on an engine error other
+   * than "gone". A container frozen through its cgroup has every process killed while it
+   * is frozen, then thawed (dockerd does not know of the freeze and could not stop it): no
+   * process of it runs again.
+   */
   async destroy(): Promise<void> {
     this.runner?.close();
-    // dockerd does not know of a cgroup freeze: a frozen container would not die.
-    if (this.frozen && this.cgroupFreezer) await this.cgroupFreezer.thaw().catch(() => undefined);
+    if (this.frozen && this.cgroupFreezer) {
+      const f = this.cgroupFreezer;
+      await f.killAll().catch(() => 0);
+      await f.thaw().catch(() => undefined);
+    }
     try {
       if (this.handle) {
         await this.call('remove', this.handle.remove({ force: true, v: true })).catch((err: unknown) => {
@@ -231,12 +311,24 @@ export class DockerContainer {
       // detached now (lazily, while the container still holds it) and its image deleted.
       await this.scratch?.destroy();
       await rm(this.spec.hostDir, { recursive: true, force: true });
+      if (this.uid !== undefined) this.spec.sandbox.uids.release(this.uid);
     }
   }
 
   private call<T>(what: string, work: Promise<T>): Promise<T> {
     return withTimeout(`docker ${what} ${this.name}`, this.spec.apiTimeoutMs, work);
   }
+}
+
+/** cgroup.procs of a container's cgroup and of its children (cgroup v2 runs in child cgroups). */
+function procsFiles(dir: string): string[] {
+  const files = [join(dir, 'cgroup.procs')];
+  try {
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) files.push(join(dir, e.name, 'cgroup.procs'));
+  } catch {
+    // a v1 cgroup without children
+  }
+  return files;
 }
 
 /**
@@ -257,4 +349,9 @@ export async function unpauseContainer(c: Docker.Container): Promise<void> {
 
 export function isNotFound(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === 404;
+}
+
+/** The engine's answer to a name another container has. */
+export function isConflict(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === 409;
 }

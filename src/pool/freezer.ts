@@ -1,6 +1,8 @@
+import { readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep } from '../core/timeout.js';
+import { pidsIn } from '../container/hostPid.js';
 
 /**
  * Freezes and thaws a container by writing its cgroup directly: dockerd's pause path costs
@@ -12,6 +14,12 @@ export interface Freezer {
   readonly kind: 'cgroup-v1' | 'cgroup-v2';
   freeze(): Promise<void>;
   thaw(): Promise<void>;
+  /**
+   * Sends SIGKILL to every process of the cgroup; called while it is frozen, so that none
+   * can fork or run again: each dies as it is thawed, before it returns to user space.
+   * Returns how many were signalled.
+   */
+  killAll(): Promise<number>;
 }
 
 const SETTLE_MS = 2000;
@@ -45,6 +53,10 @@ class V1Freezer implements Freezer {
     return this.set('THAWED');
   }
 
+  async killAll(): Promise<number> {
+    return killEach(pidsIn(join(this.dir, 'cgroup.procs')));
+  }
+
   /** Writes the state and waits until the kernel reports it (FREEZING passes). */
   private async set(state: 'FROZEN' | 'THAWED'): Promise<void> {
     const file = join(this.dir, 'freezer.state');
@@ -65,6 +77,16 @@ class V2Freezer implements Freezer {
     return this.set(0);
   }
 
+  async killAll(): Promise<number> {
+    // cgroup.kill (5.14+) kills the whole subtree at once, the run's child cgroups included.
+    const pids = pidsUnder(this.dir);
+    const written = await writeFile(join(this.dir, 'cgroup.kill'), '1').then(
+      () => true,
+      () => false,
+    );
+    return written ? pids.length : killEach(pids);
+  }
+
   private async set(frozen: 0 | 1): Promise<void> {
     await writeFile(join(this.dir, 'cgroup.freeze'), String(frozen));
     const events = join(this.dir, 'cgroup.events');
@@ -79,4 +101,32 @@ async function settle(what: string, done: () => Promise<boolean>): Promise<void>
     if (Date.now() > deadline) throw new Error(`${what} did not take effect within ${SETTLE_MS} ms`);
     if (delay) await sleep(delay);
   }
+}
+
+function killEach(pids: number[]): number {
+  let n = 0;
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+      n++;
+    } catch {
+      // gone already
+    }
+  }
+  return n;
+}
+
+/** The pids of a v2 cgroup and of its children (a container's init leaf and run scopes). */
+function pidsUnder(dir: string, depth = 0): number[] {
+  const own = pidsIn(join(dir, 'cgroup.procs'));
+  if (depth >= 3) return own;
+  let children: string[] = [];
+  try {
+    children = readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
+  } catch {
+    // no children to read
+  }
+  return [...own, ...children.flatMap((c) => pidsUnder(join(dir, c), depth + 1))];
 }

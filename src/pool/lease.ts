@@ -1,7 +1,7 @@
 import type { StartKind } from '../core/result.js';
 import { plainArgv, zygoteArgv } from '../core/runtimes.js';
 import { join } from 'node:path';
-import { controlHostDir, INPUT_PATH, SANDBOX_GID, SANDBOX_UID, SPOOL_NAMES, SPOOL_STDERR, SPOOL_STDOUT, WORKDIR } from '../core/sandbox.js';
+import { INPUT_PATH, SPOOL_NAMES, SPOOL_STDERR, SPOOL_STDOUT, WORKDIR } from '../core/sandbox.js';
 import type { CodeVersion } from '../run/codeCache.js';
 import { NO_MEASUREMENT, type Measurement, type MemoryMeter } from '../run/memoryMeter.js';
 import { RunnerUnresponsive, type RunnerOutcome } from '../run/runnerClient.js';
@@ -100,14 +100,18 @@ export class ContainerLease implements Lease {
 
   /**
    * Runs the function through the container's runner: forked by the zygote when the
-   * command allows it, else through the shell. A runner that stops answering after the
-   * function started yields a TIMEOUT-like outcome marked unclean, so the container is
-   * retired and the invocation still gets its answer.
+   * command allows it, else through the shell. A run is clean when the runner killed
+   * every process it started and found none left, and the host sees none of the sandbox
+   * uid in the container's cgroup either. Anything else (processes left, or a runner that
+   * stopped answering after the function started) has the container frozen at once and
+   * yields an unclean outcome with nothing read from the workspace: the pool destroys the
+   * container, and the invocation still gets its answer.
    */
   async run(req: RunRequest): Promise<RunOutcome> {
     const engine = this.c.engine;
     const runner = engine.runner;
     if (!runner?.usable) throw new Error(`no runner connection in ${this.c.name}`);
+    if (engine.uid === undefined) throw new Error(`container ${this.c.name} has no sandbox uid`);
     const { meter } = this.deps;
     if (engine.cgroup === undefined) engine.cgroup = engine.pid ? await meter.locate(engine.pid) : null;
     const session = await meter.begin(engine.cgroup, req.timeoutMs);
@@ -121,8 +125,8 @@ export class ContainerLease implements Lease {
           // A plain command line starts without a shell, as `python main.py` would.
           argv: forked ?? plainArgv(req.command) ?? ['/bin/sh', '-c', req.command],
           cwd: WORKDIR,
-          uid: SANDBOX_UID,
-          gid: SANDBOX_GID,
+          uid: engine.uid,
+          gid: engine.uid,
           env: req.env,
           timeoutMs: req.timeoutMs,
           outputLimitBytes: this.deps.outputLimitBytes,
@@ -141,13 +145,14 @@ export class ContainerLease implements Lease {
       await session.end();
       if (!(started && err instanceof RunnerUnresponsive)) throw err;
       runner.close();
+      await this.quarantine();
       exec = {
         exitCode: -1,
         signal: 0,
         timedOut: true,
         durationMs: req.timeoutMs + RUNNER_BOUND_MS,
         stdout: '',
-        stderr: `[TIMEOUT] ${err.message}; the container was retired`,
+        stderr: err.message,
         stdoutTruncated: false,
         stderrTruncated: false,
         clean: false,
@@ -157,13 +162,25 @@ export class ContainerLease implements Lease {
       };
       return { exec, memory: NO_MEASUREMENT, disk: null, spooled: {} };
     }
+    // The runner's word is checked from outside: the workspace is read only after both.
+    const left = exec.clean ? engine.leftoverProcesses() : exec.leftovers;
+    if (left !== 0) {
+      exec = { ...exec, clean: false, leftovers: left };
+      await this.quarantine();
+      return { exec, memory: await session.end(), disk: null, spooled: {} };
+    }
     const [memory, disk] = await Promise.all([session.end(), engine.scratchUsage().catch(() => null)]);
-    const ctl = controlHostDir(engine.spec.hostDir);
+    const ctl = engine.controlHostPath;
     const spooled = {
       ...(exec.stdoutTruncated && exec.stdoutSpooled > 0 ? { stdout: join(ctl, SPOOL_NAMES.stdout) } : {}),
       ...(exec.stderrTruncated && exec.stderrSpooled > 0 ? { stderr: join(ctl, SPOOL_NAMES.stderr) } : {}),
     };
     return { exec, memory, disk, spooled };
+  }
+
+  /** Freezes the container where it is: nothing of it runs until the pool destroys it. */
+  private async quarantine(): Promise<void> {
+    await this.c.engine.freeze().catch(() => undefined);
   }
 
   /** Kills the run's processes now (the runner reports the run's end as usual). */

@@ -3,13 +3,13 @@ import { EventEmitter } from 'node:events';
 import { InvocationError } from '../core/reasons.js';
 import type { StartKind } from '../core/result.js';
 import { zygoteArgv, type Runtime, type RuntimeConfig } from '../core/runtimes.js';
-import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT, scratchImagePath, scratchMountDir } from '../core/sandbox.js';
+import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT, scratchImagePath, scratchMountDir, scratchViewDir } from '../core/sandbox.js';
 import type { Logger } from '../observe/log.js';
 import { Backoff } from '../core/backoff.js';
 import type { CpuPolicy } from './cpuShare.js';
 import type { EngineWatch } from './engineWatch.js';
 import { listAgentContainers } from './leftovers.js';
-import { DockerContainer } from './dockerContainer.js';
+import { DockerContainer, type SandboxSpec } from './dockerContainer.js';
 import { ContainerLease, type Lease, type LeaseEnd, type LeaseOwner, type LeaseRunDeps } from './lease.js';
 import { Mailbox } from './mailbox.js';
 import { summarize, type PoolStatus } from './poolStatus.js';
@@ -38,6 +38,8 @@ export interface PoolOptions {
   pauseGraceMs: number;
   /** Each container's writable space. */
   disk: { limitMb: number; reserve: boolean };
+  /** Who functions run as (a uid per container, shared by the agent's pools) and their limits. */
+  sandbox: SandboxSpec;
   cpu: CpuPolicy;
   /** Whether the engine answers; the pool stops creating while it does not, and rebuilds after. */
   engine: EngineWatch;
@@ -417,7 +419,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   private async rebuild(): Promise<void> {
     try {
       const listed = await listAgentContainers(this.opts.docker, this.opts.agentId, this.opts.runId);
-      const known = new Set(this.containers.keys());
+      const known = new Set([...this.containers.values()].map((c) => c.engine.engineName));
       const orphans = listed.filter((x) => x.Labels[LABEL_RUNTIME] === this.runtime && !x.Names.some((n) => known.has(n.replace(/^\//, ''))));
       await Promise.all(orphans.map((x) => this.opts.docker.getContainer(x.Id).remove({ force: true, v: true }).catch(() => undefined)));
       if (orphans.length > 0) this.opts.log.info({ tag: 'DOCKER', removed: orphans.length }, 'removed containers the outage left');
@@ -488,10 +490,12 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       scratch: {
         imagePath: scratchImagePath(this.opts.workRoot, this.opts.agentId, name),
         mountDir: scratchMountDir(this.opts.workRoot, this.opts.agentId, name),
+        viewDir: scratchViewDir(this.opts.workRoot, this.opts.agentId, name),
         limitBytes: this.opts.disk.limitMb * 1024 * 1024,
         reserve: this.opts.disk.reserve,
       },
       cpu: this.opts.cpu,
+      sandbox: this.opts.sandbox,
     });
     const c = new WarmContainer(engine, { state: 'creating', fn: functionId });
     this.containers.set(name, c);

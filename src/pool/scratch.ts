@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rm, rmdir, stat, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { INPUT_DIR, INPUT_FILE } from '../core/sandbox.js';
@@ -7,15 +7,26 @@ import type { CodeVersion } from '../run/codeCache.js';
 
 const exec = promisify(execFile);
 
-/** The folders of a scratch file system: the workspace, /tmp and /dev/shm of one container. */
+/** The folders a function writes: its workspace, /tmp and /dev/shm. */
 export const SCRATCH_DIRS = ['work', 'tmp', 'shm'] as const;
-export type ScratchDir = (typeof SCRATCH_DIRS)[number];
+/**
+ * The runner's own folder (root's, 0700): its socket, and the streams it keeps whole past
+ * the output limit, which so count against the same limit as everything else of the run.
+ */
+export const CONTROL = 'ctl';
+export type ScratchDir = (typeof SCRATCH_DIRS)[number] | typeof CONTROL;
 
 export interface ScratchSpec {
   /** The image file (outside every folder a container sees). */
   imagePath: string;
   /** Where the image is mounted on the host; its folders are bound into the container. */
   mountDir: string;
+  /**
+   * The agent's own view of the same file system, mounted nosymfollow (and nodev, nosuid,
+   * noexec): every path the agent resolves in it refuses a symbolic link at any
+   * component, so a link a function planted or swapped in is never followed to the host.
+   */
+  viewDir: string;
   /** Writable bytes the function gets in all its folders together. */
   limitBytes: number;
   /** Reserve the image's blocks on the host disk up front (fallocate) instead of a sparse file. */
@@ -66,9 +77,12 @@ export class Scratch {
       await mkdir(spec.mountDir, { recursive: true, mode: 0o700 });
       await mountLoop(spec.imagePath, spec.mountDir, spec.timeoutMs);
       for (const d of SCRATCH_DIRS) {
-        await mkdir(s.path(d), { mode: 0o1777 });
-        await chmod(s.path(d), 0o1777);
+        await mkdir(s.hostPath(d), { mode: 0o1777 });
+        await chmod(s.hostPath(d), 0o1777);
       }
+      await mkdir(s.hostPath(CONTROL), { mode: 0o700 });
+      await mkdir(spec.viewDir, { recursive: true, mode: 0o700 });
+      await mountView(spec.mountDir, spec.viewDir, spec.timeoutMs);
     } catch (err) {
       await s.destroy().catch(() => undefined);
       throw err;
@@ -76,7 +90,13 @@ export class Scratch {
     return s;
   }
 
+  /** A folder in the agent's view (no link followed): what the agent reads and writes. */
   path(d: ScratchDir): string {
+    return join(this.spec.viewDir, d);
+  }
+
+  /** A folder as the container's binds name it (links there are the function's to use). */
+  hostPath(d: ScratchDir): string {
     return join(this.spec.mountDir, d);
   }
 
@@ -116,8 +136,12 @@ export class Scratch {
 
   /** Unmounts (lazily if something still holds it) and deletes the image. */
   async destroy(): Promise<void> {
+    await unmount(this.spec.viewDir, this.spec.timeoutMs);
     await unmount(this.spec.mountDir, this.spec.timeoutMs);
-    await rm(this.spec.mountDir, { recursive: true, force: true });
+    // Both are empty mount points now: rmdir, never a recursive remove into a file system
+    // that a failed unmount would have left in place.
+    await rmdir(this.spec.viewDir).catch(ignoreMissing);
+    await rmdir(this.spec.mountDir).catch(ignoreMissing);
     await rm(this.spec.imagePath, { force: true });
   }
 }
@@ -133,6 +157,25 @@ async function mountLoop(image: string, dir: string, timeoutMs: number): Promise
       await new Promise((r) => setTimeout(r, 20 * attempt * Math.random()));
     }
   }
+}
+
+/**
+ * Binds `dir` at `view` and makes the bind nosymfollow, nodev, nosuid and noexec: a second
+ * mount of the same file system (never a second loop mount of the image, which would be a
+ * second file system on the same blocks).
+ */
+async function mountView(dir: string, view: string, timeoutMs: number): Promise<void> {
+  await exec('mount', ['--bind', dir, view], { timeout: timeoutMs });
+  try {
+    await exec('mount', ['-o', 'remount,bind,nosymfollow,nodev,nosuid,noexec', view], { timeout: timeoutMs });
+  } catch (err) {
+    await exec('umount', ['-l', view], { timeout: timeoutMs }).catch(() => undefined);
+    throw new Error(`cannot make the agent's view of ${dir} nosymfollow (Linux 5.10 or later is required): ${String(err)}`, { cause: err });
+  }
+}
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
 }
 
 /** Unmounts `dir` if it is a mount point; a busy one is detached lazily (its loop device goes with its last user). */

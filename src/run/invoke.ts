@@ -103,27 +103,38 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
 
     const { exec, memory, disk, spooled } = outcome;
     const oom = memory.oomKilled && !exec.timedOut;
-    // The runner killed whatever the run left and checked; a container it could not
-    // clean (or whose runner stopped answering) is never reused.
+    // A run not verified clean (processes left, or a runner that stopped answering) had
+    // its container frozen by the lease; it is destroyed, and nothing of its workspace is read.
     end.reusable = exec.clean;
-    if (!exec.clean) log.warn({ tag: 'DOCKER', container: lease.containerName, leftovers: exec.leftovers }, 'the run left processes that could not be killed; retiring the container');
     const { status, reason } = classify(exec, oom, disk?.full ?? false);
-    // Before the release: the reset that follows it empties the workspace.
-    const stored = deps.outputs ? await deps.outputs.store(lease.workspaceHostPath, inv.functionId, inv.requestId, log) : { outputs: [], errors: [] };
-    // A stream cut at the output limit was kept whole by the runner: store it beside the files.
-    for (const [stream, path] of Object.entries(spooled)) {
-      if (!deps.outputs || !path) continue;
-      const s = await deps.outputs.storeStream(path, inv.functionId, inv.requestId, `${stream}.txt`, log);
-      if (typeof s === 'string') stored.errors.push(s);
-      else stored.outputs.push(s);
+    let stderr = exec.stderr;
+    const stored: { outputs: Result['outputs']; errors: string[] } = { outputs: [], errors: [] };
+    if (!exec.clean) {
+      const why = exec.leftovers < 0 ? exec.stderr : `${exec.leftovers} process(es) of the run could not be killed`;
+      log.error({ tag: 'FAIL', reason, container: lease.containerName, leftovers: exec.leftovers }, `${why}: the container was frozen and is destroyed; its outputs are not read`);
+      const note = `[${reason}] ${why}; the container was frozen and destroyed, and its outputs were not read`;
+      // A runner that stopped answering sent no stream: its stderr is the agent's message.
+      stderr = exec.leftovers < 0 || !exec.stderr ? note : `${exec.stderr}${exec.stderr.endsWith('\n') ? '' : '\n'}${note}`;
+    } else if (deps.outputs) {
+      // Before the release: the reset that follows it empties the workspace.
+      const files = await deps.outputs.store(lease.workspaceHostPath, inv.functionId, inv.requestId, log);
+      stored.outputs.push(...files.outputs);
+      stored.errors.push(...files.errors);
+      // A stream cut at the output limit was kept whole by the runner: store it beside the files.
+      for (const [stream, path] of Object.entries(spooled)) {
+        if (!path) continue;
+        const s = await deps.outputs.storeStream(path, inv.functionId, inv.requestId, `${stream}.txt`, log);
+        if (typeof s === 'string') stored.errors.push(s);
+        else stored.outputs.push(s);
+      }
     }
     return {
       status,
       reason,
-      // The contract: -1 when the function was killed on timeout.
-      exitCode: exec.timedOut ? -1 : exec.exitCode,
+      // The contract: -1 when the function was killed on timeout, or the run failed inside the agent.
+      exitCode: exec.timedOut || !exec.clean ? -1 : exec.exitCode,
       stdout: exec.stdout,
-      stderr: exec.stderr,
+      stderr,
       stdoutTruncated: exec.stdoutTruncated,
       stderrTruncated: exec.stderrTruncated,
       durationMillis: Math.round(exec.durationMs),
@@ -157,8 +168,13 @@ function functionEnv(inv: Invocation): string[] {
   ];
 }
 
-/** A run's status and reason; a failure with the writable space full is put down to it. */
-export function classify(outcome: Pick<RunnerOutcome, 'timedOut' | 'exitCode'>, oom: boolean, diskFull = false): { status: Status; reason: Reason } {
+/**
+ * A run's status and reason; a failure with the writable space full is put down to it. A
+ * run whose clean-up could not be verified fails with a reason of its own, whatever the
+ * function did.
+ */
+export function classify(outcome: Pick<RunnerOutcome, 'timedOut' | 'exitCode'> & Partial<Pick<RunnerOutcome, 'clean'>>, oom: boolean, diskFull = false): { status: Status; reason: Reason } {
+  if (outcome.clean === false) return { status: 'FAILED', reason: 'CLEANUP_FAILED' };
   if (outcome.timedOut) return { status: 'TIMEOUT', reason: 'TIMEOUT' };
   if (oom) return { status: 'OOM', reason: 'OOM' };
   if (outcome.exitCode === 0) return { status: 'SUCCESS', reason: 'OK' };

@@ -77,6 +77,7 @@ export class Invoker {
     return {
       requestId: inv.requestId,
       functionId: inv.functionId,
+      codeLocation: inv.codeLocation,
       runtime: inv.runtime,
       status: report.status,
       success: report.status === 'SUCCESS',

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { SampleOutcome, SampleTask } from '../../workers/memorySampler.js';
 import { sleep } from '../core/timeout.js';
 import { readOomKills } from './cgroupFiles.js';
-import { prepareContainerCgroup, RunScope } from './cgroupV2Scopes.js';
+import { INIT_LEAF, prepareContainerCgroup, RunScope } from './cgroupV2Scopes.js';
+import { hostPidFor } from '../container/hostPid.js';
 import type { ThreadPool } from './threads.js';
 
 export type MeterMethod = 'cgroup-v1-max-usage' | 'cgroup-v2-run-cgroup' | 'sampled';
@@ -110,8 +111,13 @@ export class MemoryMeter {
     const scope = await RunScope.create(cg.dir, `nanogrid-run-${++this.seq}`);
     let attached = false;
     return {
-      attach: async (pid) => {
-        await scope.attach(pid);
+      // The runner names the held process by its pid in the container's namespace: on the
+      // host that number is another process. Moved is the process of the container's
+      // cgroup whose innermost NSpid it is, or nothing.
+      attach: async (nsPid) => {
+        const hostPid = hostPidFor(nsPid, join(cg.dir, INIT_LEAF, 'cgroup.procs'), this.opts.procRoot);
+        if (hostPid === null) throw new Error(`no process of the container has pid ${nsPid} in its namespace`);
+        await scope.attach(hostPid);
         attached = true;
       },
       end: async () => {

@@ -167,7 +167,8 @@ export class RunnerClient {
     for (const e of req.env) fields.push(['env', e]);
     return new Promise<RunnerOutcome>((resolve, reject) => {
       let exit: Record<string, string> | undefined;
-      let stdout: Buffer | undefined;
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
       const limit = req.timeoutMs + boundMs;
       const timer = setTimeout(() => {
         this.pending = undefined;
@@ -195,10 +196,13 @@ export class RunnerClient {
           }
           else if (f.type === 'F') settle(() => reject(new Error(`the runner could not start the run: ${decodeFields(f.payload).error ?? 'unknown'}`)));
           else if (f.type === 'E') exit = decodeFields(f.payload);
-          else if (f.type === 'o') stdout = Buffer.from(f.payload);
-          else if (f.type === 'e' && exit && stdout) {
+          // The kept bytes come in chunks (a frame is at most 4 MiB, an output limit may be more).
+          else if (f.type === 'o' && exit) stdout.push(Buffer.from(f.payload));
+          else if (f.type === 'e' && exit) stderr.push(Buffer.from(f.payload));
+          else if (f.type === 'D' && exit) {
             const e = exit;
-            const out = stdout;
+            const out = Buffer.concat(stdout);
+            const err = Buffer.concat(stderr);
             settle(() =>
               resolve({
                 exitCode: Number(e.code),
@@ -206,9 +210,9 @@ export class RunnerClient {
                 timedOut: e.timed_out === '1',
                 durationMs: Number(e.duration_us) / 1000,
                 stdout: out.toString('utf8'),
-                stderr: f.payload.toString('utf8'),
+                stderr: err.toString('utf8'),
                 stdoutTruncated: Number(e.out_total) > out.length,
-                stderrTruncated: Number(e.err_total) > f.payload.length,
+                stderrTruncated: Number(e.err_total) > err.length,
                 clean: e.clean === '1',
                 leftovers: Number(e.leftovers),
                 stdoutSpooled: Number(e.out_spooled ?? 0),

@@ -1,6 +1,6 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { constants } from 'node:fs';
-import { lstat, open, readdir, rm } from 'node:fs/promises';
+import { lstat, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StoredOutput } from '../core/result.js';
 import type { Logger } from '../observe/log.js';
@@ -18,7 +18,7 @@ export interface OutputStoreOptions {
 
 export interface OutputReport {
   outputs: StoredOutput[];
-  /** What was not stored, and why (limits, links, upload failures). */
+  /** What was not stored, and why (limits, links, upload failures): at most MAX_ERRORS lines, the last one counting the rest. */
   errors: string[];
 }
 
@@ -26,43 +26,52 @@ export interface OutputReport {
 export const OUTPUT_DIR = 'output';
 const MAX_DEPTH = 16;
 const PARALLEL = 4;
+/** Lines of outputErrors in a result; past them one line says how many more there were. */
+export const MAX_ERRORS = 20;
+/** A path shown in an error line is cut to this many characters (names are the function's). */
+const MAX_SHOWN = 200;
 
 /**
  * Keeps what a function wrote under `output/` in its workspace: each regular file goes to
  * `{functionId}/{requestId}/{path}` in the user-data bucket, with its version id when the
- * bucket is versioned. It reads the function's files on the host, so it never follows a
- * link (a link to `/` would be the host's root). Limits and failures are reported, never
- * thrown: the run happened and its result stands.
+ * bucket is versioned. It reads the function's files on the host through the agent's
+ * nosymfollow view of the workspace (scratch.ts), only after the run was verified clean:
+ * no link is followed at any component, and a file is opened without blocking and
+ * checked to be a regular one before a byte is read. Limits and failures are reported,
+ * never thrown: the run happened and its result stands.
  */
 export class OutputStore {
   constructor(private readonly opts: OutputStoreOptions) {}
 
   async store(workspace: string, functionId: string, requestId: string, log: Logger): Promise<OutputReport> {
-    const report: OutputReport = { outputs: [], errors: [] };
+    const errors = new ErrorList();
     const root = join(workspace, OUTPUT_DIR);
     const top = await lstat(root).catch(() => undefined);
-    if (!top) return report;
+    if (!top) return { outputs: [], errors: [] };
     if (!top.isDirectory()) {
-      report.errors.push(`${OUTPUT_DIR} is not a folder (links are not followed)`);
-      return report;
+      errors.add(`${OUTPUT_DIR} is not a folder (links are not followed)`);
+      return { outputs: [], errors: errors.lines() };
     }
+    // More entries than this are not looked at: a function can make tens of thousands.
+    const budget = { entries: Math.max(1000, this.opts.maxFiles * 10) };
     const files: { rel: string; bytes: number }[] = [];
     try {
-      await this.walk(root, '', 0, files, report.errors);
+      await this.walk(root, '', 0, files, errors, budget);
     } catch (err) {
-      report.errors.push(`${OUTPUT_DIR} could not be read: ${String(err)}`);
-      return report;
+      errors.add(`${OUTPUT_DIR} could not be read: ${String(err)}`);
+      return { outputs: [], errors: errors.lines() };
     }
-    files.sort((a, b) => a.rel.localeCompare(b.rel));
+    if (budget.entries < 0) errors.add(`${OUTPUT_DIR} holds more than ${Math.max(1000, this.opts.maxFiles * 10)} entries: the rest were not looked at`);
+    files.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 
     const chosen: typeof files = [];
     let total = 0;
     for (const f of files) {
       if (chosen.length >= this.opts.maxFiles) {
-        report.errors.push(`${OUTPUT_DIR}/${f.rel}: over NANOGRID_OUTPUTS_MAX_FILES (${this.opts.maxFiles}), not stored`);
+        errors.add(`${OUTPUT_DIR}/${shown(f.rel)}: over NANOGRID_OUTPUTS_MAX_FILES (${this.opts.maxFiles}), not stored`);
         this.opts.onFile?.('skipped', f.bytes);
       } else if (total + f.bytes > this.opts.maxBytes) {
-        report.errors.push(`${OUTPUT_DIR}/${f.rel}: ${f.bytes} bytes would pass NANOGRID_OUTPUTS_MAX_BYTES (${this.opts.maxBytes}), not stored`);
+        errors.add(`${OUTPUT_DIR}/${shown(f.rel)}: ${f.bytes} bytes would pass NANOGRID_OUTPUTS_MAX_BYTES (${this.opts.maxBytes}), not stored`);
         this.opts.onFile?.('skipped', f.bytes);
       } else {
         chosen.push(f);
@@ -78,18 +87,18 @@ export class OutputStore {
         const key = `${functionId}/${requestId}/${f.rel}`;
         try {
           stored[i] = await this.put(join(root, f.rel), key, f.bytes);
-          this.opts.onFile?.('stored', f.bytes);
+          this.opts.onFile?.('stored', stored[i]!.bytes);
         } catch (err) {
-          report.errors.push(`${OUTPUT_DIR}/${f.rel}: upload failed: ${String(err)}`);
+          errors.add(`${OUTPUT_DIR}/${shown(f.rel)}: upload failed: ${String(err)}`);
           this.opts.onFile?.('failed', f.bytes);
-          log.warn({ tag: 'S3', key, err: String(err) }, 'output not stored');
+          log.warn({ tag: 'S3', key: shown(key), err: String(err) }, 'output not stored');
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL, chosen.length) }, worker));
-    report.outputs = stored.filter((x): x is StoredOutput => x !== undefined);
-    if (report.outputs.length > 0) log.info({ tag: 'S3', bucket: this.opts.bucket, files: report.outputs.length, bytes: total }, 'outputs stored');
-    return report;
+    const outputs = stored.filter((x): x is StoredOutput => x !== undefined);
+    if (outputs.length > 0) log.info({ tag: 'S3', bucket: this.opts.bucket, files: outputs.length, bytes: total }, 'outputs stored');
+    return { outputs, errors: errors.lines() };
   }
 
   /**
@@ -100,9 +109,8 @@ export class OutputStore {
   async storeStream(path: string, functionId: string, requestId: string, name: string, log: Logger): Promise<StoredOutput | string> {
     const key = `${functionId}/${requestId}/${name}`;
     try {
-      const bytes = (await lstat(path)).size;
-      const stored = await this.put(path, key, bytes);
-      this.opts.onFile?.('stored', bytes);
+      const stored = await this.put(path, key, Infinity);
+      this.opts.onFile?.('stored', stored.bytes);
       return stored;
     } catch (err) {
       this.opts.onFile?.('failed', 0);
@@ -113,30 +121,64 @@ export class OutputStore {
     }
   }
 
-  private async walk(dir: string, rel: string, depth: number, out: { rel: string; bytes: number }[], errors: string[]): Promise<void> {
+  private async walk(dir: string, rel: string, depth: number, out: { rel: string; bytes: number }[], errors: ErrorList, budget: { entries: number }): Promise<void> {
     if (depth > MAX_DEPTH) {
-      errors.push(`${OUTPUT_DIR}/${rel}: deeper than ${MAX_DEPTH} folders, not stored`);
+      errors.add(`${OUTPUT_DIR}/${shown(rel)}: deeper than ${MAX_DEPTH} folders, not stored`);
       return;
     }
     for (const e of await readdir(dir, { withFileTypes: true })) {
+      if (--budget.entries < 0) return;
       const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) await this.walk(join(dir, e.name), r, depth + 1, out, errors);
+      if (e.isDirectory()) await this.walk(join(dir, e.name), r, depth + 1, out, errors, budget);
       else if (e.isFile()) out.push({ rel: r, bytes: (await lstat(join(dir, e.name))).size });
-      else errors.push(`${OUTPUT_DIR}/${r}: not a regular file (links are not followed), not stored`);
+      else errors.add(`${OUTPUT_DIR}/${shown(r)}: not a regular file (links are not followed), not stored`);
     }
   }
 
-  private async put(path: string, key: string, bytes: number): Promise<StoredOutput> {
-    // O_NOFOLLOW: the walk saw a regular file, and nothing of the run is left to swap it.
-    const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  /**
+   * Uploads one file, at most `maxBytes` of it (what the walk saw: a file that grew since
+   * is cut there). O_NONBLOCK: a name swapped for a FIFO would otherwise block the open.
+   */
+  private async put(path: string, key: string, maxBytes: number): Promise<StoredOutput> {
+    const fh = await openRegular(path);
     try {
+      const size = Math.min((await fh.stat()).size, maxBytes);
       const res = await this.opts.s3.send(
-        new PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: fh.createReadStream({ autoClose: false }), ContentLength: bytes }),
+        new PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: size === 0 ? Buffer.alloc(0) : fh.createReadStream({ autoClose: false, start: 0, end: size - 1 }), ContentLength: size }),
         { abortSignal: AbortSignal.timeout(this.opts.timeoutMs) },
       );
-      return { key, bytes, versionId: res.VersionId ?? null };
+      return { key, bytes: size, versionId: res.VersionId ?? null };
     } finally {
       await fh.close();
     }
   }
 }
+
+/** Opens a file for reading only if it is a regular file, without following a link or waiting on a FIFO. */
+export async function openRegular(path: string): Promise<FileHandle> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    if (!(await fh.stat()).isFile()) throw new Error('not a regular file');
+    return fh;
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+/** Error lines, at most MAX_ERRORS of them: past that only counted, and the count is the last line. */
+class ErrorList {
+  private readonly kept: string[] = [];
+  private more = 0;
+
+  add(line: string): void {
+    if (this.kept.length < MAX_ERRORS - 1) this.kept.push(line);
+    else this.more++;
+  }
+
+  lines(): string[] {
+    return this.more > 0 ? [...this.kept, `... and ${this.more} more not stored (only the first ${MAX_ERRORS - 1} are listed)`] : [...this.kept];
+  }
+}
+
+const shown = (rel: string) => (rel.length > MAX_SHOWN ? `${rel.slice(0, MAX_SHOWN)}...` : rel);

@@ -14,3 +14,4 @@ export const requestIdOfChannel = (channel: string) => channel.slice(RESULT_PREF
 export const jobKey = (requestId: string) => `job:${requestId}`;
 /** A function's recent peak memory figures, shared by the fleet for right-sizing. */
 export const historyKey = (functionId: string) => `mem:${functionId}`;
+export const ownerKey = (requestId: string) => `owner:${requestId}`;

@@ -1,14 +1,15 @@
 import { Redis } from 'ioredis';
+import { ownerOf } from '../core/invocation.js';
 import type { Result } from '../core/result.js';
+import { fitResult } from '../core/resultBudget.js';
 import { classifyError } from '../core/errorClass.js';
 import { withTimeout } from '../core/timeout.js';
-import type { ResultStore } from '../intake/supervisor.js';
+import type { ClaimOutcome, ResultStore } from '../intake/supervisor.js';
 import type { Logger } from '../observe/log.js';
-import { Outbox } from './outbox.js';
-import { jobKey, resultChannel, resultKey } from './redisKeys.js';
+import { Outbox, type OutboxLimits } from './outbox.js';
+import { jobKey, ownerKey, resultChannel, resultKey } from './redisKeys.js';
 
 export type JobState = 'PENDING' | 'PROCESSING' | 'SUCCESS' | 'FAILED';
-
 
 export interface RedisSinkOptions {
   url: string;
@@ -16,8 +17,10 @@ export interface RedisSinkOptions {
   workerId: string;
   log: Logger;
   timeoutMs?: number;
-  /** Results kept for retry while Redis is down; past it the oldest is dropped (and logged). */
-  outboxLimit?: number;
+  /** A result's JSON is kept within this many bytes (core/resultBudget.ts). */
+  resultMaxBytes: number;
+  /** Undelivered results kept before intake pauses (nothing is dropped). */
+  outboxLimits?: OutboxLimits;
   /** Where undelivered results are kept on disk (replayed at start); memory only without it. */
   outboxDir?: string;
   retryEveryMs?: number;
@@ -25,9 +28,50 @@ export interface RedisSinkOptions {
 }
 
 /**
+ * Claims a request id for its owner (function id and code location) and marks the job
+ * PROCESSING, atomically: 1 when the id was free or is the owner's already (a redelivery),
+ * 0 when another function owns it.
+ * KEYS: owner, job. ARGV: owner, ttl, then field, value pairs for the job hash.
+ */
+const CLAIM = `
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1`;
+
+/**
+ * Stores, marks and publishes a result unless another function owns its request id (the
+ * first writer wins; the same owner may write again: a redelivery finishing the job). A
+ * result with no owner (a message refused before its code was known) is written only
+ * where nobody owns the id, and claims nothing. 1 written, 0 refused.
+ * KEYS: owner, result, job. ARGV: owner ('' for none), ttl, payload, then job hash pairs.
+ */
+const WRITE = `
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+  if cur then return 0 end
+else
+  if cur and cur ~= ARGV[1] then return 0 end
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
+redis.call('HSET', KEYS[3], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return 1`;
+
+type Scripted = Redis & {
+  nanogridClaim(owner: string, job: string, ...args: (string | number)[]): Promise<number>;
+  nanogridWrite(owner: string, result: string, job: string, ...args: (string | number)[]): Promise<number>;
+};
+
+/**
  * Delivers results: stored under `result:{id}` with a TTL, job state in `job:{id}`, then
- * published on `result:{id}`, in one MULTI so a subscriber who hears the message can also
- * read the key. A failure never fails the invocation: the result waits in an outbox.
+ * published on `result:{id}`, in one server-side script so a subscriber who hears the
+ * message can also read the key, and so that no run of another function replaces them.
+ * A failure never fails the invocation: the result waits in an outbox.
  */
 export class RedisSink implements ResultStore {
   readonly redis: Redis;
@@ -37,7 +81,7 @@ export class RedisSink implements ResultStore {
 
   constructor(private readonly opts: RedisSinkOptions) {
     this.timeoutMs = opts.timeoutMs ?? 3000;
-    this.outbox = new Outbox(opts.outboxDir, opts.outboxLimit ?? 10_000, opts.log);
+    this.outbox = new Outbox(opts.outboxDir, opts.outboxLimits ?? { entries: 10_000, bytes: 256 * 1024 * 1024 }, opts.log);
     this.redis = new Redis(opts.url, {
       lazyConnect: true,
       connectTimeout: this.timeoutMs,
@@ -49,6 +93,8 @@ export class RedisSink implements ResultStore {
       enableAutoPipelining: true,
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
+    this.redis.defineCommand('nanogridClaim', { numberOfKeys: 2, lua: CLAIM });
+    this.redis.defineCommand('nanogridWrite', { numberOfKeys: 3, lua: WRITE });
     this.redis.on('error', (err) => opts.log.debug({ tag: 'REDIS', err: String(err) }, 'redis connection error'));
   }
 
@@ -69,6 +115,11 @@ export class RedisSink implements ResultStore {
     return this.outbox.size;
   }
 
+  /** The outbox, for intake to pause while it is full. */
+  get undelivered(): Pick<Outbox, 'full' | 'bytes' | 'size' | 'once'> {
+    return this.outbox;
+  }
+
   async ping(): Promise<boolean> {
     try {
       return (await withTimeout('redis ping', this.timeoutMs, this.redis.ping())) === 'PONG';
@@ -79,10 +130,31 @@ export class RedisSink implements ResultStore {
 
   /** The stored result of a request, if any (a redelivery checks this before running): in the outbox, else in Redis. */
   async find(requestId: string): Promise<Result | undefined> {
-    const waiting = this.outbox.get(requestId);
+    const waiting = await this.outbox.get(requestId);
     if (waiting) return waiting;
     const raw = await this.redis.get(resultKey(requestId));
     return raw ? (JSON.parse(raw) as Result) : undefined;
+  }
+
+  /**
+   * Claims the request id for the function (id and code location) and marks it
+   * PROCESSING. 'foreign' when another function owns it; 'unknown' when Redis did not
+   * answer (the result's own write checks again, from the outbox if need be).
+   */
+  async claim(requestId: string, functionId: string, codeLocation: string, fields: Record<string, string | number>, log: Logger): Promise<ClaimOutcome> {
+    try {
+      const r = this.redis as Scripted;
+      const owned = await withTimeout(
+        'redis claim',
+        this.timeoutMs,
+        r.nanogridClaim(ownerKey(requestId), jobKey(requestId), ownerOf(functionId, codeLocation), this.opts.ttlSeconds, ...this.jobFields('PROCESSING', fields)),
+      );
+      return owned === 1 ? 'claimed' : 'foreign';
+    } catch (err) {
+      this.opts.onFailure?.('claim');
+      log.warn({ tag: 'REDIS', requestId, err: String(err) }, 'request id not claimed (Redis unreachable); the result is checked when it is written');
+      return 'unknown';
+    }
   }
 
   /** Best effort: a lost state update is only a stale status. */
@@ -99,23 +171,27 @@ export class RedisSink implements ResultStore {
     }
   }
 
-  /** Returns true when delivered now; false when it waits in the outbox. */
+  /** Returns true when delivered now (or refused for good); false when it waits in the outbox. */
   async deliver(result: Result, log?: Logger): Promise<boolean> {
     const l = log ?? this.opts.log;
+    const { result: fitted, json } = fitResult(result, this.opts.resultMaxBytes);
+    if (fitted !== result) l.warn({ tag: 'REDIS', bytes: Buffer.byteLength(JSON.stringify(result)), maxBytes: this.opts.resultMaxBytes }, 'result cut to its byte budget');
     try {
-      await this.write(result);
-      l.info({ tag: 'REDIS', channel: resultChannel(result.requestId) }, 'result published');
+      const written = await this.write(fitted, json);
+      if (written) l.info({ tag: 'REDIS', channel: resultChannel(result.requestId) }, 'result published');
+      else this.refused(fitted, l);
       return true;
     } catch (err) {
       this.opts.onFailure?.('publish');
       try {
-        await this.outbox.put(result);
+        await this.outbox.put(fitted.requestId, json);
       } catch (diskErr) {
         // The disk refused too: the result stays in memory only (lost if the agent dies now).
         this.opts.onFailure?.('outbox');
-        l.error({ tag: 'FAIL', part: 'OUTBOX', err: String(diskErr) }, 'result not written to the outbox on disk');
+        this.outbox.keepInMemory(fitted.requestId, json);
+        l.error({ tag: 'FAIL', reason: 'OUTBOX', err: String(diskErr) }, 'result not written to the outbox on disk');
       }
-      l.error({ tag: 'FAIL', part: 'REDIS', err: String(err), outbox: this.outbox.size, durable: this.outbox.durable }, 'result not delivered; kept for retry');
+      l.error({ tag: 'FAIL', reason: 'REDIS', err: String(err), outbox: this.outbox.size, durable: this.outbox.durable }, 'result not delivered; kept for retry');
       return false;
     }
   }
@@ -125,41 +201,34 @@ export class RedisSink implements ResultStore {
     clearInterval(this.retryTimer);
     await this.retryOutbox();
     if (this.outbox.size > 0) {
-      const ids = this.outbox.list().map((r) => r.requestId);
-      if (this.outbox.durable) this.opts.log.warn({ tag: 'REDIS', kept: ids }, 'results still undelivered at shutdown: kept on disk for the next start');
-      else this.opts.log.error({ tag: 'REDIS', lost: ids }, 'results still undelivered at shutdown');
+      const ids = this.outbox.ids();
+      if (this.outbox.durable) this.opts.log.warn({ tag: 'REDIS', kept: ids.slice(0, 100), count: ids.length }, 'results still undelivered at shutdown: kept on disk for the next start');
+      else this.opts.log.error({ tag: 'REDIS', lost: ids.slice(0, 100), count: ids.length }, 'results still undelivered at shutdown');
     }
     this.redis.disconnect();
   }
 
-  /**
-   * One MULTI, bounded: ioredis's command timeout does not cover a transaction's EXEC, and
-   * a server that hangs (not refuses) would hold the message's delete indefinitely. A
-   * write that times out may still land later; the outbox then writes the same result
-   * again, which is harmless (same key, same payload).
-   */
-  private write(result: Result): Promise<void> {
-    return withTimeout('redis result write', this.timeoutMs, this.writeUnbounded(result));
+  private refused(r: Result, log: Logger): void {
+    log.warn({ tag: 'REDIS', reason: 'FOREIGN_REQUEST_ID' }, `request id ${r.requestId} belongs to another function: this result was neither stored nor published`);
   }
 
-  private async writeUnbounded(result: Result): Promise<void> {
-    const payload = JSON.stringify(result);
-    const state: JobState = result.success ? 'SUCCESS' : 'FAILED';
-    const replies = await this.redis
-      .multi()
-      .set(resultKey(result.requestId), payload, 'EX', this.opts.ttlSeconds)
-      .hset(jobKey(result.requestId), {
-        state,
-        status: result.status,
-        reason: result.reason,
-        updatedAt: new Date().toISOString(),
-        workerId: this.opts.workerId,
-      })
-      .expire(jobKey(result.requestId), this.opts.ttlSeconds)
-      .publish(resultChannel(result.requestId), payload)
-      .exec();
-    const failed = replies?.find(([err]) => err);
-    if (!replies || failed) throw failed?.[0] ?? new Error('MULTI aborted');
+  /**
+   * One script call, bounded: ioredis's command timeout is per command, and a server that
+   * hangs (not refuses) would hold the message's delete indefinitely. A write that times
+   * out may still land later; the outbox then writes the same result again, which is
+   * harmless (same key, same payload, same owner).
+   */
+  private write(result: Result, json: string): Promise<boolean> {
+    const owner = result.codeLocation === null ? '' : ownerOf(result.functionId, result.codeLocation);
+    const fields = this.jobFields(result.success ? 'SUCCESS' : 'FAILED', { status: result.status, reason: result.reason });
+    const r = this.redis as Scripted;
+    const id = result.requestId;
+    return withTimeout('redis result write', this.timeoutMs, r.nanogridWrite(ownerKey(id), resultKey(id), jobKey(id), owner, this.opts.ttlSeconds, json, ...fields)).then((n) => n === 1);
+  }
+
+  private jobFields(state: JobState, more: Record<string, string | number>): (string | number)[] {
+    const all: Record<string, string | number> = { state, updatedAt: new Date().toISOString(), workerId: this.opts.workerId, ...more };
+    return Object.entries(all).flat();
   }
 
   private retrying = false;
@@ -167,14 +236,22 @@ export class RedisSink implements ResultStore {
     if (this.retrying || this.outbox.size === 0) return;
     this.retrying = true;
     try {
-      for (const result of this.outbox.list()) {
-        const id = result.requestId;
+      for (const id of this.outbox.ids()) {
+        const json = await this.outbox.json(id);
+        if (json === undefined) {
+          await this.outbox.remove(id);
+          continue;
+        }
         try {
-          await this.write(result);
+          const result = JSON.parse(json) as Result;
+          // Kept by an earlier version without the field: its function id alone is its owner.
+          result.codeLocation ??= null;
+          if (!(await this.write(result, json))) this.refused(result, this.opts.log.child({ requestId: id }));
         } catch (err) {
-          // Redis refusing this result for good (not down): retrying it forever would block the rest.
-          if (classifyError(err).kind === 'permanent') {
-            this.opts.log.error({ tag: 'REDIS', requestId: id, err: String(err) }, 'Redis refused this result for good; dropped from the outbox');
+          // Redis refusing this result for good (not down), or a file that is not a result:
+          // retrying it forever would block the rest.
+          if (err instanceof SyntaxError || classifyError(err).kind === 'permanent') {
+            this.opts.log.error({ tag: 'REDIS', requestId: id, err: String(err) }, 'this result cannot be delivered; dropped from the outbox');
             await this.outbox.remove(id);
             continue;
           }

@@ -22,6 +22,20 @@ async function containerCgroup(t: { teardown(fn: () => unknown): void }, withPea
 
 const noThreads = { run: () => Promise.reject(new Error('no sampling expected')) } as unknown as ThreadPool;
 
+/**
+ * A fake /proc: each host pid with its NSpid line (host pid first, then its pid in the
+ * container's namespace) and its real uid.
+ */
+async function fakeProc(t: { teardown(fn: () => unknown): void }, procs: Record<number, { ns: number[]; uid?: number }>) {
+  const root = await mkdtemp(join(tmpdir(), 'nanogrid-proc-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  for (const [pid, p] of Object.entries(procs)) {
+    await mkdir(join(root, pid));
+    await writeFile(join(root, pid, 'status'), `Name:\tpython3\nUid:\t${p.uid ?? 1879048200}\t${p.uid ?? 1879048200}\t0\t0\nNSpid:\t${p.ns.join('\t')}\n`);
+  }
+  return root;
+}
+
 t.test('the container\'s own processes move to a leaf; children get the memory controller', async (t) => {
   const dir = await containerCgroup(t);
   await prepareContainerCgroup(dir);
@@ -35,22 +49,37 @@ t.test('the container\'s own processes move to a leaf; children get the memory c
 
 t.test('each run is measured in a cgroup of its own: its peak, not the container\'s', async (t) => {
   const dir = await containerCgroup(t);
-  const meter = new MemoryMeter(noThreads);
+  // The runner reports pids of the container's namespace: 7 and 8 there are 7301 and 7302 here.
+  const proc = await fakeProc(t, { 4101: { ns: [4101, 1], uid: 0 }, 4102: { ns: [4102, 2], uid: 0 }, 7301: { ns: [7301, 7] }, 7302: { ns: [7302, 8] } });
+  const meter = new MemoryMeter(noThreads, { procRoot: proc });
   const cg: CgroupRef = { version: 2, dir };
   const session = await meter.begin(cg, 1000);
   t.ok(session.attach, 'the runner must hold the first process for the move');
   t.ok(cg.prepared, 'the container cgroup was prepared once');
-  await session.attach!(5001);
+  await writeFile(join(dir, INIT_LEAF, 'cgroup.procs'), '4101\n4102\n7301\n');
+  await session.attach!(7);
   const runDir = join(dir, 'nanogrid-run-1');
-  t.equal(await readFile(join(runDir, 'cgroup.procs'), 'utf8'), '5001');
+  t.equal(await readFile(join(runDir, 'cgroup.procs'), 'utf8'), '7301', 'the host pid of the run\'s process is moved, not the number the runner saw');
   // What the kernel would show for this run: its own high-water mark and one OOM kill.
   await writeFile(join(runDir, 'memory.peak'), '52428800\n');
   await writeFile(join(runDir, 'memory.events'), 'oom 1\noom_kill 1\n');
   const m = await session.end();
   t.same(m, { peakBytes: 52428800, method: 'cgroup-v2-run-cgroup', oomKilled: true });
   const second = await meter.begin(cg, 1000);
-  await second.attach!(5002);
-  t.equal(await readFile(join(dir, 'nanogrid-run-2', 'cgroup.procs'), 'utf8'), '5002', 'a fresh cgroup for the next run');
+  await writeFile(join(dir, INIT_LEAF, 'cgroup.procs'), '4101\n4102\n7302\n');
+  await second.attach!(8);
+  t.equal(await readFile(join(dir, 'nanogrid-run-2', 'cgroup.procs'), 'utf8'), '7302', 'a fresh cgroup for the next run');
+});
+
+t.test('a pid the container does not have is moved nowhere: no host process is touched', async (t) => {
+  const dir = await containerCgroup(t);
+  // 9 is a pid of the host too (a daemon), but no process of the container has it.
+  const proc = await fakeProc(t, { 4101: { ns: [4101, 1], uid: 0 }, 9: { ns: [9], uid: 0 }, 7301: { ns: [7301, 7] } });
+  const session = await new MemoryMeter(noThreads, { procRoot: proc }).begin({ version: 2, dir }, 1000);
+  await writeFile(join(dir, INIT_LEAF, 'cgroup.procs'), '4101\n7301\n');
+  await t.rejects(session.attach!(9), /no process of the container has pid 9/);
+  await t.rejects(readFile(join(dir, 'nanogrid-run-1', 'cgroup.procs'), 'utf8'), { code: 'ENOENT' }, 'nothing was written');
+  t.same(await session.end(), { peakBytes: null, method: null, oomKilled: false }, 'and the run has no figure');
 });
 
 t.test('a run whose process was never moved in has no figure (never the container\'s)', async (t) => {

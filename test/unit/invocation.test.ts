@@ -14,6 +14,7 @@ t.test('the contract message', async (t) => {
     functionId: 'func-01',
     runtime: 'python',
     code: { kind: 's3', bucket: 'code-bucket', key: 'func-01/v1.zip' },
+    codeLocation: 's3://code-bucket/func-01/v1.zip',
     input: null,
     timeoutMs: 5000,
     memoryMb: 256,
@@ -95,16 +96,30 @@ t.test('an input over its limit is refused, naming the limit', async (t) => {
   }
 });
 
-t.test('inputS3Key: from the user-data bucket by default, else the code bucket; nowhere else', async (t) => {
+t.test('inputS3Key: only from the user-data bucket, only under the function\'s own prefix', async (t) => {
   const withUserData = { ...limits, userDataBucket: 'user-data' };
-  const a = parseInvocation(JSON.stringify({ ...good, inputS3Key: 'in/1.json' }), meta, withUserData);
-  t.same(a.ok && a.invocation.input, { kind: 's3', bucket: 'user-data', key: 'in/1.json' });
-  const b = parse({ ...good, inputS3Key: 'in/1.json' });
-  t.same(b.ok && b.invocation.input, { kind: 's3', bucket: 'code-bucket', key: 'in/1.json' }, 'no user-data bucket: the code bucket');
-  const c = parseInvocation(JSON.stringify({ ...good, inputS3Key: 'k', inputS3Bucket: 'code-bucket' }), meta, withUserData);
-  t.same(c.ok && c.invocation.input, { kind: 's3', bucket: 'code-bucket', key: 'k' });
-  const d = parseInvocation(JSON.stringify({ ...good, inputS3Key: 'k', inputS3Bucket: 'someone-else' }), meta, withUserData);
-  t.match(!d.ok && d.rejection.message, /neither the code bucket nor the user-data bucket/);
+  const p = (body: object, l: object = {}) => parseInvocation(JSON.stringify(body), meta, { ...withUserData, ...l });
+  const a = p({ ...good, inputS3Key: 'inputs/func-01/1.json' });
+  t.same(a.ok && a.invocation.input, { kind: 's3', bucket: 'user-data', key: 'inputs/func-01/1.json' });
+  const explicit = p({ ...good, inputS3Key: 'inputs/func-01/1.json', inputS3Bucket: 'user-data' });
+  t.ok(explicit.ok, 'naming the user-data bucket is fine');
+  const refused = (body: object, why: RegExp, l?: object) => {
+    const r = p(body, l);
+    t.match(!r.ok && r.rejection.message, why, JSON.stringify(body).slice(0, 120));
+  };
+  refused({ ...good, inputS3Key: 'inputs/func-01/1.json' }, /needs a user-data bucket/, { userDataBucket: undefined });
+  refused({ ...good, inputS3Key: 'inputs/func-01/1.json', inputS3Bucket: 'code-bucket' }, /not the user-data bucket/);
+  refused({ ...good, inputS3Key: 'inputs/other/1.json' }, /not under the function's own prefix "inputs\/func-01\/"/);
+  refused({ ...good, inputS3Key: 'func-01/req-9/report.json' }, /not under the function's own prefix/);
+  refused({ ...good, inputS3Key: 'inputs/func-01' }, /not under the function's own prefix/);
+  refused({ ...good, inputS3Key: 'inputs/func-01/' }, /not under the function's own prefix/);
+  refused({ ...good, inputS3Key: 'inputs/func-01/../other/1.json' }, /"\.\." segment/);
+  refused({ ...good, inputS3Key: 'inputs/func-01/./1.json' }, /segment/);
+  refused({ ...good, inputS3Key: 'inputs/func-01//1.json' }, /empty/);
+  const anywhere = p({ ...good, inputS3Key: 'shared/1.json' }, { inputPrefix: null });
+  t.ok(anywhere.ok, 'NANOGRID_INPUT_PREFIX=any lifts the prefix');
+  const custom = p({ ...good, inputS3Key: 'tenants/func-01/in/1.json' }, { inputPrefix: 'tenants/{functionId}/in/' });
+  t.ok(custom.ok, 'a prefix of the operator\'s own');
   const e = parse({ ...good, inputS3Key: 'k', inputData: 1 });
   t.match(!e.ok && e.rejection.message, /exclusive/);
   const f = parse({ ...good, inputS3Bucket: 'code-bucket' });

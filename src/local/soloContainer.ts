@@ -1,0 +1,34 @@
+import { join } from 'node:path';
+import { DEFAULT_LIMITS } from '../container/limits.js';
+import { DEFAULT_UID_RANGE, SandboxUids } from '../container/sandboxUser.js';
+import { defaultRunnerDir } from '../core/sandbox.js';
+import { DEFAULT_CPU_POLICY } from '../pool/cpuShare.js';
+import type { ContainerSpec } from '../pool/dockerContainer.js';
+
+/** Shared by every solo container of this process: none of them gets a uid another has. */
+const uids = new SandboxUids(DEFAULT_UID_RANGE);
+
+/**
+ * A container of its own with every folder under `root`, with the agent's defaults for
+ * the rest: for tests and the bench, which drive one container without a pool.
+ */
+export function soloContainerSpec(
+  root: string,
+  o: { image: string; name: string; labels: Record<string, string>; zygote: string[] | null; memoryMb?: number; runnerDir?: string; diskBytes?: number },
+): ContainerSpec {
+  return {
+    image: o.image,
+    name: o.name,
+    hostDir: join(root, 'host'),
+    network: 'none',
+    memoryMb: o.memoryMb ?? 128,
+    labels: o.labels,
+    apiTimeoutMs: 30_000,
+    runnerDir: o.runnerDir ?? defaultRunnerDir(),
+    zygote: o.zygote,
+    freezer: 'cgroup',
+    scratch: { imagePath: join(root, 'scratch.img'), mountDir: join(root, 'scratch'), viewDir: join(root, 'view'), limitBytes: o.diskBytes ?? 64 << 20, reserve: false },
+    cpu: DEFAULT_CPU_POLICY,
+    sandbox: { uids, limits: DEFAULT_LIMITS },
+  };
+}
