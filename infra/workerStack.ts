@@ -39,6 +39,8 @@ export interface WorkerStackProps extends cdk.StackProps {
 export const LIFECYCLE_HOOK = 'nanogrid-drain';
 export const METRICS_NAMESPACE = 'NanoGrid/FunctionRunner';
 export const HTTP_PORT = 8080;
+/** Where inputs by reference live in the user-data bucket (the agent adds the function id). */
+export const INPUTS_PREFIX = 'inputs/';
 const VPC_CIDR = '10.40.0.0/16';
 /** A file of ops/fleet/, from the source (infra/) or the build (dist/infra/). */
 function fleetFile(name: string): string {
@@ -63,6 +65,8 @@ export class WorkerStack extends cdk.Stack {
   readonly deadLetterQueue: sqs.Queue;
   readonly codeBucket: s3.Bucket;
   readonly userDataBucket: s3.Bucket;
+  /** Attach to what scrapes the workers: the only source the workers' HTTP port admits. */
+  readonly scraperSecurityGroup: ec2.SecurityGroup;
   readonly group: autoscaling.AutoScalingGroup;
   readonly role: iam.Role;
 
@@ -124,7 +128,12 @@ export class WorkerStack extends cdk.Stack {
 
     // ---- network ----
     const workerSg = new ec2.SecurityGroup(this, 'WorkerSecurityGroup', { vpc, description: 'NanoGrid workers: outbound to AWS APIs, Redis and the image registry', allowAllOutbound: true });
-    workerSg.addIngressRule(ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(HTTP_PORT), 'health, status and Prometheus scrapes from inside the VPC');
+    // The port is open only to what needs it: a group of its own that operators attach to
+    // their Prometheus (or anything else that reads /health, /status and /metrics). A
+    // state-changing request on it needs the admin token besides (src/observe/http.ts).
+    this.scraperSecurityGroup = new ec2.SecurityGroup(this, 'ScraperSecurityGroup', { vpc, description: 'NanoGrid: attach to what scrapes the workers (Prometheus, health checks)', allowAllOutbound: false });
+    this.scraperSecurityGroup.addEgressRule(workerSg, ec2.Port.tcp(HTTP_PORT), 'the workers\' health, status and metrics');
+    workerSg.addIngressRule(this.scraperSecurityGroup, ec2.Port.tcp(HTTP_PORT), 'health, status and Prometheus scrapes from the scraper group only');
 
     // ---- Redis ----
     let redisUrl = props.redisUrl;
@@ -166,6 +175,8 @@ export class WorkerStack extends cdk.Stack {
     );
     this.role.addToPolicy(new iam.PolicyStatement({ sid: 'Code', actions: ['s3:GetObject'], resources: [this.codeBucket.arnForObjects('*')] }));
     this.role.addToPolicy(new iam.PolicyStatement({ sid: 'Outputs', actions: ['s3:PutObject'], resources: [this.userDataBucket.arnForObjects('*')] }));
+    // Inputs by reference: exactly the prefix the agent reads them from (NANOGRID_INPUT_PREFIX's default).
+    this.role.addToPolicy(new iam.PolicyStatement({ sid: 'Inputs', actions: ['s3:GetObject'], resources: [this.userDataBucket.arnForObjects(`${INPUTS_PREFIX}*`)] }));
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'Metrics',
@@ -201,6 +212,7 @@ export class WorkerStack extends cdk.Stack {
     const arnOf = (b: s3.Bucket) => `<${this.getLogicalId(b.node.defaultChild as cdk.CfnElement)}.Arn>`;
     wildcard(`Resource::${arnOf(this.codeBucket)}/*`, 'Code objects are keyed by function and version: any key of the code bucket, read only.');
     wildcard(`Resource::${arnOf(this.userDataBucket)}/*`, 'Outputs are keyed by function and request: any key of the user-data bucket, write only.');
+    wildcard(`Resource::${arnOf(this.userDataBucket)}/${INPUTS_PREFIX}*`, 'Inputs are keyed by function: the inputs prefix of the user-data bucket, read only (the agent reads each function\'s own part of it).');
     wildcard('Resource::*', 'PutMetricData takes no resource (limited by its namespace condition); ecr:GetAuthorizationToken takes no resource.');
     wildcard(
       `Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/${groupName}`,
@@ -343,5 +355,6 @@ export class WorkerStack extends cdk.Stack {
     new cdk.CfnOutput(this, 'UserDataBucketName', { value: this.userDataBucket.bucketName });
     new cdk.CfnOutput(this, 'GroupName', { value: groupName });
     new cdk.CfnOutput(this, 'RedisUrl', { value: redisUrl });
+    new cdk.CfnOutput(this, 'ScraperSecurityGroupId', { value: this.scraperSecurityGroup.securityGroupId, description: 'Attach to what scrapes the workers: the only source their HTTP port admits' });
   }
 }

@@ -171,6 +171,7 @@ export class Agent {
       root: codeCacheRoot(c.workRoot, c.agentId),
       stalenessMs: c.codeStalenessMs,
       maxBytes: c.codeCacheBytes,
+      maxInodes: c.codeCacheInodes,
       log: this.log,
       onEvent: (event) => m.code.inc({ event }),
     });
@@ -202,6 +203,7 @@ export class Agent {
         timeoutMs: 10_000,
         log: this.log,
         onFailure: () => m.sinkFailures.inc({ sink: 'cloudwatch', op: 'put_metric_data' }),
+        maxSeries: c.cloudwatchMaxSeries,
       });
     }
 
@@ -314,7 +316,7 @@ export class Agent {
         // A FAILED answer for an invocation that never ran is an error in CloudWatch too.
         deliver: (r, log) => {
           m.answers.inc({ status: r.status, ran: r.startKind === null ? 'no' : 'yes' });
-          if (r.startKind === null) this.cloudwatch?.recordNeverRan(r.functionId, String(r.runtime));
+          if (r.startKind === null) this.cloudwatch?.recordNeverRan(r.reason);
           return this.redis.deliver(r, log);
         },
         find: (id) => this.redis.find(id),
@@ -361,6 +363,8 @@ export class Agent {
       ready: () => this.health(),
       status: () => this.status(),
       drain: () => this.drain(),
+      undrain: () => this.undrain(),
+      adminToken: c.adminToken,
       metrics: async () => {
         const s = this.status();
         this.metrics.setGauges({
@@ -507,6 +511,8 @@ export class Agent {
       this.log.info({ tag: 'AGENT', trigger, running: info.running }, 'draining: no new messages; running invocations finish');
       // Each run ends by its own timeout at the latest; the bound only guards against a stuck one.
       this.whenDrained = this.supervisor.stop(c.maxTimeoutMs + RUNNER_BOUND_MS + 10_000).then(async (left) => {
+        // Undone meanwhile (DELETE /drain): the agent is receiving again.
+        if (this.drainInfo !== info) return;
         clearTimeout(this.deadlineTimer);
         // A cut ends with the pools' removal of their containers: drained means all gone.
         await this.cutting?.catch((err: unknown) => this.log.error({ tag: 'DOCKER', err: String(err) }, 'removing the pools at the drain deadline failed'));
@@ -519,6 +525,24 @@ export class Agent {
     }
     if (deadline !== undefined) this.setDrainDeadline(this.drainInfo, deadline);
     return this.drainSnapshot(this.drainInfo);
+  }
+
+  /**
+   * Undoes a drain an operator started over HTTP: the agent receives again and is ready.
+   * A drain for a signal, a lifecycle action or a Spot notice stands (the instance is
+   * going away), and so does one whose deadline has cut runs.
+   */
+  undrain(): { ok: true; status: AgentStatus } | { ok: false; why: string } {
+    const info = this.drainInfo;
+    if (this.phase === 'stopping') return { ok: false, why: 'the agent is stopping' };
+    if (!info) return { ok: false, why: 'the agent is not draining' };
+    if (info.trigger !== 'http') return { ok: false, why: `a drain for a ${info.trigger} notice cannot be undone: the instance is going away` };
+    if (info.deadline !== null || this.cutting) return { ok: false, why: 'a drain with a deadline cannot be undone' };
+    this.drainInfo = null;
+    this.phase = 'ready';
+    this.supervisor.resume();
+    this.log.info({ tag: 'AGENT', wasState: info.state, running: this.supervisor.status().running }, 'drain undone: receiving again');
+    return { ok: true, status: this.status() };
   }
 
   private setDrainDeadline(info: DrainStatus, deadline: number): void {

@@ -72,6 +72,8 @@ export interface Config {
   cloudwatchEnabled: boolean;
   cloudwatchFlushMs: number;
   cloudwatchNamespace: string;
+  /** Functions with figures in one flush; the rest are dropped and counted (NANOGRID_CLOUDWATCH_MAX_SERIES). */
+  cloudwatchMaxSeries: number;
   memoryHistorySize: number;
   /** Folder with the runner binary and the zygote, mounted read-only in every container. */
   runnerDir: string;
@@ -79,6 +81,8 @@ export interface Config {
   pauseGraceMs: number;
   codeStalenessMs: number;
   codeCacheBytes: number;
+  /** Files and folders of the code cache's versions together (NANOGRID_CODE_CACHE_INODES). */
+  codeCacheInodes: number;
   /** The buckets a message may name for its code (S3_CODE_BUCKET, comma-separated); any when empty. */
   codeBuckets: string[];
   /** S3_USER_DATA_BUCKET: inputs by reference may come from it; outputs go to it. */
@@ -307,9 +311,11 @@ export function loadConfig(env: Env = process.env): Config {
     cloudwatchEnabled: read(env, 'NANOGRID_CLOUDWATCH', z.enum(['on', 'off']), 'on') === 'on',
     cloudwatchFlushMs: read(env, 'NANOGRID_CLOUDWATCH_FLUSH_MS', int(100, 3_600_000), 60_000),
     cloudwatchNamespace: read(env, 'NANOGRID_CLOUDWATCH_NAMESPACE', z.string().min(1), 'NanoGrid/FunctionRunner'),
+    cloudwatchMaxSeries: read(env, 'NANOGRID_CLOUDWATCH_MAX_SERIES', int(1, 100_000), 1000),
     memoryHistorySize: read(env, 'NANOGRID_MEMORY_HISTORY', int(1, 10_000), 100),
     codeStalenessMs: read(env, 'NANOGRID_CODE_STALENESS_MS', int(0, 3_600_000), 2000),
     codeCacheBytes: read(env, 'NANOGRID_CODE_CACHE_MB', int(1, 1_048_576), 1024) * 1024 * 1024,
+    codeCacheInodes: read(env, 'NANOGRID_CODE_CACHE_INODES', int(100, 100_000_000), 200_000),
     freezer: read(env, 'NANOGRID_FREEZER', z.enum(['cgroup', 'docker']), 'cgroup'),
     pauseGraceMs: read(env, 'NANOGRID_PAUSE_GRACE_MS', int(0, 600_000), PAUSE_GRACE_MS),
     diskLimitMb: read(env, 'NANOGRID_DISK_MB', int(16, 1_048_576), 512),

@@ -147,7 +147,10 @@ t.test('IAM: least privilege, each grant on its own resource', async (t) => {
   t.equal(Object.keys(policies).length, 1);
   const statements = (Object.values(policies)[0] as { Properties: { PolicyDocument: { Statement: Array<Record<string, unknown>> } } }).Properties.PolicyDocument.Statement;
   const bySid = Object.fromEntries(statements.map((s) => [s.Sid as string, s]));
-  t.same(Object.keys(bySid).sort(), ['Code', 'ImagePull', 'Intake', 'Lifecycle', 'Metrics', 'Outputs', 'RegistryLogin']);
+  t.same(Object.keys(bySid).sort(), ['Code', 'ImagePull', 'Inputs', 'Intake', 'Lifecycle', 'Metrics', 'Outputs', 'RegistryLogin']);
+  t.equal(bySid.Inputs!.Action, 's3:GetObject');
+  t.match(JSON.stringify(bySid.Inputs!.Resource), /UserDataBucket.*Arn.*\/inputs\/\*/, 'reads exactly the inputs prefix');
+  t.notMatch(JSON.stringify(bySid.Inputs!.Resource), /Arn"\]\},"\/\*"/, 'not the whole bucket');
   t.same(bySid.Intake!.Action, ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl']);
   t.match(JSON.stringify(bySid.Intake!.Resource), /InvocationQueue.*Arn/);
   t.notMatch(JSON.stringify(bySid.Intake!.Resource), /DeadLetter/, 'the dead-letter queue is not the workers\' business');
@@ -164,6 +167,17 @@ t.test('IAM: least privilege, each grant on its own resource', async (t) => {
   t.teardown(() => rm(given.outdir, { recursive: true, force: true }));
   t.notMatch(JSON.stringify(given.template.toJSON()), /ecr:/, 'no ECR grants for another registry');
   t.match(userData(given.template), /NANOGRID_IMAGE_PYTHON=registry\.example\.com\/nanogrid\/python:1\n/);
+});
+
+t.test('the workers\' port is open only to the scraper group, not to the VPC', async (t) => {
+  const ingress = Object.values(tpl.findResources('AWS::EC2::SecurityGroupIngress')).map((r) => (r as { Properties: Record<string, unknown> }).Properties);
+  const http = ingress.filter((p) => p.FromPort === 8080);
+  t.equal(http.length, 1);
+  t.match(JSON.stringify(http[0]!.SourceSecurityGroupId), /ScraperSecurityGroup/);
+  t.equal(http[0]!.CidrIp, undefined, 'no address range');
+  const groups = tpl.findResources('AWS::EC2::SecurityGroup');
+  const worker = Object.entries(groups).find(([id]) => id.startsWith('WorkerSecurityGroup'))![1] as { Properties: { SecurityGroupIngress?: Array<Record<string, unknown>> } };
+  t.notOk(worker.Properties.SecurityGroupIngress?.some((r) => r.FromPort === 8080 && r.CidrIp), 'nor inline');
 });
 
 t.test('alarms: dead letters, the oldest message\'s age, no healthy workers', async (t) => {

@@ -3,6 +3,7 @@ import { MB } from '../src/run/autoTuner.js';
 import { buildZip } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { historyKey } from '../src/sinks/redisKeys.js';
+import { functionKey } from '../src/core/invocation.js';
 import { waitUntil } from '../src/core/timeout.js';
 import { docker, startHarness, type Harness } from './helpers/harness.js';
 
@@ -68,9 +69,16 @@ t.test('peaks are kept per function in Redis and turn into a recommendation', as
   }
   t.equal(last!.recommendedMemoryMb, 128, 'a tiny function is sized to the 128 MB floor');
   t.match(last!.optimizationTip, /Reduce to about 128 MB, saving about 75%/);
-  const history = await h.agent.redis.redis.lrange(historyKey('right-size'), 0, -1);
-  t.equal(history.length, 5, 'five peaks in the function\'s history key');
+  const key = historyKey(functionKey('right-size', `s3://${h.stack.bucket}/right-size/v1.zip`));
+  const history = await h.agent.redis.redis.lrange(key, 0, -1);
+  t.equal(history.length, 5, 'five peaks in the function\'s history key (its id and code location)');
   t.ok(history.every((v) => Number(v) > 0));
+  // A message naming this function's id with other code is another function: its peaks
+  // go elsewhere and its tip says nothing of these runs.
+  const other = await h.invoke('right-size', { 'main.py': 'x = bytearray(64 << 20)\nprint(len(x))\n' }, { memoryMb: 512, s3Key: 'attacker/v1.zip' });
+  t.equal(other.status, 'SUCCESS', other.stderr);
+  t.equal(other.recommendedMemoryMb, null, 'its own history: one run, no recommendation');
+  t.equal((await h.agent.redis.redis.lrange(key, 0, -1)).length, 5, 'the function\'s history is untouched');
 });
 
 t.test('memory sampling never holds a thread that unzip needs', async (t) => {

@@ -78,9 +78,13 @@ t.test('CloudWatch: one batched PutMetricData per flush, flushed at shutdown', a
   t.equal(value('Errors', 'cw-b'), 1, 'a failed run is an error');
   t.equal(find('Duration', 'cw-a')?.Unit, 'Milliseconds');
   t.equal(find('Duration', 'cw-a')?.StatisticValues.SampleCount, 3);
-  // An invocation that never ran (unsupported runtime) counts as an invocation and an error.
-  t.equal(value('Invocations', 'cw-bad'), 1);
-  t.equal(value('Errors', 'cw-bad'), 1);
+  // An invocation that never ran (unsupported runtime) is no function's: no series of its
+  // own (its sender names any id), one count by reason.
+  t.equal(find('Invocations', 'cw-bad'), undefined, 'no series for a function that never ran');
+  t.notOk(call.body.MetricData.some((d) => d.Dimensions?.some((x) => x.Value === 'cw-bad')));
+  const notRun = call.body.MetricData.find((d) => d.MetricName === 'FailedBeforeRun') as Datum | undefined;
+  t.same(notRun?.Dimensions, [{ Name: 'Reason', Value: 'RUNTIME_NOT_SUPPORTED' }]);
+  t.equal(notRun?.Value, 1);
   const conc = call.body.MetricData.find((d) => d.MetricName === 'ConcurrentExecutions');
   t.ok(conc, 'the agent\'s concurrency, sampled');
   t.equal(conc?.Unit, 'Count');

@@ -6,6 +6,7 @@ import { dirname, resolve, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
+import { FS_BLOCK } from '../src/core/sandbox.js';
 
 export interface UnzipTask {
   zipPath: string;
@@ -26,7 +27,8 @@ export type UnzipReason =
   | 'ZIP_TOO_LARGE';
 
 export type UnzipOutcome =
-  | { ok: true; entries: number; bytes: number; elapsedMs: number }
+  /** bytes: of the files' contents; diskBytes: what they hold on disk (4 KiB blocks, one per folder); inodes: files and folders made. */
+  | { ok: true; entries: number; bytes: number; diskBytes: number; inodes: number; elapsedMs: number }
   | { ok: false; reason: UnzipReason; message: string };
 
 class Refusal extends Error {
@@ -37,6 +39,9 @@ class Refusal extends Error {
     super(message);
   }
 }
+
+const BLOCK = FS_BLOCK;
+const blocksOf = (bytes: number) => Math.ceil(bytes / BLOCK) * BLOCK;
 
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
@@ -83,13 +88,23 @@ export default async function unzip(task: UnzipTask): Promise<UnzipOutcome> {
     let written = 0;
     let declared = 0;
     let entries = 0;
+    let files = 0;
+    let fileBlocks = 0;
     const made = new Set<string>([destDir]);
+    // Folders are inodes and blocks too, and a deep path makes one for each of its parents:
+    // what the entry limit counts is every file and folder made, not the zip's entries.
+    const counted = () => {
+      if (files + made.size > task.maxEntries) {
+        throw new Refusal('ZIP_TOO_MANY_ENTRIES', `zip makes more than ${task.maxEntries} files and folders (its folders' parents included)`);
+      }
+    };
     const ensureDir = async (dir: string) => {
       if (made.has(dir)) return;
       await ensureDir(dirname(dir));
       await mkdir(dir, { recursive: true });
       await own(dir, task);
       made.add(dir);
+      counted();
     };
 
     for (;;) {
@@ -133,8 +148,11 @@ export default async function unzip(task: UnzipTask): Promise<UnzipOutcome> {
         throw new Refusal('ZIP_INVALID', `entry "${name}" could not be extracted: ${(err as Error).message}`);
       }
       await own(target, task);
+      files++;
+      fileBlocks += blocksOf(entry.uncompressedSize);
+      counted();
     }
-    return { ok: true, entries, bytes: written, elapsedMs: performance.now() - started };
+    return { ok: true, entries, bytes: written, diskBytes: fileBlocks + made.size * BLOCK, inodes: files + made.size, elapsedMs: performance.now() - started };
   } catch (err) {
     if (err instanceof Refusal) return { ok: false, reason: err.reason, message: err.message };
     return { ok: false, reason: 'ZIP_INVALID', message: (err as Error).message };

@@ -17,6 +17,8 @@ export interface Invocation {
   code: CodeSource;
   /** codeLocation(code), once. */
   codeLocation: string;
+  /** functionKey(functionId, codeLocation): what warm containers and the memory history are keyed on. */
+  functionKey: string;
   /** Null when the message carries no input (the original contract). */
   input: InputSource | null;
   timeoutMs: number;

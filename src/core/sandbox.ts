@@ -19,6 +19,9 @@ export const INPUT_DIR = '.nanogrid';
 export const INPUT_FILE = 'input.json';
 export const INPUT_PATH = `${WORKDIR}/${INPUT_DIR}/${INPUT_FILE}`;
 
+/** The block a file system (ext4, XFS) gives a folder, and in which it stores file contents: what code on disk is counted in. */
+export const FS_BLOCK = 4096;
+
 export const LABEL_AGENT = 'nanogrid.agent';
 export const LABEL_RUN = 'nanogrid.run';
 export const LABEL_RUNTIME = 'nanogrid.runtime';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { codeLocation, type CodeSource, type InputSource, type Invocation } from '../core/invocation.js';
+import { codeLocation, functionKey, type CodeSource, type InputSource, type Invocation } from '../core/invocation.js';
 import type { Reason } from '../core/reasons.js';
 import { normalizeRuntime } from '../core/runtimes.js';
 import { verifyMessage, type AuthRefusal, type MessageKey } from './messageAuth.js';
@@ -214,6 +214,7 @@ export function parseInvocation(body: string | Record<string, unknown>, meta: Me
     }
   }
 
+  const location = codeLocation(code);
   return {
     ok: true,
     invocation: {
@@ -221,7 +222,8 @@ export function parseInvocation(body: string | Record<string, unknown>, meta: Me
       functionId,
       runtime,
       code,
-      codeLocation: codeLocation(code),
+      codeLocation: location,
+      functionKey: functionKey(functionId, location),
       input,
       timeoutMs,
       memoryMb,

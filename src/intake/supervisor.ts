@@ -29,9 +29,10 @@ interface Held {
 
 /**
  * What a claim on a request id found: free or the function's own already ('claimed'),
- * another function's ('foreign'), or nothing known (Redis did not answer: 'unknown').
+ * answered already by this function ('answered': a duplicate or a replay), another
+ * function's ('foreign'), or nothing known (Redis did not answer: 'unknown').
  */
-export type ClaimOutcome = 'claimed' | 'foreign' | 'unknown';
+export type ClaimOutcome = 'claimed' | 'answered' | 'foreign' | 'unknown';
 
 /** Where results go and where an earlier delivery's result is found (the Redis sink). */
 export interface ResultStore {
@@ -122,7 +123,9 @@ const TOTAL_OF = { deleted: 'deleted', retried: 'retried', dead_lettered: 'deadL
  */
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly held = new Map<string, Held>();
-  private readonly abort = new AbortController();
+  private abort = new AbortController();
+  /** Counts stops and resumes: a stop that a resume overtook leaves the loop and the heartbeat alone. */
+  private generation = 0;
   private stopping = false;
   private loop: Promise<void> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -167,6 +170,25 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   async start(): Promise<void> {
     if (this.maxReceiveCount === undefined) this.maxReceiveCount = await this.opts.leases.maxReceiveCount();
     this.loop = this.receiveLoop();
+    this.startHeartbeat();
+  }
+
+  /**
+   * Receives again after a stop (a drain undone). A receive loop the stop has not ended
+   * yet simply goes on; otherwise a new one starts.
+   */
+  resume(): void {
+    if (!this.stopping) return;
+    this.generation++;
+    this.stopping = false;
+    if (this.abort.signal.aborted) this.abort = new AbortController();
+    // A loop still running sees `stopping` false at its next turn and goes on.
+    if (!this.looping) this.loop = this.receiveLoop();
+    this.startHeartbeat();
+  }
+
+  private startHeartbeat(): void {
+    if (this.heartbeat) return;
     const every = Math.max(1000, (this.opts.visibilityTimeoutS * 1000) / 3);
     // A message given back is not extended again: that would hide it from the other workers.
     this.heartbeat = setInterval(() => void this.opts.leases.extend([...this.held.values()].filter((h) => !h.abandoned).map((h) => h.receiptHandle)), every);
@@ -195,6 +217,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * `graceMs` for running ones. Returns the number still running at the deadline.
    */
   async stop(graceMs: number): Promise<number> {
+    const generation = ++this.generation;
+    const overtaken = () => generation !== this.generation;
     this.stopping = true;
     this.slotFreed?.();
     // Not started is not running: those messages go back at once, not when a container frees.
@@ -208,14 +232,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       () => true,
       () => false,
     );
+    if (overtaken()) return this.held.size;
     if (!loopDone) {
       this.abort.abort();
       await this.loop?.catch(() => undefined);
     }
-    while (this.held.size > 0 && Date.now() < deadline) {
+    while (this.held.size > 0 && Date.now() < deadline && !overtaken()) {
       await withTimeout('message tasks', Math.min(250, Math.max(1, deadline - Date.now())), Promise.allSettled([...this.tasks])).catch(() => undefined);
     }
-    clearInterval(this.heartbeat);
+    if (!overtaken()) {
+      clearInterval(this.heartbeat);
+      this.heartbeat = undefined;
+    }
     return this.held.size;
   }
 
@@ -251,7 +279,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     await withTimeout('message tasks', timeoutMs, Promise.allSettled([...this.tasks])).catch(() => undefined);
   }
 
+  private looping = false;
+
   private async receiveLoop(): Promise<void> {
+    this.looping = true;
+    try {
+      await this.receiveUntilStopped();
+    } finally {
+      this.looping = false;
+    }
+  }
+
+  private async receiveUntilStopped(): Promise<void> {
     // Full jitter, as everywhere the agent retries: workers of a fleet that lost the queue together do not come back in step.
     const backoff = new Backoff(500, MAX_RECEIVE_BACKOFF_MS);
     let backoffMs = 0;
@@ -294,8 +333,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       }
       if (messages.length > 0) this.emit('received', messages.length);
       if (this.stopping) {
+        // Checked again at the top: a resume meanwhile (a drain undone) goes on receiving.
         await Promise.all(messages.map((m) => this.giveBack(m)));
-        break;
+        continue;
       }
       for (const m of messages) {
         this.totals.received++;
@@ -378,6 +418,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (claim === 'foreign') {
       log.warn({ tag: 'FAIL', reason: 'FOREIGN_REQUEST_ID' }, 'the request id belongs to another function: not run, not answered; the message is deleted');
       await this.apply(held, dispose({ kind: 'refused' }), 'FOREIGN_REQUEST_ID', log);
+      return;
+    }
+    if (claim === 'answered') {
+      log.info({ tag: 'SQS' }, 'already answered under this request id; not running again');
+      await this.apply(held, dispose({ kind: 'duplicate' }), 'DUPLICATE', log);
       return;
     }
     held.cancellable = true;

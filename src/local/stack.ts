@@ -1,7 +1,9 @@
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
-import { startFauxqs } from 'fauxqs';
+import { buildApp } from 'fauxqs';
 import { sleep, withTimeout } from '../core/timeout.js';
 
 export interface LocalStack {
@@ -24,51 +26,73 @@ export interface LocalStackOptions {
   maxReceiveCount?: number;
   /** Use this Redis instead of starting a redis-server. */
   redisUrl?: string;
+  /** The address the emulators listen on: loopback unless asked (nothing on the network may upload code and run it). */
+  host?: string;
 }
+
+/** The embedded stack takes any credentials; the SDK wants some. */
+const CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 /**
  * Everything the agent talks to, on this machine and with no AWS account: fauxqs in this
  * process speaks the real SQS and S3 protocols over HTTP (with a dead-letter queue), and a
- * private redis-server runs on a free loopback port.
+ * private redis-server runs on a free loopback port. Both listen on loopback: fauxqs's
+ * own starter listens on every address, so its app is served here instead, and the queues
+ * and the bucket are made through the APIs the agent uses.
  */
 export async function startLocalStack(opts: LocalStackOptions = {}): Promise<LocalStack> {
   const region = 'us-east-1';
   const queueName = opts.queueName ?? 'nanogrid-invocations';
   const bucket = opts.bucket ?? 'code-bucket';
   const maxReceiveCount = opts.maxReceiveCount ?? 3;
-  const server = await startFauxqs({ port: opts.port ?? 0, logger: false });
+  const app = buildApp({ logger: false });
+  const host = opts.host ?? '127.0.0.1';
   let redis: RedisServer | undefined;
   let stopped: Promise<void> | undefined;
   try {
-    const dlq = server.createQueue(`${queueName}-dlq`);
-    const main = server.createQueue(queueName, {
-      attributes: {
-        VisibilityTimeout: '60',
-        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.queueArn, maxReceiveCount: String(maxReceiveCount) }),
-      },
-    });
-    server.createBucket(bucket);
-    redis = opts.redisUrl ? undefined : await startRedisServer();
-    const redisUrl = opts.redisUrl ?? redis!.url;
-    return {
-      endpoint: server.address,
-      region,
-      queueUrl: main.queueUrl,
-      dlqUrl: dlq.queueUrl,
-      bucket,
-      redisUrl,
-      maxReceiveCount,
-      stop() {
-        stopped ??= (async () => {
-          await redis?.stop();
-          await server.stop();
-        })();
-        return stopped;
-      },
-    };
+    await app.listen({ port: opts.port ?? 0, host });
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : 0;
+    const endpoint = `http://${host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+    const sqs = new SQSClient({ region, endpoint, credentials: CREDENTIALS });
+    const s3 = new S3Client({ region, endpoint, forcePathStyle: true, credentials: CREDENTIALS });
+    try {
+      const dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: `${queueName}-dlq` }))).QueueUrl!;
+      const dlqArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ['QueueArn'] }))).Attributes!.QueueArn!;
+      const queueUrl = (
+        await sqs.send(
+          new CreateQueueCommand({
+            QueueName: queueName,
+            Attributes: { VisibilityTimeout: '60', RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: String(maxReceiveCount) }) },
+          }),
+        )
+      ).QueueUrl!;
+      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+      redis = opts.redisUrl ? undefined : await startRedisServer();
+      const redisUrl = opts.redisUrl ?? redis!.url;
+      return {
+        endpoint,
+        region,
+        queueUrl,
+        dlqUrl,
+        bucket,
+        redisUrl,
+        maxReceiveCount,
+        stop() {
+          stopped ??= (async () => {
+            await redis?.stop();
+            await app.close();
+          })();
+          return stopped;
+        },
+      };
+    } finally {
+      sqs.destroy();
+      s3.destroy();
+    }
   } catch (err) {
     await redis?.stop();
-    await server.stop();
+    await app.close();
     throw err;
   }
 }

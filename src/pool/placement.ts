@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { ContainerState } from './containerState.js';
 
 /**
@@ -121,9 +122,12 @@ export function idleSince(containers: readonly ContainerView[], cutoff: number):
   return containers.filter((c) => isIdle(c) && c.fn !== null && c.lastUsedAt < cutoff).map((c) => c.name);
 }
 
-/** Running averages of run times per function and of container creation. */
+/** Functions whose run time is remembered at once: a sender can name any number of them. */
+export const ESTIMATED_FUNCTIONS = 10_000;
+
+/** Running averages of run times per function (the most recently run ones) and of container creation. */
 export class Estimates {
-  private readonly runs = new Map<string, number>();
+  private readonly runs = new LRUCache<string, number>({ max: ESTIMATED_FUNCTIONS });
   private cold: number;
 
   constructor(

@@ -119,6 +119,9 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   /**
    * A running container for `functionId`, as placement decides (warm, prewarm, cold, or
    * wait for one). A container that fails to come up is retired and another is tried.
+   * Throughout the pool a function is its key (Invocation.functionKey: its id and code
+   * location), so that a message naming another function's id with other code never
+   * lands in that function's containers.
    */
   async acquire(functionId: string, memoryMb: number): Promise<Lease> {
     const started = performance.now();

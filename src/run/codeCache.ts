@@ -21,18 +21,25 @@ export type CodeEvent = 'hit' | 'download' | 'revalidated_unchanged' | 'revalida
 
 export interface CodeCacheOptions {
   fetcher: CodeFetcher;
-  /** Folder of the unpacked versions (on the same file system as the workspaces: they are hard-linked). */
+  /** Folder of the unpacked versions (copied into workspaces from here). */
   root: string;
   /** How old a validation may be before the object is checked again (0: on every invocation). */
   stalenessMs: number;
-  /** Unpacked bytes kept; past it the least recently used versions go. */
+  /**
+   * What the kept versions may hold on disk, counted in blocks (a folder or a small file
+   * takes one; an archive of empty folders is not free), and in files and folders; past
+   * either, the least recently used versions go.
+   */
   maxBytes: number;
+  maxInodes?: number;
   log: Logger;
   onEvent?: (e: CodeEvent) => void;
 }
 
 interface Entry {
   version: CodeVersion;
+  diskBytes: number;
+  inodes: number;
   etag: string | undefined;
   validatedAt: number;
   usedAt: number;
@@ -49,6 +56,7 @@ export class CodeCache {
   private readonly entries = new Map<string, Entry>();
   private readonly inFlight = new Map<string, Promise<Entry>>();
   private bytes = 0;
+  private inodes = 0;
 
   constructor(private readonly opts: CodeCacheOptions) {}
 
@@ -67,8 +75,9 @@ export class CodeCache {
     return fresh.version;
   }
 
-  get size(): { versions: number; bytes: number } {
-    return { versions: this.entries.size, bytes: this.bytes };
+  /** Versions kept, and what they hold on disk (bytes in blocks, and files and folders). */
+  get size(): { versions: number; bytes: number; inodes: number } {
+    return { versions: this.entries.size, bytes: this.bytes, inodes: this.inodes };
   }
 
   /** Single flight per key: concurrent invocations share one revalidation or download. */
@@ -112,13 +121,16 @@ export class CodeCache {
     await rename(tmp, dir);
     const entry: Entry = {
       version: { id, dir, names: await readdir(dir), bytes: unpacked.bytes, etag: unpacked.etag },
+      diskBytes: unpacked.diskBytes,
+      inodes: unpacked.inodes,
       etag: unpacked.etag,
       validatedAt: Date.now(),
       usedAt: Date.now(),
     };
     if (known) this.drop(key, known);
     this.entries.set(key, entry);
-    this.bytes += entry.version.bytes;
+    this.bytes += entry.diskBytes;
+    this.inodes += entry.inodes;
     this.evict(key);
     return entry;
   }
@@ -129,18 +141,19 @@ export class CodeCache {
     return e.version;
   }
 
-  /** Least recently used versions go past the byte bound. Workspaces hold hard links: they keep their files. */
+  /** Least recently used versions go past either bound. Workspaces hold copies: they keep their files. */
   private evict(keep: string): void {
     const byAge = [...this.entries].filter(([k]) => k !== keep).sort((a, b) => a[1].usedAt - b[1].usedAt);
     for (const [k, e] of byAge) {
-      if (this.bytes <= this.opts.maxBytes) break;
+      if (this.bytes <= this.opts.maxBytes && this.inodes <= (this.opts.maxInodes ?? Infinity)) break;
       this.drop(k, e);
     }
   }
 
   private drop(key: string, e: Entry): void {
     if (this.entries.get(key) === e) this.entries.delete(key);
-    this.bytes -= e.version.bytes;
+    this.bytes -= e.diskBytes;
+    this.inodes -= e.inodes;
     void rm(e.version.dir, { recursive: true, force: true });
   }
 }

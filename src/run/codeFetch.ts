@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { UnzipOutcome, UnzipTask } from '../../workers/unzip.js';
+import { FS_BLOCK } from '../core/sandbox.js';
 import { classifyError } from '../core/errorClass.js';
 import { InvocationError } from '../core/reasons.js';
 import type { ThreadPool } from './threads.js';
@@ -21,6 +22,9 @@ export interface CodeFetchOptions {
 export interface Unpacked {
   entries: number;
   bytes: number;
+  /** What it holds on disk (blocks, a folder's included) and the files and folders it made. */
+  diskBytes: number;
+  inodes: number;
   /** The object's ETag when it was read (what a later revalidation compares against). */
   etag: string | undefined;
 }
@@ -43,7 +47,7 @@ export class CodeFetcher {
         await rm(dir, { recursive: true, force: true });
         throw new InvocationError(out.reason, 'permanent', out.message);
       }
-      return { entries: out.entries, bytes: out.bytes, etag };
+      return { entries: out.entries, bytes: out.bytes, diskBytes: out.diskBytes, inodes: out.inodes, etag };
     } finally {
       await rm(zipPath, { force: true });
     }
@@ -53,7 +57,8 @@ export class CodeFetcher {
   async unpackInline(code: string, dir: string): Promise<Unpacked> {
     await mkdir(dir, { recursive: true, mode: 0o755 });
     await writeFile(join(dir, 'main.py'), code, { mode: 0o644 });
-    return { entries: 1, bytes: Buffer.byteLength(code), etag: undefined };
+    const bytes = Buffer.byteLength(code);
+    return { entries: 1, bytes, diskBytes: FS_BLOCK + Math.ceil(bytes / FS_BLOCK) * FS_BLOCK, inodes: 2, etag: undefined };
   }
 
   /** The object's current ETag (a HEAD: no body), for revalidation. */

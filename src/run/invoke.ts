@@ -12,7 +12,8 @@ import type { Measurement } from './memoryMeter.js';
 
 /** Where leases come from: a runtime's pool, seen only through this. */
 export interface LeaseSource {
-  acquire(functionId: string, memoryMb: number): Promise<Lease>;
+  /** A container for the function `key` names (its id and code location: Invocation.functionKey). */
+  acquire(key: string, memoryMb: number): Promise<Lease>;
 }
 
 export interface InvokeDeps {
@@ -57,7 +58,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
   let fetchMs = 0;
   const fetched = deps.code.get(inv.code).finally(() => (fetchMs = performance.now() - t0));
   const input = inv.input ? deps.inputs.get(inv.input) : Promise.resolve(null);
-  const [leaseR, codeR, inputR] = await Promise.allSettled([pool.acquire(inv.functionId, inv.memoryMb), fetched, input]);
+  const [leaseR, codeR, inputR] = await Promise.allSettled([pool.acquire(inv.functionKey, inv.memoryMb), fetched, input]);
 
   if (codeR.status === 'rejected' || leaseR.status === 'rejected' || inputR.status === 'rejected') {
     if (leaseR.status === 'fulfilled') leaseR.value.release({ ran: false, reusable: true });
@@ -97,7 +98,7 @@ export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDep
         if (end.ran || attempt > 0) throw err;
         log.warn({ tag: 'DOCKER', container: lease.containerName, err: String(err) }, 'the run could not start; retrying on another container');
         lease.release({ ran: false, reusable: false });
-        lease = await pool.acquire(inv.functionId, inv.memoryMb);
+        lease = await pool.acquire(inv.functionKey, inv.memoryMb);
       }
     }
 

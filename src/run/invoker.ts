@@ -12,8 +12,8 @@ import { invoke, type InvokeHooks, type LeaseSource, type RunReport } from './in
 
 /** Where the function's peaks are kept (the Redis memory history). */
 export interface PeakHistory {
-  /** Records a peak and returns the function's recent peaks, newest last. */
-  record(functionId: string, peakBytes: number, log: Logger): Promise<number[]>;
+  /** Records a peak and returns the function's recent peaks, newest last (keyed on Invocation.functionKey). */
+  record(functionKey: string, peakBytes: number, log: Logger): Promise<number[]>;
 }
 
 export interface InvokerOptions {
@@ -57,7 +57,8 @@ export class Invoker {
   private async advise(inv: Invocation, report: RunReport, log: Logger): Promise<Advice | undefined> {
     const peak = report.memory.peakBytes;
     try {
-      const peaks = peak !== null ? await this.opts.history.record(inv.functionId, peak, log) : [];
+      // Keyed on the function and its code: another sender's message under this id cannot skew it.
+      const peaks = peak !== null ? await this.opts.history.record(inv.functionKey, peak, log) : [];
       const advice = advise(
         { peaksBytes: peaks, allocatedMb: inv.memoryMb, oomKilled: report.status === 'OOM' },
         { ...DEFAULT_POLICY, language: this.opts.tipLanguage },

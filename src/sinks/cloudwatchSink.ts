@@ -19,6 +19,8 @@ interface Bucket {
 
 /** PutMetricData takes at most 1000 datums per call. */
 const MAX_DATUMS = 1000;
+/** Functions with figures in one flush; past it the rest are dropped and counted (each series costs money). */
+export const DEFAULT_MAX_SERIES = 1000;
 
 /**
  * Aggregates per-function figures into statistic sets and sends them in batches, on a
@@ -27,6 +29,10 @@ const MAX_DATUMS = 1000;
  */
 export class CloudWatchSink {
   private buckets = new Map<string, Bucket>();
+  /** Failures of invocations that never ran, by reason: no function dimension (the function may not exist). */
+  private notRun = new Map<string, number>();
+  /** Functions whose figures were dropped in this flush for the series cap. */
+  private dropped = 0;
   /** The agent's running invocations, sampled every second (Lambda's ConcurrentExecutions). */
   private concurrency: Stat | undefined;
   private sampler: NodeJS.Timeout | undefined;
@@ -35,7 +41,7 @@ export class CloudWatchSink {
 
   constructor(
     private readonly client: CloudWatchClient,
-    private readonly opts: { namespace: string; flushMs: number; timeoutMs: number; log: Logger; onFailure?: () => void },
+    private readonly opts: { namespace: string; flushMs: number; timeoutMs: number; log: Logger; onFailure?: () => void; maxSeries?: number },
   ) {}
 
   /** `running`: how many invocations run now, sampled every second while started. */
@@ -51,6 +57,7 @@ export class CloudWatchSink {
   /** A run that happened: its peak, its duration, and whether it failed. */
   record(functionId: string, runtime: string, figures: { peakMemoryBytes: number | null; durationMillis: number; success?: boolean }): void {
     const b = this.bucket(functionId, runtime);
+    if (!b) return;
     // Skipped when unknown, as in the original: a null peak is not a zero.
     if (figures.peakMemoryBytes !== null) b.peak = add(b.peak, figures.peakMemoryBytes);
     b.duration = add(b.duration, figures.durationMillis);
@@ -58,17 +65,23 @@ export class CloudWatchSink {
     if (figures.success === false) b.errors++;
   }
 
-  /** An invocation answered FAILED without running (bad message, missing code, ...): an error all the same. */
-  recordNeverRan(functionId: string, runtime: string): void {
-    const b = this.bucket(functionId, runtime);
-    b.invocations++;
-    b.errors++;
+  /**
+   * An invocation answered FAILED without running (bad message, missing code, ...): not a
+   * function's invocation, as Lambda counts them, and no series of a function that may
+   * not exist (a sender names any id it likes): `FailedBeforeRun` by reason only.
+   */
+  recordNeverRan(reason: string): void {
+    this.notRun.set(reason, (this.notRun.get(reason) ?? 0) + 1);
   }
 
-  private bucket(functionId: string, runtime: string): Bucket {
+  private bucket(functionId: string, runtime: string): Bucket | undefined {
     const key = `${functionId}\u0000${runtime}`;
     let b = this.buckets.get(key);
     if (!b) {
+      if (this.buckets.size >= (this.opts.maxSeries ?? DEFAULT_MAX_SERIES)) {
+        this.dropped++;
+        return undefined;
+      }
       b = { functionId, runtime, invocations: 0, errors: 0 };
       this.buckets.set(key, b);
     }
@@ -93,14 +106,23 @@ export class CloudWatchSink {
   }
 
   private async send(): Promise<void> {
-    if (this.buckets.size === 0 && !this.concurrency) return;
+    if (this.buckets.size === 0 && this.notRun.size === 0 && !this.concurrency) return;
     const buckets = [...this.buckets.values()];
+    const notRun = [...this.notRun];
     this.buckets = new Map();
+    this.notRun = new Map();
+    if (this.dropped > 0) {
+      this.opts.log.warn({ tag: 'CLOUDWATCH', dropped: this.dropped, maxSeries: this.opts.maxSeries ?? DEFAULT_MAX_SERIES }, 'more functions ran in this flush than NANOGRID_CLOUDWATCH_MAX_SERIES: the figures of the rest are dropped');
+      this.dropped = 0;
+    }
     const now = new Date();
     const datums: MetricDatum[] = [];
     if (this.concurrency) {
       datums.push({ MetricName: 'ConcurrentExecutions', Unit: StandardUnit.Count, Timestamp: now, StatisticValues: stat(this.concurrency) });
       this.concurrency = undefined;
+    }
+    for (const [reason, n] of notRun) {
+      datums.push({ MetricName: 'FailedBeforeRun', Unit: StandardUnit.Count, Dimensions: [{ Name: 'Reason', Value: reason }], Timestamp: now, Value: n });
     }
     for (const b of buckets) {
       const dims = [

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { classifyError } from '../core/errorClass.js';
 import type { Logger } from '../observe/log.js';
@@ -49,7 +50,8 @@ export function archiveClient(opts: { endpoint: string; accessKeyId: string; sec
  * jitter. Nothing here can fail or slow an invocation: `offer` returns at once.
  */
 export class CodeArchive {
-  private readonly seen = new Set<string>();
+  /** Versions offered lately (bounded: forgetting one costs a HEAD on the archive, no copy). */
+  private readonly seen = new LRUCache<string, true>({ max: 10_000 });
   private readonly queue: ArchivedVersion[] = [];
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -76,7 +78,7 @@ export class CodeArchive {
       this.opts.log.warn({ tag: 'ARCHIVE', key: id }, 'archive queue full: version not archived now (a later success offers it again)');
       return;
     }
-    this.seen.add(id);
+    this.seen.set(id, true);
     this.queue.push(v);
     this.running ??= this.work().finally(() => (this.running = undefined));
   }

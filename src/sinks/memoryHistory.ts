@@ -1,24 +1,29 @@
 import type { Redis } from 'ioredis';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observe/log.js';
 import { historyKey } from './redisKeys.js';
 
+/** Functions whose peaks this worker keeps a copy of (the most recently run ones). */
+export const LOCAL_HISTORIES = 10_000;
+
 /**
  * Each function's recent peaks, newest last. Kept in Redis so every worker of the fleet
- * advises from the same history; a local copy answers while Redis is unreachable.
+ * advises from the same history; a local copy (of the most recent functions, bounded)
+ * answers while Redis is unreachable.
  */
 export class MemoryHistory {
-  private readonly local = new Map<string, number[]>();
+  private readonly local = new LRUCache<string, number[]>({ max: LOCAL_HISTORIES });
 
   constructor(
     private readonly redis: Redis,
     private readonly opts: { size: number; ttlSeconds: number; log: Logger; onFailure?: () => void },
   ) {}
 
-  async record(functionId: string, peakBytes: number, log?: Logger): Promise<number[]> {
-    const mine = [...(this.local.get(functionId) ?? []), peakBytes].slice(-this.opts.size);
-    this.local.set(functionId, mine);
+  async record(functionKey: string, peakBytes: number, log?: Logger): Promise<number[]> {
+    const mine = [...(this.local.get(functionKey) ?? []), peakBytes].slice(-this.opts.size);
+    this.local.set(functionKey, mine);
     try {
-      const key = historyKey(functionId);
+      const key = historyKey(functionKey);
       const replies = await this.redis
         .multi()
         .rpush(key, String(peakBytes))

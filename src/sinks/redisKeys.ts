@@ -12,6 +12,6 @@ export const RESULT_CHANNEL_PATTERN = `${RESULT_PREFIX}*`;
 /** The request id a result channel belongs to. */
 export const requestIdOfChannel = (channel: string) => channel.slice(RESULT_PREFIX.length);
 export const jobKey = (requestId: string) => `job:${requestId}`;
-/** A function's recent peak memory figures, shared by the fleet for right-sizing. */
-export const historyKey = (functionId: string) => `mem:${functionId}`;
+/** A function's recent peak memory figures (by Invocation.functionKey), shared by the fleet for right-sizing. */
+export const historyKey = (functionKey: string) => `mem:${functionKey}`;
 export const ownerKey = (requestId: string) => `owner:${requestId}`;

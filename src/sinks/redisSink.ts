@@ -30,12 +30,14 @@ export interface RedisSinkOptions {
 /**
  * Claims a request id for its owner (function id and code location) and marks the job
  * PROCESSING, atomically: 1 when the id was free or is the owner's already (a redelivery),
- * 0 when another function owns it.
- * KEYS: owner, job. ARGV: owner, ttl, then field, value pairs for the job hash.
+ * 0 when another function owns it, 2 when the owner's result is stored already (a
+ * duplicate delivery, or a replay of a signed message: not run again).
+ * KEYS: owner, job, result. ARGV: owner, ttl, then field, value pairs for the job hash.
  */
 const CLAIM = `
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then return 0 end
+if cur and redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
 if not cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -63,7 +65,7 @@ redis.call('PUBLISH', KEYS[2], ARGV[3])
 return 1`;
 
 type Scripted = Redis & {
-  nanogridClaim(owner: string, job: string, ...args: (string | number)[]): Promise<number>;
+  nanogridClaim(owner: string, job: string, result: string, ...args: (string | number)[]): Promise<number>;
   nanogridWrite(owner: string, result: string, job: string, ...args: (string | number)[]): Promise<number>;
 };
 
@@ -93,7 +95,7 @@ export class RedisSink implements ResultStore {
       enableAutoPipelining: true,
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
-    this.redis.defineCommand('nanogridClaim', { numberOfKeys: 2, lua: CLAIM });
+    this.redis.defineCommand('nanogridClaim', { numberOfKeys: 3, lua: CLAIM });
     this.redis.defineCommand('nanogridWrite', { numberOfKeys: 3, lua: WRITE });
     this.redis.on('error', (err) => opts.log.debug({ tag: 'REDIS', err: String(err) }, 'redis connection error'));
   }
@@ -138,8 +140,9 @@ export class RedisSink implements ResultStore {
 
   /**
    * Claims the request id for the function (id and code location) and marks it
-   * PROCESSING. 'foreign' when another function owns it; 'unknown' when Redis did not
-   * answer (the result's own write checks again, from the outbox if need be).
+   * PROCESSING. 'foreign' when another function owns it; 'answered' when its result is
+   * stored already; 'unknown' when Redis did not answer (the result's own write checks
+   * again, from the outbox if need be).
    */
   async claim(requestId: string, functionId: string, codeLocation: string, fields: Record<string, string | number>, log: Logger): Promise<ClaimOutcome> {
     try {
@@ -147,9 +150,9 @@ export class RedisSink implements ResultStore {
       const owned = await withTimeout(
         'redis claim',
         this.timeoutMs,
-        r.nanogridClaim(ownerKey(requestId), jobKey(requestId), ownerOf(functionId, codeLocation), this.opts.ttlSeconds, ...this.jobFields('PROCESSING', fields)),
+        r.nanogridClaim(ownerKey(requestId), jobKey(requestId), resultKey(requestId), ownerOf(functionId, codeLocation), this.opts.ttlSeconds, ...this.jobFields('PROCESSING', fields)),
       );
-      return owned === 1 ? 'claimed' : 'foreign';
+      return owned === 1 ? 'claimed' : owned === 2 ? 'answered' : 'foreign';
     } catch (err) {
       this.opts.onFailure?.('claim');
       log.warn({ tag: 'REDIS', requestId, err: String(err) }, 'request id not claimed (Redis unreachable); the result is checked when it is written');

@@ -17,13 +17,13 @@ function fakeFetcher(objects: Map<string, { etag: string; body: string }>, delay
       const o = objects.get(key)!;
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, 'main.py'), o.body);
-      return { entries: 1, bytes: o.body.length, etag: o.etag };
+      return { entries: 1, bytes: o.body.length, diskBytes: o.body.length, inodes: 2, etag: o.etag };
     },
     async unpackInline(code: string, dir: string) {
       calls.unpack++;
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, 'main.py'), code);
-      return { entries: 1, bytes: code.length, etag: undefined };
+      return { entries: 1, bytes: code.length, diskBytes: code.length, inodes: 2, etag: undefined };
     },
     async etag(_bucket: string, key: string) {
       calls.etag++;
@@ -89,6 +89,24 @@ t.test('least recently used versions go past the byte bound', async (t) => {
   await cache.get(src('b'));
   await cache.get(src('a'));
   await cache.get(src('c'));
-  t.same(cache.size, { versions: 2, bytes: 200 });
+  t.same(cache.size, { versions: 2, bytes: 200, inodes: 4 });
   t.ok(await stat(a.dir), 'a was used more recently than b: kept');
+});
+
+t.test('a version costs its blocks and its files and folders: empty folders are not free', async (t) => {
+  // Each version: 3 bytes of content, but 10 inodes and 40 KiB on disk.
+  const objects = new Map(['a', 'b', 'c'].map((k) => [k, { etag: '"1"', body: 'xyz' }]));
+  const { fetcher } = fakeFetcher(objects);
+  const heavy = {
+    ...fetcher,
+    unpackS3: async (b: string, k: string, dir: string) => ({ ...(await fetcher.unpackS3(b, k, dir)), diskBytes: 40_960, inodes: 10 }),
+  } as unknown as CodeFetcher;
+  const root = await mkdtemp(join(tmpdir(), 'nanogrid-cache-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const byBlocks = new CodeCache({ fetcher: heavy, root, stalenessMs: 60_000, maxBytes: 100_000, log: silentLogger });
+  for (const k of ['a', 'b', 'c']) await byBlocks.get(src(k));
+  t.same(byBlocks.size, { versions: 2, bytes: 81_920, inodes: 20 }, 'the third version passed the blocks bound');
+  const byInodes = new CodeCache({ fetcher: heavy, root: await mkdtemp(join(tmpdir(), 'nanogrid-cache-')), stalenessMs: 60_000, maxBytes: 1 << 30, maxInodes: 15, log: silentLogger });
+  for (const k of ['a', 'b']) await byInodes.get(src(k));
+  t.same(byInodes.size, { versions: 1, bytes: 40_960, inodes: 10 }, 'the second passed the inodes bound');
 });

@@ -54,3 +54,27 @@ t.test('checkEntryName', async (t) => {
   t.throws(() => checkEntryName('/w', 'a\u0000b'));
   t.throws(() => checkEntryName('/w', '../x'));
 });
+
+t.test('the entry limit counts every file and folder made, the parents of a deep path too', async (t) => {
+  // 10 entries, but each makes 20 folders on its way: 211 inodes against a limit of 100.
+  const deep = rawZip(Array.from({ length: 10 }, (_, i) => ({ name: `${Array.from({ length: 20 }, (_, d) => `d${i}-${d}`).join('/')}/f`, data: Buffer.from('x') })));
+  const { out } = await extract(t, deep);
+  t.equal(out.ok ? 'ok' : out.reason, 'ZIP_TOO_MANY_ENTRIES');
+  t.match(!out.ok && out.message, /more than 100 files and folders/);
+});
+
+t.test('what a version holds on disk is counted in blocks, a folder\'s included', async (t) => {
+  const zip = rawZip([
+    ...Array.from({ length: 30 }, (_, i) => ({ name: `empty-${i}/`, data: Buffer.alloc(0) })),
+    { name: 'tiny.txt', data: Buffer.from('x') },
+    { name: 'empty.txt', data: Buffer.alloc(0) },
+    { name: 'five-k.bin', data: Buffer.alloc(5000) },
+  ]);
+  const { out } = await extract(t, zip);
+  t.ok(out.ok);
+  if (out.ok) {
+    t.equal(out.bytes, 5001, 'the contents');
+    t.equal(out.inodes, 34, '31 folders (the root too) and 3 files');
+    t.equal(out.diskBytes, 31 * 4096 + 4096 + 0 + 8192, 'a block per folder, whole blocks per file');
+  }
+});
