@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { LABEL_AGENT, WORKDIR } from '../src/core/sandbox.js';
 import { soloContainerSpec } from '../src/local/soloContainer.js';
+import { hostPidFor, procStatus } from '../src/container/hostPid.js';
+import { MemoryMeter } from '../src/run/memoryMeter.js';
 import { sleep } from '../src/core/timeout.js';
 import { DockerContainer } from '../src/pool/dockerContainer.js';
 import { docker, uniqueId } from './helpers/harness.js';
@@ -55,3 +57,45 @@ for (const zygote of [true, false]) {
     else t.match(r.stdout, /^\d+\.\d+\n$/, 'then it ran');
   });
 }
+
+// cgroup v2 moves the held process into the run's own cgroup by its host pid: the runner
+// names it by its pid in the container's namespace, which on the host is another process.
+// Here (cgroup v1) the same lookup runs on the container's memory cgroup: the pid it finds
+// must be the run's own process, never whatever the host has under the runner's number.
+t.test('the held process is found by its host pid (NSpid), not by the number the runner sees', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'nanogrid-hostpid-'));
+  const c = new DockerContainer(docker, soloContainerSpec(root, { image: 'nanogrid/python:local', name: uniqueId('ng-hostpid'), labels: { [LABEL_AGENT]: uniqueId('hostpid') }, zygote: ['python3', '/nanogrid/zygote.py'] }));
+  t.teardown(async () => {
+    await c.destroy();
+    await rm(root, { recursive: true, force: true });
+  });
+  await c.create();
+  const cg = await new MemoryMeter(undefined as never).locate(c.pid!);
+  t.ok(cg, 'the container\'s memory cgroup');
+  let found: { nsPid: number; hostPid: number | null; status: ReturnType<typeof procStatus>; sameNumber: ReturnType<typeof procStatus> } | undefined;
+  const r = await c.runner!.run(
+    {
+      mode: 'zygote',
+      argv: ['python', `${WORKDIR}/../nanogrid-missing.py`],
+      cwd: '/',
+      uid: c.uid!,
+      gid: c.uid!,
+      env: [],
+      timeoutMs: 5000,
+      outputLimitBytes: 1024,
+      hold: async (nsPid) => {
+        const hostPid = hostPidFor(nsPid, join(cg!.dir, 'cgroup.procs'));
+        found = { nsPid, hostPid, status: hostPid ? procStatus(hostPid) : null, sameNumber: procStatus(nsPid) };
+      },
+    },
+    5000,
+  );
+  t.equal(r.clean, true);
+  t.ok(found && found.hostPid !== null, 'found');
+  t.not(found!.hostPid, found!.nsPid, 'the host pid is not the number the runner saw');
+  t.equal(found!.status?.nsPids.at(-1), found!.nsPid, 'its innermost NSpid is the one the runner named');
+  t.equal(found!.status?.nsPids[0], found!.hostPid);
+  t.equal(found!.status?.uid, 0, 'the zygote\'s child, still root while it waits to become the sandbox user');
+  t.not(JSON.stringify(found!.sameNumber?.nsPids), JSON.stringify(found!.status?.nsPids), 'the host process with the runner\'s number (if any) is another one');
+  t.equal(hostPidFor(999_999, join(cg!.dir, 'cgroup.procs')), null, 'a pid the container does not have names nothing');
+});

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { functionKey } from '../src/core/invocation.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { waitUntil } from '../src/core/timeout.js';
 import { ONE_PYTHON, startHarness } from './helpers/harness.js';
@@ -31,7 +32,8 @@ t.test('a function that runs longer than a cold start scales out instead of wait
   t.equal(first.startKind, 'cold');
   await h.quiet();
   const pool = h.agent.pools.get('python')!;
-  const run = pool.runEstimate('slow-known')!;
+  // A function is its id and its code's home (Invocation.functionKey).
+  const run = pool.runEstimate(functionKey('slow-known', `s3://${h.stack.bucket}/slow-known/v1.zip`))!;
   t.ok(run > pool.status().coldStartMs, `run estimate ${Math.round(run)} ms is above the cold start's ${pool.status().coldStartMs} ms`);
   const results = await burst(h, 'slow-known', 2);
   t.same(results.map((r) => r.startKind).sort(), ['cold', 'warm'], 'one took the warm container, the other did not wait for it');

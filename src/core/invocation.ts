@@ -32,25 +32,36 @@ export interface Invocation {
   receivedAt: number;
 }
 
-/**
- * Where a function's code comes from, as one string: `s3://bucket/key`, or `inline:` and
- * the source's hash. With the function id it names a function for everything the agent
- * keys on it (warm containers, memory history, who owns a request id): a message that
- * names another function's id with other code is another function.
- */
+/** Where a function's code comes from, as one string: `s3://bucket/key`, or `inline:` and the source's hash. */
 export function codeLocation(code: CodeSource): string {
   return code.kind === 's3' ? `s3://${code.bucket}/${code.key}` : `inline:${createHash('sha256').update(code.code).digest('hex')}`;
 }
 
-/** What owns an invocation's request id and its results: the function id and its code location. */
+/**
+ * The part of a code location that names a function rather than one version of it: the
+ * folder of the code bucket its zip is in (`s3://code/func-01/` for `func-01/v1.zip` and
+ * `func-01/v2.zip`), the whole key when it has no folder, the source's hash for inline
+ * code. With the function id it is what the agent keys on (warm containers, memory
+ * history, who owns a request id): a message that names another function's id with code
+ * from elsewhere is another function, and a new version of a function is the same one.
+ */
+export function codeHome(location: string): string {
+  if (!location.startsWith('s3://')) return location;
+  const rest = location.slice('s3://'.length);
+  const key = rest.slice(rest.indexOf('/') + 1);
+  const folder = key.lastIndexOf('/');
+  return folder >= 0 ? `s3://${rest.slice(0, rest.indexOf('/'))}/${key.slice(0, folder + 1)}` : location;
+}
+
+/** What owns an invocation's request id and its results: the function id and its code's home. */
 export function ownerOf(functionId: string, location: string): string {
-  return `${functionId}\n${location}`;
+  return `${functionId}\n${codeHome(location)}`;
 }
 
 /**
  * The key of a function for containers and memory history: its id and a short hash of its
- * code location (ids alone could be claimed by any sender).
+ * code's home (ids alone could be claimed by any sender).
  */
 export function functionKey(functionId: string, location: string): string {
-  return `${functionId}:${createHash('sha256').update(location).digest('hex').slice(0, 16)}`;
+  return `${functionId}:${createHash('sha256').update(codeHome(location)).digest('hex').slice(0, 16)}`;
 }

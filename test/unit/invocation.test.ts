@@ -1,5 +1,6 @@
 import t from 'tap';
 import { parseInvocation } from '../../src/intake/parse.js';
+import { functionKey } from '../../src/core/invocation.js';
 
 const meta = { messageId: 'msg-1', receiptHandle: 'rh', receiveCount: 2, sentAt: 1000, receivedAt: 2000 };
 const limits = { defaultTimeoutMs: 10_000, maxTimeoutMs: 60_000, defaultMemoryMb: 128 };
@@ -15,6 +16,7 @@ t.test('the contract message', async (t) => {
     runtime: 'python',
     code: { kind: 's3', bucket: 'code-bucket', key: 'func-01/v1.zip' },
     codeLocation: 's3://code-bucket/func-01/v1.zip',
+    functionKey: functionKey('func-01', 's3://code-bucket/func-01/v1.zip'),
     input: null,
     timeoutMs: 5000,
     memoryMb: 256,
@@ -142,4 +144,17 @@ t.test('a message asking for more memory than the worker can ever give is refuse
   t.notOk(r.ok);
   if (!r.ok) t.match(r.rejection.message, /memoryMb 4096 exceeds this worker's memory budget of 2048 MB \(NANOGRID_MEMORY_BUDGET_MB\)/);
   t.ok(parseInvocation(JSON.stringify({ ...good, memoryMb: 2048 }), meta, { ...limits, memoryBudgetMb: 2048 }).ok);
+});
+
+t.test('a function is its id and its code\'s home: the folder of its zips, not one version', async (t) => {
+  const { codeHome, ownerOf } = await import('../../src/core/invocation.js');
+  t.equal(codeHome('s3://code/func-01/v1.zip'), 's3://code/func-01/');
+  t.equal(codeHome('s3://code/a/b/c.zip'), 's3://code/a/b/');
+  t.equal(codeHome('s3://code/top.zip'), 's3://code/top.zip', 'no folder: the key itself');
+  t.equal(codeHome('inline:abc'), 'inline:abc');
+  t.equal(functionKey('f', 's3://code/f/v1.zip'), functionKey('f', 's3://code/f/v2.zip'), 'versions of one function share a key');
+  t.not(functionKey('f', 's3://code/f/v1.zip'), functionKey('f', 's3://code/attacker/v1.zip'), 'code from elsewhere under the same id does not');
+  t.not(functionKey('f', 's3://code/f/v1.zip'), functionKey('f', 's3://other/f/v1.zip'), 'nor another bucket');
+  t.not(functionKey('f', 's3://code/f/v1.zip'), functionKey('g', 's3://code/f/v1.zip'), 'nor another id');
+  t.equal(ownerOf('f', 's3://code/f/v1.zip'), 'f\ns3://code/f/');
 });
