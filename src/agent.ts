@@ -9,7 +9,7 @@ import type { Server } from 'node:http';
 import type { Config } from './config.js';
 import { RUNTIMES, type Runtime } from './core/runtimes.js';
 import { codeCacheRoot } from './core/sandbox.js';
-import { withTimeout } from './core/timeout.js';
+import { sleep, withTimeout } from './core/timeout.js';
 import { ensurePrivateDir } from './core/privateDir.js';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { Backoff } from './core/backoff.js';
@@ -63,7 +63,8 @@ export interface AgentStatus {
   uptimeSeconds: number;
   supervisor: SupervisorStatus;
   pools: PoolStatus[];
-  results: { outbox: number };
+  /** Results waiting for Redis: how many, and their bytes (the outbox's limits: NANOGRID_OUTBOX_MAX_*). */
+  results: { outbox: number; outboxBytes: number; outboxFull: boolean };
   threads: ThreadStats;
   engine: EngineStatus;
   archive: (Record<string, number> & { pending: number }) | null;
@@ -102,11 +103,13 @@ export interface Health {
   parts: Record<string, { ok: boolean; detail?: string; [more: string]: unknown }>;
 }
 
-/** Intake waits while the outbox is full: results keep their room on disk and in memory. */
-function outboxGate(outbox: RedisSink['undelivered']): IntakeGate {
+/** Intake waits while the outbox is full (results being written count too): results keep their room on disk and in memory. */
+function outboxGate(sink: RedisSink): IntakeGate {
   return {
-    isOpen: () => !outbox.full,
-    whenOpen: () => (outbox.full ? new Promise<void>((resolve) => outbox.once('room', resolve)) : Promise.resolve()),
+    isOpen: () => !sink.full,
+    whenOpen: async () => {
+      while (sink.full) await sleep(100);
+    },
     why: 'the outbox of undelivered results is full (NANOGRID_OUTBOX_MAX_RESULTS, NANOGRID_OUTBOX_MAX_MB)',
   };
 }
@@ -188,6 +191,7 @@ export class Agent {
       onFailure: (op) => m.sinkFailures.inc({ sink: 'redis', op }),
     });
     const history = new MemoryHistory(this.redis.redis, {
+      health: this.redis.health,
       size: c.memoryHistorySize,
       ttlSeconds: 30 * 86_400,
       log: this.log,
@@ -295,7 +299,7 @@ export class Agent {
       leases,
       memory: this.memory,
       gate: { isOpen: () => this.engine.isUp, whenOpen: () => this.engine.whenUp(), why: 'the engine is unreachable' },
-      pauses: [outboxGate(this.redis.undelivered)],
+      pauses: [outboxGate(this.redis)],
       capacity: () => [...this.pools.values()].reduce((n, p) => n + p.capacity, 0),
       limits: {
         defaultTimeoutMs: c.defaultTimeoutMs,
@@ -468,7 +472,7 @@ export class Agent {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       supervisor: this.supervisor.status(),
       pools: [...this.pools.values()].map((p) => p.status()),
-      results: { outbox: this.redis.pending },
+      results: { outbox: this.redis.pending, outboxBytes: this.redis.undelivered.bytes, outboxFull: this.redis.full },
       threads: this.threads.stats(),
       engine: this.engine.status(),
       archive: this.archive ? { ...this.archive.counts, pending: this.archive.pending } : null,

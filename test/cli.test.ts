@@ -55,3 +55,25 @@ t.test('nanogrid: invoke a folder with input, read the result, status and drain'
   const none = await nanogrid(['result', 'no-such-request'], env);
   t.equal(none.code, 1);
 });
+
+t.test('nanogrid with message keys and an admin token: invoke signs, drain and undrain send the token', async (t) => {
+  const keys = `cli:${Buffer.alloc(32, 7).toString('base64')}`;
+  const token = 'an-admin-token-of-the-operator';
+  const h = await startHarness(t, { env: { NANOGRID_MESSAGE_KEYS: keys, NANOGRID_ADMIN_TOKEN: token } });
+  const base = { SQS_QUEUE_URL: h.stack.queueUrl, AWS_ENDPOINT_URL: h.stack.endpoint, S3_CODE_BUCKET: h.stack.bucket, REDIS_URL: h.stack.redisUrl };
+  const signed = await nanogrid(['invoke', '--code', 'print("signed")', '--function', 'cli-signed'], { ...base, NANOGRID_MESSAGE_KEYS: keys });
+  t.equal(signed.code, 0, signed.stderr);
+  t.equal((JSON.parse(signed.stdout) as { stdout: string }).stdout, 'signed\n', 'a worker with keys ran it');
+  const unsigned = await nanogrid(['invoke', '--code', 'print("x")', '--function', 'cli-unsigned', '--wait-ms', '3000'], base);
+  t.equal(unsigned.code, 1, 'unsigned: no answer');
+  t.match(unsigned.stderr, /no result within 3000 ms/);
+  const url = `http://127.0.0.1:${h.agent.httpPort}`;
+  const refused = await nanogrid(['drain', '--url', url], base);
+  t.equal(refused.code, 1);
+  t.match(refused.stderr, /HTTP 401/);
+  const drain = await nanogrid(['drain', '--url', url], { ...base, NANOGRID_ADMIN_TOKEN: token });
+  t.equal(drain.code, 0, drain.stderr);
+  const undrain = await nanogrid(['undrain', '--url', url], { ...base, NANOGRID_ADMIN_TOKEN: token });
+  t.equal(undrain.code, 0, undrain.stderr);
+  t.equal((JSON.parse(undrain.stdout) as { phase: string }).phase, 'ready');
+});

@@ -15,6 +15,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Result } from '../core/result.js';
 import { buildZip, type ZipFiles } from '../local/client.js';
+import { parseMessageKeys, signMessage } from '../intake/messageAuth.js';
 import { resultChannel, resultKey } from '../sinks/redisKeys.js';
 
 const USAGE = `usage:
@@ -23,12 +24,14 @@ const USAGE = `usage:
   nanogrid invoke --code 'print("hi")' --function ID ...
   nanogrid result <requestId>
   nanogrid status [--url http://127.0.0.1:8080]
-  nanogrid drain  [--url http://127.0.0.1:8080]
+  nanogrid drain  [--url http://127.0.0.1:8080]     (NANOGRID_ADMIN_TOKEN is sent when set)
+  nanogrid undrain [--url http://127.0.0.1:8080]    undoes a drain started over HTTP
 
   --queue URL     (SQS_QUEUE_URL)       --bucket NAME   (S3_CODE_BUCKET, its first bucket)
   --redis URL     (REDIS_URL, or REDIS_HOST and REDIS_PORT)
   --endpoint URL  (AWS_ENDPOINT_URL: the embedded stack, LocalStack, ...)
-  --wait-ms N     how long invoke waits for the result (default 120000)`;
+  --wait-ms N     how long invoke waits for the result (default 120000)
+  NANOGRID_MESSAGE_KEYS set: invoke signs the message with its first key`;
 
 class UsageError extends Error {}
 
@@ -79,6 +82,9 @@ async function main(argv: string[]): Promise<number> {
     case 'drain':
       print(await http(`${o.url}/drain`, 'POST'));
       return 0;
+    case 'undrain':
+      print(await http(`${o.url}/drain`, 'DELETE'));
+      return 0;
     default:
       throw new UsageError(`unknown command ${command}`);
   }
@@ -123,7 +129,7 @@ async function invoke(
   }
   try {
     const sqs = new SQSClient(aws);
-    await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(message) }));
+    await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(signed(message)) }));
     sqs.destroy();
     process.stderr.write(`sent ${requestId}\n`);
     if (!heard) {
@@ -175,8 +181,19 @@ async function readResult(redisUrl: string, requestId: string): Promise<Result |
   }
 }
 
-async function http(url: string, method: 'GET' | 'POST'): Promise<unknown> {
-  const res = await fetch(url, { method, signal: AbortSignal.timeout(10_000) });
+/** With NANOGRID_MESSAGE_KEYS, the message signed with its first key (workers with keys run only signed ones). */
+function signed(message: Record<string, unknown>): Record<string, unknown> {
+  const raw = process.env.NANOGRID_MESSAGE_KEYS?.trim();
+  if (!raw) return message;
+  const keys = parseMessageKeys(raw);
+  if ('error' in keys) throw new UsageError(`NANOGRID_MESSAGE_KEYS: ${keys.error}`);
+  return signMessage(message, keys.keys[0]!, { lifetimeMs: 3_600_000 });
+}
+
+async function http(url: string, method: 'GET' | 'POST' | 'DELETE'): Promise<unknown> {
+  const token = process.env.NANOGRID_ADMIN_TOKEN;
+  const headers = method !== 'GET' && token ? { authorization: `Bearer ${token}` } : undefined;
+  const res = await fetch(url, { method, headers, signal: AbortSignal.timeout(10_000) });
   const body = (await res.json()) as unknown;
   if (!res.ok) throw new Error(`${method} ${url}: HTTP ${res.status} ${JSON.stringify(body)}`);
   return body;

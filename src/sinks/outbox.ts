@@ -44,7 +44,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
 
   constructor(
     private readonly dir: string | undefined,
-    private readonly limits: OutboxLimits,
+    readonly limits: OutboxLimits,
     private readonly log: Logger,
   ) {
     super();

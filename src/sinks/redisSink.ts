@@ -8,6 +8,7 @@ import type { ClaimOutcome, ResultStore } from '../intake/supervisor.js';
 import type { Logger } from '../observe/log.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
 import { jobKey, ownerKey, resultChannel, resultKey } from './redisKeys.js';
+import { RedisHealth } from './redisHealth.js';
 
 export type JobState = 'PENDING' | 'PROCESSING' | 'SUCCESS' | 'FAILED';
 
@@ -80,6 +81,10 @@ export class RedisSink implements ResultStore {
   private readonly outbox: Outbox;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly timeoutMs: number;
+  /** Claims and deliveries do not wait for a Redis that seems down; the outbox takes the results meanwhile. */
+  readonly health = new RedisHealth();
+  /** Bytes of results being written now: counted with the outbox's for its limit. */
+  private writing = 0;
 
   constructor(private readonly opts: RedisSinkOptions) {
     this.timeoutMs = opts.timeoutMs ?? 3000;
@@ -117,8 +122,8 @@ export class RedisSink implements ResultStore {
     return this.outbox.size;
   }
 
-  /** The outbox, for intake to pause while it is full. */
-  get undelivered(): Pick<Outbox, 'full' | 'bytes' | 'size' | 'once'> {
+  /** The outbox, for /status. */
+  get undelivered(): Pick<Outbox, 'full' | 'bytes' | 'size'> {
     return this.outbox;
   }
 
@@ -145,6 +150,7 @@ export class RedisSink implements ResultStore {
    * again, from the outbox if need be).
    */
   async claim(requestId: string, functionId: string, codeLocation: string, fields: Record<string, string | number>, log: Logger): Promise<ClaimOutcome> {
+    if (this.health.skip()) return 'unknown';
     try {
       const r = this.redis as Scripted;
       const owned = await withTimeout(
@@ -152,8 +158,10 @@ export class RedisSink implements ResultStore {
         this.timeoutMs,
         r.nanogridClaim(ownerKey(requestId), jobKey(requestId), resultKey(requestId), ownerOf(functionId, codeLocation), this.opts.ttlSeconds, ...this.jobFields('PROCESSING', fields)),
       );
+      this.health.ok();
       return owned === 1 ? 'claimed' : owned === 2 ? 'answered' : 'foreign';
     } catch (err) {
+      this.health.failed();
       this.opts.onFailure?.('claim');
       log.warn({ tag: 'REDIS', requestId, err: String(err) }, 'request id not claimed (Redis unreachable); the result is checked when it is written');
       return 'unknown';
@@ -179,7 +187,10 @@ export class RedisSink implements ResultStore {
     const l = log ?? this.opts.log;
     const { result: fitted, json } = fitResult(result, this.opts.resultMaxBytes);
     if (fitted !== result) l.warn({ tag: 'REDIS', bytes: Buffer.byteLength(JSON.stringify(result)), maxBytes: this.opts.resultMaxBytes }, 'result cut to its byte budget');
+    const bytes = Buffer.byteLength(json);
+    this.writing += bytes;
     try {
+      if (this.health.skip()) throw new Error('Redis is down (a call just failed): straight to the outbox');
       const written = await this.write(fitted, json);
       if (written) l.info({ tag: 'REDIS', channel: resultChannel(result.requestId) }, 'result published');
       else this.refused(fitted, l);
@@ -196,7 +207,17 @@ export class RedisSink implements ResultStore {
       }
       l.error({ tag: 'FAIL', reason: 'REDIS', err: String(err), outbox: this.outbox.size, durable: this.outbox.durable }, 'result not delivered; kept for retry');
       return false;
+    } finally {
+      this.writing -= bytes;
     }
+  }
+
+  /**
+   * Past the outbox's limits, counting the results being written now (a hung Redis holds
+   * them in memory until their timeout): intake waits meanwhile.
+   */
+  get full(): boolean {
+    return this.outbox.full || this.outbox.bytes + this.writing >= this.outbox.limits.bytes;
   }
 
   /** One last attempt for what waits in the outbox, then disconnects. */
@@ -226,7 +247,16 @@ export class RedisSink implements ResultStore {
     const fields = this.jobFields(result.success ? 'SUCCESS' : 'FAILED', { status: result.status, reason: result.reason });
     const r = this.redis as Scripted;
     const id = result.requestId;
-    return withTimeout('redis result write', this.timeoutMs, r.nanogridWrite(ownerKey(id), resultKey(id), jobKey(id), owner, this.opts.ttlSeconds, json, ...fields)).then((n) => n === 1);
+    return withTimeout('redis result write', this.timeoutMs, r.nanogridWrite(ownerKey(id), resultKey(id), jobKey(id), owner, this.opts.ttlSeconds, json, ...fields)).then(
+      (n) => {
+        this.health.ok();
+        return n === 1;
+      },
+      (err: unknown) => {
+        this.health.failed();
+        throw err;
+      },
+    );
   }
 
   private jobFields(state: JobState, more: Record<string, string | number>): (string | number)[] {
