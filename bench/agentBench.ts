@@ -134,8 +134,8 @@ async function burst(env: BenchEnv, messages: Array<{ functionId: string; key: s
   return { seconds: (Date.now() - t0) / 1000, e2e, kinds };
 }
 
-export async function measureThroughput(env: BenchEnv, poolSize: number, fn: string, key: string, count: number, afterBurst?: () => Promise<void>): Promise<ThroughputRun> {
-  return withAgent(env, { NANOGRID_PREWARM: `python=${poolSize},cpp=0`, NANOGRID_MAX_CONTAINERS: `python=${poolSize},cpp=1` }, async (agent) => {
+export async function measureThroughput(env: BenchEnv, poolSize: number, fn: string, key: string, count: number, afterBurst?: () => Promise<void>, extra: Record<string, string> = {}): Promise<ThroughputRun> {
+  return withAgent(env, { NANOGRID_PREWARM: `python=${poolSize},cpp=0`, NANOGRID_MAX_CONTAINERS: `python=${poolSize},cpp=1`, ...extra }, async (agent) => {
     const functionId = `tp-${fn.replace(/\W+/g, "")}-${poolSize}-${Date.now()}`;
     // Warm every container with this function first: this measures steady state.
     await burst(env, Array.from({ length: poolSize }, () => ({ functionId, key })));

@@ -80,6 +80,8 @@ interface Report {
   latency: Record<string, Summary>;
   startKinds: Record<string, Record<string, number>>;
   throughput: Array<Omit<ThroughputRun, 'e2e'> & { e2e: Summary }>;
+  /** The same cells with python in gVisor (runsc), pool 8. */
+  gvisorThroughput: Array<Omit<ThroughputRun, 'e2e'> & { e2e: Summary }>;
   stage4Pool: { size: number; invocations: number; perSecond: number };
   rssMb: { idle: number; afterThroughput: number };
   summary: string[];
@@ -149,6 +151,16 @@ async function main(): Promise<void> {
   put('python: agent warm, no pause grace (end to end)', noGrace.e2e);
   progress(`python warm without a pause grace: inside p50 ${latency['python: agent warm, no pause grace (inside)']!.p50} ms`);
 
+  // The gVisor tier side by side: the same cells with python in runsc.
+  const GVISOR = { NANOGRID_OCI_RUNTIME: 'python=runsc' };
+  for (const kind of ['cold', 'prewarm', 'warm'] as const) {
+    const s = await measureStartKind(env, 'python', kind, 'bench/python-hello.zip', plan.latencyN.python, GVISOR);
+    put(`python (gVisor): agent ${kind} (inside)`, s.inside);
+    put(`python (gVisor): agent ${kind} (end to end)`, s.e2e);
+    startKinds[`python-gvisor:${kind}`] = s.kinds;
+    progress(`python in gVisor ${kind}: inside p50 ${latency[`python (gVisor): agent ${kind} (inside)`]!.p50} ms`);
+  }
+
   const rssMb = { idle: NaN, afterThroughput: NaN };
   rssMb.idle = await withAgent(env, { NANOGRID_PREWARM: 'python=8,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=8,cpp=1' }, () => rss());
 
@@ -163,6 +175,16 @@ async function main(): Promise<void> {
       throughput.push({ ...r, e2e: summarize(r.e2e) });
       progress(`throughput ${fn} pool ${size}: ${r.perSecond.toFixed(1)}/s`);
     }
+  }
+
+  const gvisorThroughput: Report['throughput'] = [];
+  for (const [fn, key] of [
+    ['trivial', 'bench/python-hello.zip'],
+    ['100 ms', 'bench/python-sleep100.zip'],
+  ] as const) {
+    const r = await measureThroughput(env, 8, fn, key, plan.tpCount, undefined, GVISOR);
+    gvisorThroughput.push({ ...r, e2e: summarize(r.e2e) });
+    progress(`throughput in gVisor ${fn} pool 8: ${r.perSecond.toFixed(1)}/s`);
   }
 
   // CPU share: a trivial function alone and beside a CPU hog, with the CPU limits on (the
@@ -227,6 +249,7 @@ async function main(): Promise<void> {
     `- python: agent cold (inside, p50) / (create+start + own run time): **${(L('python: agent cold (inside)') / (L('floor: create+start') + L('python: own run time'))).toFixed(2)}x**`,
     `- freeze+thaw: dockerd / cgroup (p50): **${ratio(L('floor: dockerd pause+unpause'), L('floor: cgroup freeze+thaw')).toFixed(1)}x**`,
     `- fleet: 1 / 2 / 3 agents on one queue (100 ms function, 2 containers each): **${fleet.map((f) => f.perSecond.toFixed(1)).join(' / ')} per second**`,
+    `- gVisor: python warm (inside, p50) / runc: **${ratio(L('python (gVisor): agent warm (inside)'), L('python: agent warm (inside)')).toFixed(1)}x**; cold: **${ratio(L('python (gVisor): agent cold (inside)'), L('python: agent cold (inside)')).toFixed(2)}x**; throughput pool 8 trivial / runc: **${pct(gvisorThroughput[0]!.perSecond / tp('trivial', 8))}%**, 100 ms / ideal: **${pct(gvisorThroughput[1]!.perSecond / (8 / 0.1))}%**`,
     `- cpu share: trivial p50 beside a 4-process hog / alone: **${ratio(L('cpu share (limits on): trivial beside a 4-process hog (end to end)'), L('cpu share (limits on): trivial alone (end to end)')).toFixed(2)}x** with CPU limits (${ratio(L('cpu share (limits off): trivial beside a 4-process hog (end to end)'), L('cpu share (limits off): trivial alone (end to end)')).toFixed(2)}x with weights only)`,
   ];
 
@@ -239,6 +262,7 @@ async function main(): Promise<void> {
     latency,
     startKinds,
     throughput,
+    gvisorThroughput,
     coldCurve,
     ratios,
     overheadOverFloorMs: overhead,
@@ -293,6 +317,7 @@ function markdown(r: Report): string {
   lines.push('| function | pool size | invocations | per second | end to end p50 | p99 |');
   lines.push('|---|---:|---:|---:|---:|---:|');
   for (const t of r.throughput) lines.push(`| ${t.fn} | ${t.poolSize} | ${t.invocations} | ${f(t.perSecond)} | ${f(t.e2e.p50)} | ${f(t.e2e.p99)} |`);
+  for (const t of r.gvisorThroughput) lines.push(`| ${t.fn}, gVisor | ${t.poolSize} | ${t.invocations} | ${f(t.perSecond)} | ${f(t.e2e.p50)} | ${f(t.e2e.p99)} |`);
   lines.push(`\n### Throughput against cold starts (${CC_CAPACITY} python containers, no prewarm, functions drawn at random)\n`);
   lines.push('| distinct functions | x capacity | cold fraction | per second | end to end p50 | p99 |');
   lines.push('|---:|---:|---:|---:|---:|---:|');

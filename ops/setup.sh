@@ -41,6 +41,10 @@ install_packages() {
   command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
   command -v fallocate >/dev/null 2>&1 || missing+=(util-linux)
   command -v mkfs.xfs >/dev/null 2>&1 || missing+=(xfsprogs)
+  # The optional gVisor tier (NANOGRID_OCI_RUNTIME=python=runsc) and crun, registered with
+  # dockerd below.
+  command -v runsc >/dev/null 2>&1 || missing+=(runsc)
+  command -v crun >/dev/null 2>&1 || missing+=(crun)
   if [ ${#missing[@]} -eq 0 ]; then
     say "system packages present (dockerd, redis-server, debootstrap, gcc)"
     return
@@ -72,7 +76,42 @@ alive() {
   kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != "Z" ]
 }
 
+# The OCI runtimes besides runc that dockerd offers the agent: gVisor's runsc (its Unix
+# sockets reach the host, which the runner's control socket needs; gVisor's own network
+# stack stays off: function containers have none, or the agent's egress network) and crun.
+DAEMON_JSON=/etc/docker/daemon.json
+daemon_config() {
+  cat <<'JSON'
+{
+  "runtimes": {
+    "runsc": { "path": "/usr/bin/runsc", "runtimeArgs": ["--host-uds=all", "--network=none"] },
+    "crun": { "path": "/usr/bin/crun" }
+  }
+}
+JSON
+}
+
+# Writes dockerd's configuration when it differs; says whether it changed. A file with
+# other settings of the operator's is left alone (with a note): merge the runtimes by hand.
+configure_dockerd() {
+  local want
+  want=$(daemon_config)
+  if [ -f "$DAEMON_JSON" ] && [ "$(cat "$DAEMON_JSON")" = "$want" ]; then return 1; fi
+  if [ -f "$DAEMON_JSON" ] && ! grep -q '"runsc"' "$DAEMON_JSON"; then
+    say "note: $DAEMON_JSON has settings of its own; add the runsc and crun runtimes to it for the gVisor tier"
+    return 1
+  fi
+  mkdir -p "$(dirname "$DAEMON_JSON")"
+  printf '%s\n' "$want" >"$DAEMON_JSON"
+  return 0
+}
+
 start_dockerd() {
+  if configure_dockerd && docker info >/dev/null 2>&1; then
+    say "dockerd configuration changed (OCI runtimes): restarting dockerd"
+    pkill -x dockerd || true
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 || break; sleep 0.5; done
+  fi
   if docker info >/dev/null 2>&1; then
     say "dockerd running"
     return

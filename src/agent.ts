@@ -397,6 +397,7 @@ export class Agent {
       RUNTIMES.map((r) => c.runtimes[r].image),
       { policy: c.imagePull, timeoutMs: c.imagePullTimeoutMs, log: this.log, credentials: this.opts.credentials },
     );
+    await this.checkOciRuntimes();
     const conflict = await rangeConflict(c.sandboxUids);
     if (conflict) throw new Error(`${conflict}: functions would share a uid with it; choose a free range with NANOGRID_SANDBOX_UIDS`);
     await ensurePrivateDir(c.workRoot, 'NANOGRID_WORK_ROOT');
@@ -432,6 +433,21 @@ export class Agent {
       { tag: 'AGENT', runId: this.runId, httpPort: this.httpPort, queueUrl: c.queueUrl, capacity: this.supervisor.capacity, cloudwatch: Boolean(this.cloudwatch) },
       'agent started',
     );
+  }
+
+  /** An OCI runtime the engine does not offer would fail every container: say so at start, naming the setting. */
+  private async checkOciRuntimes(): Promise<void> {
+    const c = this.opts.config;
+    const wanted = RUNTIMES.map((r) => [r, c.runtimes[r].ociRuntime] as const).filter((x): x is readonly [Runtime, string] => x[1] !== undefined);
+    if (wanted.length === 0) return;
+    const info = (await withTimeout('docker info', c.dockerTimeoutMs, this.docker.info())) as { Runtimes?: Record<string, unknown> };
+    const offered = Object.keys(info.Runtimes ?? {});
+    for (const [runtime, oci] of wanted) {
+      if (!offered.includes(oci)) {
+        throw new Error(`NANOGRID_OCI_RUNTIME asks for ${oci} for ${runtime}, but dockerd offers ${offered.join(', ')}: register it in /etc/docker/daemon.json (npm run setup does for runsc and crun) and restart dockerd`);
+      }
+    }
+    this.log.info({ tag: 'DOCKER', ociRuntimes: Object.fromEntries(wanted) }, 'OCI runtimes of the pools');
   }
 
   /**

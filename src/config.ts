@@ -171,6 +171,20 @@ export function parsePerRuntime(name: string, raw: string | undefined, fallback:
   return out;
 }
 
+/** Parses `python=runsc,cpp=runc`: the engine's OCI runtime per runtime (unset: dockerd's default). */
+export function parseOciRuntimes(raw: string | undefined): Partial<Record<Runtime, string>> {
+  const out: Partial<Record<Runtime, string>> = {};
+  if (raw === undefined || raw.trim() === '') return out;
+  for (const part of raw.split(',')) {
+    const m = /^\s*([a-z+]+)\s*=\s*([A-Za-z0-9._-]{1,64})\s*$/.exec(part);
+    if (!m) throw new ConfigError('NANOGRID_OCI_RUNTIME', `"${part}" is not runtime=ociRuntime (for example python=runsc)`);
+    const runtime = normalizeRuntime(m[1]!);
+    if (!runtime) throw new ConfigError('NANOGRID_OCI_RUNTIME', `unknown runtime "${m[1]}" (known: ${RUNTIMES.join(', ')})`);
+    out[runtime] = m[2];
+  }
+  return out;
+}
+
 const url = z.string().url();
 const absolute = z.string().startsWith('/', 'must be an absolute path');
 
@@ -202,6 +216,7 @@ export function loadConfig(env: Env = process.env): Config {
     }
   }
 
+  const ociRuntimes = parseOciRuntimes(env.NANOGRID_OCI_RUNTIME);
   let redisUrl = read(env, 'REDIS_URL', url, undefined as string | undefined);
   if (!redisUrl && env.REDIS_HOST) {
     const port = read(env, 'REDIS_PORT', int(1, 65535), 6379);
@@ -250,6 +265,7 @@ export function loadConfig(env: Env = process.env): Config {
         prewarm: prewarm.python,
         maxContainers: maxContainers.python,
         zygote: read(env, 'NANOGRID_PYTHON_ZYGOTE', z.enum(['on', 'off']), 'on') === 'on',
+        ociRuntime: ociRuntimes.python,
       },
       cpp: {
         image: read(env, 'NANOGRID_IMAGE_CPP', z.string().min(1), 'nanogrid/cpp:local'),
@@ -257,6 +273,7 @@ export function loadConfig(env: Env = process.env): Config {
         prewarm: prewarm.cpp,
         maxContainers: maxContainers.cpp,
         zygote: false,
+        ociRuntime: ociRuntimes.cpp,
       },
     },
     idleTimeoutMs: read(env, 'NANOGRID_IDLE_TIMEOUT_MS', int(1000, 86_400_000), 300_000),

@@ -10,6 +10,12 @@ export interface RuntimeConfig {
   maxContainers: number;
   /** Fork each run from a pre-started interpreter when the command allows it (python). */
   zygote: boolean;
+  /**
+   * The engine's OCI runtime for this runtime's containers: `runsc` puts each in a gVisor
+   * sandbox (a kernel of its own in user space, for untrusted tenants; docs/sandbox.md);
+   * unset, dockerd's default (runc).
+   */
+  ociRuntime?: string | undefined;
 }
 
 /** Maps the runtime names the Controller may send onto the ones this agent knows. */

@@ -14,7 +14,7 @@ const uids = new SandboxUids(DEFAULT_UID_RANGE);
  */
 export function soloContainerSpec(
   root: string,
-  o: { image: string; name: string; labels: Record<string, string>; zygote: string[] | null; memoryMb?: number; runnerDir?: string; diskBytes?: number },
+  o: { image: string; name: string; labels: Record<string, string>; zygote: string[] | null; memoryMb?: number; runnerDir?: string; diskBytes?: number; ociRuntime?: string },
 ): ContainerSpec {
   return {
     image: o.image,
@@ -30,5 +30,6 @@ export function soloContainerSpec(
     scratch: { imagePath: join(root, 'scratch.img'), mountDir: join(root, 'scratch'), viewDir: join(root, 'view'), limitBytes: o.diskBytes ?? 64 << 20, reserve: false },
     cpu: DEFAULT_CPU_POLICY,
     sandbox: { uids, limits: DEFAULT_LIMITS },
+    ociRuntime: o.ociRuntime,
   };
 }

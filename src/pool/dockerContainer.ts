@@ -41,6 +41,8 @@ export interface ContainerSpec {
   scratch: Omit<ScratchSpec, 'timeoutMs'>;
   cpu: CpuPolicy;
   sandbox: SandboxSpec;
+  /** The engine's OCI runtime for it (runsc: gVisor); unset, dockerd's default (runc). */
+  ociRuntime?: string | undefined;
 }
 
 /** The label that carries a container's sandbox uid. */
@@ -188,6 +190,7 @@ export class DockerContainer {
               CapAdd: ['SETUID', 'SETGID', 'KILL'],
               SecurityOpt: securityOptions(limits),
               Init: false,
+              ...(s.ociRuntime ? { Runtime: s.ociRuntime } : {}),
             },
           }),
         );

@@ -499,6 +499,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       },
       cpu: this.opts.cpu,
       sandbox: this.opts.sandbox,
+      ociRuntime: this.opts.config.ociRuntime,
     });
     const c = new WarmContainer(engine, { state: 'creating', fn: functionId });
     this.containers.set(name, c);

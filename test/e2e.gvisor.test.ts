@@ -1,0 +1,46 @@
+import t from 'tap';
+import { Agent } from '../src/agent.js';
+import { LOCAL_CREDENTIALS, localAgentConfig } from '../src/local/agentConfig.js';
+import { startLocalStack } from '../src/local/stack.js';
+import { silentLogger } from '../src/observe/log.js';
+import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
+
+// The gVisor tier (NANOGRID_OCI_RUNTIME=python=runsc): the same runner, limits and clean-up,
+// with the function's system calls answered by gVisor's kernel in user space.
+const PROBE = `
+import os
+mine = {os.getpid(), os.getppid(), 1}
+left = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in mine and os.stat('/proc/' + p).st_uid == os.getuid()]
+print('kernel=%s uid=%d left=%d tmp=%s' % (open('/proc/version').read().split()[2], os.getuid(), len(left), ','.join(os.listdir('/tmp'))))
+`;
+const DAEMON = "import os, subprocess, time\nsubprocess.Popen(['sleep', '600'], start_new_session=True)\nopen('/tmp/left', 'w').write('x')\nos.makedirs('output')\nopen('output/r.txt', 'w').write('r')\nprint('daemonized')\n";
+
+t.test('python in gVisor: runs, warm, timed out, cleaned up like any container', async (t) => {
+  const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_OCI_RUNTIME: 'python=runsc' } });
+  const [c] = await h.containers();
+  t.equal((await docker.getContainer(c!.Id).inspect()).HostConfig.Runtime, 'runsc', 'the pool\'s containers run in runsc');
+  const first = await h.invoke('gv', { 'main.py': PROBE });
+  t.equal(first.status, 'SUCCESS', first.stderr);
+  const hostKernel = (await import('node:os')).release();
+  const kernel = /kernel=(\S+)/.exec(first.stdout)?.[1];
+  t.not(kernel, hostKernel, `the function sees gVisor's kernel (${kernel}), not the host's (${hostKernel})`);
+  t.ok(Number(/uid=(\d+)/.exec(first.stdout)?.[1]) >= 1879048192, 'as a uid of its own');
+  const daemon = await h.invoke('gv', { 'main.py': DAEMON }, { s3Key: 'gv/v2.zip' });
+  t.equal(daemon.status, 'SUCCESS', daemon.stderr);
+  const after = await h.invoke('gv', undefined);
+  t.equal(after.startKind, 'warm');
+  t.match(after.stdout, /left=0 tmp=$/m, 'the daemon was killed and /tmp emptied');
+  const slow = await h.invoke('gv', { 'main.py': 'while True: pass\n' }, { s3Key: 'gv/v3.zip', timeoutMs: 1500 });
+  t.equal(slow.status, 'TIMEOUT');
+  t.equal(slow.reason, 'TIMEOUT', 'killed and verified clean');
+  t.ok(first.peakMemoryBytes === null || first.peakMemoryBytes > 0, 'a peak, where the sandbox\'s cgroup gives one');
+});
+
+t.test('an OCI runtime dockerd does not offer stops the agent at start, naming the setting', async (t) => {
+  const stack = await startLocalStack();
+  t.teardown(() => stack.stop());
+  const config = localAgentConfig(stack, 'gv-missing', { NANOGRID_OCI_RUNTIME: 'python=kata', NANOGRID_WORK_ROOT: '/tmp/nanogrid-gv-missing' });
+  const agent = new Agent({ config, log: silentLogger, credentials: LOCAL_CREDENTIALS });
+  t.teardown(() => agent.stop());
+  await t.rejects(agent.start(), /NANOGRID_OCI_RUNTIME asks for kata for python, but dockerd offers .*runsc/);
+});
