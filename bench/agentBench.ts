@@ -7,7 +7,7 @@ import type { LocalStack } from '../src/local/stack.js';
 import type { Result, StartKind } from '../src/core/result.js';
 import { waitUntil } from '../src/core/timeout.js';
 import { LOCAL_CREDENTIALS, localAgentConfig } from '../src/local/agentConfig.js';
-import { createLogger } from '../src/observe/log.js';
+import { createLogger } from '../src/core/log.js';
 
 export const BENCH_AGENT = 'bench-agent';
 

@@ -8,8 +8,8 @@ import { PassThrough } from 'node:stream';
 import type { ZipFiles } from '../src/local/client.js';
 import { LABEL_AGENT, WORKDIR } from '../src/core/sandbox.js';
 import { soloContainerSpec } from '../src/local/soloContainer.js';
-import { DockerContainer, unpauseContainer } from '../src/pool/dockerContainer.js';
-import { locateFreezer } from '../src/pool/freezer.js';
+import { DockerContainer, unpauseContainer } from '../src/container/dockerContainer.js';
+import { locateFreezer } from '../src/container/freezer.js';
 
 export const DIRECT_AGENT = 'bench-direct';
 

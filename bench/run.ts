@@ -15,7 +15,7 @@ import type { StartKind } from '../src/core/result.js';
 import { defaultRunnerDir } from '../src/core/sandbox.js';
 import { sleep } from '../src/core/timeout.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
-import { unmountUnder } from '../src/pool/scratch.js';
+import { unmountUnder } from '../src/container/scratch.js';
 import { BENCH_AGENT, current, withAgent, measureColdCurve, measureCpuShare, measureFleet, CPU_HOG, FLEET_AGENTS, type FleetRun, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
 import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
 import { DIRECT_AGENT, measureFloors, measureResident, measureStage4Pool, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';

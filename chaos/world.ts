@@ -9,7 +9,7 @@ import { AgentProcess } from '../src/local/agentProcess.js';
 import { LocalClient } from '../src/local/client.js';
 import { startLocalStack, type LocalStack } from '../src/local/stack.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
-import { unmountUnder } from '../src/pool/scratch.js';
+import { unmountUnder } from '../src/container/scratch.js';
 
 /** The chaos suite's world: a fresh stack per scenario, its agents, what was sent, and the row it makes. */
 export const QUICK = process.argv.includes('--quick');

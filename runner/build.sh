@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${NANOGRID_RUNNER_OUT:-$here/../dist/runner}
 mkdir -p "$out"
-if [ ! -x "$out/runner" ] || [ "$here/runner.c" -nt "$out/runner" ]; then
+if [ ! -x "$out/runner" ] || [ "$here/runner.c" -nt "$out/runner" ] || [ "$here/protocol.h" -nt "$out/runner" ]; then
   if ! command -v gcc >/dev/null 2>&1; then
     echo "runner/build.sh: gcc is missing (npm run setup installs it)" >&2
     exit 1

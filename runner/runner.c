@@ -10,16 +10,7 @@
  * as root, the function as another user, and the container has no capability but the
  * runner's SETUID, SETGID and KILL.
  *
- * Wire format (both ways): frames of [u32 big-endian length][u8 type][payload], where
- * length counts the type byte and the payload. Text payloads are NUL-terminated
- * "key=value" strings.
- *   agent -> runner: 'R' run (mode, cwd, uid, gid, timeout_ms, out_limit, hold, arg...,
- *                    env...), 'G' release a held run, 'K' kill the current run, 'P' ping
- *   runner -> agent: 'H' hello (zygote state) on connect, 'S' started (pid),
- *                    'E' exit (code, signal, timed_out, duration_us, out_total,
- *                    err_total, clean, leftovers), then the kept stdout as 'o' frames and
- *                    stderr as 'e' frames (at most 1 MiB each), then 'D' (done),
- *                    'F' failed to start (error), 'p' pong
+ * The wire format (frames, their letters and fields) is in protocol.h.
  *
  * Built statically (see runner/build.sh) so it runs in any image, even one with nothing
  * but /bin/sh.
@@ -49,11 +40,13 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/openat2.h>
+
+#include "protocol.h"
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_FRAME (4 * 1024 * 1024)
-#define CHUNK (1024 * 1024)
+#define MAX_FRAME FRAME_MAX
+#define CHUNK FRAME_CHUNK
 #define MAX_ITEMS 4096
 #define DRAIN_MS 1000
 #define VERIFY_ROUNDS 100
@@ -239,7 +232,7 @@ typedef struct {
   int timed_out;
   int64_t started_us, ended_us;
   int timer_fd;
-  /* Write end of the pipe the run's first process waits on until the agent says go ('G'). */
+  /* Write end of the pipe the run's first process waits on until the agent says go (FRAME_GO). */
   int hold_fd;
   /* Read end of the exec-status pipe (exec mode): errno if the command could not start. */
   int exec_status_fd;
@@ -247,19 +240,23 @@ typedef struct {
   capture_t out, err;
 } run_t;
 
+/* The zygote's life: off (none, or --lazy before the first run), starting, ready, failed. */
+typedef enum { ZYGOTE_OFF, ZYGOTE_STARTING, ZYGOTE_IS_READY, ZYGOTE_HAS_FAILED } zygote_state_t;
+static const char *const ZYGOTE_STATE_NAMES[] = {"off", "starting", "ready", "failed"};
+
 static run_t run;
 static int agent_fd = -1;
 static pid_t zygote_pid = -1;
 static int zygote_fd = -1;
-static const char *zygote_state = "off";
+static zygote_state_t zygote_state = ZYGOTE_OFF;
 static int64_t zygote_started_us;
 /* With --lazy the zygote starts after the first run, not beside it (a cold start). */
 static char **zygote_argv;
 
 static void announce_zygote(void) {
   kv_t kv = {0};
-  kv_add(&kv, "zygote=%s", zygote_state);
-  send_frame(agent_fd, 'H', kv.buf, kv.len);
+  kv_add(&kv, "zygote=%s", ZYGOTE_STATE_NAMES[zygote_state]);
+  send_frame(agent_fd, FRAME_HELLO, kv.buf, kv.len);
   free(kv.buf);
 }
 
@@ -323,7 +320,7 @@ static void reap_orphans(void) {
     } else if (p == zygote_pid) {
       logf_("zygote exited (status %d)", st);
       zygote_pid = -1;
-      zygote_state = "failed";
+      zygote_state = ZYGOTE_HAS_FAILED;
       if (zygote_fd >= 0) close(zygote_fd);
       zygote_fd = -1;
       announce_zygote();
@@ -421,6 +418,29 @@ static void remove_ipc(uid_t uid) {
 static void release_hold(int go);
 static void start_zygote(char **argv);
 
+/* No run: every descriptor closed, every buffer freed, every field back to its rest. */
+static void run_reset(void) {
+  memset(&run, 0, sizeof run);
+  run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
+  run.out.spool_fd = run.err.spool_fd = -1;
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+/* The one teardown of a run, whether it ended or never started. */
+static void run_release(void) {
+  int *fds[] = {&run.out.fd, &run.err.fd, &run.hold_fd, &run.exec_status_fd, &run.timer_fd, &run.out.spool_fd, &run.err.spool_fd};
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) close_fd(fds[i]);
+  free(run.out.data);
+  free(run.err.data);
+  free((char *)run.out.spool_path);
+  free((char *)run.err.spool_path);
+  run_reset();
+}
+
 static void finish_run(void) {
   release_hold(0);
   /* Whatever the run left behind dies now, so its pipes close and nothing outlives it. */
@@ -435,9 +455,8 @@ static void finish_run(void) {
     }
     reap_orphans();
   }
-  if (run.out.fd >= 0) close(run.out.fd);
-  if (run.err.fd >= 0) close(run.err.fd);
-  run.out.fd = run.err.fd = -1;
+  close_fd(&run.out.fd);
+  close_fd(&run.err.fd);
   int leftovers = clean_up();
   if (leftovers == 0) remove_ipc(run.uid);
 
@@ -457,29 +476,21 @@ static void finish_run(void) {
   kv_add(&kv, "err_total=%zu", run.err.total);
   kv_add(&kv, "out_spooled=%zu", run.out.spooled);
   kv_add(&kv, "err_spooled=%zu", run.err.spooled);
-  if (run.out.spool_fd >= 0) close(run.out.spool_fd);
-  if (run.err.spool_fd >= 0) close(run.err.spool_fd);
   kv_add(&kv, "clean=%d", leftovers == 0);
   kv_add(&kv, "leftovers=%d", leftovers);
-  send_frame(agent_fd, 'E', kv.buf, kv.len);
-  send_chunks(agent_fd, 'o', run.out.data, run.out.kept);
-  send_chunks(agent_fd, 'e', run.err.data, run.err.kept);
-  send_frame(agent_fd, 'D', NULL, 0);
+  send_frame(agent_fd, FRAME_EXIT, kv.buf, kv.len);
+  send_chunks(agent_fd, FRAME_STDOUT, run.out.data, run.out.kept);
+  send_chunks(agent_fd, FRAME_STDERR, run.err.data, run.err.kept);
+  send_frame(agent_fd, FRAME_DONE, NULL, 0);
   free(kv.buf);
-  free(run.out.data);
-  free(run.err.data);
-  free((char *)run.out.spool_path);
-  free((char *)run.err.spool_path);
-  if (run.timer_fd >= 0) close(run.timer_fd);
-  memset(&run, 0, sizeof run);
-  run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
-  if (zygote_argv && zygote_pid < 0 && !strcmp(zygote_state, "off")) start_zygote(zygote_argv);
+  run_release();
+  if (zygote_argv && zygote_pid < 0 && zygote_state == ZYGOTE_OFF) start_zygote(zygote_argv);
 }
 
 static void fail_start(const char *why) {
   kv_t kv = {0};
   kv_add(&kv, "error=%s", why);
-  send_frame(agent_fd, 'F', kv.buf, kv.len);
+  send_frame(agent_fd, FRAME_FAILED, kv.buf, kv.len);
   free(kv.buf);
 }
 
@@ -607,7 +618,7 @@ static void read_exec_status(void) {
   run.err.kept += take;
 }
 
-/* 'G' from the agent: the held process may run now (go=1), or is called off (go=0). */
+/* FRAME_GO from the agent: the held process may run now (go=1), or is called off (go=0). */
 static void release_hold(int go) {
   if (run.hold_fd < 0) return;
   if (go) {
@@ -621,180 +632,195 @@ static void release_hold(int go) {
 
 /* A run that could not start: close what it opened, forget it, tell the agent. */
 static void abandon_run(const char *why) {
-  int fds[] = {run.out.fd, run.err.fd, run.hold_fd, run.exec_status_fd, run.timer_fd};
-  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
-    if (fds[i] >= 0) close(fds[i]);
-  free(run.out.data);
-  free(run.err.data);
-  free((char *)run.out.spool_path);
-  free((char *)run.err.spool_path);
-  if (run.out.spool_fd > 0) close(run.out.spool_fd);
-  if (run.err.spool_fd > 0) close(run.err.spool_fd);
-  memset(&run, 0, sizeof run);
-  run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
+  run_release();
   fail_start(why);
 }
 
+/* The ends a run's first process gets: stdin, stdout, stderr and the hold pipe's reading end. */
+typedef struct {
+  int in, out, err, hold;
+} child_ends_t;
+
+static void close_ends(child_ends_t *e) {
+  close_fd(&e->in);
+  close_fd(&e->out);
+  close_fd(&e->err);
+  close_fd(&e->hold);
+}
+
+static void announce_started(void) {
+  kv_t kv = {0};
+  kv_add(&kv, "pid=%d", run.pid);
+  send_frame(agent_fd, FRAME_STARTED, kv.buf, kv.len);
+  free(kv.buf);
+}
+
+/*
+ * Opens the run's pipes and stdin (its input file when the agent names one, never through
+ * a link; else /dev/null) and sets up its captures; the child's ends go in `ends`.
+ */
+static const char *open_run(const request_t *r, child_ends_t *ends) {
+  int out[2], err[2], hold[2] = {-1, -1};
+  *ends = (child_ends_t){-1, -1, -1, -1};
+  if (pipe2(out, O_CLOEXEC) < 0) return "pipe";
+  if (pipe2(err, O_CLOEXEC) < 0) {
+    close(out[0]);
+    close(out[1]);
+    return "pipe";
+  }
+  int has_input = r->stdin_path && *r->stdin_path;
+  int in = has_input ? open_no_links(r->stdin_path, O_RDONLY, 0) : open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    close(out[0]);
+    close(out[1]);
+    close(err[0]);
+    close(err[1]);
+    return "stdin";
+  }
+  if (r->hold && pipe2(hold, O_CLOEXEC) < 0) hold[0] = hold[1] = -1;
+  run_reset();
+  run.uid = (uid_t)r->uid;
+  run.gid = (gid_t)r->gid;
+  run.via_zygote = !strcmp(r->mode, "zygote");
+  run.out = (capture_t){.data = malloc((size_t)r->out_limit + 1), .limit = (size_t)r->out_limit, .fd = out[0], .spool_fd = -1};
+  run.err = (capture_t){.data = malloc((size_t)r->out_limit + 1), .limit = (size_t)r->out_limit, .fd = err[0], .spool_fd = -1};
+  if (r->spool_limit > 0 && r->spool_out && r->spool_err) {
+    /* Copies: the request's buffer is not kept past this call. */
+    run.out.spool_path = strdup(r->spool_out);
+    run.err.spool_path = strdup(r->spool_err);
+    run.out.spool_limit = run.err.spool_limit = (size_t)r->spool_limit;
+  }
+  fcntl(out[0], F_SETFL, O_NONBLOCK);
+  fcntl(err[0], F_SETFL, O_NONBLOCK);
+  run.hold_fd = hold[1];
+  run.started_us = now_us();
+  *ends = (child_ends_t){in, out[1], err[1], hold[0]};
+  return NULL;
+}
+
+/* Hands the run to the zygote, with the child's ends as SCM_RIGHTS; its pid comes in its ZYGOTE_PID reply. */
+static const char *start_via_zygote(const request_t *r, child_ends_t *ends) {
+  kv_t kv = {0};
+  kv_add(&kv, "cwd=%s", r->cwd);
+  kv_add(&kv, "uid=%ld", r->uid);
+  kv_add(&kv, "gid=%ld", r->gid);
+  kv_add(&kv, "hold=%d", ends->hold >= 0);
+  for (int i = 0; i < r->argc; i++) kv_put(&kv, "arg=", r->argv[i]);
+  for (int i = 0; i < r->envc; i++) kv_put(&kv, "env=", r->envp[i]);
+  int fds[4] = {ends->in, ends->out, ends->err, ends->hold};
+  size_t nfds = ends->hold >= 0 ? 4 : 3;
+  char ctrl[CMSG_SPACE(sizeof fds)];
+  memset(ctrl, 0, sizeof ctrl);
+  unsigned char hdr[5];
+  uint32_t len = (uint32_t)kv.len + 1;
+  hdr[0] = len >> 24, hdr[1] = len >> 16, hdr[2] = len >> 8, hdr[3] = len, hdr[4] = FRAME_RUN;
+  struct iovec iov[2] = {{hdr, 5}, {kv.buf, kv.len}};
+  struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctrl, .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+  memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+  ssize_t sent = sendmsg(zygote_fd, &msg, 0);
+  size_t want = 5 + kv.len;
+  free(kv.buf);
+  close_ends(ends);
+  if (sent < (ssize_t)want) return "zygote unreachable";
+  run.active = 1;
+  run.pid = 0;
+  return NULL;
+}
+
+/* In the forked child: wait for the go (the agent moves it into the run's cgroup meanwhile), become the sandbox user, exec. */
+static void exec_child(const request_t *r, const child_ends_t *ends, int status_fd) {
+  reset_signals();
+  setsid();
+  dup2(ends->in, 0);
+  dup2(ends->out, 1);
+  dup2(ends->err, 2);
+  if (ends->hold >= 0) {
+    /* The pipe closing without a byte means the run was called off. */
+    char go;
+    ssize_t got;
+    while ((got = read(ends->hold, &go, 1)) < 0 && errno == EINTR) {
+    }
+    if (got != 1) _exit(125);
+  }
+  prefer_for_oom();
+  int e = 0;
+  if (setgroups(0, NULL) < 0 || setgid((gid_t)r->gid) < 0 || setuid((uid_t)r->uid) < 0) e = errno;
+  else if (chdir(r->cwd) < 0) e = errno;
+  else {
+    exec_in_path(r->argv, r->envp);
+    e = errno;
+  }
+  ssize_t ignored = write(status_fd, &e, sizeof e);
+  (void)ignored;
+  _exit(127);
+}
+
+/* Starts the command itself: fork, then exec as the sandbox user. */
+static const char *start_exec(request_t *r, child_ends_t *ends) {
+  r->argv[r->argc] = NULL;
+  r->envp[r->envc] = NULL;
+  int status_pipe[2];
+  if (pipe2(status_pipe, O_CLOEXEC) < 0) {
+    close_ends(ends);
+    return "pipe";
+  }
+  pid_t pid = fork();
+  if (pid == 0) exec_child(r, ends, status_pipe[1]);
+  close_ends(ends);
+  close(status_pipe[1]);
+  run.active = 1;
+  run.pid = pid;
+  run.exec_status_fd = status_pipe[0];
+  snprintf(run.exec_name, sizeof run.exec_name, "%s", r->argv[0]);
+  if (pid < 0) return "fork";
+  /* A held child only execs once released: its exec status is read then. */
+  if (run.hold_fd < 0) read_exec_status();
+  return NULL;
+}
+
+/* FRAME_RUN: one run at a time, started by the zygote or by the runner, then timed. */
 static void start_run(unsigned char *payload, size_t n) {
   request_t r;
   if (run.active) return fail_start("busy");
   if (parse_request(payload, n, &r) < 0) return fail_start("bad request");
   int via_zygote = !strcmp(r.mode, "zygote");
-  if (via_zygote && (zygote_fd < 0 || strcmp(zygote_state, "ready") != 0)) return fail_start("zygote not ready");
+  if (via_zygote && (zygote_fd < 0 || zygote_state != ZYGOTE_IS_READY)) return fail_start("zygote not ready");
   if (r.argc == 0) return fail_start("no command");
-
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) < 0) return fail_start("pipe");
-  if (pipe2(err, O_CLOEXEC) < 0) {
-    close(out[0]);
-    close(out[1]);
-    return fail_start("pipe");
-  }
-  /* The run's stdin: its input file when the agent names one (never through a symlink),
-   * else /dev/null. */
-  int has_input = r.stdin_path && *r.stdin_path;
-  int devnull = has_input ? open_no_links(r.stdin_path, O_RDONLY, 0) : open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (devnull < 0) {
-    close(out[0]);
-    close(out[1]);
-    close(err[0]);
-    close(err[1]);
-    return fail_start("stdin");
-  }
-  int hold[2] = {-1, -1};
-  if (r.hold && pipe2(hold, O_CLOEXEC) < 0) hold[0] = hold[1] = -1;
-  memset(&run, 0, sizeof run);
-  run.uid = (uid_t)r.uid;
-  run.gid = (gid_t)r.gid;
-  run.via_zygote = via_zygote;
-  run.out = (capture_t){.data = malloc((size_t)r.out_limit + 1), .limit = (size_t)r.out_limit, .fd = out[0], .spool_fd = -1};
-  run.err = (capture_t){.data = malloc((size_t)r.out_limit + 1), .limit = (size_t)r.out_limit, .fd = err[0], .spool_fd = -1};
-  if (r.spool_limit > 0 && r.spool_out && r.spool_err) {
-    /* Copies: the request's buffer is not kept past this call. */
-    run.out.spool_path = strdup(r.spool_out);
-    run.err.spool_path = strdup(r.spool_err);
-    run.out.spool_limit = run.err.spool_limit = (size_t)r.spool_limit;
-  }
-  fcntl(out[0], F_SETFL, O_NONBLOCK);
-  fcntl(err[0], F_SETFL, O_NONBLOCK);
-  run.timer_fd = -1;
-  run.exec_status_fd = -1;
-  run.hold_fd = hold[1];
-  run.started_us = now_us();
-
-  if (via_zygote) {
-    kv_t kv = {0};
-    kv_add(&kv, "cwd=%s", r.cwd);
-    kv_add(&kv, "uid=%ld", r.uid);
-    kv_add(&kv, "gid=%ld", r.gid);
-    kv_add(&kv, "hold=%d", hold[0] >= 0);
-    for (int i = 0; i < r.argc; i++) kv_put(&kv, "arg=", r.argv[i]);
-    for (int i = 0; i < r.envc; i++) kv_put(&kv, "env=", r.envp[i]);
-    int fds[4] = {devnull, out[1], err[1], hold[0]};
-    size_t nfds = hold[0] >= 0 ? 4 : 3;
-    char ctrl[CMSG_SPACE(sizeof fds)];
-    memset(ctrl, 0, sizeof ctrl);
-    unsigned char hdr[5];
-    uint32_t len = (uint32_t)kv.len + 1;
-    hdr[0] = len >> 24, hdr[1] = len >> 16, hdr[2] = len >> 8, hdr[3] = len, hdr[4] = 'R';
-    struct iovec iov[2] = {{hdr, 5}, {kv.buf, kv.len}};
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctrl, .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-    memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
-    ssize_t sent = sendmsg(zygote_fd, &msg, 0);
-    free(kv.buf);
-    close(devnull);
-    close(out[1]);
-    close(err[1]);
-    if (hold[0] >= 0) close(hold[0]);
-    if (sent < (ssize_t)(5 + kv.len)) return abandon_run("zygote unreachable");
-    run.active = 1;
-    run.pid = 0; /* learned from the zygote's 'P' reply */
-  } else {
-    r.argv[r.argc] = NULL;
-    r.envp[r.envc] = NULL;
-    int status_pipe[2];
-    if (pipe2(status_pipe, O_CLOEXEC) < 0) {
-      close(devnull);
-      close(out[1]);
-      close(err[1]);
-      if (hold[0] >= 0) close(hold[0]);
-      return abandon_run("pipe");
-    }
-    pid_t pid = fork();
-    if (pid == 0) {
-      reset_signals();
-      setsid();
-      dup2(devnull, 0);
-      dup2(out[1], 1);
-      dup2(err[1], 2);
-      if (hold[0] >= 0) {
-        /* Wait until the agent has moved this process into the run's own cgroup; the
-         * pipe closing without a byte means the run was called off. */
-        char go;
-        ssize_t got;
-        while ((got = read(hold[0], &go, 1)) < 0 && errno == EINTR) {
-        }
-        if (got != 1) _exit(125);
-      }
-      prefer_for_oom();
-      int e = 0;
-      if (setgroups(0, NULL) < 0 || setgid((gid_t)r.gid) < 0 || setuid((uid_t)r.uid) < 0) e = errno;
-      else if (chdir(r.cwd) < 0) e = errno;
-      else {
-        exec_in_path(r.argv, r.envp);
-        e = errno;
-      }
-      ssize_t ignored = write(status_pipe[1], &e, sizeof e);
-      (void)ignored;
-      _exit(127);
-    }
-    close(devnull);
-    close(out[1]);
-    close(err[1]);
-    close(status_pipe[1]);
-    if (hold[0] >= 0) close(hold[0]);
-    run.active = 1;
-    run.pid = pid;
-    run.exec_status_fd = status_pipe[0];
-    snprintf(run.exec_name, sizeof run.exec_name, "%s", r.argv[0]);
-    if (pid < 0) return abandon_run("fork");
-    /* A held child only execs once released: its exec status is read then. */
-    if (run.hold_fd < 0) read_exec_status();
-  }
-
+  child_ends_t ends;
+  const char *failed = open_run(&r, &ends);
+  if (failed) return fail_start(failed);
+  failed = via_zygote ? start_via_zygote(&r, &ends) : start_exec(&r, &ends);
+  if (failed) return abandon_run(failed);
   run.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   struct itimerspec its = {.it_value = {r.timeout_ms / 1000, (r.timeout_ms % 1000) * 1000000}};
   timerfd_settime(run.timer_fd, 0, &its, NULL);
-  if (!via_zygote) {
-    kv_t kv = {0};
-    kv_add(&kv, "pid=%d", run.pid);
-    send_frame(agent_fd, 'S', kv.buf, kv.len);
-    free(kv.buf);
-  }
+  if (!via_zygote) announce_started();
+}
+
+/* The value of a one-field reply (pid=, status=). */
+static int field_value(const unsigned char *payload) {
+  const char *eq = strchr((const char *)payload, '=');
+  return atoi(eq ? eq + 1 : "0");
 }
 
 static void handle_zygote_frame(char type, unsigned char *payload) {
-  if (type == 'H') {
-    zygote_state = "ready";
+  if (type == ZYGOTE_READY) {
+    zygote_state = ZYGOTE_IS_READY;
     announce_zygote();
-  } else if (type == 'P' && run.active && run.via_zygote) {
-    run.pid = atoi(strchr((char *)payload, '=') ? strchr((char *)payload, '=') + 1 : "0");
-    kv_t kv = {0};
-    kv_add(&kv, "pid=%d", run.pid);
-    send_frame(agent_fd, 'S', kv.buf, kv.len);
-    free(kv.buf);
-  } else if (type == 'X' && run.active && run.via_zygote) {
+    return;
+  }
+  if (!run.active || !run.via_zygote) return;
+  if (type == ZYGOTE_PID) {
+    run.pid = field_value(payload);
+    announce_started();
+  } else if (type == ZYGOTE_EXIT || type == ZYGOTE_FAILED) {
+    /* A failed fork: no process of the run exists. */
     run.exited = 1;
-    run.status = atoi(strchr((char *)payload, '=') ? strchr((char *)payload, '=') + 1 : "0");
-    run.ended_us = now_us();
-  } else if (type == 'F' && run.active && run.via_zygote) {
-    /* The zygote could not fork: no process of the run exists. */
-    run.exited = 1;
-    run.status = 127 << 8;
+    run.status = type == ZYGOTE_EXIT ? field_value(payload) : 127 << 8;
     run.ended_us = now_us();
   }
 }
@@ -802,7 +828,7 @@ static void handle_zygote_frame(char type, unsigned char *payload) {
 static void start_zygote(char **argv) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-    zygote_state = "failed";
+    zygote_state = ZYGOTE_HAS_FAILED;
     return;
   }
   zygote_started_us = now_us();
@@ -827,20 +853,22 @@ static void start_zygote(char **argv) {
   close(sv[1]);
   if (pid < 0) {
     close(sv[0]);
-    zygote_state = "failed";
+    zygote_state = ZYGOTE_HAS_FAILED;
     return;
   }
   zygote_pid = pid;
   zygote_fd = sv[0];
-  zygote_state = "starting";
+  zygote_state = ZYGOTE_STARTING;
 }
 
-int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: runner SOCKET [--lazy] [ZYGOTE-COMMAND ARGS...]\n");
-    return 2;
-  }
-  const char *sock_path = argv[1];
+/* ---------- the event loop's steps ---------- */
+
+static const char *sock_path;
+static int signal_fd = -1, listen_fd = -1;
+static reader_t agent_in = {.fd = -1}, zygote_in = {.fd = -1};
+
+/* SIGCHLD, SIGTERM and SIGINT arrive on a descriptor; SIGPIPE is ignored. */
+static void configure_signals(void) {
   signal(SIGPIPE, SIG_IGN);
   sigset_t mask;
   sigemptyset(&mask);
@@ -848,135 +876,164 @@ int main(int argc, char **argv) {
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
   sigprocmask(SIG_BLOCK, &mask, NULL);
-  int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+}
 
-  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+/* The control socket, readable by root only (umask 077, in a 0700 folder). */
+static int listen_on(const char *path) {
+  listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  if (strlen(sock_path) >= sizeof addr.sun_path) {
-    logf_("socket path too long: %s", sock_path);
+  if (strlen(path) >= sizeof addr.sun_path) {
+    logf_("socket path too long: %s", path);
     return 2;
   }
-  strcpy(addr.sun_path, sock_path);
-  unlink(sock_path);
+  strcpy(addr.sun_path, path);
+  unlink(path);
   umask(077);
-  if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(lfd, 4) < 0) {
-    logf_("cannot listen on %s: %s", sock_path, strerror(errno));
+  if (bind(listen_fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(listen_fd, 4) < 0) {
+    logf_("cannot listen on %s: %s", path, strerror(errno));
     return 1;
   }
+  return 0;
+}
+
+/* Returns 1 when the runner is to stop (SIGTERM, SIGINT): the run and the zygote die with it. */
+static int handle_signals(void) {
+  struct signalfd_siginfo si;
+  while (read(signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+      if (run.active) kill_user(run.uid);
+      if (zygote_pid > 0) kill(zygote_pid, SIGKILL);
+      unlink(sock_path);
+      return 1;
+    }
+  }
+  reap_orphans();
+  return 0;
+}
+
+/* One agent at a time: a new connection replaces the old one, and hears the zygote's state. */
+static void accept_agent(void) {
+  int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  if (c < 0) return;
+  if (agent_fd >= 0) close(agent_fd);
+  agent_fd = agent_in.fd = c;
+  agent_in.len = 0;
+  announce_zygote();
+}
+
+static void handle_agent_frame(char type, unsigned char *payload, size_t len) {
+  if (type == FRAME_RUN) start_run(payload, len);
+  else if (type == FRAME_GO && run.active) release_hold(1);
+  else if (type == FRAME_KILL && run.active) {
+    release_hold(0);
+    kill_user(run.uid);
+  } else if (type == FRAME_PING) send_frame(agent_fd, FRAME_PONG, NULL, 0);
+}
+
+static void read_agent(void) {
+  int got = fill(&agent_in);
+  char type;
+  unsigned char *payload;
+  size_t len;
+  if (got > 0) {
+    while ((got = next_frame(&agent_in, &type, &payload, &len)) == 1) {
+      handle_agent_frame(type, payload, len);
+      free(payload);
+    }
+  }
+  if (got < 0) {
+    close(agent_fd);
+    agent_fd = agent_in.fd = -1;
+  }
+}
+
+static void read_zygote(void) {
+  if (fill(&zygote_in) < 0) {
+    close(zygote_fd);
+    zygote_fd = zygote_in.fd = -1;
+    zygote_state = ZYGOTE_HAS_FAILED;
+    announce_zygote();
+    return;
+  }
+  char type;
+  unsigned char *payload;
+  size_t len;
+  while (next_frame(&zygote_in, &type, &payload, &len) == 1) {
+    handle_zygote_frame(type, payload);
+    free(payload);
+  }
+}
+
+/* A zygote that does not start in time, or that dies under a run, fails: the run with it. */
+static void watch_zygote(void) {
+  if (zygote_state == ZYGOTE_STARTING && now_us() - zygote_started_us > ZYGOTE_START_MS * 1000LL) {
+    logf_("zygote did not start in time");
+    if (zygote_pid > 0) kill(zygote_pid, SIGKILL);
+    zygote_state = ZYGOTE_HAS_FAILED;
+    announce_zygote();
+  }
+  if (run.active && run.via_zygote && zygote_fd < 0 && !run.exited) {
+    run.exited = 1;
+    run.status = 127 << 8;
+    run.ended_us = now_us();
+  }
+}
+
+/* The run's timeout: its processes are killed; the end follows as any end does. */
+static void handle_timeout(void) {
+  uint64_t x;
+  ssize_t ignored = read(run.timer_fd, &x, sizeof x);
+  (void)ignored;
+  if (run.active && !run.exited) {
+    run.timed_out = 1;
+    release_hold(0);
+    kill_user(run.uid);
+  }
+}
+
+enum { P_SIGNALS, P_LISTEN, P_AGENT, P_ZYGOTE, P_STDOUT, P_STDERR, P_TIMER, P_COUNT };
+
+/* Waits for the next event on any of the runner's descriptors (a closed one is -1: skipped). */
+static void wait_for_events(struct pollfd p[P_COUNT]) {
+  /* A zygote started later (--lazy, or after a failure) has a new socket. */
+  if (zygote_in.fd != zygote_fd) {
+    zygote_in.fd = zygote_fd;
+    zygote_in.len = 0;
+  }
+  int fds[P_COUNT] = {signal_fd, listen_fd, agent_fd, zygote_fd, run.out.fd, run.err.fd, run.timer_fd};
+  for (int i = 0; i < P_COUNT; i++) p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+  int n;
+  while ((n = poll(p, P_COUNT, zygote_state == ZYGOTE_STARTING ? 100 : -1)) < 0 && errno == EINTR) {
+  }
+  if (n < 0)
+    for (int i = 0; i < P_COUNT; i++) p[i].revents = 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: runner SOCKET [--lazy] [ZYGOTE-COMMAND ARGS...]\n");
+    return 2;
+  }
+  sock_path = argv[1];
+  configure_signals();
+  int failed = listen_on(sock_path);
+  if (failed) return failed;
   if (argc > 3 && !strcmp(argv[2], "--lazy")) zygote_argv = argv + 3;
   else if (argc > 2) start_zygote(argv + 2);
-
-  memset(&run, 0, sizeof run);
-  run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
-  reader_t agent = {.fd = -1}, zyg = {.fd = zygote_fd};
+  run_reset();
 
   for (;;) {
-    /* A zygote started later (--lazy, or after a failure) has a new socket. */
-    if (zyg.fd != zygote_fd) {
-      zyg.fd = zygote_fd;
-      zyg.len = 0;
-    }
-    struct pollfd p[7];
-    int n = 0;
-    p[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
-    p[n++] = (struct pollfd){.fd = lfd, .events = POLLIN};
-    p[n++] = (struct pollfd){.fd = agent_fd, .events = POLLIN};
-    p[n++] = (struct pollfd){.fd = zygote_fd, .events = POLLIN};
-    p[n++] = (struct pollfd){.fd = run.out.fd, .events = POLLIN};
-    p[n++] = (struct pollfd){.fd = run.err.fd, .events = POLLIN};
-    p[n++] = (struct pollfd){.fd = run.timer_fd, .events = POLLIN};
-    int timeout = -1;
-    if (!strcmp(zygote_state, "starting")) timeout = 100;
-    if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR) continue;
-
-    if (p[0].revents) {
-      struct signalfd_siginfo si;
-      while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
-        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-          if (run.active) kill_user(run.uid);
-          if (zygote_pid > 0) kill(zygote_pid, SIGKILL);
-          unlink(sock_path);
-          return 0;
-        }
-      }
-      reap_orphans();
-    }
-    if (p[1].revents) {
-      int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-      if (c >= 0) {
-        /* One agent at a time: a new connection replaces the old one. */
-        if (agent_fd >= 0) close(agent_fd);
-        agent_fd = c;
-        agent.fd = c;
-        agent.len = 0;
-        announce_zygote();
-      }
-    }
-    if (agent_fd >= 0 && p[2].revents) {
-      if (fill(&agent) < 0) {
-        close(agent_fd);
-        agent_fd = agent.fd = -1;
-      } else {
-        char type;
-        unsigned char *payload;
-        size_t len;
-        int got;
-        while ((got = next_frame(&agent, &type, &payload, &len)) == 1) {
-          if (type == 'R') start_run(payload, len);
-          else if (type == 'G' && run.active) release_hold(1);
-          else if (type == 'K' && run.active) {
-            release_hold(0);
-            kill_user(run.uid);
-          }
-          else if (type == 'P') send_frame(agent_fd, 'p', NULL, 0);
-          free(payload);
-        }
-        if (got < 0) {
-          close(agent_fd);
-          agent_fd = agent.fd = -1;
-        }
-      }
-    }
-    if (zygote_fd >= 0 && p[3].revents) {
-      if (fill(&zyg) < 0) {
-        close(zygote_fd);
-        zygote_fd = zyg.fd = -1;
-        zygote_state = "failed";
-        announce_zygote();
-      } else {
-        char type;
-        unsigned char *payload;
-        size_t len;
-        while (next_frame(&zyg, &type, &payload, &len) == 1) {
-          handle_zygote_frame(type, payload);
-          free(payload);
-        }
-      }
-    }
-    if (!strcmp(zygote_state, "starting") && now_us() - zygote_started_us > ZYGOTE_START_MS * 1000LL) {
-      logf_("zygote did not start in time");
-      if (zygote_pid > 0) kill(zygote_pid, SIGKILL);
-      zygote_state = "failed";
-      announce_zygote();
-    }
-    if (run.active && run.via_zygote && zygote_fd < 0 && !run.exited) {
-      /* The zygote died under a run: its child may still run; end the run as failed. */
-      run.exited = 1;
-      run.status = 127 << 8;
-      run.ended_us = now_us();
-    }
-    if (run.out.fd >= 0 && p[4].revents) capture_read(&run.out);
-    if (run.err.fd >= 0 && p[5].revents) capture_read(&run.err);
-    if (run.timer_fd >= 0 && p[6].revents) {
-      uint64_t x;
-      ssize_t ignored = read(run.timer_fd, &x, sizeof x);
-      (void)ignored;
-      if (run.active && !run.exited) {
-        run.timed_out = 1;
-        release_hold(0);
-        kill_user(run.uid);
-      }
-    }
+    struct pollfd p[P_COUNT];
+    wait_for_events(p);
+    if (p[P_SIGNALS].revents && handle_signals()) return 0;
+    if (p[P_LISTEN].revents) accept_agent();
+    if (agent_fd >= 0 && p[P_AGENT].revents) read_agent();
+    if (zygote_fd >= 0 && p[P_ZYGOTE].revents) read_zygote();
+    watch_zygote();
+    if (run.out.fd >= 0 && p[P_STDOUT].revents) capture_read(&run.out);
+    if (run.err.fd >= 0 && p[P_STDERR].revents) capture_read(&run.err);
+    if (run.timer_fd >= 0 && p[P_TIMER].revents) handle_timeout();
     if (run.active) reap_orphans();
     if (run.active && run.exited) finish_run();
   }

@@ -6,8 +6,8 @@ and stderr as file descriptors, it forks a child that becomes the sandbox user a
 the script exactly as `python main.py` would in that workspace: __name__ == '__main__',
 an absolute __file__, sys.argv, sys.path[0], cwd, environment, exit codes and
 tracebacks. The function never runs in the zygote itself, so no state of one invocation
-reaches another. It answers 'P' (pid=) when the child exists, 'X' (status=, the raw wait
-status) when it ends, 'F' when it could not fork.
+reaches another. It answers ZYGOTE_PID (pid=) when the child exists, ZYGOTE_EXIT (status=, the
+raw wait status) when it ends, ZYGOTE_FAILED when it could not fork.
 """
 
 import builtins
@@ -26,6 +26,13 @@ except Exception:  # pragma: no cover - an image without ctypes: the runner runs
     sys.exit(3)
 
 PR_SET_DUMPABLE = 4
+
+# The frame letters, from runner/protocol.h (its one home; a test compares them).
+FRAME_RUN = "R"
+ZYGOTE_READY = "H"
+ZYGOTE_PID = "P"
+ZYGOTE_EXIT = "X"
+ZYGOTE_FAILED = "F"
 
 # Common standard modules, imported once here so that a function importing them does not
 # pay for it. A fork gives every child its own copy: what one run changes, no other sees.
@@ -196,7 +203,7 @@ def serve(sock):
             if len(buf) < 4 + length:
                 break
             payload, buf = buf[5 : 4 + length], buf[4 + length :]
-            if chr(kind) != "R" or len(fds) < 3:
+            if chr(kind) != FRAME_RUN or len(fds) < 3:
                 continue
             req = fields(payload)
             count = 4 if req.get("hold") == "1" and len(fds) >= 4 else 3
@@ -206,15 +213,15 @@ def serve(sock):
             except OSError as e:
                 for fd in mine:
                     os.close(fd)
-                send(sock, "F", ("error=%s\0" % e.strerror).encode())
+                send(sock, ZYGOTE_FAILED, ("error=%s\0" % e.strerror).encode())
                 continue
             if pid == 0:
                 child(sock, req, mine)  # never returns: finish() ends the process
             for fd in mine:
                 os.close(fd)
-            send(sock, "P", ("pid=%d\0" % pid).encode())
+            send(sock, ZYGOTE_PID, ("pid=%d\0" % pid).encode())
             _, status = os.waitpid(pid, 0)
-            send(sock, "X", ("status=%d\0" % status).encode())
+            send(sock, ZYGOTE_EXIT, ("status=%d\0" % status).encode())
 
 
 def main():
@@ -230,7 +237,7 @@ def main():
     gc.collect()
     gc.freeze()
     sock = socket.socket(fileno=3)
-    send(sock, "H", b"zygote=ready\0")
+    send(sock, ZYGOTE_READY, b"zygote=ready\0")
     serve(sock)
 
 

@@ -12,33 +12,33 @@ import { codeCacheRoot } from './core/sandbox.js';
 import { sleep, withTimeout } from './core/timeout.js';
 import { ensurePrivateDir } from './core/privateDir.js';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
-import { Backoff } from './core/backoff.js';
 import { Imds } from './fleet/imds.js';
-import { LifecycleAction, type LifecycleProgress } from './fleet/lifecycleAction.js';
+import { LifecycleAction } from './fleet/lifecycleAction.js';
+import { Drain, type DrainNotice, type DrainStatus } from './fleet/drain.js';
 import type { TerminationNotice } from './fleet/notice.js';
 import { TerminationWatch } from './fleet/terminationWatch.js';
 import { MemoryBudget } from './intake/memoryBudget.js';
 import { MessageLeases } from './intake/messageLeases.js';
 import { Supervisor, type IntakeGate, type SupervisorStatus } from './intake/supervisor.js';
 import { startHttp } from './observe/http.js';
-import type { Logger } from './observe/log.js';
+import type { Logger } from './core/log.js';
 import { Metrics } from './observe/metrics.js';
-import { AiEgress, egressNames, resolveAiEndpoint } from './pool/aiEgress.js';
+import { AiEgress, egressNames, resolveAiEndpoint } from './container/aiEgress.js';
 import { EngineWatch, type EngineStatus } from './pool/engineWatch.js';
 import { rangeConflict, SandboxUids } from './container/sandboxUser.js';
 import { removeAgentContainers } from './pool/leftovers.js';
-import { ensureImages } from './pool/imagePull.js';
-import { scratchImageBytes } from './pool/scratch.js';
+import { ensureImages } from './container/imagePull.js';
+import { scratchImageBytes } from './container/scratch.js';
 import { InputFetcher } from './run/inputFetch.js';
 import { RUNNER_BOUND_MS } from './pool/lease.js';
 import { OutputStore } from './sinks/outputStore.js';
 import { archiveClient, CodeArchive } from './sinks/codeArchive.js';
 import { RuntimePool, type PoolStatus } from './pool/runtimePool.js';
-import { CodeCache } from './run/codeCache.js';
-import { CodeFetcher } from './run/codeFetch.js';
+import { CodeCache } from './code/codeCache.js';
+import { CodeFetcher } from './code/codeFetch.js';
 import { Invoker } from './run/invoker.js';
-import { MemoryMeter } from './run/memoryMeter.js';
-import { ThreadPool, type ThreadStats } from './run/threads.js';
+import { MemoryMeter } from './container/memoryMeter.js';
+import { ThreadPool, type ThreadStats } from './core/threads.js';
 import { CloudWatchSink } from './sinks/cloudwatchSink.js';
 import { MemoryHistory } from './sinks/memoryHistory.js';
 import { RedisSink } from './sinks/redisSink.js';
@@ -72,29 +72,6 @@ export interface AgentStatus {
   memoryBudgetMb: number;
   memory: { budgetMb: number; inUseMb: number; freeMb: number; waiting: number };
   drain: DrainStatus | null;
-}
-
-/** What started a drain. */
-export type DrainTrigger = 'http' | 'signal' | 'lifecycle' | 'spot';
-
-/** A drain: what an operator (or a lifecycle hook) sees of it on /status. */
-export interface DrainStatus {
-  state: 'draining' | 'drained';
-  trigger: DrainTrigger;
-  startedAt: string;
-  /** Runs still going then are given back to the queue (a Spot notice's time less a margin); null: each run's own timeout. */
-  deadline: string | null;
-  finishedAt: string | null;
-  /** Invocations running now. */
-  running: number;
-  /** Messages given back to the queue since the drain began (held but not started, or cut by the deadline). */
-  givenBack: number;
-  /** Of those, runs the deadline cut short (killed; their results discarded). */
-  cutAtDeadline: number;
-  /** Still running when the drain gave up waiting (their own timeouts had passed). */
-  stillRunning: number;
-  /** The termination lifecycle action this drain holds, if a lifecycle notice started it. */
-  lifecycle: LifecycleProgress | null;
 }
 
 export interface Health {
@@ -131,14 +108,11 @@ export class Agent {
   private stopped: Promise<void> | undefined;
   readonly engine: EngineWatch;
   readonly archive: CodeArchive | undefined;
-  /** starting until every pool's prewarm is made and intake runs; stopping from stop on. */
-  private phase: 'starting' | 'ready' | 'draining' | 'drained' | 'stopping' = 'starting';
-  private drainInfo: DrainStatus | null = null;
-  private releasedBeforeDrain = 0;
-  private deadlineTimer: NodeJS.Timeout | undefined;
-  private cutting: Promise<void> | undefined;
-  private whenDrained: Promise<void> | undefined;
-  private lifecycleHeld = false;
+  /** False until every pool's prewarm is made and intake runs. */
+  private started = false;
+  private stopping = false;
+  /** No new messages, running invocations finish: for an operator, a signal, a lifecycle action or a Spot notice. */
+  readonly drains: Drain;
   readonly memory: MemoryBudget;
   readonly imds: Imds | undefined;
   readonly terminationWatch: TerminationWatch | undefined;
@@ -344,6 +318,23 @@ export class Agent {
     this.supervisor.on('received', (n) => m.received.inc(n));
     this.supervisor.on('disposed', (disposition, reason) => m.dispositions.inc({ disposition, reason }));
     this.supervisor.on('receive_failed', () => m.sqsErrors.inc({ op: 'receive' }));
+    const lifecycle = this.lifecycle;
+    this.drains = new Drain({
+      host: {
+        stopIntake: (waitMs) => this.supervisor.stop(waitMs),
+        resumeIntake: () => this.supervisor.resume(),
+        giveBackRunning: () => this.supervisor.abandonRunning(),
+        stopPools: async () => void (await Promise.all([...this.pools.values()].map((p) => p.stop()))),
+        running: () => this.supervisor.status().running,
+        released: () => this.supervisor.status().totals.released,
+        lifecycle,
+      },
+      policy: { spotMarginMs: c.termination.spotMarginMs, shutdownGraceMs: c.shutdownGraceMs },
+      // Each run ends by its own timeout at the latest; the bound only guards against a stuck one.
+      waitMs: c.maxTimeoutMs + RUNNER_BOUND_MS + 10_000,
+      heartbeatMs: c.termination.heartbeatMs,
+      log: this.log,
+    });
   }
 
   get config(): Config {
@@ -428,7 +419,7 @@ export class Agent {
     this.cloudwatch?.start(() => this.supervisor.status().running);
     await this.supervisor.start();
     // A notice may have come during start: the drain it began stands.
-    if (this.phase === 'starting') this.phase = 'ready';
+    this.started = true;
     this.log.info(
       { tag: 'AGENT', runId: this.runId, httpPort: this.httpPort, queueUrl: c.queueUrl, capacity: this.supervisor.capacity, cloudwatch: Boolean(this.cloudwatch) },
       'agent started',
@@ -495,125 +486,46 @@ export class Agent {
       phase: this.phase,
       memoryBudgetMb: this.opts.config.memoryBudgetMb,
       memory: { budgetMb: this.memory.totalMb, inUseMb: this.memory.inUseMb, freeMb: this.memory.freeMb, waiting: this.memory.waiting },
-      drain: this.drainInfo ? this.drainSnapshot(this.drainInfo) : null,
+      drain: this.drains.status(),
     };
-  }
-
-  private drainSnapshot(info: DrainStatus): DrainStatus {
-    const s = this.supervisor.status();
-    return { ...info, running: s.running, givenBack: s.totals.released - this.releasedBeforeDrain, lifecycle: info.lifecycle ? { ...info.lifecycle } : null };
   }
 
   /**
    * Stops receiving, gives back what is held but not started, and lets running
-   * invocations finish within their own timeouts; the agent stays up, drained. With a
-   * deadline (a Spot notice), what still runs then is given back to the queue and killed.
-   * Idempotent: a second call reports the drain under way (an earlier deadline wins).
+   * invocations finish within their own timeouts; the agent stays up, drained. Idempotent:
+   * a second call reports the drain under way.
    */
-  drain(trigger: DrainTrigger = 'http', deadline?: number): DrainStatus {
-    if (!this.drainInfo) {
-      const c = this.opts.config;
-      if (this.phase !== 'stopping') this.phase = 'draining';
-      const info: DrainStatus = {
-        state: 'draining',
-        trigger,
-        startedAt: new Date().toISOString(),
-        deadline: null,
-        finishedAt: null,
-        running: this.supervisor.status().running,
-        givenBack: 0,
-        cutAtDeadline: 0,
-        stillRunning: 0,
-        lifecycle: null,
-      };
-      this.drainInfo = info;
-      this.releasedBeforeDrain = this.supervisor.status().totals.released;
-      this.log.info({ tag: 'AGENT', trigger, running: info.running }, 'draining: no new messages; running invocations finish');
-      // Each run ends by its own timeout at the latest; the bound only guards against a stuck one.
-      this.whenDrained = this.supervisor.stop(c.maxTimeoutMs + RUNNER_BOUND_MS + 10_000).then(async (left) => {
-        // Undone meanwhile (DELETE /drain): the agent is receiving again.
-        if (this.drainInfo !== info) return;
-        clearTimeout(this.deadlineTimer);
-        // A cut ends with the pools' removal of their containers: drained means all gone.
-        await this.cutting?.catch((err: unknown) => this.log.error({ tag: 'DOCKER', err: String(err) }, 'removing the pools at the drain deadline failed'));
-        info.state = 'drained';
-        info.stillRunning = left;
-        info.finishedAt = new Date().toISOString();
-        if (this.phase === 'draining') this.phase = 'drained';
-        this.log.info({ tag: 'AGENT', trigger: info.trigger, stillRunning: left, givenBack: this.drainSnapshot(info).givenBack, cutAtDeadline: info.cutAtDeadline }, 'drained');
-      });
-    }
-    if (deadline !== undefined) this.setDrainDeadline(this.drainInfo, deadline);
-    return this.drainSnapshot(this.drainInfo);
+  drain(): DrainStatus {
+    return this.drains.start({ trigger: 'http' });
   }
 
-  /**
-   * Undoes a drain an operator started over HTTP: the agent receives again and is ready.
-   * A drain for a signal, a lifecycle action or a Spot notice stands (the instance is
-   * going away), and so does one whose deadline has cut runs.
-   */
+  /** Undoes a drain an operator started over HTTP: the agent receives again and is ready. */
   undrain(): { ok: true; status: AgentStatus } | { ok: false; why: string } {
-    const info = this.drainInfo;
-    if (this.phase === 'stopping') return { ok: false, why: 'the agent is stopping' };
-    if (!info) return { ok: false, why: 'the agent is not draining' };
-    if (info.trigger !== 'http') return { ok: false, why: `a drain for a ${info.trigger} notice cannot be undone: the instance is going away` };
-    if (info.deadline !== null || this.cutting) return { ok: false, why: 'a drain with a deadline cannot be undone' };
-    this.drainInfo = null;
-    this.phase = 'ready';
-    this.supervisor.resume();
-    this.log.info({ tag: 'AGENT', wasState: info.state, running: this.supervisor.status().running }, 'drain undone: receiving again');
-    return { ok: true, status: this.status() };
+    if (this.stopping) return { ok: false, why: 'the agent is stopping' };
+    const undone = this.drains.undo();
+    return undone.ok ? { ok: true, status: this.status() } : undone;
   }
 
-  private setDrainDeadline(info: DrainStatus, deadline: number): void {
-    if (info.state === 'drained' || (info.deadline !== null && Date.parse(info.deadline) <= deadline)) return;
-    info.deadline = new Date(deadline).toISOString();
-    clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = setTimeout(() => (this.cutting = this.cutAtDeadline(info)), Math.max(0, deadline - Date.now()));
-    this.deadlineTimer.unref();
-  }
-
-  /** The deadline came: what still runs goes back to the queue now, and its runs are killed. */
-  private async cutAtDeadline(info: DrainStatus): Promise<void> {
-    if (info.state === 'drained') return;
-    const n = await this.supervisor.abandonRunning();
-    info.cutAtDeadline += n;
-    if (n > 0) this.log.warn({ tag: 'AGENT', givenBack: n }, 'drain deadline: running invocations given back to the queue and stopped');
-    // Removing the containers ends the runs, and with them the supervisor's wait.
-    await Promise.all([...this.pools.values()].map((p) => p.stop()));
+  /** What /health and /status call the agent's phase now. */
+  private get phase(): 'starting' | 'ready' | 'draining' | 'drained' | 'stopping' {
+    if (this.stopping) return 'stopping';
+    const d = this.drains.state;
+    if (d === 'drained') return 'drained';
+    if (d !== 'idle') return 'draining';
+    return this.started ? 'ready' : 'starting';
   }
 
   private onTerminationNotice(n: TerminationNotice): void {
     const c = this.opts.config;
+    let notice: DrainNotice;
     if (n.kind === 'spot') {
       this.log.warn({ tag: 'FLEET', action: n.action, at: new Date(n.deadline).toISOString(), marginMs: c.termination.spotMarginMs }, 'Spot interruption notice: draining');
-      this.drain('spot', n.deadline - c.termination.spotMarginMs);
+      notice = { trigger: 'spot', at: n.deadline };
     } else {
       this.log.warn({ tag: 'FLEET', state: n.state }, 'termination lifecycle action: draining');
-      this.drain('lifecycle');
+      notice = { trigger: 'lifecycle' };
     }
-    this.holdLifecycle();
-  }
-
-  /**
-   * Keeps the group's termination waiting (heartbeats) while the drain runs, then lets it
-   * go on (CONTINUE). A Spot interruption passes through the hook too, so it is held alike.
-   */
-  private holdLifecycle(): void {
-    const action = this.lifecycle;
-    const info = this.drainInfo;
-    if (!action || !info || this.lifecycleHeld) return;
-    this.lifecycleHeld = true;
-    info.lifecycle = action.progress;
-    void action.heartbeat();
-    const timer = setInterval(() => void action.heartbeat(), this.opts.config.termination.heartbeatMs);
-    timer.unref();
-    void (this.whenDrained ?? Promise.resolve()).then(async () => {
-      clearInterval(timer);
-      // The hook's own timeout ends the wait with CONTINUE anyway: a few tries suffice.
-      const backoff = new Backoff(1000, 30_000);
-      for (let i = 0; i < 5 && !(await action.complete()); i++) await backoff.wait();
-    });
+    this.drains.start(notice);
   }
 
   /**
@@ -643,20 +555,13 @@ export class Agent {
   private async shutdown(): Promise<void> {
     const c = this.opts.config;
     this.terminationWatch?.stop();
-    this.phase = 'stopping';
+    this.stopping = true;
     this.log.info({ tag: 'AGENT', graceMs: c.shutdownGraceMs }, 'stopping: no new messages; waiting for running invocations');
-    // /status shows the stop as a drain too (the HTTP server answers to the end).
-    this.drain('signal');
-    const info = this.drainInfo!;
-    info.deadline ??= new Date(Date.now() + c.shutdownGraceMs).toISOString();
-    const stillRunning = await this.supervisor.stop(c.shutdownGraceMs);
-    if (stillRunning > 0) {
-      // Given back before they are killed, so another worker takes them now.
-      const n = await this.supervisor.abandonRunning();
-      info.cutAtDeadline += n;
-      this.log.warn({ tag: 'AGENT', stillRunning, givenBack: n }, 'grace period over: the remaining runs are killed; their messages went back to the queue');
-    }
-    clearTimeout(this.deadlineTimer);
+    // A drain for the signal: what still runs at the grace's end is given back, then killed
+    // (/status shows it; the HTTP server answers to the end).
+    this.drains.start({ trigger: 'signal' });
+    await this.drains.whenDrained();
+    this.drains.close();
     await Promise.all([...this.pools.values()].map((p) => p.stop()));
     this.engine.stop();
     await this.supervisor.awaitTasks(10_000);

@@ -4,7 +4,7 @@ import { onEc2, resolveRegion } from './fleet/region.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startLocalStack, type LocalStack } from './local/stack.js';
 import { LOCAL_CREDENTIALS } from './local/agentConfig.js';
-import { createLogger } from './observe/log.js';
+import { createLogger } from './core/log.js';
 
 /**
  * The worker agent's entrypoint. It fails closed: without SQS_QUEUE_URL it refuses to

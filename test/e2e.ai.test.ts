@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { egressNames, METADATA_ADDRESS } from '../src/pool/aiEgress.js';
+import { egressNames, METADATA_ADDRESS } from '../src/container/aiEgress.js';
 import { docker, ONE_PYTHON, startHarness, uniqueId } from './helpers/harness.js';
 import { startTestHost } from '../src/local/testHost.js';
 

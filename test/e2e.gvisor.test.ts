@@ -2,7 +2,7 @@ import t from 'tap';
 import { Agent } from '../src/agent.js';
 import { LOCAL_CREDENTIALS, localAgentConfig } from '../src/local/agentConfig.js';
 import { startLocalStack } from '../src/local/stack.js';
-import { silentLogger } from '../src/observe/log.js';
+import { silentLogger } from '../src/core/log.js';
 import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
 
 // The gVisor tier (NANOGRID_OCI_RUNTIME=python=runsc): the same runner, limits and clean-up,

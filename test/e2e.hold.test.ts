@@ -5,9 +5,9 @@ import t from 'tap';
 import { LABEL_AGENT, WORKDIR } from '../src/core/sandbox.js';
 import { soloContainerSpec } from '../src/local/soloContainer.js';
 import { hostPidFor, procStatus } from '../src/container/hostPid.js';
-import { MemoryMeter } from '../src/run/memoryMeter.js';
+import { MemoryMeter } from '../src/container/memoryMeter.js';
 import { sleep } from '../src/core/timeout.js';
-import { DockerContainer } from '../src/pool/dockerContainer.js';
+import { DockerContainer } from '../src/container/dockerContainer.js';
 import { docker, uniqueId } from './helpers/harness.js';
 
 // The runner's hold (what the cgroup v2 meter relies on), on the real engine: the run's

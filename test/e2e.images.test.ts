@@ -3,8 +3,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { createLogger } from '../src/observe/log.js';
-import { ecrRegion, ensureImages, registryOf } from '../src/pool/imagePull.js';
+import { createLogger } from '../src/core/log.js';
+import { ecrRegion, ensureImages, registryOf } from '../src/container/imagePull.js';
 import { docker, startHarness, uniqueId } from './helpers/harness.js';
 import { startRegistry } from './helpers/registry.js';
 

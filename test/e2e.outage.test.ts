@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import t from 'tap';
 import type { Result } from '../src/core/result.js';
 import { sleep, waitUntil } from '../src/core/timeout.js';
-import { createLogger } from '../src/observe/log.js';
+import { createLogger } from '../src/core/log.js';
 import { EngineProxy } from './helpers/engineProxy.js';
 import { startHarness } from './helpers/harness.js';
 

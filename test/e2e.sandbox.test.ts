@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { unmountUnder } from '../src/pool/scratch.js';
+import { unmountUnder } from '../src/container/scratch.js';
 import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
 
 const MB = 1024 * 1024;

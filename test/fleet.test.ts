@@ -9,7 +9,7 @@ import type { TerminationNotice } from '../src/fleet/notice.js';
 import { onEc2, resolveRegion } from '../src/fleet/region.js';
 import { TerminationWatch } from '../src/fleet/terminationWatch.js';
 import { waitUntil } from '../src/core/timeout.js';
-import { createLogger } from '../src/observe/log.js';
+import { createLogger } from '../src/core/log.js';
 import { startAutoScaling, startImds } from '../src/local/awsStandIns.js';
 
 const log = createLogger('silent');

@@ -7,7 +7,7 @@ import { Supervisor } from '../src/intake/supervisor.js';
 import { LOCAL_CREDENTIALS } from '../src/local/agentConfig.js';
 import { LocalClient } from '../src/local/client.js';
 import { startLocalStack } from '../src/local/stack.js';
-import { silentLogger } from '../src/observe/log.js';
+import { silentLogger } from '../src/core/log.js';
 
 // The supervisor against fauxqs over HTTP, with the run path stubbed: what intake asks of
 // SQS when there are many free slots and many results at once.

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { failedResult, type Result } from '../src/core/result.js';
 import { startRedisServer } from '../src/local/stack.js';
-import { silentLogger } from '../src/observe/log.js';
+import { silentLogger } from '../src/core/log.js';
 import { RedisSink } from '../src/sinks/redisSink.js';
 import { waitUntil } from '../src/core/timeout.js';
 

@@ -1,5 +1,5 @@
 import { AutoScalingClient, CompleteLifecycleActionCommand, RecordLifecycleActionHeartbeatCommand } from '@aws-sdk/client-auto-scaling';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import type { Imds } from './imds.js';
 
 export interface LifecycleTarget {

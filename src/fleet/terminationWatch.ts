@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Backoff } from '../core/backoff.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import type { Imds } from './imds.js';
 import { parseLifecycleState, parseSpotAction, type TerminationNotice } from './notice.js';
 

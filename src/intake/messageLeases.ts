@@ -9,7 +9,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import { sleep, withTimeout } from '../core/timeout.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 
 /** SQS takes at most this many messages per receive and entries per batch call. */
 export const SQS_MAX_BATCH = 10;

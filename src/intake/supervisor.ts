@@ -5,7 +5,7 @@ import { InvocationError, type Reason } from '../core/reasons.js';
 import { failedResult, type Result } from '../core/result.js';
 import { Backoff } from '../core/backoff.js';
 import { sleep, withTimeout } from '../core/timeout.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import { dispose, type Disposition } from './disposition.js';
 import { SQS_MAX_BATCH, type MessageLeases } from './messageLeases.js';
 import type { MemoryBudget } from './memoryBudget.js';

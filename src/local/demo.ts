@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../agent.js';
 import type { Result } from '../core/result.js';
-import { createLogger } from '../observe/log.js';
+import { createLogger } from '../core/log.js';
 import { listAgentContainers } from '../pool/leftovers.js';
 import { LOCAL_CREDENTIALS, localAgentConfig } from './agentConfig.js';
 import { LocalClient } from './client.js';

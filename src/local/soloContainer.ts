@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import { DEFAULT_LIMITS } from '../container/limits.js';
 import { DEFAULT_UID_RANGE, SandboxUids } from '../container/sandboxUser.js';
 import { defaultRunnerDir } from '../core/sandbox.js';
-import { DEFAULT_CPU_POLICY } from '../pool/cpuShare.js';
-import type { ContainerSpec } from '../pool/dockerContainer.js';
+import { DEFAULT_CPU_POLICY } from '../container/cpuShare.js';
+import type { ContainerSpec } from '../container/dockerContainer.js';
 
 /** Shared by every solo container of this process: none of them gets a uid another has. */
 const uids = new SandboxUids(DEFAULT_UID_RANGE);

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PoolStatus } from '../pool/runtimePool.js';
-import type { ThreadStats } from '../run/threads.js';
+import type { ThreadStats } from '../core/threads.js';
 
 /** The gauges' sources, read at scrape time. */
 export interface GaugeReadings {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { classifyError } from '../core/errorClass.js';
 import { withTimeout } from '../core/timeout.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import { Backoff } from '../core/backoff.js';
 
 export interface EngineWatchOptions {

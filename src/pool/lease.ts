@@ -2,10 +2,9 @@ import type { StartKind } from '../core/result.js';
 import { plainArgv, zygoteArgv } from '../core/runtimes.js';
 import { join } from 'node:path';
 import { INPUT_PATH, SPOOL_NAMES, SPOOL_STDERR, SPOOL_STDOUT, WORKDIR } from '../core/sandbox.js';
-import type { CodeVersion } from '../run/codeCache.js';
-import { NO_MEASUREMENT, type Measurement, type MemoryMeter } from '../run/memoryMeter.js';
-import { RunnerUnresponsive, type RunnerOutcome } from '../run/runnerClient.js';
-import type { ScratchUsage } from './scratch.js';
+import { NO_MEASUREMENT, type Measurement, type MemoryMeter } from '../container/memoryMeter.js';
+import { RunnerUnresponsive, type RunnerOutcome } from '../container/runnerClient.js';
+import type { ScratchUsage, StagedCode } from '../container/scratch.js';
 import type { WarmContainer } from './warmContainer.js';
 
 export interface RunRequest {
@@ -49,7 +48,7 @@ export interface Lease {
   /** The workspace on the host (outputs are read from it after the run, before release). */
   readonly workspaceHostPath: string;
   /** Puts the code in the workspace (nothing to do when this version is already there). */
-  stage(code: CodeVersion): Promise<void>;
+  stage(code: StagedCode): Promise<void>;
   /** Puts the run's input in the workspace; it is also the run's stdin (RunRequest.input). */
   provideInput(bytes: Buffer): Promise<void>;
   run(req: RunRequest): Promise<RunOutcome>;
@@ -90,7 +89,7 @@ export class ContainerLease implements Lease {
     return this.c.engine.workspaceHostPath;
   }
 
-  stage(code: CodeVersion): Promise<void> {
+  stage(code: StagedCode): Promise<void> {
     return this.c.engine.stage(code);
   }
 

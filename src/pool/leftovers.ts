@@ -2,9 +2,9 @@ import type Docker from 'dockerode';
 import { rm } from 'node:fs/promises';
 import { agentRoot, LABEL_AGENT, LABEL_RUN } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
-import type { Logger } from '../observe/log.js';
-import { isNotFound } from './dockerContainer.js';
-import { unmountUnder } from './scratch.js';
+import type { Logger } from '../core/log.js';
+import { isNotFound } from '../container/dockerContainer.js';
+import { unmountUnder } from '../container/scratch.js';
 
 /** The containers carrying an agent's label (of one run of it, with `runId`), in any state. */
 export function listAgentContainers(docker: Docker, agentId: string, runId?: string): Promise<Docker.ContainerInfo[]> {

@@ -1,5 +1,5 @@
 import { checkTransition, type ContainerState, type Phase } from './containerState.js';
-import type { DockerContainer } from './dockerContainer.js';
+import type { DockerContainer } from '../container/dockerContainer.js';
 import type { ContainerView } from './placement.js';
 
 /**

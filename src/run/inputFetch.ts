@@ -2,7 +2,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import type { InputSource } from '../core/invocation.js';
 import { InvocationError } from '../core/reasons.js';
-import { classifyS3Error } from './codeFetch.js';
+import { classifyS3Error } from '../code/codeFetch.js';
 
 export interface InputFetchOptions {
   s3: S3Client;

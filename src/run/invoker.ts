@@ -2,19 +2,12 @@ import type { Invocation } from '../core/invocation.js';
 import { InvocationError } from '../core/reasons.js';
 import type { Result } from '../core/result.js';
 import type { Runtime } from '../core/runtimes.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import { advise, DEFAULT_POLICY, type Advice, type TunerPolicy } from './autoTuner.js';
-import type { CodeCache } from './codeCache.js';
+import type { CodeCache } from '../code/codeCache.js';
 import type { InputFetcher } from './inputFetch.js';
-import type { CodeArchive } from '../sinks/codeArchive.js';
-import type { OutputStore } from '../sinks/outputStore.js';
-import { invoke, type InvokeHooks, type LeaseSource, type RunReport } from './invoke.js';
-
-/** Where the function's peaks are kept (the Redis memory history). */
-export interface PeakHistory {
-  /** Records a peak and returns the function's recent peaks, newest last (keyed on Invocation.functionKey). */
-  record(functionKey: string, peakBytes: number, log: Logger): Promise<number[]>;
-}
+import type { ArchivePort, OutputPort, PeakHistory } from './ports.js';
+import { invoke, type InvokeHooks, type LeaseSource, type RunReport } from './runOnLease.js';
 
 export interface InvokerOptions {
   pools: ReadonlyMap<Runtime, LeaseSource>;
@@ -23,9 +16,9 @@ export interface InvokerOptions {
   /** Added to every function's environment (AI_ENDPOINT). */
   functionEnv?: string[];
   inputs: InputFetcher;
-  outputs: OutputStore | undefined;
+  outputs: OutputPort | undefined;
   /** Where the code of versions that succeeded is copied (GCP_BUCKET_NAME). */
-  archive: Pick<CodeArchive, 'offer'> | undefined;
+  archive: ArchivePort | undefined;
   history: PeakHistory;
   tipLanguage: TunerPolicy['language'];
   workerId: string;

@@ -1,5 +1,5 @@
 import { CloudWatchClient, PutMetricDataCommand, StandardUnit, type MetricDatum } from '@aws-sdk/client-cloudwatch';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 
 interface Stat {
   count: number;

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { classifyError } from '../core/errorClass.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import { Backoff } from '../core/backoff.js';
 
 /** A code version that succeeded: where it is, and its ETag (its version). */

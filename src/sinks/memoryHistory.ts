@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import { historyKey } from './redisKeys.js';
 import type { RedisHealth } from './redisHealth.js';
 import { withTimeout } from '../core/timeout.js';

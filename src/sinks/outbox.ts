@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Result } from '../core/result.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 
 /** One result waiting, as the outbox remembers it: its size, and its JSON only when there is no disk. */
 interface Entry {

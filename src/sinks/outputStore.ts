@@ -3,7 +3,8 @@ import { constants } from 'node:fs';
 import { lstat, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StoredOutput } from '../core/result.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
+import type { OutputPort, OutputReport } from '../run/ports.js';
 
 export interface OutputStoreOptions {
   s3: S3Client;
@@ -16,11 +17,6 @@ export interface OutputStoreOptions {
   onFile?: (outcome: 'stored' | 'failed' | 'skipped', bytes: number) => void;
 }
 
-export interface OutputReport {
-  outputs: StoredOutput[];
-  /** What was not stored, and why (limits, links, upload failures): at most MAX_ERRORS lines, the last one counting the rest. */
-  errors: string[];
-}
 
 /** The folder in the workspace whose files are kept. */
 export const OUTPUT_DIR = 'output';
@@ -40,7 +36,7 @@ const MAX_SHOWN = 200;
  * checked to be a regular one before a byte is read. Limits and failures are reported,
  * never thrown: the run happened and its result stands.
  */
-export class OutputStore {
+export class OutputStore implements OutputPort {
   constructor(private readonly opts: OutputStoreOptions) {}
 
   async store(workspace: string, functionId: string, requestId: string, log: Logger): Promise<OutputReport> {

@@ -5,7 +5,7 @@ import { fitResult } from '../core/resultBudget.js';
 import { classifyError } from '../core/errorClass.js';
 import { withTimeout } from '../core/timeout.js';
 import type { ClaimOutcome, ResultStore } from '../intake/supervisor.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
 import { jobKey, ownerKey, resultChannel, resultKey } from './redisKeys.js';
 import { RedisHealth } from './redisHealth.js';

@@ -10,9 +10,9 @@ import { waitUntil } from '../../src/core/timeout.js';
 import { LOCAL_CREDENTIALS, localAgentConfig } from '../../src/local/agentConfig.js';
 import { LocalClient, type ZipFiles } from '../../src/local/client.js';
 import { startLocalStack, type LocalStack } from '../../src/local/stack.js';
-import { createLogger, silentLogger, type Logger } from '../../src/observe/log.js';
+import { createLogger, silentLogger, type Logger } from '../../src/core/log.js';
 import { listAgentContainers } from '../../src/pool/leftovers.js';
-import { unmountUnder } from '../../src/pool/scratch.js';
+import { unmountUnder } from '../../src/container/scratch.js';
 
 export const docker = new Docker();
 

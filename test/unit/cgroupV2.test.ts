@@ -2,9 +2,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { INIT_LEAF, prepareContainerCgroup, RunScope } from '../../src/run/cgroupV2Scopes.js';
-import { MemoryMeter, type CgroupRef } from '../../src/run/memoryMeter.js';
-import type { ThreadPool } from '../../src/run/threads.js';
+import { INIT_LEAF, prepareContainerCgroup, RunScope } from '../../src/container/cgroupV2Scopes.js';
+import { MemoryMeter, type CgroupRef } from '../../src/container/memoryMeter.js';
+import type { ThreadPool } from '../../src/core/threads.js';
 
 // This machine is cgroup v1 (and stays so): the v2 method is tested on a fake cgroup tree
 // laid out as the kernel's, with the test writing what the kernel would.

@@ -1,6 +1,6 @@
 import type { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import t from 'tap';
-import { silentLogger } from '../../src/observe/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { Estimates, ESTIMATED_FUNCTIONS } from '../../src/pool/placement.js';
 import { CloudWatchSink } from '../../src/sinks/cloudwatchSink.js';
 import { LOCAL_HISTORIES, MemoryHistory } from '../../src/sinks/memoryHistory.js';

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { sleep } from '../../src/core/timeout.js';
-import { silentLogger } from '../../src/observe/log.js';
-import { CodeCache, type CodeEvent } from '../../src/run/codeCache.js';
-import type { CodeFetcher } from '../../src/run/codeFetch.js';
+import { silentLogger } from '../../src/core/log.js';
+import { CodeCache, type CodeEvent } from '../../src/code/codeCache.js';
+import type { CodeFetcher } from '../../src/code/codeFetch.js';
 
 /** A fetcher over an in-memory bucket: counts its calls, can be slowed down. */
 function fakeFetcher(objects: Map<string, { etag: string; body: string }>, delayMs = 0) {

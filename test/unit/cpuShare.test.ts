@@ -1,5 +1,5 @@
 import t from 'tap';
-import { cpuFor, DEFAULT_CPU_POLICY } from '../../src/pool/cpuShare.js';
+import { cpuFor, DEFAULT_CPU_POLICY } from '../../src/container/cpuShare.js';
 
 t.test('CPU follows memory: 1,769 MB earns one vCPU, weight and limit alike', async (t) => {
   t.same(cpuFor(1769, DEFAULT_CPU_POLICY, 8), { nanoCpus: 1e9, shares: 1024 });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { waitUntil } from '../../src/core/timeout.js';
-import { silentLogger } from '../../src/observe/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { Backoff } from '../../src/core/backoff.js';
 import { EngineWatch } from '../../src/pool/engineWatch.js';
 

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { locateFreezer } from '../../src/pool/freezer.js';
+import { locateFreezer } from '../../src/container/freezer.js';
 
 // This machine is cgroup v1: the v2 logic is tested against a fake cgroup tree whose
 // cgroup.events follows cgroup.freeze as the kernel's would.

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { failedResult } from '../../src/core/result.js';
-import { silentLogger } from '../../src/observe/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { Outbox } from '../../src/sinks/outbox.js';
 
 const json = (requestId: string, pad = 0) =>

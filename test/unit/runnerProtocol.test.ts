@@ -1,6 +1,6 @@
 import t from 'tap';
 import { plainArgv, zygoteArgv } from '../../src/core/runtimes.js';
-import { decodeFields, encodeFields, encodeFrame, FrameDecoder } from '../../src/run/runnerProtocol.js';
+import { decodeFields, encodeFields, encodeFrame, FrameDecoder } from '../../src/container/runnerProtocol.js';
 
 t.test('frames survive any split of the byte stream', async (t) => {
   const bytes = Buffer.concat([encodeFrame('E', encodeFields([['code', 3], ['clean', 1]])), encodeFrame('o', Buffer.from('out')), encodeFrame('e')]);
@@ -45,4 +45,18 @@ t.test('the zygote takes `python[3[.x]] script.py [args]` only', async (t) => {
   t.same(zygoteArgv('python3.11 app/handler.py --fast'), ['python3.11', 'app/handler.py', '--fast']);
   t.same(zygoteArgv('/usr/local/bin/python3 main.py'), ['/usr/local/bin/python3', 'main.py']);
   for (const c of ['python -m module', 'python main.sh', '/bin/bash run.sh', 'pypy main.py', 'python main.py > log']) t.equal(zygoteArgv(c), null, c);
+});
+
+t.test('the frame letters have one home, runner/protocol.h: the agent and the zygote agree with it', async (t) => {
+  const { readFile } = await import('node:fs/promises');
+  const { FRAME, MAX_FRAME } = await import('../../src/container/runnerProtocol.js');
+  const header = await readFile(new URL('../../runner/protocol.h', import.meta.url), 'utf8');
+  const defined = Object.fromEntries([...header.matchAll(/^#define (FRAME_\w+|ZYGOTE_\w+) '(.)'/gm)].map((m) => [m[1]!, m[2]!]));
+  const agentSide = Object.fromEntries(Object.entries(FRAME).map(([k, v]) => [`FRAME_${k}`, v]));
+  t.same(agentSide, Object.fromEntries(Object.entries(defined).filter(([k]) => k.startsWith('FRAME_'))), 'every FRAME_ letter, in TypeScript');
+  t.equal(new Set(Object.values(agentSide)).size, Object.keys(agentSide).length, 'no letter twice');
+  const zygote = await readFile(new URL('../../runner/zygote.py', import.meta.url), 'utf8');
+  const inZygote = Object.fromEntries([...zygote.matchAll(/^(FRAME_RUN|ZYGOTE_\w+) = "(.)"$/gm)].map((m) => [m[1]!, m[2]!]));
+  t.same(inZygote, { FRAME_RUN: defined.FRAME_RUN, ...Object.fromEntries(Object.entries(defined).filter(([k]) => k.startsWith('ZYGOTE_'))) }, 'and the zygote\'s');
+  t.equal(Number(/^#define FRAME_MAX \((\d+) \* 1024 \* 1024\)/m.exec(header)?.[1]) * 1024 * 1024, MAX_FRAME);
 });

@@ -2,7 +2,7 @@ import t from 'tap';
 import { failedResult } from '../../src/core/result.js';
 import { TimeoutError, waitUntil, withTimeout } from '../../src/core/timeout.js';
 import { Mailbox } from '../../src/pool/mailbox.js';
-import { classify } from '../../src/run/invoke.js';
+import { classify } from '../../src/run/runOnLease.js';
 
 t.test('classify maps a run onto status and reason', async (t) => {
   t.same(classify({ timedOut: true, exitCode: -1 }, false), { status: 'TIMEOUT', reason: 'TIMEOUT' });

@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep } from '../core/timeout.js';
-import { pidsIn } from '../container/hostPid.js';
+import { pidsIn } from './hostPid.js';
 
 /**
  * Freezes and thaws a container by writing its cgroup directly: dockerd's pause path costs

@@ -8,7 +8,7 @@ import type { UnzipOutcome, UnzipTask } from '../../workers/unzip.js';
 import { FS_BLOCK } from '../core/sandbox.js';
 import { classifyError } from '../core/errorClass.js';
 import { InvocationError } from '../core/reasons.js';
-import type { ThreadPool } from './threads.js';
+import type { ThreadPool } from '../core/threads.js';
 
 export interface CodeFetchOptions {
   s3: S3Client;

@@ -1,7 +1,8 @@
 /**
- * The agent <-> runner wire format (runner/runner.c): frames of [u32 big-endian length]
- * [u8 type][payload]; the length counts the type byte and the payload. Text payloads are
- * NUL-terminated key=value strings; a key may repeat (arg, env).
+ * The agent <-> runner wire format, mirrored from runner/protocol.h (its one home; a test
+ * fails when they disagree): frames of [u32 big-endian length][u8 type][payload]; the
+ * length counts the type byte and the payload. Text payloads are NUL-terminated
+ * key=value strings; a key may repeat (arg, env).
  */
 
 export interface Frame {
@@ -9,7 +10,24 @@ export interface Frame {
   payload: Buffer;
 }
 
-const MAX_FRAME = 4 * 1024 * 1024;
+/** The frame letters (protocol.h's FRAME_*). */
+export const FRAME = {
+  RUN: 'R',
+  GO: 'G',
+  KILL: 'K',
+  PING: 'P',
+  HELLO: 'H',
+  STARTED: 'S',
+  EXIT: 'E',
+  STDOUT: 'o',
+  STDERR: 'e',
+  DONE: 'D',
+  FAILED: 'F',
+  PONG: 'p',
+} as const;
+
+/** protocol.h's FRAME_MAX: the longest frame either side accepts. */
+export const MAX_FRAME = 4 * 1024 * 1024;
 
 export function encodeFrame(type: string, payload: Buffer = Buffer.alloc(0)): Buffer {
   const head = Buffer.alloc(5);

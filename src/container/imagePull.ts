@@ -2,7 +2,7 @@ import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
 import type Docker from 'dockerode';
 import { Backoff } from '../core/backoff.js';
 import { sleep, withTimeout } from '../core/timeout.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 
 export type PullPolicy = 'never' | 'missing' | 'always';
 

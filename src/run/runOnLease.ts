@@ -1,14 +1,14 @@
 import type { Invocation } from '../core/invocation.js';
 import { InvocationError, type Reason } from '../core/reasons.js';
 import type { Result, StartKind, Status, Timings } from '../core/result.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import type { Lease, RunOutcome } from '../pool/lease.js';
 import { INPUT_PATH } from '../core/sandbox.js';
-import type { CodeCache } from './codeCache.js';
+import type { CodeCache } from '../code/codeCache.js';
 import type { InputFetcher } from './inputFetch.js';
-import type { OutputStore } from '../sinks/outputStore.js';
-import type { RunnerOutcome } from './runnerClient.js';
-import type { Measurement } from './memoryMeter.js';
+import type { OutputPort } from './ports.js';
+import type { RunnerOutcome } from '../container/runnerClient.js';
+import type { Measurement } from '../container/memoryMeter.js';
 
 /** Where leases come from: a runtime's pool, seen only through this. */
 export interface LeaseSource {
@@ -24,7 +24,7 @@ export interface InvokeDeps {
   /** Reads an invocation's input (inline or by reference). */
   inputs: Pick<InputFetcher, 'get'>;
   /** Stores what the function left under output/ (only with a user-data bucket). */
-  outputs?: Pick<OutputStore, 'store' | 'storeStream'>;
+  outputs?: OutputPort;
 }
 
 export interface InvokeHooks {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CodeSource } from '../core/invocation.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 import type { CodeFetcher, Unpacked } from './codeFetch.js';
 
 /** One unpacked version of a function's code, shared read-only by every container that runs it. */

@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { sleep } from '../core/timeout.js';
-import { decodeFields, encodeFields, encodeFrame, FrameDecoder, type Frame } from './runnerProtocol.js';
+import { decodeFields, encodeFields, encodeFrame, FRAME, FrameDecoder, type Frame } from './runnerProtocol.js';
 
 export type ZygoteState = 'off' | 'starting' | 'ready' | 'failed';
 
@@ -108,7 +108,7 @@ export class RunnerClient {
       const decoder = new FrameDecoder();
       const onData = (chunk: Buffer) => {
         const frames = decoder.push(chunk);
-        const hello = frames.find((f) => f.type === 'H');
+        const hello = frames.find((f) => f.type === FRAME.HELLO);
         if (!hello) return;
         clearTimeout(timer);
         socket.off('data', onData);
@@ -182,7 +182,7 @@ export class RunnerClient {
       this.pending = {
         fail: (err) => settle(() => reject(err)),
         onFrame: (f) => {
-          if (f.type === 'S') {
+          if (f.type === FRAME.STARTED) {
             const pid = Number(decodeFields(f.payload).pid);
             req.onStart?.(pid);
             if (req.hold) {
@@ -190,16 +190,16 @@ export class RunnerClient {
                 .hold(pid)
                 .catch(() => undefined)
                 .then(() => {
-                  if (!this.closed) this.socket.write(encodeFrame('G'));
+                  if (!this.closed) this.socket.write(encodeFrame(FRAME.GO));
                 });
             }
           }
-          else if (f.type === 'F') settle(() => reject(new Error(`the runner could not start the run: ${decodeFields(f.payload).error ?? 'unknown'}`)));
-          else if (f.type === 'E') exit = decodeFields(f.payload);
+          else if (f.type === FRAME.FAILED) settle(() => reject(new Error(`the runner could not start the run: ${decodeFields(f.payload).error ?? 'unknown'}`)));
+          else if (f.type === FRAME.EXIT) exit = decodeFields(f.payload);
           // The kept bytes come in chunks (a frame is at most 4 MiB, an output limit may be more).
-          else if (f.type === 'o' && exit) stdout.push(Buffer.from(f.payload));
-          else if (f.type === 'e' && exit) stderr.push(Buffer.from(f.payload));
-          else if (f.type === 'D' && exit) {
+          else if (f.type === FRAME.STDOUT && exit) stdout.push(Buffer.from(f.payload));
+          else if (f.type === FRAME.STDERR && exit) stderr.push(Buffer.from(f.payload));
+          else if (f.type === FRAME.DONE && exit) {
             const e = exit;
             const out = Buffer.concat(stdout);
             const err = Buffer.concat(stderr);
@@ -222,13 +222,13 @@ export class RunnerClient {
           }
         },
       };
-      this.socket.write(encodeFrame('R', encodeFields(fields)));
+      this.socket.write(encodeFrame(FRAME.RUN, encodeFields(fields)));
     });
   }
 
   /** Asks the runner to kill the current run's processes now. */
   kill(): void {
-    if (!this.closed) this.socket.write(encodeFrame('K'));
+    if (!this.closed) this.socket.write(encodeFrame(FRAME.KILL));
   }
 
   /** One round trip; resolves with its time in ms. */
@@ -248,13 +248,13 @@ export class RunnerClient {
           reject(err);
         },
         onFrame: (f) => {
-          if (f.type !== 'p') return;
+          if (f.type !== FRAME.PONG) return;
           clearTimeout(timer);
           this.pending = undefined;
           resolve(performance.now() - t0);
         },
       };
-      this.socket.write(encodeFrame('P'));
+      this.socket.write(encodeFrame(FRAME.PING));
     });
   }
 
@@ -264,7 +264,7 @@ export class RunnerClient {
   }
 
   private dispatch(f: Frame): void {
-    if (f.type === 'H') {
+    if (f.type === FRAME.HELLO) {
       this.zygote = (decodeFields(f.payload).zygote ?? this.zygote) as ZygoteState;
       if (this.zygote !== 'starting') for (const w of this.zygoteWaiters.splice(0)) w();
       return;

@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import { LABEL_AGENT } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../core/log.js';
 
 const exec = promisify(execFile);
 

@@ -5,8 +5,8 @@ import type { SampleOutcome, SampleTask } from '../../workers/memorySampler.js';
 import { sleep } from '../core/timeout.js';
 import { readOomKills } from './cgroupFiles.js';
 import { INIT_LEAF, prepareContainerCgroup, RunScope } from './cgroupV2Scopes.js';
-import { hostPidFor } from '../container/hostPid.js';
-import type { ThreadPool } from './threads.js';
+import { hostPidFor } from './hostPid.js';
+import type { ThreadPool } from '../core/threads.js';
 
 export type MeterMethod = 'cgroup-v1-max-usage' | 'cgroup-v2-run-cgroup' | 'sampled';
 

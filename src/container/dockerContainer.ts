@@ -5,15 +5,14 @@ import { join } from 'node:path';
 import { cpus } from 'node:os';
 import { CONTROL_DIR, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, WORKDIR } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
-import { pidsIn, procStatus } from '../container/hostPid.js';
-import { securityOptions, ulimitsFor, type SandboxLimits } from '../container/limits.js';
-import { engineNameFor, groupFor, passwdFor, type SandboxUids } from '../container/sandboxUser.js';
-import type { CgroupRef } from '../run/memoryMeter.js';
-import { RunnerClient } from '../run/runnerClient.js';
-import type { CodeVersion } from '../run/codeCache.js';
+import { pidsIn, procStatus } from './hostPid.js';
+import { securityOptions, ulimitsFor, type SandboxLimits } from './limits.js';
+import { engineNameFor, groupFor, passwdFor, type SandboxUids } from './sandboxUser.js';
+import type { CgroupRef } from './memoryMeter.js';
+import { RunnerClient } from './runnerClient.js';
 import { cpuFor, type CpuPolicy } from './cpuShare.js';
 import { locateFreezer, type Freezer } from './freezer.js';
-import { CONTROL, Scratch, type ScratchSpec, type ScratchUsage } from './scratch.js';
+import { CONTROL, Scratch, type ScratchSpec, type ScratchUsage, type StagedCode } from './scratch.js';
 
 /** Who the container's function runs as, and under which limits. */
 export interface SandboxSpec {
@@ -260,7 +259,7 @@ export class DockerContainer {
   }
 
   /** Puts `code` in the workspace, unless that version is already there. */
-  async stage(code: CodeVersion): Promise<void> {
+  async stage(code: StagedCode): Promise<void> {
     if (this.staged?.id === code.id) return;
     this.staged = null;
     await this.scratchSpace().stage(code);

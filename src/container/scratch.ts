@@ -3,9 +3,17 @@ import { chmod, copyFile, mkdir, readdir, readFile, rm, rmdir, stat, statfs, wri
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { INPUT_DIR, INPUT_FILE } from '../core/sandbox.js';
-import type { CodeVersion } from '../run/codeCache.js';
 
 const exec = promisify(execFile);
+
+/** Code to put in a workspace: a folder of files (the code cache's CodeVersion is one). */
+export interface StagedCode {
+  /** Changes whenever the code does. */
+  id: string;
+  dir: string;
+  /** Its top-level names: what a workspace keeps between runs. */
+  names: readonly string[];
+}
 
 /** The folders a function writes: its workspace, /tmp and /dev/shm. */
 export const SCRATCH_DIRS = ['work', 'tmp', 'shm'] as const;
@@ -105,7 +113,7 @@ export class Scratch {
    * workspace is a file system of its own. The code is root's and read-only; the sticky
    * workspace keeps the function from removing it.
    */
-  async stage(code: CodeVersion): Promise<void> {
+  async stage(code: StagedCode): Promise<void> {
     await emptyDir(this.path('work'));
     await copyTree(code.dir, this.path('work'));
   }
@@ -160,17 +168,18 @@ async function mountLoop(image: string, dir: string, timeoutMs: number): Promise
 }
 
 /**
- * Binds `dir` at `view` and makes the bind nosymfollow, nodev, nosuid and noexec: a second
- * mount of the same file system (never a second loop mount of the image, which would be a
- * second file system on the same blocks).
+ * Binds `dir` at `view`, nosymfollow, nodev, nosuid and noexec: a second mount of the same
+ * file system (never a second loop mount of the image, which would be a second file
+ * system on the same blocks). util-linux applies the options to the bind in the same call.
  */
 async function mountView(dir: string, view: string, timeoutMs: number): Promise<void> {
-  await exec('mount', ['--bind', dir, view], { timeout: timeoutMs });
-  try {
-    await exec('mount', ['-o', 'remount,bind,nosymfollow,nodev,nosuid,noexec', view], { timeout: timeoutMs });
-  } catch (err) {
+  await exec('mount', ['--bind', '-o', 'nosymfollow,nodev,nosuid,noexec', dir, view], { timeout: timeoutMs });
+  // An old mount(8) or kernel would make a plain bind and say nothing: check the flag is there.
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  const line = info.split('\n').find((l) => l.split(' ')[4] === view);
+  if (!line?.split(' ')[5]?.split(',').includes('nosymfollow')) {
     await exec('umount', ['-l', view], { timeout: timeoutMs }).catch(() => undefined);
-    throw new Error(`cannot make the agent's view of ${dir} nosymfollow (Linux 5.10 or later is required): ${String(err)}`, { cause: err });
+    throw new Error(`cannot make the agent's view of ${dir} nosymfollow (Linux 5.10 and util-linux 2.38 or later are required)`);
   }
 }
 

@@ -1,0 +1,68 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, normalize, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+
+/**
+ * The layer order of src/ (docs/architecture.md), highest first: a module may import its
+ * own layer and the layers below it, never one above. Ports live with the layer that
+ * calls them (intake/ports.ts, run/ports.ts) and the layer above implements them.
+ */
+export const LAYERS: readonly (readonly string[])[] = [
+  // entry and wiring: the process, the agent, its configuration, the CLI, the local stack
+  ['main.ts', 'agent.ts', 'config.ts', 'cli', 'local'],
+  // what watches and reports on the agent: drain and notices, metrics, health, HTTP
+  ['fleet', 'observe'],
+  // where results and figures go: they implement the ports of intake and run
+  ['sinks'],
+  // SQS intake, routing, backpressure, disposition
+  ['intake'],
+  // one invocation on a lease: input, outputs, result making
+  ['run'],
+  // the code cache and fetch
+  ['code'],
+  // the pool actor, its containers' lifecycles, placement, leases
+  ['pool'],
+  // one container's plumbing: the engine's calls, runner, freezer, scratch, cgroups, limits
+  ['container'],
+  // the ground: names, data types, reasons, backoff, timeouts, threads, logging
+  ['core', 'types'],
+];
+
+/** Imports against the order, each with its reason. None today. */
+const EXCEPTIONS: Record<string, string> = {};
+
+const src = fileURLToPath(new URL('../../src/', import.meta.url));
+
+function layerOf(path: string): number {
+  const top = relative(src, path).split('/')[0]!;
+  const i = LAYERS.findIndex((l) => l.includes(top));
+  if (i < 0) throw new Error(`${relative(src, path)} is in no layer: place it in LAYERS`);
+  return i;
+}
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+}
+
+t.test('every import of src/ runs down the layer order (or sideways within a layer)', async (t) => {
+  const against: string[] = [];
+  let imports = 0;
+  for (const file of sources(src)) {
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
+      const target = normalize(join(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+      if (!target.startsWith(src)) continue;
+      imports++;
+      const edge = `${relative(src, file)} -> ${relative(src, target)}`;
+      if (layerOf(target) < layerOf(file) && !EXCEPTIONS[edge]) against.push(edge);
+    }
+  }
+  t.ok(imports > 100, `${imports} imports read`);
+  t.same(against, [], 'no import runs up the order');
+});
+
+t.test('the layer test itself fails on an import against the order', async (t) => {
+  t.ok(layerOf(join(src, 'container', 'x.ts')) > layerOf(join(src, 'pool', 'y.ts')), 'container is below pool');
+  t.throws(() => layerOf(join(src, 'nowhere', 'z.ts')), /in no layer/, 'a new folder must be placed');
+});
