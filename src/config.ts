@@ -40,8 +40,14 @@ export interface TerminationConfig {
 
 export interface Config {
   agentId: string;
+  /** DOCKER_SOCKET: the engine's API socket. */
+  dockerSocket: string;
+  /** NANOGRID_LOCAL=1 (or --local): without SQS_QUEUE_URL, start the embedded stack on NANOGRID_LOCAL_PORT. */
+  local: { requested: boolean; port: number };
+  /** AWS_EC2_METADATA_DISABLED=true, the SDK's own switch: the agent never asks the instance metadata either. */
+  metadataDisabled: boolean;
   queueUrl: string | undefined;
-  /** AWS_REGION; unset, the SDK's chain decides (profile, then instance metadata: see aws/region.ts). */
+  /** AWS_REGION; unset, the SDK's chain decides (profile, then instance metadata: see fleet/region.ts). */
   region: string | undefined;
   /** Per-service endpoints, by the SDK's convention: AWS_ENDPOINT_URL_<SERVICE>, else AWS_ENDPOINT_URL. */
   endpoints: ServiceEndpoints;
@@ -280,6 +286,9 @@ export function loadConfig(env: Env = process.env): Config {
     resultTtlSeconds: read(env, 'NANOGRID_RESULT_TTL_SECONDS', int(1, 30 * 86_400), 86_400),
     network: read(env, 'NANOGRID_NETWORK', z.string().min(1), 'none'),
     workRoot,
+    dockerSocket: read(env, 'DOCKER_SOCKET', absolute, '/var/run/docker.sock'),
+    local: { requested: env.NANOGRID_LOCAL === '1', port: read(env, 'NANOGRID_LOCAL_PORT', int(0, 65535), 4566) },
+    metadataDisabled: env.AWS_EC2_METADATA_DISABLED?.trim().toLowerCase() === 'true',
     codeBuckets: (env.S3_CODE_BUCKET ?? '')
       .split(',')
       .map((b) => b.trim())

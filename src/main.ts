@@ -23,7 +23,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const local = process.argv.includes('--local') || process.env.NANOGRID_LOCAL === '1';
+  const local = process.argv.includes('--local') || config.local.requested;
   if (!config.queueUrl && !local) {
     // A forgotten queue URL must not look like a healthy worker serving nothing.
     process.stderr.write(
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   let stack: LocalStack | undefined;
   let credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
   if (!config.queueUrl) {
-    stack = await startLocalStack({ port: Number(process.env.NANOGRID_LOCAL_PORT ?? 4566), redisUrl: config.redisUrl });
+    stack = await startLocalStack({ port: config.local.port, redisUrl: config.redisUrl });
     const endpoints = { sqs: stack.endpoint, s3: stack.endpoint, cloudwatch: config.endpoints.cloudwatch, autoScaling: config.endpoints.autoScaling, generic: stack.endpoint };
     config = { ...config, queueUrl: stack.queueUrl, endpoints, redisUrl: stack.redisUrl, region: stack.region };
     credentials = LOCAL_CREDENTIALS;
@@ -48,9 +48,7 @@ async function main(): Promise<void> {
   if (!config.region) {
     // The SDK's chain, then the instance metadata (only when this agent may ask it).
     try {
-      // AWS_EC2_METADATA_DISABLED is the SDK's own switch: honoured here too.
-      const disabled = process.env.AWS_EC2_METADATA_DISABLED?.toLowerCase() === 'true';
-      const ask = !disabled && (config.termination.watch === 'imds' || config.termination.imdsEndpoint !== undefined || (await onEc2()));
+      const ask = !config.metadataDisabled && (config.termination.watch === 'imds' || config.termination.imdsEndpoint !== undefined || (await onEc2()));
       const imds = ask ? new Imds({ endpoint: config.termination.imdsEndpoint }) : undefined;
       config = { ...config, region: await resolveRegion({ imds }) };
     } catch (err) {

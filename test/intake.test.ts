@@ -30,7 +30,7 @@ t.test('receives as many as there are free slots, 10 per call side by side; dele
     receiveWaitS: 1,
     timeoutMs: 5000,
     log: silentLogger,
-    onRequest: (op) => (requests[op] = (requests[op] ?? 0) + 1),
+    events: { emit: (e, op) => (e === 'sqsRequest' && (requests[op] = (requests[op] ?? 0) + 1), true) },
   });
   let release: () => void = () => undefined;
   const gate = new Promise<void>((r) => (release = r));
@@ -44,10 +44,12 @@ t.test('receives as many as there are free slots, 10 per call side by side; dele
     log: silentLogger,
     workerId: 'w',
     results: { deliver: async (r) => void answered.push(r), find: async () => undefined, claim: async () => 'claimed' as const, markState: async () => undefined },
-    runInvocation: async (inv, _log, hooks) => {
-      hooks.onRunStart();
-      await gate;
-      return { requestId: inv.requestId, success: true, status: 'SUCCESS', reason: 'OK' } as Result;
+    runner: {
+      run: async (inv, _log, hooks) => {
+        hooks.onRunStart();
+        await gate;
+        return { requestId: inv.requestId, success: true, status: 'SUCCESS', reason: 'OK' } as Result;
+      },
     },
   });
   await sup.start();

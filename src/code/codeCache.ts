@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { AgentEvents, Emitter } from '../core/events.js';
 import type { CodeSource } from '../core/invocation.js';
 import type { Logger } from '../core/log.js';
 import type { CodeFetcher, Unpacked } from './codeFetch.js';
@@ -17,7 +18,7 @@ export interface CodeVersion {
   etag?: string | undefined;
 }
 
-export type CodeEvent = 'hit' | 'download' | 'revalidated_unchanged' | 'revalidated_changed' | 'revalidation_failed';
+export type CodeEvent = AgentEvents['code'][0];
 
 export interface CodeCacheOptions {
   fetcher: CodeFetcher;
@@ -33,7 +34,7 @@ export interface CodeCacheOptions {
   maxBytes: number;
   maxInodes?: number;
   log: Logger;
-  onEvent?: (e: CodeEvent) => void;
+  events?: Emitter<'code'>;
 }
 
 interface Entry {
@@ -97,13 +98,13 @@ export class CodeCache {
         const etag = await this.opts.fetcher.etag(source.bucket, source.key);
         if (etag !== undefined && etag === known.etag) {
           known.validatedAt = Date.now();
-          this.opts.onEvent?.('revalidated_unchanged');
+          this.opts.events?.emit('code', 'revalidated_unchanged');
           return known;
         }
-        this.opts.onEvent?.('revalidated_changed');
+        this.opts.events?.emit('code', 'revalidated_changed');
         this.opts.log.info({ tag: 'S3', key, from: known.etag, to: etag }, 'code changed under its key: downloading the new version');
       } catch (err) {
-        this.opts.onEvent?.('revalidation_failed');
+        this.opts.events?.emit('code', 'revalidation_failed');
         throw err;
       }
     }
@@ -115,7 +116,7 @@ export class CodeCache {
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }
-    this.opts.onEvent?.('download');
+    this.opts.events?.emit('code', 'download');
     const id = createHash('sha256').update(`${key}\0${unpacked.etag ?? ''}\0${tmp}`).digest('hex').slice(0, 24);
     const dir = join(this.opts.root, id);
     await rename(tmp, dir);
@@ -137,7 +138,7 @@ export class CodeCache {
 
   private hit(e: Entry): CodeVersion {
     e.usedAt = Date.now();
-    this.opts.onEvent?.('hit');
+    this.opts.events?.emit('code', 'hit');
     return e.version;
   }
 

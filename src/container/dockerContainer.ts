@@ -58,7 +58,7 @@ const MB = 1024 * 1024;
 
 /**
  * The engine calls for one container, each bounded by the API timeout. It keeps no
- * state machine: its WarmContainer decides when each call may happen.
+ * state machine: its ContainerProxy decides when each call may happen.
  */
 export class DockerContainer {
   /** PID of the container's init on the host, for locating its cgroup. */

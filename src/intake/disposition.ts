@@ -26,8 +26,8 @@ export interface Disposition {
 export const MAX_RETRY_DELAY_S = 60;
 
 /**
- * The disposition table (README, "Message disposition"). Pure: the same outcome always
- * gives the same disposition.
+ * The disposition table (docs/contract.md, "Message disposition"). Pure: the same outcome
+ * always gives the same disposition.
  */
 export function dispose(o: Outcome): Disposition {
   if (o.kind === 'ran') return { message: { op: 'delete' }, answerFailure: false, pending: false, label: 'deleted' };
@@ -50,4 +50,13 @@ export function dispose(o: Outcome): Disposition {
 /** 1, 2, 4 … s by receive count, capped. */
 export function retryDelayS(receiveCount: number): number {
   return Math.min(MAX_RETRY_DELAY_S, 2 ** Math.max(0, receiveCount - 1));
+}
+
+/**
+ * Whether a message that failed for an engine outage waits, held, for the engine to come
+ * back instead of going back to the queue: on its last try it would be dead-lettered at its
+ * next receive for no fault of its own. Not while stopping, and not past `holdUntil`. Pure.
+ */
+export function holdLastTry(o: { reason: Reason; receiveCount: number; maxReceiveCount: number | undefined; stopping: boolean; now: number; holdUntil: number }): boolean {
+  return o.reason === 'ENGINE_OUTAGE' && o.maxReceiveCount !== undefined && o.receiveCount >= o.maxReceiveCount && !o.stopping && o.now < o.holdUntil;
 }

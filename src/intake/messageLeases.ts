@@ -9,6 +9,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import { sleep, withTimeout } from '../core/timeout.js';
+import type { Emitter } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 
 /** SQS takes at most this many messages per receive and entries per batch call. */
@@ -24,9 +25,8 @@ export interface MessageLeaseOptions {
   /** Bound on every call but the long poll, which the SDK's request timeout bounds. */
   timeoutMs: number;
   log: Logger;
-  onError?: (op: 'receive' | 'delete' | 'change_visibility' | 'extend_visibility') => void;
-  /** Every request sent, by API operation (ReceiveMessage, DeleteMessageBatch, ...). */
-  onRequest?: (op: string) => void;
+  /** Every request sent (by API operation: ReceiveMessage, DeleteMessageBatch, ...), and every failed call. */
+  events?: Emitter<'sqsRequest' | 'sqsError'>;
 }
 
 /** How long a delete waits for others to share its batch call. */
@@ -52,7 +52,7 @@ export class MessageLeases {
 
   /** One long poll for up to `max` messages (at most SQS_MAX_BATCH). Throws on failure. */
   async receive(max: number, signal: AbortSignal): Promise<Message[]> {
-    this.opts.onRequest?.('ReceiveMessage');
+    this.opts.events?.emit('sqsRequest', 'ReceiveMessage');
     const res = await this.opts.sqs.send(
       new ReceiveMessageCommand({
         QueueUrl: this.opts.queueUrl,
@@ -92,7 +92,7 @@ export class MessageLeases {
       }
       let failed = new Set(batch.map((_, i) => String(i)));
       try {
-        this.opts.onRequest?.('DeleteMessageBatch');
+        this.opts.events?.emit('sqsRequest', 'DeleteMessageBatch');
         const res = await withTimeout(
           'sqs delete batch',
           this.opts.timeoutMs,
@@ -100,7 +100,7 @@ export class MessageLeases {
         );
         failed = new Set((res.Failed ?? []).map((f) => f.Id ?? ''));
       } catch {
-        this.opts.onError?.('delete');
+        this.opts.events?.emit('sqsError', 'delete');
       }
       batch.forEach((d, i) => {
         if (!failed.has(String(i))) d.done(true);
@@ -112,7 +112,7 @@ export class MessageLeases {
   private async deleteOne(receiptHandle: string, log: Logger): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       try {
-        this.opts.onRequest?.('DeleteMessage');
+        this.opts.events?.emit('sqsRequest', 'DeleteMessage');
         await withTimeout(
           'sqs delete',
           this.opts.timeoutMs,
@@ -120,7 +120,7 @@ export class MessageLeases {
         );
         return true;
       } catch (err) {
-        this.opts.onError?.('delete');
+        this.opts.events?.emit('sqsError', 'delete');
         if (attempt >= DELETE_ATTEMPTS) {
           log.error({ tag: 'SQS', err: String(err) }, 'delete failed; a redelivery will be answered from the stored result');
           return false;
@@ -133,14 +133,14 @@ export class MessageLeases {
   /** Makes a held message visible again after `afterS` seconds (0: at once). */
   async makeVisible(receiptHandle: string, afterS: number, log: Logger): Promise<void> {
     try {
-      this.opts.onRequest?.('ChangeMessageVisibility');
+      this.opts.events?.emit('sqsRequest', 'ChangeMessageVisibility');
       await withTimeout(
         'sqs change visibility',
         this.opts.timeoutMs,
         this.opts.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: this.opts.queueUrl, ReceiptHandle: receiptHandle, VisibilityTimeout: afterS })),
       );
     } catch (err) {
-      this.opts.onError?.('change_visibility');
+      this.opts.events?.emit('sqsError', 'change_visibility');
       log.warn({ tag: 'SQS', err: String(err) }, 'visibility not changed; the message returns when its timeout ends');
     }
   }
@@ -150,7 +150,7 @@ export class MessageLeases {
     for (let i = 0; i < receiptHandles.length; i += SQS_MAX_BATCH) {
       const batch = receiptHandles.slice(i, i + SQS_MAX_BATCH);
       try {
-        this.opts.onRequest?.('ChangeMessageVisibilityBatch');
+        this.opts.events?.emit('sqsRequest', 'ChangeMessageVisibilityBatch');
         await withTimeout(
           'sqs extend visibility',
           this.opts.timeoutMs,
@@ -162,7 +162,7 @@ export class MessageLeases {
           ),
         );
       } catch (err) {
-        this.opts.onError?.('extend_visibility');
+        this.opts.events?.emit('sqsError', 'extend_visibility');
         this.opts.log.warn({ tag: 'SQS', err: String(err), messages: batch.length }, 'visibility extension failed');
       }
     }
@@ -171,7 +171,7 @@ export class MessageLeases {
   /** The queue's redrive policy's maxReceiveCount, or undefined without one. */
   async maxReceiveCount(): Promise<number | undefined> {
     try {
-      this.opts.onRequest?.('GetQueueAttributes');
+      this.opts.events?.emit('sqsRequest', 'GetQueueAttributes');
       const res = await withTimeout(
         'sqs get queue attributes',
         this.opts.timeoutMs,

@@ -5,7 +5,7 @@ import { INPUT_PATH, SPOOL_NAMES, SPOOL_STDERR, SPOOL_STDOUT, WORKDIR } from '..
 import { NO_MEASUREMENT, type Measurement, type MemoryMeter } from '../container/memoryMeter.js';
 import { RunnerUnresponsive, type RunnerOutcome } from '../container/runnerClient.js';
 import type { ScratchUsage, StagedCode } from '../container/scratch.js';
-import type { WarmContainer } from './warmContainer.js';
+import type { ContainerProxy } from './containerProxy.js';
 
 export interface RunRequest {
   /** Shell command run in the workspace. */
@@ -56,6 +56,12 @@ export interface Lease {
   release(end: LeaseEnd): void;
 }
 
+/** Where leases come from: a runtime's pool (RuntimePool), seen only through this. */
+export interface LeaseSource {
+  /** A container for the function `key` names (its id and code location: Invocation.functionKey). */
+  acquire(key: string, memoryMb: number): Promise<Lease>;
+}
+
 /** What a lease needs from the agent to run a function. */
 export interface LeaseRunDeps {
   meter: MemoryMeter;
@@ -66,15 +72,15 @@ export interface LeaseRunDeps {
 
 /** What a lease needs from its pool. */
 export interface LeaseOwner {
-  started(c: WarmContainer, kind: StartKind, acquireMs: number, at: number): void;
-  takeBack(c: WarmContainer, end: LeaseEnd): void;
+  started(c: ContainerProxy, kind: StartKind, acquireMs: number, at: number): void;
+  takeBack(c: ContainerProxy, end: LeaseEnd): void;
 }
 
 export class ContainerLease implements Lease {
   private released = false;
 
   constructor(
-    private readonly c: WarmContainer,
+    private readonly c: ContainerProxy,
     readonly startKind: StartKind,
     readonly acquireMs: number,
     private readonly owner: LeaseOwner,

@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import { rm } from 'node:fs/promises';
-import { agentRoot, LABEL_AGENT, LABEL_RUN } from '../core/sandbox.js';
+import { agentRoot, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
 import type { Logger } from '../core/log.js';
 import { isNotFound } from '../container/dockerContainer.js';
@@ -42,4 +42,25 @@ export async function removeAgentContainers(
   }
   if (found.length > 0) opts.log?.info({ tag: 'DOCKER', removed: found.length, runId: opts.runId }, 'removed containers by label');
   return found.length;
+}
+
+/**
+ * After an engine outage: removes the containers of one run and runtime that its pool no
+ * longer knows (`known`: engine names), which the outage left behind. Returns how many.
+ */
+export async function removeOrphans(
+  docker: Docker,
+  q: { agentId: string; runId: string; runtime: string; known: ReadonlySet<string>; timeoutMs: number; log: Logger },
+): Promise<number> {
+  const listed = await withTimeout('docker list containers', q.timeoutMs, listAgentContainers(docker, q.agentId, q.runId));
+  const orphans = listed.filter((x) => x.Labels[LABEL_RUNTIME] === q.runtime && !x.Names.some((n) => q.known.has(n.replace(/^\//, ''))));
+  await Promise.all(
+    orphans.map((x) =>
+      withTimeout(`docker remove ${x.Id.slice(0, 12)}`, q.timeoutMs, docker.getContainer(x.Id).remove({ force: true, v: true })).catch((err: unknown) => {
+        if (!isNotFound(err)) q.log.warn({ tag: 'DOCKER', container: x.Id, err: String(err) }, 'container the outage left not removed');
+      }),
+    ),
+  );
+  if (orphans.length > 0) q.log.info({ tag: 'DOCKER', removed: orphans.length }, 'removed containers the outage left');
+  return orphans.length;
 }

@@ -1,49 +1,19 @@
-import type Docker from 'dockerode';
 import { EventEmitter } from 'node:events';
 import { InvocationError } from '../core/reasons.js';
 import type { StartKind } from '../core/result.js';
-import { zygoteArgv, type Runtime, type RuntimeConfig } from '../core/runtimes.js';
-import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT, scratchImagePath, scratchMountDir, scratchViewDir } from '../core/sandbox.js';
-import type { Logger } from '../core/log.js';
+import type { Runtime } from '../core/runtimes.js';
 import { Backoff } from '../core/backoff.js';
-import type { CpuPolicy } from '../container/cpuShare.js';
-import type { EngineWatch } from './engineWatch.js';
-import { listAgentContainers } from './leftovers.js';
-import { DockerContainer, type SandboxSpec } from '../container/dockerContainer.js';
-import { ContainerLease, type Lease, type LeaseEnd, type LeaseOwner, type LeaseRunDeps } from './lease.js';
+import { removeOrphans } from './leftovers.js';
+import { DockerContainer } from '../container/dockerContainer.js';
+import { containerSpec, type PoolOptions } from './poolOptions.js';
+import { ContainerLease, type Lease, type LeaseEnd, type LeaseOwner, type LeaseSource } from './lease.js';
 import { Mailbox } from './mailbox.js';
 import { summarize, type PoolStatus } from './poolStatus.js';
 import { Estimates, idleSince, place, stockToCreate, type Placement, type PoolSnapshot } from './placement.js';
-import { WarmContainer } from './warmContainer.js';
+import { ContainerProxy, type ProxyHost } from './containerProxy.js';
 
 export type { PoolStatus } from './poolStatus.js';
-
-export interface PoolOptions {
-  runtime: Runtime;
-  config: RuntimeConfig;
-  docker: Docker;
-  agentId: string;
-  runId: string;
-  workRoot: string;
-  network: string;
-  defaultMemoryMb: number;
-  idleTimeoutMs: number;
-  apiTimeoutMs: number;
-  log: Logger;
-  run: LeaseRunDeps;
-  /** Host folder of the runner and the zygote (runner/build.sh). */
-  runnerDir: string;
-  freezer: 'cgroup' | 'docker';
-  /** How long a container stays thawed after a run before it is frozen (0: at once). */
-  pauseGraceMs: number;
-  /** Each container's writable space. */
-  disk: { limitMb: number; reserve: boolean };
-  /** Who functions run as (a uid per container, shared by the agent's pools) and their limits. */
-  sandbox: SandboxSpec;
-  cpu: CpuPolicy;
-  /** Whether the engine answers; the pool stops creating while it does not, and rebuilds after. */
-  engine: EngineWatch;
-}
+export type { PoolOptions } from './poolOptions.js';
 
 export interface PoolEvents {
   /** A lease's function started: how it was served and how long the container took. */
@@ -58,7 +28,7 @@ interface Waiter {
 
 /** A container a step has claimed, and the engine work it needs before it can run. */
 interface Claim {
-  c: WarmContainer;
+  c: ContainerProxy;
   startKind: StartKind;
   bringUp: 'create' | 'thaw' | 'none';
 }
@@ -66,13 +36,15 @@ interface Claim {
 const ACQUIRE_ATTEMPTS = 3;
 
 /**
- * The actor that alone owns one runtime's containers. Every decision over them, and
- * every change to them, is a step in its mailbox; engine calls run outside the mailbox,
- * on a container whose state a step has already moved to one that names the call.
+ * The actor that alone owns one runtime's containers (OpenWhisk's ContainerPool): the
+ * mailbox, placement and the prewarm stock. Every decision over the containers is a step
+ * in its mailbox; each container's own life (bring-up, reset, pause grace, freeze,
+ * removal) is driven by its ContainerProxy, outside the mailbox, on a container whose
+ * state a step has already moved to one that names the call.
  */
-export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner {
+export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner, LeaseSource {
   readonly runtime: Runtime;
-  private readonly containers = new Map<string, WarmContainer>();
+  private readonly containers = new Map<string, ContainerProxy>();
   private readonly waiters: Waiter[] = [];
   private readonly mailbox = new Mailbox();
   private readonly served: Record<StartKind, number> = { cold: 0, prewarm: 0, warm: 0 };
@@ -82,29 +54,38 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   private seq = 0;
   private stopping = false;
   private reaper: NodeJS.Timeout | undefined;
-  private readonly graceTimers = new Set<NodeJS.Timeout>();
   private readonly background = new Set<Promise<unknown>>();
   /** Failed prewarm creations wait this out before the stock is topped up again. */
   private readonly prewarmBackoff = new Backoff(500, 30_000);
   private replenishTimer: NodeJS.Timeout | undefined;
   private readonly onEngineDown = () => void this.mailbox.post(() => this.engineDown());
   private readonly onEngineUp = () => this.track(this.rebuild());
+  private readonly proxyHost: ProxyHost;
 
   constructor(private readonly opts: PoolOptions) {
     super();
     this.runtime = opts.runtime;
+    const pool = this;
+    this.proxyHost = {
+      step: (fn) => this.mailbox.post(fn),
+      track: (work) => this.track(work),
+      get stopping() {
+        return pool.stopping;
+      },
+      available: () => this.dispatch(),
+      failed: (c, why) => this.retire(c, why),
+      removed: (c) => {
+        this.containers.delete(c.name);
+        this.dispatch();
+      },
+      log: opts.log,
+    };
     opts.engine.on('down', this.onEngineDown);
     opts.engine.on('up', this.onEngineUp);
   }
 
   get capacity(): number {
     return this.opts.config.maxContainers;
-  }
-
-  /** The zygote's command for this runtime's containers, or null when runs go through the shell. */
-  private get zygote(): string[] | null {
-    const argv = this.opts.config.zygote ? zygoteArgv(this.opts.config.command) : null;
-    return argv ? [argv[0]!, `${RUNNER_MOUNT}/zygote.py`] : null;
   }
 
   /** Creates the prewarm containers (paused) and starts the idle reaper. */
@@ -130,14 +111,10 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
     for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
       const { c, startKind, bringUp } = await this.claimOrWait(functionId);
       try {
-        const t0 = performance.now();
-        if (bringUp === 'create') await c.engine.create(memoryMb, { awaitZygote: false });
-        else if (bringUp === 'thaw') await c.engine.thaw();
-        if (bringUp !== 'create') await c.engine.setMemory(memoryMb);
-        const createdMs = performance.now() - t0;
+        const createdMs = await c.bringUp(bringUp, memoryMb);
         await this.mailbox.post(() => {
           if (c.state === 'retiring') throw new Error(`container ${c.name} was retired while coming up`);
-          if (bringUp === 'create') this.estimates.noteCreated(createdMs);
+          if (createdMs !== null) this.estimates.noteCreated(createdMs);
           if (c.state !== 'running') c.to({ state: 'running', fn: functionId });
         });
         return new ContainerLease(c, startKind, performance.now() - started, this, this.opts.run);
@@ -156,7 +133,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   }
 
   /** LeaseOwner: the lease's function started running. */
-  started(c: WarmContainer, startKind: StartKind, acquireMs: number, at: number): void {
+  started(c: ContainerProxy, startKind: StartKind, acquireMs: number, at: number): void {
     void this.mailbox.post(() => {
       if (c.state === 'running') c.runStartedAt = at;
       c.runs++;
@@ -172,7 +149,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
    * request of its function or paused; anything else is retired. A container in which
    * nothing ran goes back to the prewarm stock.
    */
-  takeBack(c: WarmContainer, end: LeaseEnd): void {
+  takeBack(c: ContainerProxy, end: LeaseEnd): void {
     const done = (async () => {
       const reset = await this.mailbox.post(() => {
         if (c.state !== 'running') return false;
@@ -190,11 +167,9 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       });
       if (!reset) return;
       try {
-        // The runner killed every process of the run before it answered, so nothing can
-        // write into the workspace while it is reset.
-        await c.engine.resetWorkspace();
+        await c.reset();
         const next = await this.mailbox.post(() => this.afterReset(c));
-        if (next === 'pause') await this.freeze(c);
+        if (next === 'pause') await c.freeze();
       } catch (err) {
         // While stopping, the pool removes this container under the pause: expected.
         this.opts.log[this.stopping ? 'debug' : 'warn']({ tag: 'DOCKER', container: c.name, err: String(err) }, 'reset or pause failed; retiring container');
@@ -228,8 +203,6 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
     clearTimeout(this.replenishTimer);
     this.opts.engine.off('down', this.onEngineDown);
     this.opts.engine.off('up', this.onEngineUp);
-    for (const timer of this.graceTimers) clearTimeout(timer);
-    this.graceTimers.clear();
     await this.mailbox.post(() => {
       for (const w of this.waiters.splice(0)) w.reject(this.shuttingDown());
       for (const c of this.containers.values()) this.retire(c, 'stopping');
@@ -302,7 +275,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
    * A reset container goes straight to a waiting request of its function; else it stays
    * thawed for the pause grace, or is frozen now ('pause': the caller freezes it).
    */
-  private afterReset(c: WarmContainer): 'handed' | 'ready' | 'pause' | 'gone' {
+  private afterReset(c: ContainerProxy): 'handed' | 'ready' | 'pause' | 'gone' {
     if (c.state !== 'resetting') return 'gone';
     if (this.stopping || !this.opts.engine.isUp) {
       // While the engine is down, a container is not kept: its restart may kill it.
@@ -318,50 +291,12 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
       return 'handed';
     }
     if (c.runs > 0 && this.opts.pauseGraceMs > 0) {
-      c.to({ state: 'ready', fn: c.functionId! });
-      const usedAt = c.lastUsedAt;
-      const timer = setTimeout(() => {
-        this.graceTimers.delete(timer);
-        void this.freeze(c, usedAt);
-      }, this.opts.pauseGraceMs);
-      timer.unref();
-      this.graceTimers.add(timer);
+      c.holdInGrace(this.opts.pauseGraceMs);
       this.dispatch();
       return 'ready';
     }
     c.to({ state: 'pausing', fn: c.runs > 0 ? c.functionId : null });
     return 'pause';
-  }
-
-  /**
-   * Freezes an idle container (engine work outside the mailbox), then marks it paused.
-   * `readySince`: its pause grace is over; it moves to pausing first, unless it was used
-   * again meanwhile (a later run has a grace of its own).
-   */
-  private async freeze(c: WarmContainer, readySince?: number): Promise<void> {
-    const work = (async () => {
-      if (readySince !== undefined) {
-        const go = await this.mailbox.post(() => {
-          if (c.state !== 'ready' || c.lastUsedAt !== readySince) return false;
-          c.to({ state: 'pausing', fn: c.functionId });
-          return true;
-        });
-        if (!go) return;
-      }
-      try {
-        await c.engine.freeze();
-      } catch (err) {
-        this.opts.log[this.stopping ? 'debug' : 'warn']({ tag: 'DOCKER', container: c.name, err: String(err) }, 'freeze failed; retiring container');
-        await this.mailbox.post(() => this.retire(c, 'freeze failed'));
-        return;
-      }
-      await this.mailbox.post(() => {
-        if (c.state !== 'pausing') return;
-        c.to({ state: 'paused', fn: c.functionId });
-        this.dispatch();
-      });
-    })();
-    await this.track(work);
   }
 
   /** Keeps the prewarm stock at its target while capacity allows and nobody waits. */
@@ -371,10 +306,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
     for (let i = 0; i < n; i++) {
       const c = this.newContainer(null);
       const made = (async () => {
-        const t0 = performance.now();
         try {
-          await c.engine.create();
-          const createdMs = performance.now() - t0;
+          const createdMs = await c.createStock();
           const pause = await this.mailbox.post(() => {
             this.prewarmBackoff.reset();
             this.estimates.noteCreated(createdMs);
@@ -382,7 +315,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
             c.to({ state: 'pausing', fn: null });
             return true;
           });
-          if (pause) await this.freeze(c);
+          if (pause) await c.freeze();
         } catch (err) {
           const down = await this.opts.engine.suspect(err);
           await this.mailbox.post(() => {
@@ -421,11 +354,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
   /** The engine is back: remove what the outage left of this pool's containers, then restock. */
   private async rebuild(): Promise<void> {
     try {
-      const listed = await listAgentContainers(this.opts.docker, this.opts.agentId, this.opts.runId);
-      const known = new Set([...this.containers.values()].map((c) => c.engine.engineName));
-      const orphans = listed.filter((x) => x.Labels[LABEL_RUNTIME] === this.runtime && !x.Names.some((n) => known.has(n.replace(/^\//, ''))));
-      await Promise.all(orphans.map((x) => this.opts.docker.getContainer(x.Id).remove({ force: true, v: true }).catch(() => undefined)));
-      if (orphans.length > 0) this.opts.log.info({ tag: 'DOCKER', removed: orphans.length }, 'removed containers the outage left');
+      const known = new Set([...this.containers.values()].map((c) => c.engine.engineName).filter((n): n is string => n !== undefined));
+      await removeOrphans(this.opts.docker, { agentId: this.opts.agentId, runId: this.opts.runId, runtime: this.runtime, known, timeoutMs: this.opts.apiTimeoutMs, log: this.opts.log });
     } catch (err) {
       this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'could not list containers after the outage');
     }
@@ -440,22 +370,9 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
     this.replenish();
   }
 
-  /** Takes a container out of service and removes it in the background; its slot is free once it is gone. */
-  private retire(c: WarmContainer, why: string, opts: { counted: boolean } = { counted: true }): void {
-    if (c.state === 'retiring') return;
-    c.retire();
-    if (opts.counted) this.retiredCount++;
-    this.opts.log.debug({ tag: 'DOCKER', container: c.name, why }, 'retiring container');
-    const gone = (async () => {
-      await c.engine.destroy().catch((err: unknown) => {
-        this.opts.log.warn({ tag: 'DOCKER', container: c.name, err: String(err) }, 'container removal failed');
-      });
-      await this.mailbox.post(() => {
-        this.containers.delete(c.name);
-        this.dispatch();
-      });
-    })();
-    this.track(gone);
+  /** Takes a container out of service; its proxy removes it, and its slot is free once it is gone. */
+  private retire(c: ContainerProxy, why: string, opts: { counted: boolean } = { counted: true }): void {
+    if (c.retire(why) && opts.counted) this.retiredCount++;
   }
 
   // ---- helpers (called from steps) ----
@@ -477,31 +394,9 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner 
     return n;
   }
 
-  private newContainer(functionId: string | null): WarmContainer {
+  private newContainer(functionId: string | null): ContainerProxy {
     const name = `ng-${this.opts.agentId}-${this.opts.runId.slice(0, 8)}-${this.runtime}-${++this.seq}`;
-    const engine = new DockerContainer(this.opts.docker, {
-      image: this.opts.config.image,
-      name,
-      hostDir: containerHostDir(this.opts.workRoot, this.opts.agentId, name),
-      network: this.opts.network,
-      memoryMb: this.opts.defaultMemoryMb,
-      labels: { [LABEL_AGENT]: this.opts.agentId, [LABEL_RUN]: this.opts.runId, [LABEL_RUNTIME]: this.runtime },
-      apiTimeoutMs: this.opts.apiTimeoutMs,
-      runnerDir: this.opts.runnerDir,
-      zygote: this.zygote,
-      freezer: this.opts.freezer,
-      scratch: {
-        imagePath: scratchImagePath(this.opts.workRoot, this.opts.agentId, name),
-        mountDir: scratchMountDir(this.opts.workRoot, this.opts.agentId, name),
-        viewDir: scratchViewDir(this.opts.workRoot, this.opts.agentId, name),
-        limitBytes: this.opts.disk.limitMb * 1024 * 1024,
-        reserve: this.opts.disk.reserve,
-      },
-      cpu: this.opts.cpu,
-      sandbox: this.opts.sandbox,
-      ociRuntime: this.opts.config.ociRuntime,
-    });
-    const c = new WarmContainer(engine, { state: 'creating', fn: functionId });
+    const c = new ContainerProxy(new DockerContainer(this.opts.docker, containerSpec(this.opts, name)), { state: 'creating', fn: functionId }, this.proxyHost);
     this.containers.set(name, c);
     return c;
   }

@@ -1,4 +1,6 @@
+import type { Emitter } from '../core/events.js';
 import type { Invocation } from '../core/invocation.js';
+import type { InvocationRunner, RunHooks } from '../core/ports.js';
 import { InvocationError } from '../core/reasons.js';
 import type { Result } from '../core/result.js';
 import type { Runtime } from '../core/runtimes.js';
@@ -7,7 +9,8 @@ import { advise, DEFAULT_POLICY, type Advice, type TunerPolicy } from './autoTun
 import type { CodeCache } from '../code/codeCache.js';
 import type { InputFetcher } from './inputFetch.js';
 import type { ArchivePort, OutputPort, PeakHistory } from './ports.js';
-import { invoke, type InvokeHooks, type LeaseSource, type RunReport } from './runOnLease.js';
+import type { LeaseSource } from '../pool/lease.js';
+import { runOnLease, type RunReport } from './runOnLease.js';
 
 export interface InvokerOptions {
   pools: ReadonlyMap<Runtime, LeaseSource>;
@@ -22,27 +25,27 @@ export interface InvokerOptions {
   history: PeakHistory;
   tipLanguage: TunerPolicy['language'];
   workerId: string;
-  /** Every result of a run that happened, with its report, for metrics. */
-  onRan?: (result: Result, report: RunReport) => void;
+  /** Every result of a run that happened, for metrics. */
+  events?: Emitter<'ran'>;
 }
 
 /**
  * Runs an invocation on its runtime's pool and makes its Result: the run's report, the
  * right-sizing advice from the function's recent peaks, and the timings.
  */
-export class Invoker {
+export class Invoker implements InvocationRunner {
   constructor(private readonly opts: InvokerOptions) {}
 
-  async run(inv: Invocation, log: Logger, hooks: InvokeHooks): Promise<Result> {
+  async run(inv: Invocation, log: Logger, hooks: RunHooks): Promise<Result> {
     const pool = this.opts.pools.get(inv.runtime);
     // Parsing accepted a runtime that has no pool: configuration, not the message, is off.
     if (!pool) throw new InvocationError('RUNTIME_NOT_SUPPORTED', 'permanent', `no pool for runtime ${inv.runtime}`);
-    const report = await invoke(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime], env: this.opts.functionEnv ?? [], inputs: this.opts.inputs, ...(this.opts.outputs ? { outputs: this.opts.outputs } : {}) }, log, hooks);
+    const report = await runOnLease(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime], env: this.opts.functionEnv ?? [], inputs: this.opts.inputs, ...(this.opts.outputs ? { outputs: this.opts.outputs } : {}) }, log, hooks);
     const advice = await this.advise(inv, report, log);
     const result = this.resultOf(inv, report, advice);
     // A version that ran successfully is worth keeping elsewhere: queued, never awaited.
     if (result.success && inv.code.kind === 's3' && report.codeEtag) this.opts.archive?.offer({ bucket: inv.code.bucket, key: inv.code.key, etag: report.codeEtag });
-    this.opts.onRan?.(result, report);
+    this.opts.events?.emit('ran', result, report.startKind);
     return result;
   }
 

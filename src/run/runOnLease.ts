@@ -2,7 +2,8 @@ import type { Invocation } from '../core/invocation.js';
 import { InvocationError, type Reason } from '../core/reasons.js';
 import type { Result, StartKind, Status, Timings } from '../core/result.js';
 import type { Logger } from '../core/log.js';
-import type { Lease, RunOutcome } from '../pool/lease.js';
+import type { LeaseSource, RunOutcome } from '../pool/lease.js';
+import type { RunHooks } from '../core/ports.js';
 import { INPUT_PATH } from '../core/sandbox.js';
 import type { CodeCache } from '../code/codeCache.js';
 import type { InputFetcher } from './inputFetch.js';
@@ -10,13 +11,7 @@ import type { OutputPort } from './ports.js';
 import type { RunnerOutcome } from '../container/runnerClient.js';
 import type { Measurement } from '../container/memoryMeter.js';
 
-/** Where leases come from: a runtime's pool, seen only through this. */
-export interface LeaseSource {
-  /** A container for the function `key` names (its id and code location: Invocation.functionKey). */
-  acquire(key: string, memoryMb: number): Promise<Lease>;
-}
-
-export interface InvokeDeps {
+export interface RunDeps {
   code: CodeCache;
   command: string;
   /** The agent's additions to every function's environment. */
@@ -25,14 +20,6 @@ export interface InvokeDeps {
   inputs: Pick<InputFetcher, 'get'>;
   /** Stores what the function left under output/ (only with a user-data bucket). */
   outputs?: OutputPort;
-}
-
-export interface InvokeHooks {
-  onRunStart?: () => void;
-  /** The run is over and its container given back (the result is not made yet). */
-  onRunEnd?: () => void;
-  /** Checked once code and container are ready: the reason the message goes back instead of running (shutting down, engine outage), or null. */
-  holdBack?: () => InvocationError | null;
 }
 
 /** What a run that happened produced, before the auto-tuner adds its advice. */
@@ -53,7 +40,7 @@ export interface RunReport
  * the container are got side by side; the lease is released once the run is over. Throws an InvocationError when
  * the function never ran.
  */
-export async function invoke(inv: Invocation, pool: LeaseSource, deps: InvokeDeps, log: Logger, hooks: InvokeHooks = {}): Promise<RunReport> {
+export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDeps, log: Logger, hooks: Partial<RunHooks> = {}): Promise<RunReport> {
   const t0 = performance.now();
   let fetchMs = 0;
   const fetched = deps.code.get(inv.code).finally(() => (fetchMs = performance.now() - t0));

@@ -1,4 +1,5 @@
 import { CloudWatchClient, PutMetricDataCommand, StandardUnit, type MetricDatum } from '@aws-sdk/client-cloudwatch';
+import type { Emitter } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 
 interface Stat {
@@ -41,7 +42,7 @@ export class CloudWatchSink {
 
   constructor(
     private readonly client: CloudWatchClient,
-    private readonly opts: { namespace: string; flushMs: number; timeoutMs: number; log: Logger; onFailure?: () => void; maxSeries?: number },
+    private readonly opts: { namespace: string; flushMs: number; timeoutMs: number; log: Logger; events?: Emitter<'sinkFailure'>; maxSeries?: number },
   ) {}
 
   /** `running`: how many invocations run now, sampled every second while started. */
@@ -146,7 +147,7 @@ export class CloudWatchSink {
         });
         this.opts.log.debug({ tag: 'CLOUDWATCH', datums: chunk.length }, 'metrics sent');
       } catch (err) {
-        this.opts.onFailure?.();
+        this.opts.events?.emit('sinkFailure', 'cloudwatch', 'put_metric_data');
         this.opts.log.warn({ tag: 'CLOUDWATCH', err: String(err), datums: chunk.length }, 'PutMetricData failed; these figures are dropped');
       }
     }

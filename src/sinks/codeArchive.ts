@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import type { AgentEvents, Emitter } from '../core/events.js';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { classifyError } from '../core/errorClass.js';
 import type { Logger } from '../core/log.js';
@@ -11,7 +12,7 @@ export interface ArchivedVersion {
   etag: string;
 }
 
-export type ArchiveEvent = 'archived' | 'already_there' | 'failed' | 'dropped';
+export type ArchiveEvent = AgentEvents['archive'][0];
 
 export interface CodeArchiveOptions {
   /** The code buckets' S3. */
@@ -24,7 +25,7 @@ export interface CodeArchiveOptions {
   /** Versions waiting at most; past it new ones are dropped (and counted). */
   maxQueue?: number;
   attempts?: number;
-  onEvent?: (e: ArchiveEvent) => void;
+  events?: Emitter<'archive'>;
 }
 
 /**
@@ -147,6 +148,6 @@ export class CodeArchive {
 
   private count(e: ArchiveEvent): void {
     this.counts[e]++;
-    this.opts.onEvent?.(e);
+    this.opts.events?.emit('archive', e);
   }
 }

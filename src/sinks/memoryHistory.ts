@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
+import type { Emitter } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import { historyKey } from './redisKeys.js';
 import type { RedisHealth } from './redisHealth.js';
@@ -18,7 +19,7 @@ export class MemoryHistory {
 
   constructor(
     private readonly redis: Redis,
-    private readonly opts: { size: number; ttlSeconds: number; log: Logger; onFailure?: () => void; timeoutMs?: number; health?: RedisHealth },
+    private readonly opts: { size: number; ttlSeconds: number; log: Logger; events?: Emitter<'sinkFailure'>; timeoutMs?: number; health?: RedisHealth },
   ) {}
 
   async record(functionKey: string, peakBytes: number, log?: Logger): Promise<number[]> {
@@ -39,7 +40,7 @@ export class MemoryHistory {
       return list.map(Number).filter(Number.isFinite);
     } catch (err) {
       this.opts.health?.failed();
-      this.opts.onFailure?.();
+      this.opts.events?.emit('sinkFailure', 'redis', 'memory_history');
       (log ?? this.opts.log).warn({ tag: 'AUTO-TUNER', err: String(err) }, 'shared memory history unavailable; advising from this worker only');
       return mine;
     }

@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import { lstat, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StoredOutput } from '../core/result.js';
+import type { Emitter } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import type { OutputPort, OutputReport } from '../run/ports.js';
 
@@ -14,7 +15,7 @@ export interface OutputStoreOptions {
   maxBytes: number;
   timeoutMs: number;
   /** Each file stored or not, for metrics. */
-  onFile?: (outcome: 'stored' | 'failed' | 'skipped', bytes: number) => void;
+  events?: Emitter<'output'>;
 }
 
 
@@ -65,10 +66,10 @@ export class OutputStore implements OutputPort {
     for (const f of files) {
       if (chosen.length >= this.opts.maxFiles) {
         errors.add(`${OUTPUT_DIR}/${shown(f.rel)}: over NANOGRID_OUTPUTS_MAX_FILES (${this.opts.maxFiles}), not stored`);
-        this.opts.onFile?.('skipped', f.bytes);
+        this.opts.events?.emit('output', 'skipped', f.bytes);
       } else if (total + f.bytes > this.opts.maxBytes) {
         errors.add(`${OUTPUT_DIR}/${shown(f.rel)}: ${f.bytes} bytes would pass NANOGRID_OUTPUTS_MAX_BYTES (${this.opts.maxBytes}), not stored`);
-        this.opts.onFile?.('skipped', f.bytes);
+        this.opts.events?.emit('output', 'skipped', f.bytes);
       } else {
         chosen.push(f);
         total += f.bytes;
@@ -83,10 +84,10 @@ export class OutputStore implements OutputPort {
         const key = `${functionId}/${requestId}/${f.rel}`;
         try {
           stored[i] = await this.put(join(root, f.rel), key, f.bytes);
-          this.opts.onFile?.('stored', stored[i]!.bytes);
+          this.opts.events?.emit('output', 'stored', stored[i]!.bytes);
         } catch (err) {
           errors.add(`${OUTPUT_DIR}/${shown(f.rel)}: upload failed: ${String(err)}`);
-          this.opts.onFile?.('failed', f.bytes);
+          this.opts.events?.emit('output', 'failed', f.bytes);
           log.warn({ tag: 'S3', key: shown(key), err: String(err) }, 'output not stored');
         }
       }
@@ -106,10 +107,10 @@ export class OutputStore implements OutputPort {
     const key = `${functionId}/${requestId}/${name}`;
     try {
       const stored = await this.put(path, key, Infinity);
-      this.opts.onFile?.('stored', stored.bytes);
+      this.opts.events?.emit('output', 'stored', stored.bytes);
       return stored;
     } catch (err) {
-      this.opts.onFile?.('failed', 0);
+      this.opts.events?.emit('output', 'failed', 0);
       log.warn({ tag: 'S3', key, err: String(err) }, 'full output stream not stored');
       return `${name}: upload failed: ${String(err)}`;
     } finally {

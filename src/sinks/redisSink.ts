@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import type { Emitter } from '../core/events.js';
 import { ownerOf } from '../core/invocation.js';
 import type { Result } from '../core/result.js';
 import { fitResult } from '../core/resultBudget.js';
@@ -25,7 +26,7 @@ export interface RedisSinkOptions {
   /** Where undelivered results are kept on disk (replayed at start); memory only without it. */
   outboxDir?: string;
   retryEveryMs?: number;
-  onFailure?: (op: string) => void;
+  events?: Emitter<'sinkFailure'>;
 }
 
 /**
@@ -162,7 +163,7 @@ export class RedisSink implements ResultStore {
       return owned === 1 ? 'claimed' : owned === 2 ? 'answered' : 'foreign';
     } catch (err) {
       this.health.failed();
-      this.opts.onFailure?.('claim');
+      this.opts.events?.emit('sinkFailure', 'redis', 'claim');
       log.warn({ tag: 'REDIS', requestId, err: String(err) }, 'request id not claimed (Redis unreachable); the result is checked when it is written');
       return 'unknown';
     }
@@ -177,7 +178,7 @@ export class RedisSink implements ResultStore {
         .expire(jobKey(requestId), this.opts.ttlSeconds)
         .exec();
     } catch (err) {
-      this.opts.onFailure?.('state');
+      this.opts.events?.emit('sinkFailure', 'redis', 'state');
       (log ?? this.opts.log).warn({ tag: 'REDIS', requestId, state, err: String(err) }, 'job state not written');
     }
   }
@@ -196,12 +197,12 @@ export class RedisSink implements ResultStore {
       else this.refused(fitted, l);
       return true;
     } catch (err) {
-      this.opts.onFailure?.('publish');
+      this.opts.events?.emit('sinkFailure', 'redis', 'publish');
       try {
         await this.outbox.put(fitted.requestId, json);
       } catch (diskErr) {
         // The disk refused too: the result stays in memory only (lost if the agent dies now).
-        this.opts.onFailure?.('outbox');
+        this.opts.events?.emit('sinkFailure', 'redis', 'outbox');
         this.outbox.keepInMemory(fitted.requestId, json);
         l.error({ tag: 'FAIL', reason: 'OUTBOX', err: String(diskErr) }, 'result not written to the outbox on disk');
       }

@@ -38,7 +38,7 @@ async function cacheWith(t: { teardown(fn: () => unknown): void }, fetcher: Code
   const root = await mkdtemp(join(tmpdir(), 'nanogrid-cache-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const events: CodeEvent[] = [];
-  return { cache: new CodeCache({ fetcher, root, stalenessMs, maxBytes, log: silentLogger, onEvent: (e) => events.push(e) }), events };
+  return { cache: new CodeCache({ fetcher, root, stalenessMs, maxBytes, log: silentLogger, events: { emit: (_n, e) => (events.push(e), true) } }), events };
 }
 
 const src = (key: string) => ({ kind: 's3' as const, bucket: 'b', key });

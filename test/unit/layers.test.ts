@@ -6,11 +6,11 @@ import t from 'tap';
 /**
  * The layer order of src/ (docs/architecture.md), highest first: a module may import its
  * own layer and the layers below it, never one above. Ports live with the layer that
- * calls them (intake/ports.ts, run/ports.ts) and the layer above implements them.
+ * calls them (core/ports.ts for intake's, run/ports.ts) and the layer above implements them.
  */
 export const LAYERS: readonly (readonly string[])[] = [
   // entry and wiring: the process, the agent, its configuration, the CLI, the local stack
-  ['main.ts', 'agent.ts', 'config.ts', 'cli', 'local'],
+  ['main.ts', 'agent.ts', 'parts.ts', 'startup.ts', 'config.ts', 'cli', 'local'],
   // what watches and reports on the agent: drain and notices, metrics, health, HTTP
   ['fleet', 'observe'],
   // where results and figures go: they implement the ports of intake and run
