@@ -268,6 +268,6 @@ t.test('cdk synth (the CLI) works with no AWS account and no network', async (t)
   t.equal(r.code, 0, r.err);
   const template = JSON.parse(await readFile(join(out, 'NanoGridWorkers.template.json'), 'utf8')) as { Resources: Record<string, { Type: string }> };
   const types = Object.values(template.Resources).map((x) => x.Type);
-  t.equal(types.length, 56, 'the resources the README lists');
+  t.equal(types.length, 56, 'the resources docs/fleet.md lists');
   for (const type of ['AWS::SQS::Queue', 'AWS::AutoScaling::AutoScalingGroup', 'AWS::AutoScaling::LifecycleHook', 'AWS::EC2::LaunchTemplate', 'AWS::ElastiCache::ReplicationGroup']) t.ok(types.includes(type), type);
 });

@@ -5,8 +5,9 @@ import t from 'tap';
 
 /**
  * The layer order of src/ (docs/architecture.md), highest first: a module may import its
- * own layer and the layers below it, never one above. Ports live with the layer that
- * calls them (core/ports.ts for intake's, run/ports.ts) and the layer above implements them.
+ * own layer and the layers below it, never one above. A port lives with the layer that
+ * calls it when only a layer above implements it (run/ports.ts: sinks implement it), and
+ * in core when a layer below does too (core/ports.ts: run implements intake's runner).
  */
 export const LAYERS: readonly (readonly string[])[] = [
   // entry and wiring: the process, the agent, its configuration, the CLI, the local stack
