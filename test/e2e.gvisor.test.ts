@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import t from 'tap';
 import { Agent } from '../src/agent.js';
 import { LOCAL_CREDENTIALS, localAgentConfig } from '../src/local/agentConfig.js';
@@ -34,6 +35,27 @@ t.test('python in gVisor: runs, warm, timed out, cleaned up like any container',
   t.equal(slow.status, 'TIMEOUT');
   t.equal(slow.reason, 'TIMEOUT', 'killed and verified clean');
   t.ok(first.peakMemoryBytes === null || first.peakMemoryBytes > 0, 'a peak, where the sandbox\'s cgroup gives one');
+});
+
+t.test('python in gVisor: a stock container serves a run of another memory size (runsc has no update: the cgroup is written)', async (t) => {
+  const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_OCI_RUNTIME: 'python=runsc' } });
+  await h.quiet();
+  const [c] = await h.containers();
+  const id = c!.Id;
+  const readLimit = async () => {
+    const pid = (await docker.getContainer(id).inspect()).State.Pid;
+    const line = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).split('\n').find((l) => l.split(':')[1]?.split(',').includes('memory'));
+    return Number((await readFile(`/sys/fs/cgroup/memory${line!.split(':')[2]}/memory.limit_in_bytes`, 'utf8')).trim());
+  };
+  t.equal(await readLimit(), 128 * 2 ** 20, 'the stock is made at the default memory');
+  const r = await h.invoke('gv-mem', { 'main.py': 'print("ok")\n' }, { memoryMb: 256 });
+  t.equal(r.status, 'SUCCESS', r.stderr);
+  t.equal(r.startKind, 'prewarm', 'served by the stock container, not retired for a cold one');
+  t.equal(await readLimit(), 256 * 2 ** 20, "the run's memory is the sandbox's limit on the host");
+  const again = await h.invoke('gv-mem', undefined, { memoryMb: 192 });
+  t.equal(again.startKind, 'warm');
+  t.equal(await readLimit(), 192 * 2 ** 20, 'and follows each run, down too');
+  t.equal((await h.containers()).length, 1, 'no container was replaced');
 });
 
 t.test('an OCI runtime dockerd does not offer stops the agent at start, naming the setting', async (t) => {

@@ -2,59 +2,30 @@ import type Docker from 'dockerode';
 import { closeSync, openSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cpus } from 'node:os';
-import { CONTROL_DIR, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, WORKDIR } from '../core/sandbox.js';
+import { CONTROL_DIR, RUNNER_SOCKET } from '../core/sandbox.js';
 import { withTimeout } from '../core/timeout.js';
 import { pidsIn, procStatus } from './hostPid.js';
-import { securityOptions, ulimitsFor, type SandboxLimits } from './limits.js';
-import { engineNameFor, groupFor, passwdFor, type SandboxUids } from './sandboxUser.js';
+import { engineNameFor, groupFor, passwdFor } from './sandboxUser.js';
 import type { CgroupRef } from './memoryMeter.js';
 import { RunnerClient } from './runnerClient.js';
-import { cpuFor, type CpuPolicy } from './cpuShare.js';
+import { cpuFor } from './cpuShare.js';
+import { createOptions, HOST_CPUS, MB, type ContainerSpec } from './containerSpec.js';
 import { locateFreezer, type Freezer } from './freezer.js';
-import { CONTROL, Scratch, type ScratchSpec, type ScratchUsage, type StagedCode } from './scratch.js';
+import { locateLimits } from './cgroupLimits.js';
+import { CONTROL, Scratch, type ScratchUsage, type StagedCode } from './scratch.js';
 
-/** Who the container's function runs as, and under which limits. */
-export interface SandboxSpec {
-  uids: SandboxUids;
-  limits: SandboxLimits;
-}
-
-export interface ContainerSpec {
-  image: string;
-  /** The agent's own name for it: its host folders and log lines (the engine's name is its uid's). */
-  name: string;
-  /** The container's own host folder, mounted at SANDBOX_MOUNT. */
-  hostDir: string;
-  network: string;
-  memoryMb: number;
-  labels: Record<string, string>;
-  apiTimeoutMs: number;
-  /** Host folder with the runner binary and the zygote, mounted read-only at RUNNER_MOUNT. */
-  runnerDir: string;
-  /** The zygote's command (for example python3 /nanogrid/zygote.py), or null for none. */
-  zygote: string[] | null;
-  /** Freeze through the container's cgroup (fast) or through dockerd's pause. */
-  freezer: 'cgroup' | 'docker';
-  /** The writable space: workspace, /tmp and /dev/shm on one file system with a hard limit. */
-  scratch: Omit<ScratchSpec, 'timeoutMs'>;
-  cpu: CpuPolicy;
-  sandbox: SandboxSpec;
-  /** The engine's OCI runtime for it (runsc: gVisor); unset, dockerd's default (runc). */
-  ociRuntime?: string | undefined;
-}
+export type { ContainerSpec, SandboxSpec } from './containerSpec.js';
 
 /** The label that carries a container's sandbox uid. */
-export const LABEL_UID = 'nanogrid.uid';
-
-const HOST_CPUS = Math.max(1, cpus().length);
+export { LABEL_UID } from './containerSpec.js';
 
 /** How long a fresh runner may take to listen, and its zygote to be ready. */
 const RUNNER_START_MS = 15_000;
 /** Tries at a uid another container (of any agent on this host) has not taken. */
 const UID_ATTEMPTS = 8;
 
-const MB = 1024 * 1024;
+/** OCI runtimes seen refusing dockerd's update (runsc): their limits are written into the cgroup instead (cgroupLimits.ts). */
+const CANNOT_UPDATE = new Set<string>();
 
 /**
  * The engine calls for one container, each bounded by the API timeout. It keeps no
@@ -144,54 +115,12 @@ export class DockerContainer {
    */
   private async createEngineContainer(memoryMb: number, awaitZygote: boolean): Promise<void> {
     const s = this.spec;
-    const bytes = memoryMb * MB;
-    const cpu = cpuFor(memoryMb, s.cpu, HOST_CPUS);
-    const limits = s.sandbox.limits;
     for (let attempt = 1; ; attempt++) {
       const uid = s.sandbox.uids.take();
       try {
         this.handle = await this.call(
           'create',
-          this.docker.createContainer({
-            name: engineNameFor(uid),
-            Image: s.image,
-            Entrypoint: [`${RUNNER_MOUNT}/runner`],
-            // A cold start's zygote waits for the first run (--lazy): it would compete with it.
-            Cmd: [`${SANDBOX_MOUNT}/${CONTROL_DIR}/${RUNNER_SOCKET}`, ...(s.zygote ? [...(awaitZygote ? [] : ['--lazy']), ...s.zygote] : [])],
-            // The runner starts as root to switch each run to the sandbox user; the
-            // capabilities below are all it keeps, and the function none of them.
-            User: '0:0',
-            Labels: { ...s.labels, [LABEL_UID]: String(uid) },
-            WorkingDir: SANDBOX_MOUNT,
-            HostConfig: {
-              // Each container gets its own host folder and scratch file system: nothing is
-              // shared between containers. Everything the function may write is on the scratch
-              // file system (the root file system is read-only), under its one limit.
-              Binds: [
-                `${s.hostDir}:${SANDBOX_MOUNT}:rw`,
-                `${s.runnerDir}:${RUNNER_MOUNT}:ro`,
-                `${join(s.scratch.mountDir, CONTROL)}:${SANDBOX_MOUNT}/${CONTROL_DIR}:rw`,
-                `${join(s.scratch.mountDir, 'work')}:${WORKDIR}:rw`,
-                `${join(s.scratch.mountDir, 'tmp')}:/tmp:rw`,
-                `${join(s.scratch.mountDir, 'shm')}:/dev/shm:rw`,
-                `${join(s.hostDir, 'passwd')}:/etc/passwd:ro`,
-                `${join(s.hostDir, 'group')}:/etc/group:ro`,
-              ],
-              NetworkMode: s.network,
-              ReadonlyRootfs: true,
-              Memory: bytes,
-              MemorySwap: bytes,
-              NanoCpus: cpu.nanoCpus,
-              CpuShares: cpu.shares,
-              PidsLimit: limits.pids,
-              Ulimits: ulimitsFor(limits),
-              CapDrop: ['ALL'],
-              CapAdd: ['SETUID', 'SETGID', 'KILL'],
-              SecurityOpt: securityOptions(limits),
-              Init: false,
-              ...(s.ociRuntime ? { Runtime: s.ociRuntime } : {}),
-            },
-          }),
+          this.docker.createContainer(createOptions(s, uid, memoryMb, awaitZygote)),
         );
         this.uid = uid;
         this.engineName = engineNameFor(uid);
@@ -254,7 +183,21 @@ export class DockerContainer {
     if (memoryMb === this.memoryMb) return;
     const bytes = memoryMb * MB;
     const cpu = cpuFor(memoryMb, this.spec.cpu, HOST_CPUS);
-    await this.call('update', this.engineHandle.update({ Memory: bytes, MemorySwap: bytes, NanoCpus: cpu.nanoCpus, CpuShares: cpu.shares }));
+    const rt = this.spec.ociRuntime;
+    if (rt === undefined || !CANNOT_UPDATE.has(rt)) {
+      try {
+        await this.call('update', this.engineHandle.update({ Memory: bytes, MemorySwap: bytes, NanoCpus: cpu.nanoCpus, CpuShares: cpu.shares }));
+        this.memoryMb = memoryMb;
+        return;
+      } catch (err) {
+        // runsc has no `update` command: dockerd fails with the runtime's usage text.
+        if (rt === undefined || !/did not terminate successfully/.test(String(err))) throw err;
+        CANNOT_UPDATE.add(rt);
+      }
+    }
+    const limits = this.pid === undefined ? null : await locateLimits(this.pid);
+    if (!limits) throw new Error(`the OCI runtime ${rt} cannot update ${this.name}'s limits, and its cgroup was not found`);
+    await limits.apply({ memoryBytes: bytes, nanoCpus: cpu.nanoCpus, shares: cpu.shares });
     this.memoryMb = memoryMb;
   }
 

@@ -1,0 +1,98 @@
+import { access, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** What a container may use: memory (swap equal to it: none beyond it) and CPU. */
+export interface LimitValues {
+  memoryBytes: number;
+  /** 0: no CPU quota. */
+  nanoCpus: number;
+  /** cgroup v1 cpu.shares (2-262144); v2 gets the matching cpu.weight. */
+  shares: number;
+}
+
+/**
+ * Writes a container's memory and CPU limits into its cgroup directly. For an OCI runtime
+ * without an `update` command (gVisor's runsc answers dockerd's update with its usage
+ * text), the limits still have to follow each run's memory: the sandbox's processes live
+ * in the container's cgroup on the host, so the host's limits hold them.
+ */
+export interface CgroupLimits {
+  readonly kind: 'cgroup-v1' | 'cgroup-v2';
+  apply(l: LimitValues): Promise<void>;
+}
+
+/** Finds the memory and CPU cgroups of a process (the container's init), or null when there are none. */
+export async function locateLimits(pid: number, roots: { proc?: string; cgroup?: string } = {}): Promise<CgroupLimits | null> {
+  const cgroupRoot = roots.cgroup ?? '/sys/fs/cgroup';
+  let lines: string[];
+  try {
+    lines = (await readFile(join(roots.proc ?? '/proc', String(pid), 'cgroup'), 'utf8')).split('\n');
+  } catch {
+    return null;
+  }
+  const parts = lines.map((l) => l.split(':'));
+  const v1 = (controller: string) => parts.find((p) => p[1]?.split(',').includes(controller));
+  const memory = v1('memory');
+  const cpu = v1('cpu');
+  // A v1 hierarchy is mounted under the name of its controller list ("cpu,cpuacct" where they share one).
+  if (memory?.[2] && cpu?.[2]) return new V1Limits(join(cgroupRoot, memory[1]!, memory[2]), join(cgroupRoot, cpu[1]!, cpu[2]));
+  const v2 = parts.find((p) => p[0] === '0' && p[1] === '');
+  if (v2?.[2] !== undefined && v2[2] !== '/') return new V2Limits(join(cgroupRoot, v2[2]));
+  return null;
+}
+
+/** cgroup v1 cpu.shares to v2 cpu.weight, as runc and crun convert them. */
+export function sharesToWeight(shares: number): number {
+  const s = Math.min(262_144, Math.max(2, shares));
+  return 1 + Math.floor(((s - 2) * 9999) / 262_142);
+}
+
+/** The kernel keeps limit <= memsw at every step: raise memsw first, lower it last. */
+export function v1WriteOrder(currentBytes: number, nextBytes: number): readonly ['memsw', 'limit'] | readonly ['limit', 'memsw'] {
+  return nextBytes > currentBytes ? ['memsw', 'limit'] : ['limit', 'memsw'];
+}
+
+const exists = (f: string) => access(f).then(
+  () => true,
+  () => false,
+);
+
+class V1Limits implements CgroupLimits {
+  readonly kind = 'cgroup-v1';
+
+  constructor(
+    private readonly memoryDir: string,
+    private readonly cpuDir: string,
+  ) {}
+
+  async apply(l: LimitValues): Promise<void> {
+    const limit = join(this.memoryDir, 'memory.limit_in_bytes');
+    const memsw = join(this.memoryDir, 'memory.memsw.limit_in_bytes');
+    const bytes = String(l.memoryBytes);
+    const current = Number((await readFile(limit, 'utf8')).trim());
+    // Without swap accounting there is no memsw file: the limit alone holds.
+    const withSwap = await exists(memsw);
+    for (const which of v1WriteOrder(current, l.memoryBytes)) {
+      if (which === 'limit') await writeFile(limit, bytes);
+      else if (withSwap) await writeFile(memsw, bytes);
+    }
+    const period = Number((await readFile(join(this.cpuDir, 'cpu.cfs_period_us'), 'utf8').catch(() => '100000')).trim()) || 100_000;
+    await writeFile(join(this.cpuDir, 'cpu.cfs_quota_us'), String(l.nanoCpus > 0 ? Math.max(1000, Math.round((l.nanoCpus * period) / 1e9)) : -1));
+    await writeFile(join(this.cpuDir, 'cpu.shares'), String(l.shares));
+  }
+}
+
+class V2Limits implements CgroupLimits {
+  readonly kind = 'cgroup-v2';
+
+  constructor(private readonly dir: string) {}
+
+  async apply(l: LimitValues): Promise<void> {
+    await writeFile(join(this.dir, 'memory.max'), String(l.memoryBytes));
+    // Docker's MemorySwap equal to Memory: no swap at all.
+    if (await exists(join(this.dir, 'memory.swap.max'))) await writeFile(join(this.dir, 'memory.swap.max'), '0');
+    const period = 100_000;
+    await writeFile(join(this.dir, 'cpu.max'), l.nanoCpus > 0 ? `${Math.max(1000, Math.round((l.nanoCpus * period) / 1e9))} ${period}` : `max ${period}`);
+    await writeFile(join(this.dir, 'cpu.weight'), String(sharesToWeight(l.shares)));
+  }
+}
