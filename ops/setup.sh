@@ -78,13 +78,14 @@ alive() {
 
 # The OCI runtimes besides runc that dockerd offers the agent: gVisor's runsc (its Unix
 # sockets reach the host, which the runner's control socket needs; gVisor's own network
-# stack stays off: function containers have none, or the agent's egress network) and crun.
+# stack stays off: function containers have none, or the agent's egress network; the
+# container's seccomp profile applies inside the sandbox too, --oci-seccomp) and crun.
 DAEMON_JSON=/etc/docker/daemon.json
 daemon_config() {
   cat <<'JSON'
 {
   "runtimes": {
-    "runsc": { "path": "/usr/bin/runsc", "runtimeArgs": ["--host-uds=all", "--network=none"] },
+    "runsc": { "path": "/usr/bin/runsc", "runtimeArgs": ["--host-uds=all", "--network=none", "--oci-seccomp"] },
     "crun": { "path": "/usr/bin/crun" }
   }
 }
