@@ -17,6 +17,10 @@ import type { Result } from '../core/result.js';
 import { buildZip, type ZipFiles } from '../local/client.js';
 import { parseMessageKeys, signMessage } from '../intake/messageAuth.js';
 import { resultChannel, resultKey } from '../sinks/redisKeys.js';
+import { loadCliEnv } from '../config.js';
+
+/** The environment, read once (config.ts reads every variable). */
+const ENV = loadCliEnv();
 
 const USAGE = `usage:
   nanogrid invoke <folder | file.zip> --function ID [--runtime python|cpp] [--input JSON | --input @file.json]
@@ -52,7 +56,7 @@ async function main(argv: string[]): Promise<number> {
       bucket: { type: 'string' },
       redis: { type: 'string' },
       endpoint: { type: 'string' },
-      url: { type: 'string', default: process.env.NANOGRID_URL ?? 'http://127.0.0.1:8080' },
+      url: { type: 'string', default: ENV.agentUrl },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -61,8 +65,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command || o.help ? 0 : 2;
   }
-  const endpoint = o.endpoint ?? process.env.AWS_ENDPOINT_URL;
-  const redisUrl = o.redis ?? process.env.REDIS_URL ?? (process.env.REDIS_HOST ? `redis://${process.env.REDIS_HOST}:${process.env.REDIS_PORT ?? 6379}` : undefined);
+  const endpoint = o.endpoint ?? ENV.endpoint;
+  const redisUrl = o.redis ?? ENV.redisUrl;
   switch (command) {
     case 'invoke':
       return invoke(arg, { ...o, endpoint, redisUrl });
@@ -95,14 +99,14 @@ async function invoke(
   o: { function?: string; runtime: string; input?: string; code?: string; memory?: string; timeout?: string; 'no-wait': boolean; 'wait-ms': string; queue?: string; bucket?: string; endpoint?: string; redisUrl?: string },
 ): Promise<number> {
   const functionId = need(o.function, '--function');
-  const queueUrl = need(o.queue ?? process.env.SQS_QUEUE_URL, '--queue or SQS_QUEUE_URL');
+  const queueUrl = need(o.queue ?? ENV.queueUrl, '--queue or SQS_QUEUE_URL');
   const requestId = randomUUID();
   const message: Record<string, unknown> = { requestId, functionId, runtime: o.runtime };
   if (o.memory) message.memoryMb = Number(o.memory);
   if (o.timeout) message.timeoutMs = Number(o.timeout);
   if (o.input !== undefined) message.inputData = JSON.parse(o.input.startsWith('@') ? await readFile(o.input.slice(1), 'utf8') : o.input);
   // The embedded stack takes any key; elsewhere the SDK's own chain finds them.
-  const aws = { endpoint: o.endpoint, ...(o.endpoint && !process.env.AWS_ACCESS_KEY_ID ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, region: process.env.AWS_REGION ?? 'us-east-1' } : {}) };
+  const aws = { endpoint: o.endpoint, ...(o.endpoint && !ENV.hasAccessKey ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, region: ENV.region } : {}) };
 
   if (o.code !== undefined) {
     // The original's inline format.
@@ -111,7 +115,7 @@ async function invoke(
     delete message.functionId;
   } else {
     const zip = await zipOf(need(source, 'a folder or a zip (or --code)'));
-    const bucket = need(o.bucket ?? process.env.S3_CODE_BUCKET?.split(',')[0]?.trim(), '--bucket or S3_CODE_BUCKET');
+    const bucket = need(o.bucket ?? ENV.codeBucket, '--bucket or S3_CODE_BUCKET');
     const key = `${functionId}/${createHash('sha256').update(zip).digest('hex').slice(0, 16)}.zip`;
     const s3 = new S3Client({ ...aws, forcePathStyle: Boolean(o.endpoint) });
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: zip }));
@@ -183,7 +187,7 @@ async function readResult(redisUrl: string, requestId: string): Promise<Result |
 
 /** With NANOGRID_MESSAGE_KEYS, the message signed with its first key (workers with keys run only signed ones). */
 function signed(message: Record<string, unknown>): Record<string, unknown> {
-  const raw = process.env.NANOGRID_MESSAGE_KEYS?.trim();
+  const raw = ENV.messageKeys;
   if (!raw) return message;
   const keys = parseMessageKeys(raw);
   if ('error' in keys) throw new UsageError(`NANOGRID_MESSAGE_KEYS: ${keys.error}`);
@@ -191,7 +195,7 @@ function signed(message: Record<string, unknown>): Record<string, unknown> {
 }
 
 async function http(url: string, method: 'GET' | 'POST' | 'DELETE'): Promise<unknown> {
-  const token = process.env.NANOGRID_ADMIN_TOKEN;
+  const token = ENV.adminToken;
   const headers = method !== 'GET' && token ? { authorization: `Bearer ${token}` } : undefined;
   const res = await fetch(url, { method, headers, signal: AbortSignal.timeout(10_000) });
   const body = (await res.json()) as unknown;

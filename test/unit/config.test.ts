@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ConfigError, loadConfig, parsePerRuntime } from '../../src/config.js';
+import { ConfigError, loadCliEnv, loadConfig, parsePerRuntime } from '../../src/config.js';
 import { normalizeRuntime } from '../../src/core/runtimes.js';
 
 t.test('defaults run on one machine with no AWS settings', async (t) => {
@@ -58,4 +58,27 @@ t.test('per-runtime lists and runtime names', async (t) => {
   t.equal(normalizeRuntime('C++'), 'cpp');
   t.equal(normalizeRuntime('python3'), 'python');
   t.equal(normalizeRuntime('java'), undefined);
+});
+
+t.test('the CLI environment: defaults, REDIS_HOST/PORT, the first code bucket, blanks as unset', async (t) => {
+  const none = loadCliEnv({});
+  t.equal(none.agentUrl, 'http://127.0.0.1:8080');
+  t.equal(none.redisUrl, undefined);
+  t.equal(none.region, 'us-east-1');
+  t.notOk(none.hasAccessKey);
+  const e = loadCliEnv({ REDIS_HOST: 'r', REDIS_PORT: '7000', S3_CODE_BUCKET: ' a , b', AWS_ACCESS_KEY_ID: 'k', NANOGRID_URL: ' ', SQS_QUEUE_URL: 'http://q' });
+  t.equal(e.redisUrl, 'redis://r:7000');
+  t.equal(e.codeBucket, 'a');
+  t.ok(e.hasAccessKey);
+  t.equal(e.agentUrl, 'http://127.0.0.1:8080', 'a blank variable is unset');
+  t.equal(e.queueUrl, 'http://q');
+  t.equal(loadCliEnv({ REDIS_URL: 'redis://u:1', REDIS_HOST: 'r' }).redisUrl, 'redis://u:1', 'REDIS_URL wins');
+});
+
+t.test('the agent reads DOCKER_SOCKET, NANOGRID_LOCAL(_PORT) and AWS_EC2_METADATA_DISABLED here only', async (t) => {
+  const d = loadConfig({});
+  t.same([d.dockerSocket, d.local, d.metadataDisabled], ['/var/run/docker.sock', { requested: false, port: 4566 }, false]);
+  const c = loadConfig({ DOCKER_SOCKET: '/run/x.sock', NANOGRID_LOCAL: '1', NANOGRID_LOCAL_PORT: '4600', AWS_EC2_METADATA_DISABLED: 'TRUE' });
+  t.same([c.dockerSocket, c.local, c.metadataDisabled], ['/run/x.sock', { requested: true, port: 4600 }, true]);
+  t.throws(() => loadConfig({ DOCKER_SOCKET: 'relative.sock' }), ConfigError);
 });
