@@ -43,7 +43,7 @@ export interface Config {
   /** DOCKER_SOCKET: the engine's API socket. */
   dockerSocket: string;
   /** NANOGRID_LOCAL=1 (or --local): without SQS_QUEUE_URL, start the embedded stack on NANOGRID_LOCAL_PORT. */
-  local: { requested: boolean; port: number };
+  local: { requested: boolean; port: number; stackFile: string };
   /** AWS_EC2_METADATA_DISABLED=true, the SDK's own switch: the agent never asks the instance metadata either. */
   metadataDisabled: boolean;
   queueUrl: string | undefined;
@@ -287,7 +287,7 @@ export function loadConfig(env: Env = process.env): Config {
     network: read(env, 'NANOGRID_NETWORK', z.string().min(1), 'none'),
     workRoot,
     dockerSocket: read(env, 'DOCKER_SOCKET', absolute, '/var/run/docker.sock'),
-    local: { requested: env.NANOGRID_LOCAL === '1', port: read(env, 'NANOGRID_LOCAL_PORT', int(0, 65535), 4566) },
+    local: { requested: env.NANOGRID_LOCAL === '1', port: read(env, 'NANOGRID_LOCAL_PORT', int(0, 65535), 4566), stackFile: localStackFile(env) },
     metadataDisabled: env.AWS_EC2_METADATA_DISABLED?.trim().toLowerCase() === 'true',
     codeBuckets: (env.S3_CODE_BUCKET ?? '')
       .split(',')
@@ -406,6 +406,13 @@ export interface CliEnv {
   /** NANOGRID_MESSAGE_KEYS, raw: the CLI signs with the first key. */
   messageKeys: string | undefined;
   adminToken: string | undefined;
+  /** Where `npm run local` says how to reach its stack (NANOGRID_LOCAL_STACK_FILE). */
+  localStackFile: string;
+}
+
+/** NANOGRID_LOCAL_STACK_FILE: where a running embedded stack's address is kept. */
+function localStackFile(env: Env): string {
+  return read(env, 'NANOGRID_LOCAL_STACK_FILE', absolute, join(STATE_ROOT, 'local-stack.json'));
 }
 
 export function loadCliEnv(env: Env = process.env): CliEnv {
@@ -421,5 +428,6 @@ export function loadCliEnv(env: Env = process.env): CliEnv {
     region: v('AWS_REGION') ?? 'us-east-1',
     messageKeys: v('NANOGRID_MESSAGE_KEYS'),
     adminToken: v('NANOGRID_ADMIN_TOKEN'),
+    localStackFile: localStackFile(env),
   };
 }

@@ -4,6 +4,7 @@ import { onEc2, resolveRegion } from './fleet/region.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startLocalStack, type LocalStack } from './local/stack.js';
 import { LOCAL_CREDENTIALS } from './local/agentConfig.js';
+import { removeStackFile, writeStackFile } from './local/stackFile.js';
 import { createLogger } from './core/log.js';
 
 /**
@@ -43,7 +44,8 @@ async function main(): Promise<void> {
     const endpoints = { sqs: stack.endpoint, s3: stack.endpoint, cloudwatch: config.endpoints.cloudwatch, autoScaling: config.endpoints.autoScaling, generic: stack.endpoint };
     config = { ...config, queueUrl: stack.queueUrl, endpoints, redisUrl: stack.redisUrl, region: stack.region };
     credentials = LOCAL_CREDENTIALS;
-    log.info({ tag: 'AGENT', endpoint: stack.endpoint, queueUrl: stack.queueUrl, dlqUrl: stack.dlqUrl, bucket: stack.bucket, redisUrl: stack.redisUrl }, 'embedded local stack started');
+    await writeStackFile(config.local.stackFile, stack);
+    log.info({ tag: 'AGENT', endpoint: stack.endpoint, queueUrl: stack.queueUrl, dlqUrl: stack.dlqUrl, bucket: stack.bucket, redisUrl: stack.redisUrl, stackFile: config.local.stackFile }, 'embedded local stack started');
   }
   if (!config.region) {
     // The SDK's chain, then the instance metadata (only when this agent may ask it).
@@ -56,6 +58,12 @@ async function main(): Promise<void> {
       process.exit(2);
     }
   }
+  const stackFile = config.local.stackFile;
+  const stopStack = async () => {
+    if (!stack) return;
+    await removeStackFile(stackFile, stack).catch(() => undefined);
+    await stack.stop();
+  };
   const agent = new Agent({ config, log, credentials });
   let stopping = false;
   const stop = async (signal: string) => {
@@ -63,7 +71,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ tag: 'AGENT', signal }, 'signal received');
     await agent.stop();
-    await stack?.stop();
+    await stopStack();
     log.flush();
     process.exit(0);
   };
@@ -74,7 +82,7 @@ async function main(): Promise<void> {
   } catch (err) {
     log.fatal({ tag: 'AGENT', err: String(err) }, 'agent could not start');
     await agent.stop().catch(() => undefined);
-    await stack?.stop();
+    await stopStack();
     log.flush();
     process.exit(1);
   }

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { startHarness } from './helpers/harness.js';
+import { removeStackFile, writeStackFile } from '../src/local/stackFile.js';
 
 const exec = promisify(execFile);
 const CLI = fileURLToPath(new URL('../dist/src/cli/nanogrid.js', import.meta.url));
@@ -76,4 +77,22 @@ t.test('nanogrid with message keys and an admin token: invoke signs, drain and u
   const undrain = await nanogrid(['undrain', '--url', url], { ...base, NANOGRID_ADMIN_TOKEN: token });
   t.equal(undrain.code, 0, undrain.stderr);
   t.equal((JSON.parse(undrain.stdout) as { phase: string }).phase, 'ready');
+});
+
+t.test('nanogrid --local: the queue, bucket, Redis and endpoint of the stack npm run local keeps in its file', async (t) => {
+  const h = await startHarness(t);
+  const dir = await mkdtemp(join(tmpdir(), 'nanogrid-cli-local-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const stackFile = join(dir, 'local-stack.json');
+  await writeStackFile(stackFile, h.stack);
+  await writeFile(join(dir, 'main.py'), 'print("hello local")\n');
+  // Nothing else in the environment says where the stack is.
+  const env = { NANOGRID_LOCAL_STACK_FILE: stackFile, SQS_QUEUE_URL: '', AWS_ENDPOINT_URL: '', S3_CODE_BUCKET: '', REDIS_URL: '', REDIS_HOST: '' };
+  const inv = await nanogrid(['invoke', dir, '--function', 'cli-local', '--local'], env);
+  t.equal(inv.code, 0, inv.stderr);
+  t.equal((JSON.parse(inv.stdout) as { stdout: string }).stdout.trim(), 'hello local');
+  await removeStackFile(stackFile, h.stack);
+  const gone = await nanogrid(['invoke', dir, '--function', 'cli-local', '--local'], env);
+  t.not(gone.code, 0);
+  t.match(gone.stderr, /no embedded stack is running .*npm run local/);
 });

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,13 +41,18 @@ t.test('a queue without a Redis is refused too', async (t) => {
 t.test('--local runs the embedded stack, asked for explicitly', async (t) => {
   const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-local-'));
   const agentId = uniqueId('local');
-  const p = run(['--local'], bareEnv({ NANOGRID_LOCAL_PORT: '0', HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', NANOGRID_AGENT_ID: agentId, NANOGRID_WORK_ROOT: workRoot, NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_RECEIVE_WAIT_S: '1', NANOGRID_CLOUDWATCH: 'off' }));
+  const stackFile = join(workRoot, 'local-stack.json');
+  const p = run(['--local'], bareEnv({ NANOGRID_LOCAL_PORT: '0', HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', NANOGRID_AGENT_ID: agentId, NANOGRID_WORK_ROOT: workRoot, NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_RECEIVE_WAIT_S: '1', NANOGRID_CLOUDWATCH: 'off', NANOGRID_LOCAL_STACK_FILE: stackFile }));
   t.teardown(async () => {
     if (p.child.exitCode === null) p.child.kill('SIGKILL');
     await removeLeftovers(agentId, workRoot);
   });
   await waitUntil('agent started', () => p.out().includes('agent started') || p.child.exitCode !== null, { timeoutMs: 60_000 });
   t.match(p.out(), /embedded local stack started/);
+  const address = JSON.parse(await readFile(stackFile, 'utf8')) as { queueUrl: string; redisUrl: string };
+  t.match(address, { queueUrl: /nanogrid-invocations$/, redisUrl: /^redis:\/\/127\.0\.0\.1:\d+$/ }, 'where nanogrid --local finds the stack');
+  t.equal((await stat(stackFile)).mode & 0o777, 0o600);
   p.child.kill('SIGTERM');
   t.equal((await p.done).code, 0);
+  await t.rejects(stat(stackFile), 'removed when the stack stops');
 });

@@ -18,6 +18,7 @@ import { buildZip, type ZipFiles } from '../local/client.js';
 import { parseMessageKeys, signMessage } from '../intake/messageAuth.js';
 import { resultChannel, resultKey } from '../sinks/redisKeys.js';
 import { loadCliEnv } from '../config.js';
+import { readStackFile } from '../local/stackFile.js';
 
 /** The environment, read once (config.ts reads every variable). */
 const ENV = loadCliEnv();
@@ -34,6 +35,8 @@ const USAGE = `usage:
   --queue URL     (SQS_QUEUE_URL)       --bucket NAME   (S3_CODE_BUCKET, its first bucket)
   --redis URL     (REDIS_URL, or REDIS_HOST and REDIS_PORT)
   --endpoint URL  (AWS_ENDPOINT_URL: the embedded stack, LocalStack, ...)
+  --local         the embedded stack of npm run local on this machine: its queue, bucket,
+                  Redis and endpoint (NANOGRID_LOCAL_STACK_FILE says where it keeps them)
   --wait-ms N     how long invoke waits for the result (default 120000)
   NANOGRID_MESSAGE_KEYS set: invoke signs the message with its first key`;
 
@@ -56,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
       bucket: { type: 'string' },
       redis: { type: 'string' },
       endpoint: { type: 'string' },
+      local: { type: 'boolean', default: false },
       url: { type: 'string', default: ENV.agentUrl },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -65,8 +69,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command || o.help ? 0 : 2;
   }
-  const endpoint = o.endpoint ?? ENV.endpoint;
-  const redisUrl = o.redis ?? ENV.redisUrl;
+  // --local: the embedded stack `npm run local` started on this machine (flags still win).
+  const local = o.local ? await readStackFile(ENV.localStackFile) : undefined;
+  const endpoint = o.endpoint ?? local?.endpoint ?? ENV.endpoint;
+  const redisUrl = o.redis ?? local?.redisUrl ?? ENV.redisUrl;
+  if (local) {
+    o.queue ??= local.queueUrl;
+    o.bucket ??= local.bucket;
+  }
   switch (command) {
     case 'invoke':
       return invoke(arg, { ...o, endpoint, redisUrl });

@@ -77,8 +77,8 @@ t.test('the CLI environment: defaults, REDIS_HOST/PORT, the first code bucket, b
 
 t.test('the agent reads DOCKER_SOCKET, NANOGRID_LOCAL(_PORT) and AWS_EC2_METADATA_DISABLED here only', async (t) => {
   const d = loadConfig({});
-  t.same([d.dockerSocket, d.local, d.metadataDisabled], ['/var/run/docker.sock', { requested: false, port: 4566 }, false]);
-  const c = loadConfig({ DOCKER_SOCKET: '/run/x.sock', NANOGRID_LOCAL: '1', NANOGRID_LOCAL_PORT: '4600', AWS_EC2_METADATA_DISABLED: 'TRUE' });
-  t.same([c.dockerSocket, c.local, c.metadataDisabled], ['/run/x.sock', { requested: true, port: 4600 }, true]);
+  t.same([d.dockerSocket, d.local, d.metadataDisabled], ['/var/run/docker.sock', { requested: false, port: 4566, stackFile: '/var/lib/nanogrid/local-stack.json' }, false]);
+  const c = loadConfig({ DOCKER_SOCKET: '/run/x.sock', NANOGRID_LOCAL: '1', NANOGRID_LOCAL_PORT: '4600', AWS_EC2_METADATA_DISABLED: 'TRUE', NANOGRID_LOCAL_STACK_FILE: '/run/s.json' });
+  t.same([c.dockerSocket, c.local, c.metadataDisabled], ['/run/x.sock', { requested: true, port: 4600, stackFile: '/run/s.json' }, true]);
   t.throws(() => loadConfig({ DOCKER_SOCKET: 'relative.sock' }), ConfigError);
 });
