@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine (as root) for the demo, the tests and the bench:
-# npm packages, docker.io with a running dockerd, redis-server, and the runtime images
+# Node 24 (ops/node.sh, where the machine's is older), npm packages built for it, docker.io
+# with a running dockerd, redis-server, and the runtime images
 # built locally (no registry is reachable). Idempotent: a second run only checks.
 #
 # Environment:
@@ -59,15 +60,38 @@ install_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The project runs on the Node of ops/node-version (24 LTS, as Amazon Linux 2023 ships it):
+# ops/node.sh fetches it from the npm registry where the machine's node is older and puts
+# it first on PATH (/usr/local/bin/node), for npm and every script after this one.
+install_node() {
+  local bin
+  bin=$(bash "$here/node.sh")
+  NODE_HOME=$(cd "$(dirname "$bin")/.." && pwd)
+  export PATH="$(dirname "$bin"):$PATH"
+  # node-gyp builds the optional native modules (ssh2's crypto, cpu-features) against
+  # the headers the package ships, with no download.
+  export npm_config_nodedir=$NODE_HOME
+  say "node $("$bin" -v) ($bin)"
+}
+
 install_npm() {
   cd "$root"
+  local abi stamp=node_modules/.nanogrid-node-abi
+  abi=$(node -p 'process.versions.modules')
   # package-lock.json is the source of truth; reinstall when it changed since last install.
   if [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
+    # Native modules are built for one Node ABI: a new Node rebuilds them in place.
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$abi" ]; then
+      say "rebuilding native npm modules for Node ABI $abi"
+      npm rebuild --no-audit --no-fund --loglevel=error
+      echo "$abi" >"$stamp"
+    fi
     say "npm packages present"
     return
   fi
   say "installing npm packages"
   npm ci --no-audit --no-fund --loglevel=error
+  echo "$abi" >"$stamp"
 }
 
 # A killed daemon can linger as a zombie for a while (its parent has not reaped it yet):
@@ -200,6 +224,7 @@ fi
 
 mkdir -p "$CACHE" 2>/dev/null || true
 install_packages
+install_node
 install_npm
 start_dockerd
 build_images
