@@ -1,5 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import * as cdk from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -12,6 +10,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import { workerUserData } from './userData.js';
 
 export interface WorkerStackProps extends cdk.StackProps {
   /** An existing Redis (redis:// or rediss:// URL); unset, an ElastiCache replication group is made. */
@@ -30,25 +29,24 @@ export interface WorkerStackProps extends cdk.StackProps {
   oldestMessageAlarmS?: number;
   /** Runtime images in a registry; default: this account's ECR repositories nanogrid/python and nanogrid/cpp. */
   images?: { python: string; cpp: string };
-  /** The agent's package (npm pack) in the code bucket. */
-  agentPackageKey?: string;
   /** Mailed when an alarm fires. */
   alarmEmail?: string;
 }
 
 export const LIFECYCLE_HOOK = 'nanogrid-drain';
+/** Holds each new instance until its user data reports the install: CONTINUE, or ABANDON. */
+export const LAUNCH_HOOK = 'nanogrid-launch';
+/** Where the release artifacts (npm run package) live in the code bucket. */
+export const RELEASES_PREFIX = 'releases/';
+export const ARTIFACT_VERSION_PATTERN = '^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$';
+export const ARTIFACT_SHA256_PATTERN = '^[0-9a-f]{64}$';
 export const METRICS_NAMESPACE = 'NanoGrid/FunctionRunner';
 export const HTTP_PORT = 8080;
 /** Where inputs by reference live in the user-data bucket (the agent adds the function id). */
 export const INPUTS_PREFIX = 'inputs/';
 const VPC_CIDR = '10.40.0.0/16';
-/** A file of ops/fleet/, from the source (infra/) or the build (dist/infra/). */
-function fleetFile(name: string): string {
-  const candidates = ['../ops/fleet/', '../../ops/fleet/'].map((dir) => fileURLToPath(new URL(dir + name, import.meta.url)));
-  return candidates.find((f) => existsSync(f)) ?? candidates[0]!;
-}
-const UNIT = fleetFile('nanogrid-worker.service');
-const USER_DATA = fleetFile('user-data.sh');
+/** Packages, fetch, install and the agent's image pulls (install-artifact.sh waits 600 s for ready). */
+const INSTALL_BUDGET = cdk.Duration.minutes(15);
 
 /** The backlog per instance the group tracks: how many messages one worker clears within the acceptable latency. */
 export function backlogTarget(p: { acceptableLatencyS: number; averageProcessingS: number; slotsPerInstance: number }): number {
@@ -58,7 +56,9 @@ export function backlogTarget(p: { acceptableLatencyS: number; averageProcessing
 /**
  * The NanoGrid worker fleet: the invocation queue and its dead-letter queue, the code and
  * user-data buckets, Redis, and an Auto Scaling group of workers that scales on backlog
- * per instance and drains through a termination lifecycle hook. Synthesises offline.
+ * per instance and drains through a termination lifecycle hook. The agent is a release
+ * artifact named by two parameters (ArtifactVersion, ArtifactSha256): a new pair rolls out by
+ * an instance refresh, and a failed install fails the deployment. Synthesises offline.
  */
 export class WorkerStack extends cdk.Stack {
   readonly queue: sqs.Queue;
@@ -73,7 +73,23 @@ export class WorkerStack extends cdk.Stack {
   constructor(scope: Construct, id: string, props: WorkerStackProps = {}) {
     super(scope, id, props);
     const maxRunS = props.maxRunS ?? 900;
+    const minCapacity = props.minCapacity ?? 2;
     const groupName = `${this.stackName}-workers`;
+
+    // The release is a deploy-time choice, not a synth-time one: the same synthesized
+    // template deploys any artifact, and CloudFormation keeps the last values given.
+    const artifactVersion = new cdk.CfnParameter(this, 'ArtifactVersion', {
+      type: 'String',
+      allowedPattern: ARTIFACT_VERSION_PATTERN,
+      description: `The agent's release (npm run package): the code bucket's ${RELEASES_PREFIX}nanogrid-worker-<version>.tgz`,
+      constraintDescription: 'a version such as 0.1.0-1a2b3c4: letters, digits, dot, plus and dash, 64 at most',
+    });
+    const artifactSha256 = new cdk.CfnParameter(this, 'ArtifactSha256', {
+      type: 'String',
+      allowedPattern: ARTIFACT_SHA256_PATTERN,
+      description: 'The sha256 npm run package printed for that artifact: an instance installs nothing else',
+      constraintDescription: '64 lowercase hexadecimal digits',
+    });
 
     const vpc = new ec2.Vpc(this, 'Vpc', {
       ipAddresses: ec2.IpAddresses.cidr(VPC_CIDR),
@@ -210,7 +226,7 @@ export class WorkerStack extends cdk.Stack {
     // Wildcards only where IAM has no narrower form, each acknowledged with its reason.
     const wildcard = (finding: string, reason: string) => cdk.Validations.of(this.role).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
     const arnOf = (b: s3.Bucket) => `<${this.getLogicalId(b.node.defaultChild as cdk.CfnElement)}.Arn>`;
-    wildcard(`Resource::${arnOf(this.codeBucket)}/*`, 'Code objects are keyed by function and version: any key of the code bucket, read only.');
+    wildcard(`Resource::${arnOf(this.codeBucket)}/*`, `Code objects are keyed by function and version, and the agent's releases by version under ${RELEASES_PREFIX}: any key of the code bucket, read only.`);
     wildcard(`Resource::${arnOf(this.userDataBucket)}/*`, 'Outputs are keyed by function and request: any key of the user-data bucket, write only.');
     wildcard(`Resource::${arnOf(this.userDataBucket)}/${INPUTS_PREFIX}*`, 'Inputs are keyed by function: the inputs prefix of the user-data bucket, read only (the agent reads each function\'s own part of it).');
     wildcard('Resource::*', 'PutMetricData takes no resource (limited by its namespace condition); ecr:GetAuthorizationToken takes no resource.');
@@ -221,8 +237,10 @@ export class WorkerStack extends cdk.Stack {
     if (!props.images) wildcard('Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository/nanogrid/*', 'The runtime images\' repositories, pull only.');
 
     // ---- launch template: Amazon Linux 2023, IMDSv2 only, hop limit 1 ----
-    const unit = readFileSync(UNIT, 'utf8').replace(/^TimeoutStopSec=\d+$/m, `TimeoutStopSec=${maxRunS + 60}`);
-    const values: Record<string, string> = {
+    // The group's logical id is only known once the group exists; cfn-signal names it.
+    let groupResource: cdk.CfnElement | undefined;
+    const artifactKey = `${RELEASES_PREFIX}nanogrid-worker-${artifactVersion.valueAsString}.tgz`;
+    const script = workerUserData({
       QUEUE_URL: this.queue.queueUrl,
       REDIS_URL: redisUrl,
       CODE_BUCKET: this.codeBucket.bucketName,
@@ -230,17 +248,18 @@ export class WorkerStack extends cdk.Stack {
       IMAGE_PYTHON: images.python,
       IMAGE_CPP: images.cpp,
       MAX_RUN_MS: String(maxRunS * 1000),
+      STOP_TIMEOUT_S: String(maxRunS + 60),
       LIFECYCLE_HOOK,
+      LAUNCH_HOOK,
       ASG_NAME: groupName,
       METRICS_NAMESPACE,
       HTTP_PORT: String(HTTP_PORT),
-      AGENT_PACKAGE_KEY: props.agentPackageKey ?? '_agent/nanogrid-worker.tgz',
-      UNIT: unit.trimEnd(),
-    };
-    const script = readFileSync(USER_DATA, 'utf8').replace(/@@([A-Z_]+)@@/g, (_, name: string) => {
-      const v = values[name];
-      if (v === undefined) throw new Error(`user-data.sh names @@${name}@@, which the stack does not fill`);
-      return v;
+      ARTIFACT_VERSION: artifactVersion.valueAsString,
+      ARTIFACT_KEY: artifactKey,
+      ARTIFACT_SHA256: artifactSha256.valueAsString,
+      STACK_NAME: this.stackName,
+      REGION: this.region,
+      GROUP_RESOURCE: cdk.Lazy.string({ produce: () => this.getLogicalId(groupResource!) }),
     });
     const template = new ec2.LaunchTemplate(this, 'WorkerTemplate', {
       machineImage: ec2.MachineImage.latestAmazonLinux2023(),
@@ -262,12 +281,40 @@ export class WorkerStack extends cdk.Stack {
       vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       launchTemplate: template,
-      minCapacity: props.minCapacity ?? 2,
+      minCapacity,
       maxCapacity: props.maxCapacity ?? 5,
       healthChecks: autoscaling.HealthChecks.ec2({ gracePeriod: cdk.Duration.minutes(5) }),
       notifications: [{ topic }],
       groupMetrics: [new autoscaling.GroupMetrics(autoscaling.GroupMetric.IN_SERVICE_INSTANCES, autoscaling.GroupMetric.DESIRED_CAPACITY)],
+      // Creation: CloudFormation waits for the first instances' cfn-signal; a failure fails the
+      // stack. An empty group (the first deploy, before a release is uploaded) has none to wait for.
+      signals: minCapacity > 0 ? autoscaling.Signals.waitForMinCapacity({ timeout: INSTALL_BUDGET.plus(cdk.Duration.minutes(5)) }) : undefined,
+      // A new release (or any launch template change) is an instance refresh that CloudFormation
+      // starts and waits for: new instances first, the old ones drained once the new are in
+      // service. A failed refresh fails the update, and the rollback refreshes back.
+      updatePolicy: autoscaling.UpdatePolicy.instanceRefresh({
+        strategy: autoscaling.InstanceRefreshStrategy.ROLLING,
+        minHealthyPercentage: 100,
+        maxHealthyPercentage: 150,
+        // In service means installed and ready already (the launch hook): a short warm-up.
+        instanceWarmup: cdk.Duration.seconds(60),
+        skipMatching: true,
+      }),
     });
+    const cfnGroup = this.group.node.defaultChild as autoscaling.CfnAutoScalingGroup;
+    groupResource = cfnGroup;
+    // Instance refresh takes no cfn-signal: its launches are held by the launch hook instead.
+    cdk.Annotations.of(this.group).acknowledgeWarning('@aws-cdk/aws-autoscaling:signalsNotUsedByInstanceRefresh', 'The signals are for the group\'s creation; a refresh\'s launches wait on the launch lifecycle hook.');
+    // On the group itself, not a resource of its own: it then holds the group's very first
+    // launches too, so every instance ever put in service has reported a good install.
+    cfnGroup.lifecycleHookSpecificationList = [
+      {
+        lifecycleHookName: LAUNCH_HOOK,
+        lifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+        heartbeatTimeout: INSTALL_BUDGET.toSeconds(),
+        defaultResult: 'ABANDON',
+      },
+    ];
     this.group.addLifecycleHook('Drain', {
       lifecycleHookName: LIFECYCLE_HOOK,
       lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
@@ -354,6 +401,7 @@ export class WorkerStack extends cdk.Stack {
     new cdk.CfnOutput(this, 'CodeBucketName', { value: this.codeBucket.bucketName });
     new cdk.CfnOutput(this, 'UserDataBucketName', { value: this.userDataBucket.bucketName });
     new cdk.CfnOutput(this, 'GroupName', { value: groupName });
+    new cdk.CfnOutput(this, 'ArtifactKey', { value: artifactKey, description: 'The release the workers install, in the code bucket' });
     new cdk.CfnOutput(this, 'RedisUrl', { value: redisUrl });
     new cdk.CfnOutput(this, 'ScraperSecurityGroupId', { value: this.scraperSecurityGroup.securityGroupId, description: 'Attach to what scrapes the workers: the only source their HTTP port admits' });
   }

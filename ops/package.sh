@@ -16,6 +16,8 @@
 #   NANOGRID_VERSION   the version (default: package.json's, then the commit: 0.1.0-1a2b3c4,
 #                      with .dirty when the work tree has changes)
 #   NANOGRID_RELEASE_DIR  where the tarball goes (default release/ in the repository)
+#   NANOGRID_PACKAGE_BUILT=1  package dist/ as it is (the tests: they run after npm run
+#                      build, and a rebuild would rewrite files other tests are loading)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -46,8 +48,12 @@ tmp=$(mktemp -d /tmp/nanogrid-package.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 stage=$tmp/$name
 
-say "building $name"
-npm run --silent build >&2
+if [ "${NANOGRID_PACKAGE_BUILT:-0}" = 1 ]; then
+  [ -f dist/src/main.js ] && [ -x dist/runner/runner ] || { say "no build in dist/ (npm run build)"; exit 1; }
+else
+  say "building $name"
+  npm run --silent build >&2
+fi
 mkdir -p "$stage/dist" "$stage/ops/fleet"
 cp -r dist/src dist/workers dist/runner "$stage/dist/"
 find "$stage/dist" -name '*.map' -delete

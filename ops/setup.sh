@@ -46,6 +46,10 @@ install_packages() {
   # dockerd below.
   command -v runsc >/dev/null 2>&1 || missing+=(runsc)
   command -v crun >/dev/null 2>&1 || missing+=(crun)
+  # The VM suite's guest (ops/vm): QEMU's software emulation runs Debian's own kernel.
+  if [ "$WITH_VM" = 1 ]; then
+    command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+  fi
   if [ ${#missing[@]} -eq 0 ]; then
     say "system packages present (dockerd, redis-server, debootstrap, gcc)"
     return
@@ -215,6 +219,10 @@ build_images() {
   wait "$p2" || rc=1
   return $rc
 }
+
+# `setup.sh vm`: everything, and QEMU for the VM suite (npm run test:vm).
+WITH_VM=0
+if [ "${1:-}" = "vm" ]; then WITH_VM=1; fi
 
 # `setup.sh dockerd`: only (re)start the engine (the chaos suite restarts a killed one).
 if [ "${1:-}" = "dockerd" ]; then

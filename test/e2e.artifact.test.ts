@@ -38,7 +38,7 @@ function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, t
 const dir = await mkdtemp(join(tmpdir(), 'nanogrid-artifact-'));
 t.teardown(() => rm(dir, { recursive: true, force: true }));
 const version = `0.0.0-test.${process.pid}`;
-const built = await sh('bash', [PACKAGE], { ...process.env, NANOGRID_VERSION: version, NANOGRID_RELEASE_DIR: join(dir, 'release') });
+const built = await sh('bash', [PACKAGE], { ...process.env, NANOGRID_VERSION: version, NANOGRID_RELEASE_DIR: join(dir, 'release'), NANOGRID_PACKAGE_BUILT: '1' });
 const tarball = join(dir, 'release', `nanogrid-worker-${version}.tgz`);
 
 t.test('npm run package: one versioned tarball, its sha256 printed and written beside it', async (t) => {

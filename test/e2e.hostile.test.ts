@@ -1,87 +1,17 @@
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { waitUntil } from '../src/core/timeout.js';
-import { LOCAL_CREDENTIALS } from '../src/local/agentConfig.js';
-import { docker, ONE_PYTHON, startHarness, type Harness } from './helpers/harness.js';
+import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
+import { hostSecret, PID_EXHAUSTION, PROBE, storedOutputs } from './helpers/hostileFunctions.js';
 
 // Hostile functions against the sandbox's second line of defence (docs/sandbox.md), on the
 // real engine: each one tries what a determined tenant would.
 
-/** Every object a run stored under its prefix, with its bytes. */
-async function storedOutputs(h: Harness, prefix: string): Promise<Map<string, Buffer>> {
-  const s3 = new S3Client({ region: h.stack.region, endpoint: h.stack.endpoint, forcePathStyle: true, credentials: LOCAL_CREDENTIALS });
-  try {
-    const out = new Map<string, Buffer>();
-    const listed = await s3.send(new ListObjectsV2Command({ Bucket: 'user-data', Prefix: prefix }));
-    for (const o of listed.Contents ?? []) {
-      const body = await s3.send(new GetObjectCommand({ Bucket: 'user-data', Key: o.Key! }));
-      out.set(o.Key!, Buffer.from(await body.Body!.transformToByteArray()));
-    }
-    return out;
-  } finally {
-    s3.destroy();
-  }
-}
 
-/** A root-only file and folder of the host, which no function may ever read. */
-async function hostSecret(t: { teardown(fn: () => unknown): void }): Promise<{ dir: string; file: string; text: string }> {
-  const text = `HOST-SECRET-${randomBytes(8).toString('hex')}`;
-  const dir = join('/root', `.nanogrid-test-secret-${randomBytes(4).toString('hex')}`);
-  await mkdir(dir, { mode: 0o700 });
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const file = join(dir, 'secret.txt');
-  await writeFile(file, text, { mode: 0o600 });
-  await writeFile(join(dir, 'x.txt'), text, { mode: 0o600 });
-  return { dir, file, text };
-}
 
-// Takes every pid of its container with threads (each thread is a task of the pids
-// cgroup), so that anything forking to clean up would be refused; meanwhile a process it
-// forked first swaps output/d between a folder and a link to a host folder, and links
-// point at a host file and at /proc/self/environ (the agent's own, seen from the host).
-const PID_EXHAUSTION = (secret: { dir: string; file: string }) => `
-import os, threading, time
-os.makedirs('output/d', exist_ok=True)
-open('output/d/x.txt', 'w').write('mine')
-os.symlink(${JSON.stringify(secret.file)}, 'output/secret')
-os.symlink('/proc/self/environ', 'output/environ')
-os.makedirs('output/deep', exist_ok=True)
-os.symlink(${JSON.stringify(secret.dir)}, 'output/deep/dir')
-if os.fork() == 0:
-    while True:
-        try:
-            os.rename('output/d', 'output/d.real')
-            os.symlink(${JSON.stringify(secret.dir)}, 'output/d')
-            os.unlink('output/d')
-            os.rename('output/d.real', 'output/d')
-        except OSError:
-            pass
-threads = []
-try:
-    while True:
-        th = threading.Thread(target=time.sleep, args=(3600,), daemon=True)
-        th.start()
-        threads.append(th)
-except RuntimeError:
-    pass
-try:
-    os.fork()
-    print('fork worked')
-except OSError as e:
-    print('fork refused', e.errno)
-print('threads', len(threads), flush=True)
-time.sleep(3600)
-`;
 
-const PROBE = `
-import os
-mine = {os.getpid(), os.getppid(), 1}
-left = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in mine and os.stat('/proc/' + p).st_uid == os.getuid()]
-print('left=%d output=%s' % (len(left), os.path.exists('output')))
-`;
 
 t.test('pid exhaustion cannot deny the clean-up, and a link swapped into output/ is never followed', async (t) => {
   process.env.NANOGRID_TEST_AGENT_MARKER = `agent-env-${randomBytes(6).toString('hex')}`;

@@ -6,41 +6,12 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { unmountUnder } from '../src/container/scratch.js';
 import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
+import { FILL, LOOK, parse } from './helpers/hostileFunctions.js';
 
 const MB = 1024 * 1024;
 const exec = promisify(execFile);
 
-// Writes 1 MB blocks into the workspace, /tmp and /dev/shm in turn until a write fails,
-// and reports how far it got and the errno.
-const FILL = `
-import errno, os, sys
-block = b'x' * (1 << 20)
-written = 0
-err = 'none'
-paths = ['fill-work.bin', '/tmp/fill-tmp.bin', '/dev/shm/fill-shm.bin']
-files = [open(p, 'wb') for p in paths]
-try:
-    for i in range(100000):
-        f = files[i % 3]
-        f.write(block)
-        f.flush()
-        written += 1
-except OSError as e:
-    err = errno.errorcode.get(e.errno, str(e.errno))
-print('written_mb=%d' % written)
-print('errno=' + err)
-sys.exit(3 if err != 'none' else 0)
-`;
 
-// Reports what an earlier run could have left in the writable places.
-const LOOK = `
-import os
-print('work=' + ','.join(sorted(os.listdir('.'))))
-print('tmp=' + ','.join(sorted(os.listdir('/tmp'))))
-print('shm=' + ','.join(sorted(os.listdir('/dev/shm'))))
-st = os.statvfs('/tmp')
-print('free_mb=%d' % (st.f_bavail * st.f_frsize // (1 << 20)))
-`;
 
 // Leaves 48 MB in /tmp and exits 0: charged to memory, it would skew the next run's peak.
 const LEAVE = `
@@ -50,7 +21,6 @@ open('mine.txt', 'w').write('left')
 print('left')
 `;
 
-const parse = (stdout: string) => Object.fromEntries(stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
 
 t.test('writable space: one hard limit on workspace, /tmp and /dev/shm; each run starts clean', async (t) => {
   const h = await startHarness(t, { env: { ...ONE_PYTHON, NANOGRID_DISK_MB: '64' } });

@@ -1,18 +1,19 @@
 import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import * as cdk from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import t from 'tap';
 import { buildApp } from '../infra/app.js';
-import { backlogTarget, LIFECYCLE_HOOK, METRICS_NAMESPACE } from '../infra/workerStack.js';
+import { ARTIFACT_SHA256_PATTERN, ARTIFACT_VERSION_PATTERN, backlogTarget, LAUNCH_HOOK, LIFECYCLE_HOOK, METRICS_NAMESPACE } from '../infra/workerStack.js';
 
 const exec = promisify(execFile);
-const UNIT = fileURLToPath(new URL('../ops/fleet/nanogrid-worker.service', import.meta.url));
+const fleet = (name: string) => fileURLToPath(new URL(`../ops/fleet/${name}`, import.meta.url));
+const UNIT = fleet('nanogrid-worker.service');
 
 function synth(context: Record<string, unknown> = {}) {
   const outdir = join(tmpdir(), `nanogrid-cdk-${process.pid}-${Math.random().toString(36).slice(2)}`);
@@ -84,19 +85,27 @@ t.test('launch template: Amazon Linux 2023, IMDSv2 required, hop limit 1, instan
   t.ok(params.some((p) => /\/aws\/service\/ami-amazon-linux-latest\/al2023-ami-kernel-.*x86_64/.test(p.Default ?? '')), 'the AL2023 image from its public SSM parameter');
 });
 
-t.test('user data installs and starts the agent with its unit; every placeholder filled', async (t) => {
+t.test('user data: the package step and the installer inlined as they are, the agent\'s environment; every placeholder filled', async (t) => {
   const ud = userData(tpl);
-  t.notMatch(ud, /@@[A-Z_]+@@/);
-  t.match(ud, /dnf install -y -q docker nodejs20/);
-  t.match(ud, /systemctl enable --now nanogrid-worker/);
+  t.notMatch(ud, /@@[A-Z0-9_]+@@/);
+  t.ok(Buffer.byteLength(ud) < 14 * 1024, `${Buffer.byteLength(ud)} bytes: room under EC2's 16 KB for the values CloudFormation puts in`);
+  // The very files, so what the VM suite runs is what an instance runs.
+  const packages = (await readFile(fleet('packages-al2023.sh'), 'utf8')).trimEnd();
+  const install = (await readFile(fleet('install-artifact.sh'), 'utf8')).trimEnd();
+  t.ok(ud.includes(`cat > /opt/nanogrid/packages.sh <<'NANOGRID_PACKAGES_EOF'\n${packages}\nNANOGRID_PACKAGES_EOF\n`), 'packages-al2023.sh, verbatim, in a quoted heredoc');
+  t.ok(ud.includes(`cat > /opt/nanogrid/install-artifact.sh <<'NANOGRID_INSTALL_EOF'\n${install}\nNANOGRID_INSTALL_EOF\n`), 'install-artifact.sh, verbatim, in a quoted heredoc');
+  t.match(ud, /^\/opt\/nanogrid\/packages\.sh\n/m, 'the package step runs');
+  t.match(ud, /dnf install -y -q docker nodejs24 .*aws-cfn-bootstrap/);
+  t.match(ud, /ln -sf \/usr\/bin\/node-24 \/usr\/bin\/node/);
+  t.ok(ud.indexOf('cat > /etc/nanogrid/worker.env') < ud.lastIndexOf('/opt/nanogrid/install-artifact.sh "$tarball"'), 'the environment is written before the installer reads HTTP_PORT from it');
   t.match(ud, /NANOGRID_TERMINATION_WATCH=imds/);
   t.match(ud, new RegExp(`NANOGRID_LIFECYCLE_HOOK=${LIFECYCLE_HOOK}\\n`));
   t.match(ud, /NANOGRID_ASG_NAME=NanoGridWorkers-workers\n/);
   t.match(ud, /NANOGRID_IMAGE_PULL=missing/);
   t.match(ud, /NANOGRID_IMAGE_PYTHON=\{.*AccountId.*\}\.dkr\.ecr\./, 'images from the registry of this account by default');
   t.match(ud, /NANOGRID_MAX_TIMEOUT_MS=900000\n/);
-  t.match(ud, /\[Service\][\s\S]*TimeoutStopSec=960\n/, 'the unit, its stop timeout following the longest run');
-  t.match(ud, /iptables -I DOCKER-USER -d 169\.254\.169\.254\/32 -j REJECT/);
+  t.match(ud, /nanogrid-worker\.service\.d\/stop-timeout\.conf <<'UNIT'\n[^\n]*\n\[Service\]\nTimeoutStopSec=960\nUNIT\n/, 'a drop-in on the artifact\'s unit: the stop timeout follows the longest run');
+  t.match(ud, /iptables -I DOCKER-USER -d 169\.254\.169\.254\/32 -j REJECT/, 'the metadata wall (the installer adds it)');
   const long = synth({ maxRunS: 3600 });
   t.teardown(() => rm(long.outdir, { recursive: true, force: true }));
   t.match(userData(long.template), /TimeoutStopSec=3660\n/);
@@ -119,6 +128,124 @@ t.test('the group: 2 to 5 workers in private subnets, a termination lifecycle ho
     HeartbeatTimeout: 300,
   });
   t.pass('asserted');
+});
+
+t.test('the release: ArtifactVersion and ArtifactSha256, the key built from the version, the sha256 checked by install-artifact.sh; no registry at boot', async (t) => {
+  tpl.hasParameter('ArtifactVersion', { Type: 'String', AllowedPattern: '^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$' });
+  tpl.hasParameter('ArtifactSha256', { Type: 'String', AllowedPattern: '^[0-9a-f]{64}$' });
+  const params = tpl.toJSON().Parameters as Record<string, { Default?: string }>;
+  t.equal(params.ArtifactVersion!.Default, undefined, 'no default: a deploy names its release');
+  t.equal(params.ArtifactSha256!.Default, undefined);
+  const version = new RegExp(ARTIFACT_VERSION_PATTERN);
+  for (const ok of ['0.1.0-1a2b3c4', '0.1.0-1a2b3c4.dirty', '1.2.3+build.7', 'x']) t.ok(version.test(ok), ok);
+  for (const bad of ['', '-1', '.hidden', '0.1.0 1', '0.1.0;reboot', '$(id)', '../0.1.0', '0.1.0/x', 'v'.repeat(65)]) t.notOk(version.test(bad), `refused: ${bad}`);
+  const sha = new RegExp(ARTIFACT_SHA256_PATTERN);
+  t.ok(sha.test('0123456789abcdef'.repeat(4)));
+  for (const bad of ['0123456789ABCDEF'.repeat(4), 'a'.repeat(63), 'a'.repeat(65), `${'a'.repeat(64)}\n`]) t.notOk(sha.test(bad), `refused: ${JSON.stringify(bad)}`);
+
+  const ud = userData(tpl);
+  t.match(ud, /\nkey=releases\/nanogrid-worker-\{\{"Ref":"ArtifactVersion"\}\}\.tgz\n/, 'the key, from the version');
+  t.match(ud, /aws s3 cp --only-show-errors --region \{\{"Ref":"AWS::Region"\}\} "s3:\/\/\{\{"Ref":"CodeBucket[0-9A-F]+"\}\}\/\$key" "\$tarball"/, 'fetched from the code bucket');
+  t.match(ud, /for attempt in 1 2 3 4 5; do/, 'with retries');
+  t.match(ud, /\n\/opt\/nanogrid\/install-artifact\.sh "\$tarball" \{\{"Ref":"ArtifactSha256"\}\}\n/, 'installed through the sha256 check, with the sha256 the deploy names');
+  t.match(ud, /\[ "\$got" = "\$want" \] \|\| fail 3/, 'the inlined installer refuses a mismatch (status 3)');
+  // What runs, comments aside: nothing that reaches a package registry or builds.
+  const code = ud.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
+  t.notMatch(code, /\bnpm\b/, 'no npm at boot');
+  t.notMatch(code, /\b(gcc|g\+\+|make|cc)\b/, 'no compiler');
+  t.notMatch(code, /runner\/build\.sh|registry\.npmjs|node-gyp/, 'no build');
+  t.notMatch(code, /dnf install[^\n]*\b(nodejs\d*-npm|gcc|make)\b/);
+  tpl.hasOutput('ArtifactKey', { Value: { 'Fn::Join': ['', ['releases/nanogrid-worker-', { Ref: 'ArtifactVersion' }, '.tgz']] } });
+  // The role reads the key: the code bucket's read covers releases/.
+  const policy = Object.values(tpl.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('WorkerRole') }] } }))[0] as { Properties: { PolicyDocument: { Statement: Array<Record<string, unknown>> } } };
+  const read = policy.Properties.PolicyDocument.Statement.find((s) => s.Sid === 'Code')!;
+  t.match(JSON.stringify(read.Resource), /^\{"Fn::Join":\["",\[\{"Fn::GetAtt":\["CodeBucket[0-9A-F]+","Arn"\]\},"\/\*"\]\]\}$/, 'any key of the code bucket, releases/ included');
+});
+
+t.test('a failed install is reported: the trap completes the launch action with ABANDON and signals CloudFormation with the status', async (t) => {
+  const ud = userData(tpl);
+  const groupId = Object.keys(tpl.findResources('AWS::AutoScaling::AutoScalingGroup'))[0]!;
+  t.match(ud, /^set -euo pipefail$/m);
+  const trapAt = ud.indexOf(`trap 'report $?' EXIT`);
+  t.ok(trapAt > 0 && trapAt < ud.indexOf('install -d -m 0755 /opt/nanogrid'), 'the trap is set before the first step');
+  t.ok(ud.includes(`--stack NanoGridWorkers --resource ${groupId} --region {{"Ref":"AWS::Region"}}`), `cfn-signal names the stack and the group's logical id (${groupId})`);
+  t.match(ud, /\/opt\/aws\/bin\/cfn-signal -e "\$rc"/);
+  t.match(ud, new RegExp(`complete-lifecycle-action --region \\{\\{"Ref":"AWS::Region"\\}\\} --auto-scaling-group-name NanoGridWorkers-workers \\\\\\n\\s+--lifecycle-hook-name ${LAUNCH_HOOK} --instance-id "\\$instance" --lifecycle-action-result "\\$result"`));
+
+  // The reporting part of the very user data, run with stand-ins for curl, aws and cfn-signal.
+  const dir = await mkdtemp(join(tmpdir(), 'nanogrid-report-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const log = join(dir, 'calls.log');
+  const stub = async (name: string, body: string) => {
+    await writeFile(join(dir, name), `#!/bin/bash\n${body}\n`);
+    await chmod(join(dir, name), 0o755);
+  };
+  await stub('curl', `case " $* " in *" PUT "*) echo token-1 ;; *"X-aws-ec2-metadata-token: token-1"*instance-id*) echo i-0123456789abcdef0 ;; *) exit 22 ;; esac`);
+  await stub('aws', `echo "aws $*" >>"${log}"; exit "\${AWS_STUB_STATUS:-0}"`);
+  await stub('cfn-signal', `echo "cfn-signal $*" >>"${log}"`);
+  const part = ud.slice(ud.indexOf('imds() {'), trapAt + `trap 'report $?' EXIT\n`.length);
+  const values: Record<string, string> = { 'AWS::Region': 'eu-west-1', ArtifactVersion: '0.1.0-1a2b3c4' };
+  const filled = part.replace(/\{\{"Ref":"([^"]+)"\}\}/g, (_, ref: string) => values[ref] ?? `unfilled-${ref}`).replace('/opt/aws/bin/cfn-signal', join(dir, 'cfn-signal'));
+  t.notMatch(filled, /unfilled-|\{\{/);
+  const run = async (body: string, env: Record<string, string> = {}) => {
+    await rm(log, { force: true });
+    const script = `set -euo pipefail\nrelease=0.1.0-1a2b3c4\n${filled}\n${body}\necho not-reached-on-failure\n`;
+    const r = await exec('bash', ['-c', script], { env: { PATH: `${dir}:${process.env.PATH}`, ...env } }).then(
+      (o) => ({ code: 0, out: o.stdout }),
+      (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),
+    );
+    return { ...r, calls: (await readFile(log, 'utf8').catch(() => '')).trim().split('\n') };
+  };
+  const failed = await run('/bin/false');
+  t.equal(failed.code, 1, 'the status of the failing step is the script\'s');
+  t.notMatch(failed.out, /not-reached/, 'set -e stopped at the failure');
+  t.same(failed.calls, [
+    'aws autoscaling complete-lifecycle-action --region eu-west-1 --auto-scaling-group-name NanoGridWorkers-workers --lifecycle-hook-name nanogrid-launch --instance-id i-0123456789abcdef0 --lifecycle-action-result ABANDON',
+    `cfn-signal -e 1 --reason nanogrid-worker 0.1.0-1a2b3c4: install status 1 --stack NanoGridWorkers --resource ${groupId} --region eu-west-1`,
+  ]);
+  const mismatch = await run('(exit 3)');
+  t.equal(mismatch.code, 3, 'install-artifact.sh\'s status (3: sha256 mismatch) is kept');
+  t.match(mismatch.calls[0], /--lifecycle-action-result ABANDON$/);
+  t.match(mismatch.calls[1], /^cfn-signal -e 3 /);
+  const ok = await run('true');
+  t.equal(ok.code, 0);
+  t.match(ok.calls[0], /--lifecycle-action-result CONTINUE$/);
+  t.match(ok.calls[1], /^cfn-signal -e 0 /);
+  // The hook's API refused (no launch action pending): CloudFormation still hears of it.
+  const refused = await run('(exit 5)', { AWS_STUB_STATUS: '254' });
+  t.equal(refused.code, 5);
+  t.equal(refused.calls.length, 2);
+  t.match(refused.calls[1], /^cfn-signal -e 5 /);
+});
+
+t.test('rollout: the creation waits on signals, every launch on the launch hook, and a new release is an instance refresh', async (t) => {
+  const [, group] = Object.entries(tpl.findResources('AWS::AutoScaling::AutoScalingGroup'))[0]! as [string, { CreationPolicy: unknown; UpdatePolicy: Record<string, unknown>; Properties: Record<string, unknown> }];
+  t.same(group.CreationPolicy, { ResourceSignal: { Count: 2, Timeout: 'PT20M' } }, 'the min capacity\'s signals, within 20 minutes');
+  t.same(group.UpdatePolicy.AutoScalingInstanceRefresh, {
+    Strategy: 'Rolling',
+    Preferences: { MinHealthyPercentage: 100, MaxHealthyPercentage: 150, InstanceWarmup: 60, SkipMatching: true },
+  });
+  t.equal(group.UpdatePolicy.AutoScalingRollingUpdate, undefined, 'not a rolling update');
+  t.equal(group.UpdatePolicy.AutoScalingReplacingUpdate, undefined);
+  t.same(group.Properties.LifecycleHookSpecificationList, [
+    { LifecycleHookName: LAUNCH_HOOK, LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING', DefaultResult: 'ABANDON', HeartbeatTimeout: 900 },
+  ]);
+  const lt = group.Properties.LaunchTemplate as { LaunchTemplateId: { Ref: string }; Version: unknown };
+  t.match(lt.LaunchTemplateId.Ref, /^WorkerTemplate/);
+  t.same(lt.Version, { 'Fn::GetAtt': [lt.LaunchTemplateId.Ref, 'LatestVersionNumber'] }, 'a new release is a new launch template version: the trigger of the refresh');
+  tpl.resourceCountIs('AWS::AutoScaling::LifecycleHook', 1);
+  // The installer's wait for ready fits in the hook's heartbeat, and the hook in the creation policy.
+  const install = await readFile(fleet('install-artifact.sh'), 'utf8');
+  const ready = Number(/READY_TIMEOUT_S=\$\{NANOGRID_READY_TIMEOUT_S:-(\d+)\}/.exec(install)?.[1]);
+  t.ok(ready > 0 && ready + 120 <= 900, `install-artifact.sh waits ${ready} s for ready, with room for the package step within the hook's 900 s`);
+  Annotations.fromStack(base.stack).hasNoWarning('*', Match.stringLikeRegexp('cfn-signal'));
+  const creationPolicy = (context: Record<string, unknown>) => {
+    const r = synth(context);
+    t.teardown(() => rm(r.outdir, { recursive: true, force: true }));
+    return (Object.values(r.template.findResources('AWS::AutoScaling::AutoScalingGroup'))[0] as { CreationPolicy?: unknown }).CreationPolicy;
+  };
+  t.same(creationPolicy({ minCapacity: 3 }), { ResourceSignal: { Count: 3, Timeout: 'PT20M' } }, 'the count follows minCapacity');
+  t.equal(creationPolicy({ minCapacity: 0 }), undefined, 'an empty group (the first deploy) waits for no signal');
 });
 
 t.test('scaling: target tracking on backlog per instance, by metric math', async (t) => {
@@ -146,8 +273,10 @@ t.test('IAM: least privilege, each grant on its own resource', async (t) => {
   const policies = tpl.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('WorkerRole') }] } });
   t.equal(Object.keys(policies).length, 1);
   const statements = (Object.values(policies)[0] as { Properties: { PolicyDocument: { Statement: Array<Record<string, unknown>> } } }).Properties.PolicyDocument.Statement;
-  const bySid = Object.fromEntries(statements.map((s) => [s.Sid as string, s]));
-  t.same(Object.keys(bySid).sort(), ['Code', 'ImagePull', 'Inputs', 'Intake', 'Lifecycle', 'Metrics', 'Outputs', 'RegistryLogin']);
+  // The one statement without a Sid is the CDK's own, for the group's signals (cfn-signal).
+  const bySid = Object.fromEntries(statements.map((s) => [(s.Sid as string | undefined) ?? 'Signal', s]));
+  t.equal(statements.length, Object.keys(bySid).length, 'one statement each');
+  t.same(Object.keys(bySid).sort(), ['Code', 'ImagePull', 'Inputs', 'Intake', 'Lifecycle', 'Metrics', 'Outputs', 'RegistryLogin', 'Signal']);
   t.equal(bySid.Inputs!.Action, 's3:GetObject');
   t.match(JSON.stringify(bySid.Inputs!.Resource), /UserDataBucket.*Arn.*\/inputs\/\*/, 'reads exactly the inputs prefix');
   t.notMatch(JSON.stringify(bySid.Inputs!.Resource), /Arn"\]\},"\/\*"/, 'not the whole bucket');
@@ -162,7 +291,9 @@ t.test('IAM: least privilege, each grant on its own resource', async (t) => {
   t.same(bySid.Metrics!.Condition, { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } });
   t.same(bySid.Lifecycle!.Action, ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat']);
   t.match(JSON.stringify(bySid.Lifecycle!.Resource), /autoScalingGroupName\/NanoGridWorkers-workers/);
-  for (const s of statements) t.notMatch(JSON.stringify(s.Action), /\*/, `no wildcard action in ${String(s.Sid)}`);
+  t.equal(bySid.Signal!.Action, 'cloudformation:SignalResource');
+  t.same(bySid.Signal!.Resource, { Ref: 'AWS::StackId' }, 'its own stack only');
+  for (const s of statements) t.notMatch(JSON.stringify(s.Action), /\*/, `no wildcard action in ${String(s.Sid ?? "Signal")}`);
   const given = synth({ imagePython: 'registry.example.com/nanogrid/python:1', imageCpp: 'registry.example.com/nanogrid/cpp:1' });
   t.teardown(() => rm(given.outdir, { recursive: true, force: true }));
   t.notMatch(JSON.stringify(given.template.toJSON()), /ecr:/, 'no ECR grants for another registry');
@@ -247,12 +378,15 @@ t.test('the systemd unit: after and requiring docker, stop timeout past the long
   t.match(bad, /service type|ExecStart/i, 'verify reports a broken unit');
 });
 
-t.test('the user-data script parses as bash', async (t) => {
-  const r = await exec('bash', ['-n', fileURLToPath(new URL('../ops/fleet/user-data.sh', import.meta.url))]).then(
-    () => 0,
-    () => 1,
-  );
-  t.equal(r, 0);
+t.test('the fleet scripts parse as bash, and so does the user data the stack composes', async (t) => {
+  const parses = (args: string[]) =>
+    exec('bash', args).then(
+      () => '',
+      (e: { stderr: string }) => e.stderr || 'failed',
+    );
+  for (const f of ['user-data.sh', 'packages-al2023.sh', 'install-artifact.sh']) t.equal(await parses(['-n', fleet(f)]), '', f);
+  t.equal(await parses(['-n', '-c', userData(tpl).replace(/\{\{[^}]*\}+/g, 'x')]), '', 'the composed user data');
+  t.not(await parses(['-n', '-c', 'if true; then echo']), '', 'and bash -n does refuse a broken script');
 });
 
 t.test('cdk synth (the CLI) works with no AWS account and no network', async (t) => {

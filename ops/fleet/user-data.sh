@@ -1,25 +1,67 @@
 #!/bin/bash
-# User data of the NanoGrid worker launch template (Amazon Linux 2023). The CDK stack
-# fills in the placeholders (two @ signs around a name). It installs Docker and Node.js, fetches the agent package
-# from the code bucket, writes the agent's environment, installs the systemd unit and
-# starts the agent, which pulls the runtime images before it reports ready.
+# User data of the NanoGrid worker launch template. The CDK stack (infra/userData.ts) fills
+# in the placeholders (two @ signs around a name) and inlines two files as they are: the
+# distribution's package step (packages-al2023.sh) and the artifact's installer
+# (install-artifact.sh). The rest is distribution-neutral: fetch the release artifact
+# named by the stack's ArtifactVersion, write the agent's environment, let
+# install-artifact.sh check its sha256 (ArtifactSha256), install it and wait until the
+# agent is ready. No package registry at boot: no npm, no compiler.
+#
+# The result is reported on every exit, an error under set -e included: the launch
+# lifecycle action is completed (CONTINUE, or ABANDON: the group terminates the instance,
+# and an instance refresh counts a failed launch) and CloudFormation is signalled (which
+# it takes while it creates the group). Saying nothing is failing too: the hook's default
+# result is ABANDON and the creation policy times out.
+#
+# Exit status: install-artifact.sh's (3 sha256 or layout, 4 node, 5 not ready), 6 the
+# artifact could not be fetched, anything else a failed step.
 set -euo pipefail
 exec > >(tee -a /var/log/nanogrid-user-data.log) 2>&1
-echo "[user-data] $(date -Is) start"
+release=@@ARTIFACT_VERSION@@
+echo "[user-data] $(date -Is) start: nanogrid-worker $release"
 
-dnf install -y -q docker nodejs20 nodejs20-npm gcc make tar gzip e2fsprogs xfsprogs util-linux iptables-nft awscli-2
-ln -sf /usr/bin/node-20 /usr/bin/node 2>/dev/null || true
-ln -sf /usr/bin/npm-20 /usr/bin/npm 2>/dev/null || true
-systemctl enable --now docker
+imds() {
+  local token
+  token=$(curl -sf -m 5 -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300') &&
+    curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+}
+report() {
+  local rc=$1 result=CONTINUE instance
+  trap - EXIT
+  set +e
+  [ "$rc" = 0 ] || result=ABANDON
+  echo "[user-data] $(date -Is) install of $release ended with status $rc: $result"
+  instance=$(imds instance-id)
+  aws autoscaling complete-lifecycle-action --region @@REGION@@ --auto-scaling-group-name @@ASG_NAME@@ \
+    --lifecycle-hook-name @@LAUNCH_HOOK@@ --instance-id "$instance" --lifecycle-action-result "$result" ||
+    echo "[user-data] the launch lifecycle action was not completed: its timeout applies (ABANDON)"
+  /opt/aws/bin/cfn-signal -e "$rc" --reason "nanogrid-worker $release: install status $rc" \
+    --stack @@STACK_NAME@@ --resource @@GROUP_RESOURCE@@ --region @@REGION@@ ||
+    echo "[user-data] CloudFormation took no signal (it waits on the group only while creating it)"
+  exit "$rc"
+}
+trap 'report $?' EXIT
 
-# Containers must never reach the instance metadata (credentials): IMDSv2 with a hop
-# limit of 1 already stops them; this rule is a second wall.
-iptables -I DOCKER-USER -d 169.254.169.254/32 -j REJECT || true
+install -d -m 0755 /opt/nanogrid /etc/nanogrid
+cat > /opt/nanogrid/packages.sh <<'NANOGRID_PACKAGES_EOF'
+@@PACKAGES@@
+NANOGRID_PACKAGES_EOF
+cat > /opt/nanogrid/install-artifact.sh <<'NANOGRID_INSTALL_EOF'
+@@INSTALL@@
+NANOGRID_INSTALL_EOF
+chmod 0755 /opt/nanogrid/packages.sh /opt/nanogrid/install-artifact.sh
+/opt/nanogrid/packages.sh
 
-install -d -m 0755 /opt/nanogrid/worker /etc/nanogrid
-aws s3 cp --only-show-errors "s3://@@CODE_BUCKET@@/@@AGENT_PACKAGE_KEY@@" /opt/nanogrid/worker.tgz
-tar -xzf /opt/nanogrid/worker.tgz -C /opt/nanogrid/worker --strip-components=1
-(cd /opt/nanogrid/worker && npm ci --omit=dev --no-audit --no-fund && bash runner/build.sh)
+tarball=/opt/nanogrid/nanogrid-worker-$release.tgz
+key=@@ARTIFACT_KEY@@
+for attempt in 1 2 3 4 5; do
+  if aws s3 cp --only-show-errors --region @@REGION@@ "s3://@@CODE_BUCKET@@/$key" "$tarball"; then break; fi
+  if [ "$attempt" = 5 ]; then
+    echo "[user-data] could not fetch s3://@@CODE_BUCKET@@/$key"
+    exit 6
+  fi
+  sleep $((attempt * 5))
+done
 
 cat > /etc/nanogrid/worker.env <<ENV
 SQS_QUEUE_URL=@@QUEUE_URL@@
@@ -40,9 +82,13 @@ AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 ENV
 chmod 0600 /etc/nanogrid/worker.env
 
-cat > /etc/systemd/system/nanogrid-worker.service <<'UNIT'
-@@UNIT@@
+# The unit comes with the artifact; its stop timeout follows this stack's longest run.
+install -d -m 0755 /etc/systemd/system/nanogrid-worker.service.d
+cat > /etc/systemd/system/nanogrid-worker.service.d/stop-timeout.conf <<'UNIT'
+# The longest allowed run plus the agent's slack and a margin (the stack's maxRunS).
+[Service]
+TimeoutStopSec=@@STOP_TIMEOUT_S@@
 UNIT
-systemctl daemon-reload
-systemctl enable --now nanogrid-worker
-echo "[user-data] $(date -Is) agent started"
+
+/opt/nanogrid/install-artifact.sh "$tarball" @@ARTIFACT_SHA256@@
+echo "[user-data] $(date -Is) nanogrid-worker $release ready"

@@ -7,14 +7,21 @@ interface Teardown {
 }
 
 /** Listens on a free loopback port until teardown; returns the server's base URL. */
-export async function listen(t: Teardown, server: Server): Promise<string> {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+/** Where a stand-in listens: loopback on a free port unless asked (the VM suite's guest serves the metadata address). */
+export interface ListenAt {
+  host?: string;
+  port?: number;
+}
+
+export async function listen(t: Teardown, server: Server, at: ListenAt = {}): Promise<string> {
+  const host = at.host ?? '127.0.0.1';
+  await new Promise<void>((r) => server.listen(at.port ?? 0, host, () => r()));
   t.teardown(() => {
     server.closeAllConnections();
     return new Promise<void>((r) => server.close(() => r()));
   });
   const addr = server.address();
-  return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  return `http://${host}:${typeof addr === 'object' && addr ? addr.port : 0}`;
 }
 
 function body(req: IncomingMessage): Promise<string> {
@@ -40,7 +47,7 @@ export interface ImdsStandIn {
  * required), and meta-data only with that token, as an instance whose launch template
  * requires tokens answers. 401 without one.
  */
-export async function startImds(t: Teardown, paths: Record<string, string> = {}): Promise<ImdsStandIn> {
+export async function startImds(t: Teardown, paths: Record<string, string> = {}, at: ListenAt = {}): Promise<ImdsStandIn> {
   const tokens = new Set<string>();
   const s: ImdsStandIn = { url: '', paths: new Map(Object.entries(paths)), requests: [], refused: 0 };
   const server = createServer((req, res) => {
@@ -61,7 +68,7 @@ export async function startImds(t: Teardown, paths: Record<string, string> = {})
     if (answer === undefined) return res.writeHead(404, { 'content-type': 'text/html' }).end('<html>Not Found</html>');
     res.writeHead(200, { 'content-type': 'text/plain' }).end(answer);
   });
-  s.url = await listen(t, server);
+  s.url = await listen(t, server, at);
   return s;
 }
 
