@@ -109,7 +109,10 @@ t.test('a runner that stops answering: the invocation is answered, the container
   const h = await startHarness(t, { env: ONE_PYTHON });
   await h.client.uploadZip('frozen/v1.zip', { 'main.py': 'import time\nprint("started", flush=True)\ntime.sleep(60)\n' });
   const before = (await h.containers()).map((c) => c.Id);
-  const m = h.message('frozen', { timeoutMs: 1000 });
+  // Long enough that the pause below lands before the timeout even on a loaded machine:
+  // "running" counts from admission, and with 1 s the runner sometimes answered TIMEOUT
+  // before dockerd had paused the container.
+  const m = h.message('frozen', { timeoutMs: 4000 });
   await h.client.send(m);
   await waitUntil('run started', () => h.agent.status().supervisor.running === 1);
   // Freeze the whole container, runner included: it can no longer end the run or answer.
@@ -118,7 +121,7 @@ t.test('a runner that stops answering: the invocation is answered, the container
   t.equal(r.status, 'FAILED');
   t.equal(r.reason, 'CLEANUP_FAILED', 'a run not verified clean has a reason of its own');
   t.match(r.stderr, /runner did not answer/);
-  t.ok(r.durationMillis >= 1000, `answered after its timeout and the runner's bound (${r.durationMillis} ms)`);
+  t.ok(r.durationMillis >= 4000, `answered after its timeout and the runner's bound (${r.durationMillis} ms)`);
   await h.quiet();
   const after = (await h.containers()).map((c) => c.Id);
   t.notOk(after.includes(before[0]!), 'the container was retired');
