@@ -13,6 +13,8 @@
 #
 #   NANOGRID_VM_ACCEL   auto (default), kvm or tcg
 #   NANOGRID_VM_MEM_MB  guest memory (default 4096); NANOGRID_VM_CPUS (default: host's, at most 4)
+#   NANOGRID_VM_APPEND  more kernel arguments (systemd.unified_cgroup_hierarchy=0: the same
+#                       guest on cgroup v1, for a like-for-like comparison)
 #   NANOGRID_VM_CONSOLE=1  the guest's console on this terminal instead of JOB_DIR/serial.log
 #                          (ops/vm/shell.sh)
 # Exit status: the job's, or 124 when the guest did not finish in time, 125 when QEMU failed.
@@ -89,7 +91,7 @@ timeout -k 5 "$timeout_s" qemu-system-x86_64 "${machine[@]}" -smp "$cpus" -m "$m
   -pidfile "$pidfile" \
   "${serial[@]}" \
   -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" \
-  -append "root=/dev/vda rw console=ttyS0 panic=-1 quiet loglevel=3 apparmor=0 systemd.unified_cgroup_hierarchy=1 systemd.show_status=auto" \
+  -append "root=/dev/vda rw console=ttyS0 panic=-1 quiet loglevel=3 apparmor=0 systemd.unified_cgroup_hierarchy=1 systemd.show_status=auto ${NANOGRID_VM_APPEND:-}" \
   -drive "$drive" \
   -device virtio-rng-pci \
   "${shares[@]}" <"$stdin" || qrc=$?
