@@ -21,7 +21,7 @@ export function latencyChart(title: string, rows: LatencyRow[]): string {
   const rowH = 22;
   const top = 50;
   const height = top + rows.length * rowH + 76;
-  const values = rows.flatMap((r) => [r.summary.min, r.summary.p99]).filter((v) => Number.isFinite(v) && v > 0);
+  const values = rows.flatMap((r) => [r.summary.min, r.summary.max]).filter((v) => Number.isFinite(v) && v > 0);
   const lo = Math.pow(10, Math.floor(Math.log10(Math.min(...values, 1))));
   const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(...values, 10))));
   const x = (v: number) => left + ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (width - left - 110);
@@ -37,12 +37,14 @@ export function latencyChart(title: string, rows: LatencyRow[]): string {
     const s = r.summary;
     parts.push(`<text x="${left - 8}" y="${y + 14}" text-anchor="end" font-size="12">${esc(r.label)} (n=${s.n})</text>`);
     if (!Number.isFinite(s.p50)) return;
-    parts.push(`<line x1="${x(s.min)}" y1="${y + 10}" x2="${x(s.p99)}" y2="${y + 10}" stroke="${c}" stroke-width="1.5"/>`);
-    parts.push(`<rect x="${x(s.p50)}" y="${y + 3}" width="${Math.max(2, x(s.p95) - x(s.p50))}" height="14" fill="${c}" fill-opacity="0.45" stroke="${c}"/>`);
+    // Too few samples for a p99 (or a p95): the line ends at the maximum, the box is left out.
+    const end = Number.isFinite(s.p99) ? s.p99 : s.max;
+    parts.push(`<line x1="${x(s.min)}" y1="${y + 10}" x2="${x(end)}" y2="${y + 10}" stroke="${c}" stroke-width="1.5"${Number.isFinite(s.p99) ? '' : ' stroke-dasharray="3 2"'}/>`);
+    if (Number.isFinite(s.p95)) parts.push(`<rect x="${x(s.p50)}" y="${y + 3}" width="${Math.max(2, x(s.p95) - x(s.p50))}" height="14" fill="${c}" fill-opacity="0.45" stroke="${c}"/>`);
     parts.push(`<line x1="${x(s.p50)}" y1="${y + 1}" x2="${x(s.p50)}" y2="${y + 19}" stroke="${c}" stroke-width="3"/>`);
-    parts.push(`<text x="${x(s.p99) + 6}" y="${y + 14}" font-size="11" fill="#333">${s.p50.toFixed(1)} ms</text>`);
+    parts.push(`<text x="${x(end) + 6}" y="${y + 14}" font-size="11" fill="#333">${s.p50.toFixed(1)} ms</text>`);
   });
-  parts.push(`<text x="${left}" y="${height - 28}" font-size="11" fill="#555">thick tick: p50 · box: p50 to p95 · line: min to p99 · log scale</text>`);
+  parts.push(`<text x="${left}" y="${height - 28}" font-size="11" fill="#555">thick tick: p50 · box: p50 to p95 (n >= 20) · line: min to p99 (n >= 100; dashed: to the max) · log scale</text>`);
   parts.push(`<text x="${left}" y="${height - 12}" font-size="11" fill="#555">grey: floors · purple: the original system's paths · red: cold · orange: prewarm · green: warm</text>`);
   return svg(width, height, parts);
 }

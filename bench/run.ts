@@ -280,7 +280,7 @@ async function main(): Promise<void> {
     `${base}-cold-curve.svg`,
     coldCurveChart(
       `Throughput against cold starts (${CC_CAPACITY} python containers, trivial function)`,
-      coldCurve.map((p) => ({ label: `${p.distinctFunctions} fn`, x: p.coldFraction, y: p.perSecond, note: `p50 ${Math.round(p.e2e.p50)} / p99 ${Math.round(p.e2e.p99)} ms` })),
+      coldCurve.map((p) => ({ label: `${p.distinctFunctions} fn`, x: p.coldFraction, y: p.perSecond, note: `p50 ${Math.round(p.e2e.p50)}${Number.isFinite(p.e2e.p99) ? ` / p99 ${Math.round(p.e2e.p99)}` : ''} ms` })),
     ),
   );
   process.stdout.write(markdown(report));
