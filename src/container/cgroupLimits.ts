@@ -1,5 +1,6 @@
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readProcCgroups } from './cgroupFiles.js';
 
 /** What a container may use: memory (swap equal to it: none beyond it) and CPU. */
 export interface LimitValues {
@@ -24,20 +25,13 @@ export interface CgroupLimits {
 /** Finds the memory and CPU cgroups of a process (the container's init), or null when there are none. */
 export async function locateLimits(pid: number, roots: { proc?: string; cgroup?: string } = {}): Promise<CgroupLimits | null> {
   const cgroupRoot = roots.cgroup ?? '/sys/fs/cgroup';
-  let lines: string[];
-  try {
-    lines = (await readFile(join(roots.proc ?? '/proc', String(pid), 'cgroup'), 'utf8')).split('\n');
-  } catch {
-    return null;
-  }
-  const parts = lines.map((l) => l.split(':'));
-  const v1 = (controller: string) => parts.find((p) => p[1]?.split(',').includes(controller));
-  const memory = v1('memory');
-  const cpu = v1('cpu');
+  const cg = await readProcCgroups(pid, roots.proc);
+  if (!cg) return null;
+  const memory = cg.v1('memory');
+  const cpu = cg.v1('cpu');
   // A v1 hierarchy is mounted under the name of its controller list ("cpu,cpuacct" where they share one).
-  if (memory?.[2] && cpu?.[2]) return new V1Limits(join(cgroupRoot, memory[1]!, memory[2]), join(cgroupRoot, cpu[1]!, cpu[2]));
-  const v2 = parts.find((p) => p[0] === '0' && p[1] === '');
-  if (v2?.[2] !== undefined && v2[2] !== '/') return new V2Limits(join(cgroupRoot, v2[2]));
+  if (memory?.path && cpu?.path) return new V1Limits(join(cgroupRoot, memory.mount, memory.path), join(cgroupRoot, cpu.mount, cpu.path));
+  if (cg.v2 !== undefined && cg.v2 !== '/') return new V2Limits(join(cgroupRoot, cg.v2));
   return null;
 }
 

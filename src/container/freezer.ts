@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep } from '../core/timeout.js';
+import { readProcCgroups } from './cgroupFiles.js';
 import { pidsIn } from './hostPid.js';
 
 /**
@@ -27,17 +28,11 @@ const SETTLE_MS = 2000;
 /** Finds the freezer of a process's cgroup (the container's init), or null when there is none. */
 export async function locateFreezer(pid: number, roots: { proc?: string; cgroup?: string } = {}): Promise<Freezer | null> {
   const cgroupRoot = roots.cgroup ?? '/sys/fs/cgroup';
-  let lines: string[];
-  try {
-    lines = (await readFile(join(roots.proc ?? '/proc', String(pid), 'cgroup'), 'utf8')).split('\n');
-  } catch {
-    return null;
-  }
-  const parts = lines.map((l) => l.split(':'));
-  const v1 = parts.find((p) => p[1]?.split(',').includes('freezer'));
-  if (v1?.[2]) return new V1Freezer(join(cgroupRoot, 'freezer', v1[2]));
-  const v2 = parts.find((p) => p[0] === '0' && p[1] === '');
-  if (v2?.[2] !== undefined) return new V2Freezer(join(cgroupRoot, v2[2]));
+  const cg = await readProcCgroups(pid, roots.proc);
+  if (!cg) return null;
+  const v1 = cg.v1('freezer')?.path;
+  if (v1) return new V1Freezer(join(cgroupRoot, 'freezer', v1));
+  if (cg.v2 !== undefined) return new V2Freezer(join(cgroupRoot, cg.v2));
   return null;
 }
 

@@ -1,9 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SampleOutcome, SampleTask } from '../../workers/memorySampler.js';
 import { sleep } from '../core/timeout.js';
-import { readOomKills } from './cgroupFiles.js';
+import { readOomKills, readProcCgroups } from './cgroupFiles.js';
 import { INIT_LEAF, prepareContainerCgroup, RunScope } from './cgroupV2Scopes.js';
 import { hostPidFor } from './hostPid.js';
 import type { ThreadPool } from '../core/threads.js';
@@ -57,15 +57,10 @@ export class MemoryMeter {
   /** Finds the memory cgroup of a process (the container's PID 1) from /proc. */
   async locate(pid: number): Promise<CgroupRef | null> {
     const root = this.opts.cgroupRoot ?? '/sys/fs/cgroup';
-    try {
-      const lines = (await readFile(join(this.opts.procRoot ?? '/proc', String(pid), 'cgroup'), 'utf8')).split('\n');
-      const v1 = lines.map((l) => l.split(':')).find((p) => p[1]?.split(',').includes('memory'));
-      if (v1?.[2]) return { version: 1, dir: join(root, 'memory', v1[2]) };
-      const v2 = lines.map((l) => l.split(':')).find((p) => p[0] === '0' && p[1] === '');
-      if (v2?.[2]) return { version: 2, dir: join(root, v2[2]) };
-    } catch {
-      // fall through: unknown
-    }
+    const cg = await readProcCgroups(pid, this.opts.procRoot);
+    const v1 = cg?.v1('memory')?.path;
+    if (v1) return { version: 1, dir: join(root, 'memory', v1) };
+    if (cg?.v2) return { version: 2, dir: join(root, cg.v2) };
     return null;
   }
 
