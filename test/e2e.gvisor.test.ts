@@ -5,6 +5,7 @@ import { LOCAL_CREDENTIALS, localAgentConfig } from '../src/local/agentConfig.js
 import { startLocalStack } from '../src/local/stack.js';
 import { silentLogger } from '../src/core/log.js';
 import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
+import { PY_SYSCALL } from './helpers/hostileFunctions.js';
 
 // The gVisor tier (NANOGRID_OCI_RUNTIME=python=runsc): the same runner, limits and clean-up,
 // with the function's system calls answered by gVisor's kernel in user space.
@@ -62,11 +63,7 @@ t.test('python in gVisor: a stock container serves a run of another memory size 
 // refuses what a function does not need (runsc --oci-seccomp, ops/setup.sh).
 const SECCOMP = `
 import ctypes, errno
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def call(*args):
-    r = libc.syscall(*[ctypes.c_long(a) for a in args])
-    return 'ok' if r >= 0 else errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+${PY_SYSCALL}
 params = ctypes.create_string_buffer(120)
 print(' '.join('%s=%s' % kv for kv in (('io_uring_setup', call(425, 8, ctypes.addressof(params))), ('ptrace', call(101, 0, 0, 0, 0)), ('keyctl', call(250, 0, 0, 0, 0, 0)), ('unshare_user', call(272, 0x10000000)), ('getpid', call(39)))))
 `;

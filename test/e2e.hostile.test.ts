@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { waitUntil } from '../src/core/timeout.js';
 import { docker, ONE_PYTHON, startHarness } from './helpers/harness.js';
-import { hostSecret, PID_EXHAUSTION, PROBE, storedOutputs } from './helpers/hostileFunctions.js';
+import { hostSecret, PID_EXHAUSTION, PROBE, PY_SYSCALL, storedOutputs } from './helpers/hostileFunctions.js';
 
 // Hostile functions against the sandbox's second line of defence (docs/sandbox.md), on the
 // real engine: each one tries what a determined tenant would.
@@ -159,11 +159,7 @@ t.test('a host uid per container: what the kernel counts per uid is per containe
 // Everything a function might raise or call that it does not need.
 const LIMITS = `
 import ctypes, errno, os, resource, socket
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def call(*args):
-    r = libc.syscall(*[ctypes.c_long(a) for a in args])
-    return 'ok' if r >= 0 else errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+${PY_SYSCALL}
 out = {}
 for name in ('CORE', 'NOFILE', 'NPROC', 'SIGPENDING', 'MSGQUEUE'):
     out[name] = resource.getrlimit(getattr(resource, 'RLIMIT_' + name))

@@ -9,6 +9,14 @@ import type { Harness } from './harness.js';
 // v1) and the VM suite's guest (cgroup v2, test/vm/guest/).
 
 /** Every object a run stored under its prefix, with its bytes. */
+/** A raw syscall from Python, answering 'ok' or the errno's name (needs ctypes and errno imported). */
+export const PY_SYSCALL = `libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(*args):
+    r = libc.syscall(*[ctypes.c_long(a) for a in args])
+    return 'ok' if r >= 0 else errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+`;
+
 export async function storedOutputs(h: Harness, prefix: string): Promise<Map<string, Buffer>> {
   const s3 = new S3Client({ region: h.stack.region, endpoint: h.stack.endpoint, forcePathStyle: true, credentials: LOCAL_CREDENTIALS });
   try {
