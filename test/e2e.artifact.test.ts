@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile, appendFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { removeLeftovers, uniqueId } from './helpers/harness.js';
+import { runInGroup } from './helpers/processGroup.js';
 
 // The release artifact (npm run package) installs and starts with no registry and no
 // network: it is unpacked and run inside a network namespace with nothing but loopback.
@@ -13,27 +13,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PACKAGE = join(ROOT, 'ops/package.sh');
 const INSTALL = join(ROOT, 'ops/fleet/install-artifact.sh');
 
-function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 300_000): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
-}
+const sh = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 300_000) => runInGroup(cmd, args, { env, timeoutMs });
 
 const dir = await mkdtemp(join(tmpdir(), 'nanogrid-artifact-'));
 t.teardown(() => rm(dir, { recursive: true, force: true }));

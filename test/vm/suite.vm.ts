@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Parser, type Result as TapResult } from 'tap-parser';
 import t from 'tap';
+import { killGroup, runInGroup } from '../helpers/processGroup.js';
 
 // The VM suite (npm run test:vm): a host like the fleet's, in a QEMU guest (ops/vm), runs
 // the cgroup v2 tests and the install path. The guest runs each file of test/vm/guest with
@@ -17,33 +17,11 @@ const GUEST_FILES = (process.env.NANOGRID_VM_ONLY ?? 'cgroupV2,install').split('
 const BOOT_TIMEOUT_S = Number(process.env.NANOGRID_VM_TIMEOUT_S ?? 1500);
 const FILE_TIMEOUT_S = 900;
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, onChild?: (pid: number) => void): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    // Its own process group: a failed or interrupted test kills QEMU with it.
-    const child = spawn(cmd, args, { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    onChild?.(child.pid!);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      process.stderr.write(d);
-    });
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, out, err }));
-  });
-}
-
-const killGroup = (pid: number) => {
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    /* already gone */
-  }
-};
+// Its own process group: a failed or interrupted test kills QEMU with it.
+const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv, onChild?: (pid: number) => void) => runInGroup(cmd, args, { env, cwd: ROOT, onChild, echoStderr: true });
 
 /** The guest's TAP for one file: each top-level test with the failures inside it, and the measurements it noted. */
-function parseTap(text: string): Promise<{ tests: { ok: boolean; name: string; failures: string[] }[]; measures: string[]; plan: boolean }> {
+function parseTap(text: string): Promise<{ tests: { ok: boolean; name: string; failures: string[] }[]; measures: string[] }> {
   return new Promise((resolve) => {
     const tests: { ok: boolean; name: string; failures: string[] }[] = [];
     const measures: string[] = [];
@@ -65,7 +43,7 @@ function parseTap(text: string): Promise<{ tests: { ok: boolean; name: string; f
       });
     };
     watch(p, 0);
-    p.on('complete', (r) => resolve({ tests, measures, plan: r.plan.end !== null && r.plan.end >= 0 }));
+    p.on('complete', () => resolve({ tests, measures }));
     p.end(text);
   });
 }
