@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -41,3 +41,10 @@ export async function readProcCgroups(pid: number, procRoot = '/proc'): Promise<
     v2: parts.find((p) => p[0] === '0' && p[1] === '')?.[2],
   };
 }
+
+/** Whether a cgroup file exists (controllers and kernel versions differ in the files they offer). */
+export const cgroupFileExists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  );

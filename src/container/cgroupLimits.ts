@@ -1,6 +1,6 @@
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readProcCgroups } from './cgroupFiles.js';
+import { cgroupFileExists, readProcCgroups } from './cgroupFiles.js';
 
 /** What a container may use: memory (swap equal to it: none beyond it) and CPU. */
 export interface LimitValues {
@@ -46,10 +46,8 @@ export function v1WriteOrder(currentBytes: number, nextBytes: number): readonly 
   return nextBytes > currentBytes ? ['memsw', 'limit'] : ['limit', 'memsw'];
 }
 
-const exists = (f: string) => access(f).then(
-  () => true,
-  () => false,
-);
+/** A CPU quota in microseconds per period for a number of nanoCPUs (at least 1 ms, as the kernel requires). */
+const quotaUs = (nanoCpus: number, periodUs: number) => Math.max(1000, Math.round((nanoCpus * periodUs) / 1e9));
 
 class V1Limits implements CgroupLimits {
   readonly kind = 'cgroup-v1';
@@ -65,13 +63,13 @@ class V1Limits implements CgroupLimits {
     const bytes = String(l.memoryBytes);
     const current = Number((await readFile(limit, 'utf8')).trim());
     // Without swap accounting there is no memsw file: the limit alone holds.
-    const withSwap = await exists(memsw);
+    const withSwap = await cgroupFileExists(memsw);
     for (const which of v1WriteOrder(current, l.memoryBytes)) {
       if (which === 'limit') await writeFile(limit, bytes);
       else if (withSwap) await writeFile(memsw, bytes);
     }
     const period = Number((await readFile(join(this.cpuDir, 'cpu.cfs_period_us'), 'utf8').catch(() => '100000')).trim()) || 100_000;
-    await writeFile(join(this.cpuDir, 'cpu.cfs_quota_us'), String(l.nanoCpus > 0 ? Math.max(1000, Math.round((l.nanoCpus * period) / 1e9)) : -1));
+    await writeFile(join(this.cpuDir, 'cpu.cfs_quota_us'), String(l.nanoCpus > 0 ? quotaUs(l.nanoCpus, period) : -1));
     await writeFile(join(this.cpuDir, 'cpu.shares'), String(l.shares));
   }
 }
@@ -84,9 +82,9 @@ class V2Limits implements CgroupLimits {
   async apply(l: LimitValues): Promise<void> {
     await writeFile(join(this.dir, 'memory.max'), String(l.memoryBytes));
     // Docker's MemorySwap equal to Memory: no swap at all.
-    if (await exists(join(this.dir, 'memory.swap.max'))) await writeFile(join(this.dir, 'memory.swap.max'), '0');
+    if (await cgroupFileExists(join(this.dir, 'memory.swap.max'))) await writeFile(join(this.dir, 'memory.swap.max'), '0');
     const period = 100_000;
-    await writeFile(join(this.dir, 'cpu.max'), l.nanoCpus > 0 ? `${Math.max(1000, Math.round((l.nanoCpus * period) / 1e9))} ${period}` : `max ${period}`);
+    await writeFile(join(this.dir, 'cpu.max'), l.nanoCpus > 0 ? `${quotaUs(l.nanoCpus, period)} ${period}` : `max ${period}`);
     await writeFile(join(this.dir, 'cpu.weight'), String(sharesToWeight(l.shares)));
   }
 }

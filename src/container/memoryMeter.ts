@@ -1,9 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SampleOutcome, SampleTask } from '../../workers/memorySampler.js';
 import { sleep } from '../core/timeout.js';
-import { readOomKills, readProcCgroups } from './cgroupFiles.js';
+import { cgroupFileExists, readOomKills, readProcCgroups } from './cgroupFiles.js';
 import { INIT_LEAF, prepareContainerCgroup, RunScope } from './cgroupV2Scopes.js';
 import { hostPidFor } from './hostPid.js';
 import type { ThreadPool } from '../core/threads.js';
@@ -98,7 +97,7 @@ export class MemoryMeter {
 
   private async beginV2(cg: CgroupRef, timeoutMs: number): Promise<MeterSession> {
     // Without memory.peak (kernels before 5.19) only sampling is left.
-    if (!(await exists(join(cg.dir, 'memory.peak')))) return this.beginSampling(cg, timeoutMs);
+    if (!(await cgroupFileExists(join(cg.dir, 'memory.peak')))) return this.beginSampling(cg, timeoutMs);
     if (!cg.prepared) {
       await prepareContainerCgroup(cg.dir);
       cg.prepared = true;
@@ -163,8 +162,3 @@ export class MemoryMeter {
   }
 }
 
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  );
