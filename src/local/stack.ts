@@ -15,6 +15,8 @@ export interface LocalStack {
   bucket: string;
   redisUrl: string;
   maxReceiveCount: number;
+  /** The private redis-server's pid (none when an outside Redis was given). */
+  redisPid?: number;
   stop(): Promise<void>;
 }
 
@@ -78,6 +80,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
         bucket,
         redisUrl,
         maxReceiveCount,
+        redisPid: redis?.process.pid,
         stop() {
           stopped ??= (async () => {
             await redis?.stop();
