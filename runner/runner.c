@@ -192,8 +192,11 @@ static int fill(reader_t *r) {
 /* ---------- the run ---------- */
 
 typedef struct {
+  /* The kept part, grown as output comes (a trivial run's few bytes need no megabyte:
+   * a buffer that large is mmapped, and unmapping it every run costs a TLB shootdown on
+   * every CPU). */
   char *data;
-  size_t kept, total, limit;
+  size_t kept, total, limit, cap;
   int fd;
   /* The whole stream, once it passes `limit`, up to spool_limit bytes: a file in the
    * control folder (root's), for the agent to store. */
@@ -260,6 +263,25 @@ static void announce_zygote(void) {
   free(kv.buf);
 }
 
+/* Keeps up to the limit of `n` bytes; returns how many it kept. */
+static size_t capture_keep(capture_t *c, const char *buf, size_t n) {
+  size_t room = c->limit - c->kept;
+  size_t take = n < room ? n : room;
+  if (!take) return 0;
+  if (c->kept + take > c->cap) {
+    size_t cap = c->cap ? c->cap : 16384;
+    while (cap < c->kept + take) cap *= 2;
+    if (cap > c->limit) cap = c->limit;
+    char *grown = realloc(c->data, cap);
+    if (!grown) return 0;
+    c->data = grown;
+    c->cap = cap;
+  }
+  memcpy(c->data + c->kept, buf, take);
+  c->kept += take;
+  return take;
+}
+
 static void capture_read(capture_t *c) {
   char buf[65536];
   for (;;) {
@@ -272,12 +294,7 @@ static void capture_read(capture_t *c) {
       return;
     }
     c->total += (size_t)n;
-    size_t room = c->limit - c->kept;
-    size_t take = (size_t)n < room ? (size_t)n : room;
-    if (take) {
-      memcpy(c->data + c->kept, buf, take);
-      c->kept += take;
-    }
+    size_t take = capture_keep(c, buf, (size_t)n);
     /* After the kept part has this chunk's share: the spool starts with all of it. */
     if ((size_t)n > take) spool(c, buf + take, (size_t)n - take);
   }
@@ -612,10 +629,7 @@ static void read_exec_status(void) {
   int l = snprintf(msg, sizeof msg, "%s: %s\n", run.exec_name, strerror(e));
   if (l < 0) return;
   run.err.total += (size_t)l;
-  size_t room = run.err.limit - run.err.kept;
-  size_t take = (size_t)l < room ? (size_t)l : room;
-  memcpy(run.err.data + run.err.kept, msg, take);
-  run.err.kept += take;
+  capture_keep(&run.err, msg, (size_t)l);
 }
 
 /* FRAME_GO from the agent: the held process may run now (go=1), or is called off (go=0). */
@@ -682,8 +696,8 @@ static const char *open_run(const request_t *r, child_ends_t *ends) {
   run.uid = (uid_t)r->uid;
   run.gid = (gid_t)r->gid;
   run.via_zygote = !strcmp(r->mode, "zygote");
-  run.out = (capture_t){.data = malloc((size_t)r->out_limit + 1), .limit = (size_t)r->out_limit, .fd = out[0], .spool_fd = -1};
-  run.err = (capture_t){.data = malloc((size_t)r->out_limit + 1), .limit = (size_t)r->out_limit, .fd = err[0], .spool_fd = -1};
+  run.out = (capture_t){.limit = (size_t)r->out_limit, .fd = out[0], .spool_fd = -1};
+  run.err = (capture_t){.limit = (size_t)r->out_limit, .fd = err[0], .spool_fd = -1};
   if (r->spool_limit > 0 && r->spool_out && r->spool_err) {
     /* Copies: the request's buffer is not kept past this call. */
     run.out.spool_path = strdup(r->spool_out);
