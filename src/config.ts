@@ -68,6 +68,10 @@ export interface Config {
   zipMaxBytes: number;
   visibilityTimeoutS: number;
   receiveWaitS: number;
+  /** Messages held ahead of free slots while runs are short (NANOGRID_PREFETCH, 0: never; at most one receive batch). */
+  prefetch: number;
+  /** Prefetch only while recent runs take at most this long (NANOGRID_PREFETCH_MAX_RUN_MS). */
+  prefetchMaxRunMs: number;
   maxReceiveCount: number | undefined;
   shutdownGraceMs: number;
   dockerTimeoutMs: number;
@@ -326,6 +330,8 @@ export function loadConfig(env: Env = process.env): Config {
     zipMaxBytes: read(env, 'NANOGRID_ZIP_MAX_BYTES', int(1024, 2 ** 40), 256 * 1024 * 1024),
     visibilityTimeoutS: read(env, 'NANOGRID_VISIBILITY_TIMEOUT_S', int(10, 43_200), 60),
     receiveWaitS: read(env, 'NANOGRID_RECEIVE_WAIT_S', int(0, 20), 20),
+    prefetch: read(env, 'NANOGRID_PREFETCH', int(0, 10), 10),
+    prefetchMaxRunMs: read(env, 'NANOGRID_PREFETCH_MAX_RUN_MS', int(0, 3_600_000), 1000),
     maxReceiveCount: read(env, 'NANOGRID_MAX_RECEIVE_COUNT', int(1, 1000), undefined as number | undefined),
     // Unset: each running invocation may finish within its own timeout (the longest allowed bounds it).
     shutdownGraceMs: read(env, 'NANOGRID_SHUTDOWN_GRACE_MS', int(0, 3_600_000), maxTimeoutMs + SHUTDOWN_SLACK_MS),

@@ -139,6 +139,8 @@ export function buildParts(opts: PartsOptions): Parts {
     log,
     events: bus,
   });
+  // The claim reads the function's peaks and the result's write records the new one: one round trip each.
+  redis.useHistory(history);
   const cwEndpoint = opts.cloudwatchEndpoint ?? c.endpoints.cloudwatch;
   // A generic endpoint override (fauxqs, ElasticMQ) rarely speaks CloudWatch: only send
   // there when CloudWatch has an endpoint of its own, or when talking to real AWS.
@@ -247,6 +249,7 @@ export function buildParts(opts: PartsOptions): Parts {
     ...(c.messageKeys.length > 0 ? { auth: { keys: c.messageKeys, maxLifetimeMs: c.messageMaxLifetimeMs } } : {}),
     visibilityTimeoutS: c.visibilityTimeoutS,
     maxReceiveCount: c.maxReceiveCount,
+    prefetch: { messages: c.prefetch, maxRunMs: c.prefetchMaxRunMs },
     log,
     runner: invoker,
     results: redis,

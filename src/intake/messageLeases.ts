@@ -29,8 +29,12 @@ export interface MessageLeaseOptions {
   events?: Emitter<'sqsRequest' | 'sqsError'>;
 }
 
-/** How long a delete waits for others to share its batch call. */
-const DELETE_WINDOW_MS = 5;
+/**
+ * How long a delete waits for others to share its batch call. The result is stored before
+ * the delete, so waiting costs only a redelivery (answered from the stored result) were the
+ * agent to die meanwhile; at 500/s a 20 ms window fills a batch of 10.
+ */
+const DELETE_WINDOW_MS = 20;
 
 interface PendingDelete {
   receiptHandle: string;

@@ -12,6 +12,7 @@ import { MessageHandler } from './messageHandler.js';
 import type { MessageLeases } from './messageLeases.js';
 import type { AuthPolicy, ParseLimits } from './parse.js';
 import { ReceiveLoop } from './receiveLoop.js';
+import { Prefetch, type PrefetchPolicy } from './prefetch.js';
 
 export type { ClaimOutcome, IntakeGate, ResultStore, RunHooks } from '../core/ports.js';
 
@@ -31,6 +32,8 @@ export interface SupervisorOptions {
   visibilityTimeoutS: number;
   /** Overrides the queue's redrive policy for the "last try" decision. */
   maxReceiveCount: number | undefined;
+  /** Messages that may wait ahead of free slots while recent runs are short (intake/prefetch.ts); none without it. */
+  prefetch?: PrefetchPolicy;
   log: Logger;
   /** Where each valid invocation goes to run (run/invoker.ts). */
   runner: InvocationRunner;
@@ -86,9 +89,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly tasks = new Set<Promise<void>>();
   private readonly loop: ReceiveLoop;
   private readonly handler: MessageHandler;
+  private readonly prefetch: Prefetch;
 
   constructor(private readonly opts: SupervisorOptions) {
     super();
+    this.prefetch = new Prefetch(opts.prefetch ?? { messages: 0, maxRunMs: 0 });
     // The handler and the loop read the supervisor's flags as they are at each turn.
     const self = this;
     this.maxReceiveCount = opts.maxReceiveCount;
@@ -106,7 +111,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
           this.totals[TOTAL_OF[label]]++;
           this.emit('disposed', label, reason);
         },
-        answered: (r) => this.emit('answered', r),
+        answered: (r) => {
+          this.prefetch.observe(r);
+          this.emit('answered', r);
+        },
       },
     );
     this.loop = new ReceiveLoop(
@@ -135,21 +143,29 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.opts.capacity();
   }
 
-  /** Slots not taken by a message that waits for or holds a container. */
-  get freeSlots(): number {
+  /** Held messages that wait for or hold a container. */
+  private get taking(): number {
     let taking = 0;
     for (const h of this.held.values()) if (h.takesSlot) taking++;
-    return Math.max(0, this.capacity - taking);
+    return taking;
+  }
+
+  /** Slots not taken by a message that waits for or holds a container. */
+  get freeSlots(): number {
+    return Math.max(0, this.capacity - this.taking);
   }
 
   /**
    * How many messages to ask for: free slots, and no more than the free memory holds at the
    * default size (a message's own size is known only once received); none while any waits.
+   * While runs are short, up to one batch more may wait ahead (intake/prefetch.ts).
    */
   private get wanted(): number {
-    const free = this.freeSlots;
+    const taking = this.taking;
+    const free = Math.max(0, this.capacity - taking);
     const memory = this.opts.memory;
-    return memory ? Math.min(free, memory.admissible(this.opts.limits.defaultMemoryMb)) : free;
+    const admissible = memory ? memory.admissible(this.opts.limits.defaultMemoryMb) : Infinity;
+    return this.prefetch.wanted({ capacity: this.capacity, taking, free: Math.min(free, admissible), memoryBound: admissible < free });
   }
 
   /** True when the last receive succeeded, for /health. */
