@@ -4,6 +4,9 @@ import { startRedisServer } from '../src/local/stack.js';
 import { silentLogger } from '../src/core/log.js';
 import { RedisSink } from '../src/sinks/redisSink.js';
 import { waitUntil } from '../src/core/timeout.js';
+import { MemoryHistory } from '../src/sinks/memoryHistory.js';
+import { historyKey } from '../src/sinks/redisKeys.js';
+import { functionKey } from '../src/core/invocation.js';
 
 // The sink's scripts on a real redis-server: who owns a request id, first writer wins.
 const result = (requestId: string, functionId: string, codeLocation: string | null, stdout = ''): Result => ({
@@ -57,4 +60,41 @@ t.test('a request id is its first owner\'s: claims, writes and the outbox replay
   await sink.close();
   t.equal(sink.pending, 0, 'the replay settled it');
   t.equal((JSON.parse((await other.redis.get('result:r3'))!) as Result).stdout, 'first', 'the replayed result did not replace the owner\'s');
+});
+
+t.test('the claim reads the memory history and the result write records the peak: no call of its own', async (t) => {
+  const server = await startRedisServer();
+  t.teardown(() => server.stop());
+  const sink = new RedisSink({ url: server.url, ttlSeconds: 60, workerId: 'w', log: silentLogger, resultMaxBytes: 1 << 20, retryEveryMs: 3_600_000 });
+  t.teardown(() => sink.close());
+  await sink.connect();
+  const history = new MemoryHistory(sink.redis, { size: 3, ttlSeconds: 600, log: silentLogger, health: sink.health });
+  sink.useHistory(history);
+  const key = functionKey('a', 's3://code/a/v1.zip');
+  await sink.redis.rpush(historyKey(key), '100', '200', '300');
+  const calls: string[] = [];
+  const monitor = await sink.redis.duplicate().monitor();
+  t.teardown(() => monitor.disconnect());
+  // What the client sent (not what the scripts ran inside Redis).
+  monitor.on('monitor', (_time: string, args: string[], source: string) => void (source !== 'lua' && calls.push(String(args[0]).toLowerCase())));
+
+  t.equal(await sink.claim('h1', 'a', 's3://code/a/v1.zip', { attempt: 1 }, silentLogger), 'claimed');
+  const peaks = await history.record(key, 400, silentLogger, 'h1');
+  t.same(peaks, [200, 300, 400], 'the peaks the claim read, with this run\'s, the newest 3');
+  await sink.deliver({ ...result('h1', 'a', 's3://code/a/v1.zip'), peakMemoryBytes: 400 });
+  t.same(await sink.redis.lrange(historyKey(key), 0, -1), ['200', '300', '400'], 'the write recorded the peak, trimmed to the size');
+  t.ok(await sink.redis.ttl(historyKey(key)) > 500, 'with the history\'s TTL');
+  await waitUntil('monitor lines', () => calls.includes('evalsha') || calls.includes('eval'), { timeoutMs: 5000 });
+  t.notOk(calls.includes('multi') || calls.includes('rpush'), `no call of the history's own (${calls.join(', ')})`);
+
+  // Without a claim's read (Redis was down at the claim), the history is read and written on its own.
+  const alone = await history.record(key, 500, silentLogger, 'h2');
+  t.same(alone, [300, 400, 500]);
+  t.equal(history.takePending('h2'), undefined, 'nothing left for the write to add');
+
+  // A refused write (another function's id) records no peak.
+  t.equal(await sink.claim('h3', 'b', 's3://code/b/v1.zip', { attempt: 1 }, silentLogger), 'claimed');
+  await history.record(key, 999, silentLogger, 'h3');
+  await sink.deliver({ ...result('h3', 'a', 's3://code/a/v1.zip'), peakMemoryBytes: 999 });
+  t.same(await sink.redis.lrange(historyKey(key), 0, -1), ['300', '400', '500'], 'the refused write added nothing');
 });

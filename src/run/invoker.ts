@@ -54,12 +54,12 @@ export class Invoker implements InvocationRunner {
     const peak = report.memory.peakBytes;
     try {
       // Keyed on the function and its code: another sender's message under this id cannot skew it.
-      const peaks = peak !== null ? await this.opts.history.record(inv.functionKey, peak, log) : [];
+      const peaks = peak !== null ? await this.opts.history.record(inv.functionKey, peak, log, inv.requestId) : [];
       const advice = advise(
         { peaksBytes: peaks, allocatedMb: inv.memoryMb, oomKilled: report.status === 'OOM' },
         { ...DEFAULT_POLICY, language: this.opts.tipLanguage },
       );
-      log.info(
+      log.debug(
         { tag: 'AUTO-TUNER', peakMemoryBytes: peak, method: report.memory.method, band: advice.band, recommendedMemoryMb: advice.recommendedMemoryMb, samples: advice.samples },
         advice.tip,
       );

@@ -28,6 +28,10 @@ export interface ArchivePort {
 
 /** Where the function's peaks are kept (the Redis memory history). */
 export interface PeakHistory {
-  /** Records a peak and returns the function's recent peaks, newest last (keyed on Invocation.functionKey). */
-  record(functionKey: string, peakBytes: number, log: Logger): Promise<number[]>;
+  /**
+   * Records a peak and returns the function's recent peaks, newest last (keyed on
+   * Invocation.functionKey). With the request id, the peaks its claim read may answer
+   * without a call of its own, the peak then going out with the result's write.
+   */
+  record(functionKey: string, peakBytes: number, log: Logger, requestId?: string): Promise<number[]>;
 }

@@ -10,6 +10,8 @@ import type { Logger } from '../core/log.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
 import { jobKey, ownerKey, resultChannel, resultKey } from './redisKeys.js';
 import { RedisHealth } from './redisHealth.js';
+import type { MemoryHistory } from './memoryHistory.js';
+import { functionKey } from '../core/invocation.js';
 
 export type JobState = 'PENDING' | 'PROCESSING' | 'SUCCESS' | 'FAILED';
 
@@ -33,24 +35,27 @@ export interface RedisSinkOptions {
  * Claims a request id for its owner (function id and code location) and marks the job
  * PROCESSING, atomically: 1 when the id was free or is the owner's already (a redelivery),
  * 0 when another function owns it, 2 when the owner's result is stored already (a
- * duplicate delivery, or a replay of a signed message: not run again).
- * KEYS: owner, job, result. ARGV: owner, ttl, then field, value pairs for the job hash.
+ * duplicate delivery, or a replay of a signed message: not run again). With 1 come the
+ * function's recent peaks (its memory history), for the run's advice.
+ * KEYS: owner, job, result, history. ARGV: owner, ttl, then field, value pairs for the job hash.
  */
 const CLAIM = `
 local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
-if cur and redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+if cur and cur ~= ARGV[1] then return {0} end
+if cur and redis.call('EXISTS', KEYS[3]) == 1 then return {2} end
 if not cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 1`;
+return {1, redis.call('LRANGE', KEYS[4], 0, -1)}`;
 
 /**
  * Stores, marks and publishes a result unless another function owns its request id (the
  * first writer wins; the same owner may write again: a redelivery finishing the job). A
  * result with no owner (a message refused before its code was known) is written only
- * where nobody owns the id, and claims nothing. 1 written, 0 refused.
- * KEYS: owner, result, job. ARGV: owner ('' for none), ttl, payload, then job hash pairs.
+ * where nobody owns the id, and claims nothing. With a peak, the run's is added to the
+ * function's memory history (the newest `size` kept). 1 written, 0 refused.
+ * KEYS: owner, result, job, history. ARGV: owner ('' for none), ttl, payload, peak ('' for
+ * none), history size, history ttl, then job hash pairs.
  */
 const WRITE = `
 local cur = redis.call('GET', KEYS[1])
@@ -60,16 +65,27 @@ else
   if cur and cur ~= ARGV[1] then return 0 end
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 end
+if ARGV[4] ~= '' then
+  redis.call('RPUSH', KEYS[4], ARGV[4])
+  redis.call('LTRIM', KEYS[4], -tonumber(ARGV[5]), -1)
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
-redis.call('HSET', KEYS[3], unpack(ARGV, 4))
+redis.call('HSET', KEYS[3], unpack(ARGV, 7))
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 redis.call('PUBLISH', KEYS[2], ARGV[3])
 return 1`;
 
 type Scripted = Redis & {
-  nanogridClaim(owner: string, job: string, result: string, ...args: (string | number)[]): Promise<number>;
-  nanogridWrite(owner: string, result: string, job: string, ...args: (string | number)[]): Promise<number>;
+  nanogridClaim(owner: string, job: string, result: string, history: string, ...args: (string | number)[]): Promise<[number, string[]?]>;
+  nanogridWrite(owner: string, result: string, job: string, history: string, ...args: (string | number)[]): Promise<number>;
 };
+
+/** Where a claim reads a function's peaks and a result's write records one (sinks/memoryHistory.ts). */
+type HistoryLink = Pick<MemoryHistory, 'keyOf' | 'seed' | 'takePending'>;
+
+/** The history key named in a script call that touches no history (a script must name every key it may touch). */
+const NO_HISTORY = 'mem:-';
 
 /**
  * Delivers results: stored under `result:{id}` with a TTL, job state in `job:{id}`, then
@@ -86,6 +102,7 @@ export class RedisSink implements ResultStore {
   readonly health = new RedisHealth();
   /** Bytes of results being written now: counted with the outbox's for its limit. */
   private writing = 0;
+  private history: HistoryLink | undefined;
 
   constructor(private readonly opts: RedisSinkOptions) {
     this.timeoutMs = opts.timeoutMs ?? 3000;
@@ -97,12 +114,13 @@ export class RedisSink implements ResultStore {
       maxRetriesPerRequest: 1,
       // Fail fast while disconnected: the outbox retries, so commands need not pile up.
       enableOfflineQueue: false,
-      // Commands of many invocations issued in the same tick go out in one write.
-      enableAutoPipelining: true,
+      // Off: at a few commands per tick, auto-pipelining wraps each in a Pipeline of its own,
+      // which cost the agent more CPU per invocation than it saved (bench/README.md, cost cell).
+      enableAutoPipelining: false,
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
-    this.redis.defineCommand('nanogridClaim', { numberOfKeys: 3, lua: CLAIM });
-    this.redis.defineCommand('nanogridWrite', { numberOfKeys: 3, lua: WRITE });
+    this.redis.defineCommand('nanogridClaim', { numberOfKeys: 4, lua: CLAIM });
+    this.redis.defineCommand('nanogridWrite', { numberOfKeys: 4, lua: WRITE });
     this.redis.on('error', (err) => opts.log.debug({ tag: 'REDIS', err: String(err) }, 'redis connection error'));
   }
 
@@ -117,6 +135,11 @@ export class RedisSink implements ResultStore {
     this.retryTimer.unref();
     await withTimeout('redis connect', this.timeoutMs, this.redis.connect());
     await this.retryOutbox();
+  }
+
+  /** Claims read, and result writes record, the functions' memory history. */
+  useHistory(history: HistoryLink): void {
+    this.history = history;
   }
 
   get pending(): number {
@@ -154,12 +177,14 @@ export class RedisSink implements ResultStore {
     if (this.health.skip()) return 'unknown';
     try {
       const r = this.redis as Scripted;
-      const owned = await withTimeout(
+      const history = this.history?.keyOf(functionKey(functionId, codeLocation)) ?? NO_HISTORY;
+      const [owned, peaks] = await withTimeout(
         'redis claim',
         this.timeoutMs,
-        r.nanogridClaim(ownerKey(requestId), jobKey(requestId), resultKey(requestId), ownerOf(functionId, codeLocation), this.opts.ttlSeconds, ...this.jobFields('PROCESSING', fields)),
+        r.nanogridClaim(ownerKey(requestId), jobKey(requestId), resultKey(requestId), history, ownerOf(functionId, codeLocation), this.opts.ttlSeconds, ...this.jobFields('PROCESSING', fields)),
       );
       this.health.ok();
+      if (owned === 1 && this.history && Array.isArray(peaks)) this.history.seed(requestId, peaks.map(Number).filter(Number.isFinite));
       return owned === 1 ? 'claimed' : owned === 2 ? 'answered' : 'foreign';
     } catch (err) {
       this.health.failed();
@@ -193,7 +218,7 @@ export class RedisSink implements ResultStore {
     try {
       if (this.health.skip()) throw new Error('Redis is down (a call just failed): straight to the outbox');
       const written = await this.write(fitted, json);
-      if (written) l.info({ tag: 'REDIS', channel: resultChannel(result.requestId) }, 'result published');
+      if (written) l.debug({ tag: 'REDIS', channel: resultChannel(result.requestId) }, 'result published');
       else this.refused(fitted, l);
       return true;
     } catch (err) {
@@ -248,7 +273,9 @@ export class RedisSink implements ResultStore {
     const fields = this.jobFields(result.success ? 'SUCCESS' : 'FAILED', { status: result.status, reason: result.reason });
     const r = this.redis as Scripted;
     const id = result.requestId;
-    return withTimeout('redis result write', this.timeoutMs, r.nanogridWrite(ownerKey(id), resultKey(id), jobKey(id), owner, this.opts.ttlSeconds, json, ...fields)).then(
+    const peak = this.history?.takePending(id);
+    const history = peak ? [peak.key, owner, this.opts.ttlSeconds, json, peak.peakBytes, peak.size, peak.ttlSeconds] : [NO_HISTORY, owner, this.opts.ttlSeconds, json, '', 0, 0];
+    return withTimeout('redis result write', this.timeoutMs, r.nanogridWrite(ownerKey(id), resultKey(id), jobKey(id), ...(history as [string, ...(string | number)[]]), ...fields)).then(
       (n) => {
         this.health.ok();
         return n === 1;
