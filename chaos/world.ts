@@ -97,7 +97,8 @@ export class World {
       NANOGRID_MAX_CONTAINERS: 'python=4,cpp=1',
       NANOGRID_VISIBILITY_TIMEOUT_S: '10',
       NANOGRID_SHUTDOWN_GRACE_MS: '20000',
-      LOG_LEVEL: 'info',
+      // The crash rows read 'invocation received' (a debug line) to know what was in flight.
+      LOG_LEVEL: 'debug',
       ...extra,
     };
   }

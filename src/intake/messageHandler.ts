@@ -94,7 +94,7 @@ export class MessageHandler {
   private async run(inv: Invocation, held: HeldMessage): Promise<void> {
     held.requestId = inv.requestId;
     const log = this.opts.log.child({ requestId: inv.requestId, functionId: inv.functionId });
-    log.info({ tag: 'SQS', runtime: inv.runtime, attempt: inv.receiveCount }, 'invocation received');
+    log.debug({ tag: 'SQS', runtime: inv.runtime, attempt: inv.receiveCount }, 'invocation received');
 
     // A redelivery of a message whose run already finished (its delete was lost):
     // the stored result stands; the function does not run twice.
@@ -166,15 +166,21 @@ export class MessageHandler {
       log.info({ tag: 'SQS', status: result.status }, 'run ended after its message was given back: result discarded');
       return;
     }
+    // The one line per invocation at info (Lambda's REPORT): the others are at debug.
     log[result.success ? 'info' : 'warn'](
       {
         tag: result.success ? 'DONE][OK' : 'DONE][FAIL',
+        runtime: result.runtime,
+        attempt: result.attempt,
         status: result.status,
         reason: result.reason,
         exitCode: result.exitCode,
         startKind: result.startKind,
+        memoryMb: result.memoryMb,
         durationMillis: result.durationMillis,
         peakMemoryBytes: result.peakMemoryBytes,
+        recommendedMemoryMb: result.recommendedMemoryMb,
+        timings: result.timings,
       },
       'invocation finished',
     );

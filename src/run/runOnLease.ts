@@ -55,7 +55,7 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
   const code = codeR.value;
   const inputBytes = inputR.value;
   let lease = leaseR.value;
-  log.info({ tag: 'DOCKER', container: lease.containerName, startKind: lease.startKind, acquireMs: round(lease.acquireMs), fetchMs: round(fetchMs) }, 'container ready');
+  log.debug({ tag: 'DOCKER', container: lease.containerName, startKind: lease.startKind, acquireMs: round(lease.acquireMs), fetchMs: round(fetchMs) }, 'container ready');
 
   const end = { ran: false, reusable: false };
   try {
