@@ -91,6 +91,45 @@ t.test('nothing one invocation leaves is visible to the next', async (t) => {
   });
 });
 
+// The agent skips the wipe after a run whose scratch file system shows the same free
+// inodes and blocks as after the last wipe (DockerContainer.resetWorkspace). Each trace
+// below is the smallest a run can leave, one kind at a time: the next run of the same
+// function, in the same container, must see none of them.
+const TRACE = (leave: string) => `
+import os
+seen = []
+for d in ('.', '/tmp', '/dev/shm'):
+    for n in os.listdir(d):
+        if d == '.' and n == 'main.py':
+            continue
+        seen.append(d + '/' + n)
+print('seen=' + ','.join(sorted(seen)))
+try:
+    ${leave}
+    print('left')
+except OSError as e:
+    print('refused=' + e.__class__.__name__)
+`;
+
+t.test('the smallest trace of each kind is gone before the next run', async (t) => {
+  const h = await startHarness(t, { env: ONE_PYTHON });
+  const kinds: Record<string, string> = {
+    'an empty file': "open('/tmp/e', 'w').close()",
+    'an empty folder': "os.mkdir('/dev/shm/d')",
+    'a link': "os.symlink('/etc/passwd', 'l')",
+    'a FIFO': "os.mkfifo('/tmp/f')",
+    'a hard link to the code': "os.link('main.py', '/tmp/h')",
+  };
+  for (const [kind, leave] of Object.entries(kinds)) {
+    const fn = `trace-${kind.replace(/\W+/g, '-')}`;
+    const first = await h.invoke(fn, { 'main.py': TRACE(leave) });
+    t.equal(first.status, 'SUCCESS', first.stderr);
+    const second = await h.invoke(fn, undefined);
+    t.equal(second.startKind, 'warm', `${kind}: the same container`);
+    t.match(second.stdout, /^seen=\n/, `${kind}: the next run sees nothing (${second.stdout.split('\n')[0]}; the first said ${first.stdout.trim().split('\n').pop()})`);
+  }
+});
+
 t.test('timeoutMs kills the run, not the container: the next run reuses it, clean', async (t) => {
   const h = await startHarness(t, { env: ONE_PYTHON });
   const before = (await h.containers()).map((c) => c.Id);

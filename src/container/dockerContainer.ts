@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { closeSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONTROL_DIR, RUNNER_SOCKET } from '../core/sandbox.js';
@@ -7,6 +7,7 @@ import { withTimeout } from '../core/timeout.js';
 import { pidsIn, procStatus } from './hostPid.js';
 import { engineNameFor, groupFor, passwdFor } from './sandboxUser.js';
 import type { CgroupRef } from './memoryMeter.js';
+import { CgroupHandles, pidsInText } from './cgroupHandles.js';
 import { RunnerClient } from './runnerClient.js';
 import { cpuFor } from './cpuShare.js';
 import { createOptions, HOST_CPUS, MB, type ContainerSpec } from './containerSpec.js';
@@ -44,6 +45,10 @@ export class DockerContainer {
   runner: RunnerClient | undefined;
   /** The code version in the workspace, kept between runs of that version. */
   private staged: { id: string; names: readonly string[] } | null = null;
+  /** The scratch space's free inodes and blocks just after the last wipe (null: none since a change the agent made). */
+  private cleanMark: { inodesFree: number; blocksFree: number } | null = null;
+  /** The scratch space just after the last run ended (null once a run starts). */
+  private afterRun: ScratchUsage | null = null;
   private cgroupFreezer: Freezer | null = null;
   private scratch: Scratch | undefined;
   private frozen = false;
@@ -169,11 +174,26 @@ export class DockerContainer {
    * it answers; this check does not depend on the runner.
    */
   leftoverProcesses(): number {
-    const dir = this.cgroup?.dir;
-    if (!dir || this.uid === undefined) return 0;
+    const cg = this.cgroup;
+    if (!cg || this.uid === undefined) return 0;
     let n = 0;
-    for (const file of procsFiles(dir)) {
-      for (const pid of pidsIn(file)) if (procStatus(pid)?.uid === this.uid) n++;
+    const count = (pids: number[]) => {
+      // The container's init (the runner) is root's for the container's life, and its pid
+      // cannot be reused while the container lives: no need to look it up on every run.
+      for (const pid of pids) if (pid !== this.pid && procStatus(pid)?.uid === this.uid) n++;
+    };
+    if (cg.version === 1) {
+      // v1: every process of the container is in its one memory cgroup (a container cannot
+      // make cgroups: its cgroupfs is read-only), read through a file kept open.
+      let raw = '';
+      try {
+        raw = (cg.handles ??= new CgroupHandles(cg.dir)).read('cgroup.procs');
+      } catch {
+        // gone with the container
+      }
+      count(pidsInText(raw));
+    } else {
+      for (const file of procsFiles(cg.dir)) count(pidsIn(file));
     }
     return n;
   }
@@ -205,26 +225,49 @@ export class DockerContainer {
   async stage(code: StagedCode): Promise<void> {
     if (this.staged?.id === code.id) return;
     this.staged = null;
+    this.cleanMark = null;
     await this.scratchSpace().stage(code);
     this.staged = { id: code.id, names: code.names };
   }
 
   /** Puts the run's input in the workspace (after stage). */
   writeInput(bytes: Buffer): Promise<void> {
+    this.cleanMark = null;
     return this.scratchSpace().writeInput(bytes);
+  }
+
+  /** A run starts: what the scratch space held after the last one no longer says anything. */
+  runStarting(): void {
+    this.afterRun = null;
   }
 
   /**
    * Gives the next run a clean slate: empties /tmp and /dev/shm and removes what the last
    * run added to the workspace (all of it when no code is staged). Host-side: no exec.
+   *
+   * Skipped when the run provably left nothing: its scratch file system is its own, and
+   * everything a run can leave there (a file, folder, link, FIFO or socket, and any data or
+   * attribute, which need a file of its own) takes an inode, except a hard link, which the
+   * kernel refuses to a file the function does not own (fs.protected_hardlinks, checked);
+   * the files that are there after a wipe are root's and read-only. So free inodes and
+   * blocks just after the run equal to those just after the last wipe mean the same tree.
    */
   async resetWorkspace(): Promise<void> {
+    const after = this.afterRun;
+    this.afterRun = null;
+    const mark = this.cleanMark;
+    if (after && mark && after.inodesFree === mark.inodesFree && after.blocksFree === mark.blocksFree && hardLinksProtected()) return;
+    this.cleanMark = null;
     await this.scratchSpace().wipe(this.staged?.names ?? []);
+    const now = await this.scratchSpace().usage().catch(() => null);
+    this.cleanMark = now && { inodesFree: now.inodesFree, blocksFree: now.blocksFree };
   }
 
   /** What the writable space holds now (after a run: whether the run filled it). */
-  scratchUsage(): Promise<ScratchUsage> {
-    return this.scratchSpace().usage();
+  async scratchUsage(): Promise<ScratchUsage> {
+    const u = await this.scratchSpace().usage();
+    this.afterRun = u;
+    return u;
   }
 
   private scratchSpace(): Scratch {
@@ -240,6 +283,7 @@ export class DockerContainer {
    */
   async destroy(): Promise<void> {
     this.runner?.close();
+    this.cgroup?.handles?.close();
     if (this.frozen && this.cgroupFreezer) {
       const f = this.cgroupFreezer;
       await f.killAll().catch(() => 0);
@@ -266,6 +310,19 @@ export class DockerContainer {
 }
 
 /** cgroup.procs of a container's cgroup and of its children (cgroup v2 runs in child cgroups). */
+let hardLinks: boolean | undefined;
+/** fs.protected_hardlinks: a user cannot hard-link a file it does not own (read once). */
+function hardLinksProtected(): boolean {
+  if (hardLinks === undefined) {
+    try {
+      hardLinks = readFileSync('/proc/sys/fs/protected_hardlinks', 'utf8').trim() === '1';
+    } catch {
+      hardLinks = false;
+    }
+  }
+  return hardLinks;
+}
+
 function procsFiles(dir: string): string[] {
   const files = [join(dir, 'cgroup.procs')];
   try {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pidsInText } from './cgroupHandles.js';
 
 /**
  * The host pid of a process the runner names by its pid inside the container (its own PID
@@ -24,12 +25,7 @@ export function pidsIn(procsFile: string): number[] {
   } catch {
     return [];
   }
-  const out: number[] = [];
-  for (const l of raw.split('\n')) {
-    const n = Number(l);
-    if (l && Number.isInteger(n) && n > 0) out.push(n);
-  }
-  return out;
+  return pidsInText(raw);
 }
 
 /** A process's NSpid line (outermost namespace first), and its real uid. */

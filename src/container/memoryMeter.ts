@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SampleOutcome, SampleTask } from '../../workers/memorySampler.js';
 import { sleep } from '../core/timeout.js';
@@ -6,6 +6,7 @@ import { cgroupFileExists, readOomKills, readProcCgroups } from './cgroupFiles.j
 import { INIT_LEAF, prepareContainerCgroup, RunScope } from './cgroupV2Scopes.js';
 import { hostPidFor } from './hostPid.js';
 import type { ThreadPool } from '../core/threads.js';
+import { CgroupHandles, oomKillsIn } from './cgroupHandles.js';
 
 export type MeterMethod = 'cgroup-v1-max-usage' | 'cgroup-v2-run-cgroup' | 'sampled';
 
@@ -22,6 +23,8 @@ export interface CgroupRef {
   dir: string;
   /** v2: the container's cgroup is ready for per-run children (see cgroupV2Scopes.ts). */
   prepared?: boolean;
+  /** v1: its files every run reads, kept open (closed with the container). */
+  handles?: CgroupHandles;
 }
 
 export interface MeterSession {
@@ -67,26 +70,28 @@ export class MemoryMeter {
     if (!cg) return { end: async () => NO_MEASUREMENT };
     try {
       if (this.opts.forceSampling) return await this.beginSampling(cg, timeoutMs);
-      if (cg.version === 1) return await this.beginV1(cg.dir);
+      if (cg.version === 1) return await this.beginV1(cg);
       return await this.beginV2(cg, timeoutMs);
     } catch {
       return { end: async () => NO_MEASUREMENT };
     }
   }
 
-  private async beginV1(dir: string): Promise<MeterSession> {
-    // cgroup files answer from memory: synchronous access is cheaper than the thread pool.
-    const oomBefore = readOomKills(join(dir, 'memory.oom_control'));
+  private async beginV1(cg: CgroupRef): Promise<MeterSession> {
+    // cgroup files answer from memory: synchronous access, on files kept open, is cheaper
+    // than the thread pool (four preads and a write per run).
+    const files = (cg.handles ??= new CgroupHandles(cg.dir));
+    const oomBefore = oomKillsIn(files.read('memory.oom_control'));
     // Writing 0 resets the high-water mark to the current usage. What the container holds
     // before the run (the runner, the zygote's interpreter) is not the run's: the figure is
     // the peak above it, as a v2 run cgroup counts only the run's own pages.
-    writeFileSync(join(dir, 'memory.max_usage_in_bytes'), '0');
-    const idle = Number(readFileSync(join(dir, 'memory.usage_in_bytes'), 'utf8').trim()) || 0;
+    files.write('memory.max_usage_in_bytes', '0');
+    const idle = Number(files.read('memory.usage_in_bytes').trim()) || 0;
     return {
       end: async () => {
         try {
-          const peak = Number(readFileSync(join(dir, 'memory.max_usage_in_bytes'), 'utf8').trim());
-          const oomAfter = readOomKills(join(dir, 'memory.oom_control'));
+          const peak = Number(files.read('memory.max_usage_in_bytes').trim());
+          const oomAfter = oomKillsIn(files.read('memory.oom_control'));
           return { peakBytes: Number.isFinite(peak) ? Math.max(0, peak - idle) : null, method: 'cgroup-v1-max-usage', oomKilled: oomAfter > oomBefore };
         } catch {
           return NO_MEASUREMENT;

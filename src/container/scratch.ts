@@ -56,6 +56,9 @@ export interface ScratchUsage {
   usedBytes: number;
   /** No block or no inode left: a write in the run met ENOSPC. */
   full: boolean;
+  /** Free inodes and blocks: equal before and after a run, they say the run left nothing (DockerContainer.resetWorkspace). */
+  inodesFree: number;
+  blocksFree: number;
 }
 
 /**
@@ -139,7 +142,7 @@ export class Scratch {
     // ext4 refuses a write while a little space still shows free (blocks held back for
     // delayed allocation): count the last 1% (at least 2 MB) as full.
     const slack = Math.max(2 * 1024 * 1024, (s.blocks * s.bsize) / 100);
-    return { usedBytes: (s.blocks - s.bfree) * s.bsize, full: s.bavail * s.bsize < slack || s.ffree === 0 };
+    return { usedBytes: (s.blocks - s.bfree) * s.bsize, full: s.bavail * s.bsize < slack || s.ffree === 0, inodesFree: s.ffree, blocksFree: s.bfree };
   }
 
   /** Unmounts (lazily if something still holds it) and deletes the image. */

@@ -121,6 +121,7 @@ export class ContainerLease implements Lease {
     if (engine.cgroup === undefined) engine.cgroup = engine.pid ? await meter.locate(engine.pid) : null;
     const session = await meter.begin(engine.cgroup, req.timeoutMs);
     const forked = engine.spec.zygote && runner.zygote === 'ready' ? zygoteArgv(req.command) : null;
+    engine.runStarting();
     let started = false;
     let exec: RunnerOutcome;
     try {
