@@ -23,7 +23,8 @@ export async function withAgent<T>(env: BenchEnv, overrides: Record<string, stri
   const config = localAgentConfig(env.stack, BENCH_AGENT, { NANOGRID_WORK_ROOT: env.workRoot, NANOGRID_SHUTDOWN_GRACE_MS: '10000', ...overrides });
   const agent = new Agent({
     config,
-    log: createLogger('warn', pino.destination({ dest: env.logFile, sync: false, append: true })),
+    // NANOGRID_BENCH_LOG_LEVEL=debug keeps every line of the bench's agents in the log file, for a diagnosis.
+    log: createLogger(process.env.NANOGRID_BENCH_LOG_LEVEL ?? 'warn', pino.destination({ dest: env.logFile, sync: false, append: true })),
     credentials: LOCAL_CREDENTIALS,
   });
   current = agent;

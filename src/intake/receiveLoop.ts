@@ -69,6 +69,16 @@ export class ReceiveLoop {
     }
   }
 
+  /** What one poll brought: handled, or given back at once while stopping. */
+  private async take(messages: Message[]): Promise<void> {
+    if (messages.length > 0) this.host.received(messages.length);
+    if (this.host.stopping) {
+      await Promise.all(messages.map((m) => this.host.giveBack(m)));
+      return;
+    }
+    for (const m of messages) this.host.accept(m);
+  }
+
   private nextWake(): Promise<void> {
     return new Promise<void>((resolve) => (this.wake = resolve));
   }
@@ -99,9 +109,9 @@ export class ReceiveLoop {
       }
       const polls: number[] = [];
       for (let left = free; left > 0; left -= SQS_MAX_BATCH) polls.push(Math.min(SQS_MAX_BATCH, left));
-      const settled = await Promise.allSettled(polls.map((n) => this.opts.leases.receive(n, this.abort.signal)));
-      // What the polls that succeeded brought is handled even when another failed.
-      const messages: Message[] = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+      // Each poll's messages are handled as soon as it returns: a poll side by side that
+      // finds nothing waits out its whole long poll, and must not hold the others' back.
+      const settled = await Promise.allSettled(polls.map(async (n) => this.take(await this.opts.leases.receive(n, this.abort.signal))));
       const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (!failure) {
         this.host.receiveOk();
@@ -110,15 +120,9 @@ export class ReceiveLoop {
         this.host.receiveFailed(failure.reason);
         backoffMs = backoff.next();
         this.opts.log.error({ tag: 'SQS', err: String(failure.reason), retryInMs: backoffMs }, 'receive failed');
+        await sleep(backoffMs);
       }
-      if (messages.length > 0) this.host.received(messages.length);
-      if (this.host.stopping) {
-        // Checked again at the top: a resume meanwhile (a drain undone) goes on receiving.
-        await Promise.all(messages.map((m) => this.host.giveBack(m)));
-        continue;
-      }
-      for (const m of messages) this.host.accept(m);
-      if (failure && !this.host.stopping) await sleep(backoffMs);
+      // Stopping is checked again at the top: a resume meanwhile (a drain undone) goes on receiving.
     }
   }
 }
