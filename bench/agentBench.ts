@@ -8,6 +8,7 @@ import type { Result, StartKind } from '../src/core/result.js';
 import { waitUntil } from '../src/core/timeout.js';
 import { LOCAL_CREDENTIALS, localAgentConfig } from '../src/local/agentConfig.js';
 import { createLogger } from '../src/core/log.js';
+import { feed } from './feed.js';
 
 export const BENCH_AGENT = 'bench-agent';
 
@@ -135,16 +136,29 @@ async function burst(env: BenchEnv, messages: Array<{ functionId: string; key: s
   return { seconds: (Date.now() - t0) / 1000, e2e, kinds };
 }
 
+/**
+ * Throughput in steady state: the pool warmed with the function, then the queue kept fed
+ * (a bounded number outstanding, enough for every slot) and `count` results timed after a
+ * warm-up of its own, so the figure is the pool's rate, not a burst's ramp and tail.
+ */
 export async function measureThroughput(env: BenchEnv, poolSize: number, fn: string, key: string, count: number, afterBurst?: () => Promise<void>, extra: Record<string, string> = {}): Promise<ThroughputRun> {
   return withAgent(env, { NANOGRID_PREWARM: `python=${poolSize},cpp=0`, NANOGRID_MAX_CONTAINERS: `python=${poolSize},cpp=1`, ...extra }, async (agent) => {
     const functionId = `tp-${fn.replace(/\W+/g, "")}-${poolSize}-${Date.now()}`;
-    // Warm every container with this function first: this measures steady state.
+    // Warm every container with this function first.
     await burst(env, Array.from({ length: poolSize }, () => ({ functionId, key })));
     await quiet(agent);
-    const r = await burst(env, Array.from({ length: count }, () => ({ functionId, key })));
+    const r = await feed({
+      client: env.client,
+      message: () => ({ functionId, runtime: 'python', s3Bucket: env.stack.bucket, s3Key: key, timeoutMs: 60_000, memoryMb: 256 }),
+      warmup: 2 * poolSize + 10,
+      measured: count,
+      inFlight: 2 * poolSize + 10,
+      progress: (done, total) => env.progress(`throughput ${fn} pool ${poolSize}: ${done}/${total}`),
+    });
+    if (r.failed > 0) throw new Error(`throughput: ${r.failed} invocations failed`);
     await quiet(agent);
     await afterBurst?.();
-    return { poolSize, fn, invocations: count, seconds: r.seconds, perSecond: count / r.seconds, e2e: r.e2e, kinds: r.kinds };
+    return { poolSize, fn, invocations: count, seconds: r.seconds, perSecond: r.perSecond, e2e: r.e2e, kinds: r.kinds };
   });
 }
 
@@ -196,13 +210,17 @@ export const CPU_HOG = (seconds: number) => ({
 });
 
 export interface CpuShareRun {
+  /** End to end, ms. */
   alone: number[];
   beside: number[];
+  /** The function's own run time (the runner's clock), ms: what a share of the CPU changes, without the queue's noise. */
+  aloneRun: number[];
+  besideRun: number[];
 }
 
 /**
- * A trivial function's end-to-end latency alone, then beside a 4-process CPU hog in
- * another container of the same agent (the hog at 1,769 MB: one vCPU earned).
+ * A trivial function's latency alone, then beside a 4-process CPU hog in another
+ * container of the same agent (the hog at 1,769 MB: one vCPU earned).
  */
 export async function measureCpuShare(env: BenchEnv, n: number, overrides: Record<string, string>, hogKey: string): Promise<CpuShareRun> {
   return withAgent(env, { NANOGRID_PREWARM: 'python=2,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=3,cpp=1', ...overrides }, async (agent) => {
@@ -210,17 +228,21 @@ export async function measureCpuShare(env: BenchEnv, n: number, overrides: Recor
     // Nothing else going on (the prewarm stock is made): "alone" means alone.
     await quiet(agent);
     await new Promise((r) => setTimeout(r, 500));
-    const alone: number[] = [];
-    for (let i = 0; i < n; i++) alone.push((await invoke(env, 'cpu-trivial', 'python', 'bench/python-hello.zip')).e2eMs);
+    const out: CpuShareRun = { alone: [], beside: [], aloneRun: [], besideRun: [] };
+    const sample = async (e2e: number[], run: number[]) => {
+      const s = await invoke(env, 'cpu-trivial', 'python', 'bench/python-hello.zip');
+      e2e.push(s.e2eMs);
+      run.push(s.result.timings.execMs ?? NaN);
+    };
+    for (let i = 0; i < n; i++) await sample(out.alone, out.aloneRun);
     const hogId = `hog-${process.pid}-${++seq}`;
     await env.client.send({ requestId: hogId, functionId: 'cpu-hog', runtime: 'python', s3Bucket: env.stack.bucket, s3Key: hogKey, timeoutMs: 120_000, memoryMb: 1769 });
     // The hog's four processes are spinning once its container is up.
     await waitUntil('hog running', () => agent.status().supervisor.running > 0, { timeoutMs: 30_000, intervalMs: 20 });
     await new Promise((r) => setTimeout(r, 1000));
-    const beside: number[] = [];
-    for (let i = 0; i < n; i++) beside.push((await invoke(env, 'cpu-trivial', 'python', 'bench/python-hello.zip')).e2eMs);
+    for (let i = 0; i < n; i++) await sample(out.beside, out.besideRun);
     await env.client.waitForResult(hogId, 180_000);
-    return { alone, beside };
+    return out;
   });
 }
 

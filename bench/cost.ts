@@ -5,21 +5,21 @@
 import Docker from 'dockerode';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentProcess } from '../src/local/agentProcess.js';
 import { LocalClient } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
-import type { Result } from '../src/core/result.js';
 import { sleep, waitUntil } from '../src/core/timeout.js';
-import { readProcCgroups } from '../src/container/cgroupFiles.js';
+import { feed } from './feed.js';
+import { HeapProbe, inspectorUrl } from './inspect.js';
+import { childrenOf, commOf, containersCpuMs, machineBusyMs, processCpuMs, processRssMb } from './procCpu.js';
+import { measureContainerSide } from './containerSide.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
 import { unmountUnder } from '../src/container/scratch.js';
 
 export const COST_AGENT = 'bench-cost';
-const TICK_MS = 10; // USER_HZ is 100 on Linux (sysconf(_SC_CLK_TCK)): /proc's times are in 10 ms ticks
 
 export interface StackAddress {
   endpoint: string;
@@ -39,6 +39,8 @@ export interface CostRun {
   /** CPU ms per invocation. */
   perInvocation: { agent: number; queueServer: number; redis: number; client: number; containers: number; machine: number; rest: number };
   agentRssMb: { idle: number; after: number };
+  /** The agent's JavaScript heap (MB) after a full collection, when the window opened and when it closed (queue server apart only). */
+  agentHeapMb: { open: number; close: number };
   /** Requests per invocation the agent sent, by SQS operation and code cache event (from its /metrics). */
   callsPerInvocation: Record<string, number>;
 }
@@ -49,69 +51,6 @@ async function agentCalls(port: number): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const m of text.matchAll(/^nanogrid_(sqs_requests_total\{op|code_cache_total\{event)="([^"]+)"\} (\S+)$/gm)) out[`${m[1]!.startsWith('sqs') ? 'sqs' : 'code'} ${m[2]}`] = Number(m[3]);
   return out;
-}
-
-/** utime + stime of a process, with its waited-for children, in ms (NaN when it is gone). */
-export function processCpuMs(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields from the state (3rd in proc(5)): utime is the 14th, so index 11 here.
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * TICK_MS;
-  } catch {
-    return NaN;
-  }
-}
-
-function processRssMb(pid: number | undefined): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Busy CPU time of the whole machine (every CPU, idle and iowait excluded), ms. */
-export function machineBusyMs(stat = readFileSync('/proc/stat', 'utf8')): number {
-  const f = stat.split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
-  return (user + nice + system + irq + softirq + steal) * TICK_MS;
-}
-
-/** The children of a process (by /proc/<pid>/task/<tid>/children). */
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function commOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
-/** The CPU ms the agent's containers have used so far (their cgroups' counters). */
-async function containersCpuMs(docker: Docker, agentId: string): Promise<number> {
-  let total = 0;
-  for (const c of await listAgentContainers(docker, agentId)) {
-    const pid = (await docker.getContainer(c.Id).inspect()).State.Pid;
-    const cg = pid ? await readProcCgroups(pid) : null;
-    const v1 = cg?.v1('cpuacct');
-    if (v1?.path) {
-      total += Number(await readFile(join('/sys/fs/cgroup', v1.mount, v1.path, 'cpuacct.usage'), 'utf8')) / 1e6;
-    } else if (cg?.v2) {
-      const m = /usage_usec (\d+)/.exec(await readFile(join('/sys/fs/cgroup', cg.v2, 'cpu.stat'), 'utf8'));
-      total += Number(m?.[1] ?? 0) / 1000;
-    }
-  }
-  return total;
 }
 
 function compiled(rel: string): string {
@@ -178,17 +117,21 @@ export async function measureCost(setup: CostRun['setup'], o: CostOptions): Prom
   let agentChild: ChildProcess | undefined;
   let agent: AgentProcess | undefined;
   let client: LocalClient | undefined;
+  let probe: HeapProbe | undefined;
   const agentEnv = {
     NANOGRID_AGENT_ID: COST_AGENT,
     NANOGRID_PREWARM: `python=${poolSize},cpp=0`,
     NANOGRID_MAX_CONTAINERS: `python=${poolSize},cpp=1`,
     NANOGRID_WORK_ROOT: workRoot,
     LOG_LEVEL: 'info',
+    // Short long polls: stopping waits for the one in flight (under load polls return at once).
+    NANOGRID_RECEIVE_WAIT_S: '2',
     ...o.env,
   };
   try {
     let address: StackAddress & { pid?: number; redisPid?: number };
     let agentPid: number;
+    const heap = { open: NaN, close: NaN };
     let httpPort: number;
     let queuePid: number;
     let redisPid: number | undefined;
@@ -197,8 +140,11 @@ export async function measureCost(setup: CostRun['setup'], o: CostOptions): Prom
       address = await firstLine(stackChild, 'the stack server');
       queuePid = stackChild.pid!;
       redisPid = address.redisPid;
-      agent = new AgentProcess({ stack: address, agentId: COST_AGENT, workRoot, env: agentEnv });
+      // The inspector on loopback: the heap after a full collection, at each edge of the window.
+      agent = new AgentProcess({ stack: address, agentId: COST_AGENT, workRoot, env: { ...agentEnv, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim() } });
       httpPort = await agent.started();
+      const url = inspectorUrl(agent.lines);
+      probe = url ? await HeapProbe.connect(url) : undefined;
       agentPid = agent.pid!;
     } else {
       // The agent's own local mode: the embedded stack in its process.
@@ -234,12 +180,8 @@ export async function measureCost(setup: CostRun['setup'], o: CostOptions): Prom
     await client.connect();
     await client.uploadZip('bench/python-hello.zip', SAMPLES.pythonHello);
 
-    // Keep `inFlight` messages outstanding; count results as they come.
-    let sent = 0;
-    let done = 0;
-    let failed = 0;
-    const total = warmup + measured;
     let marks: Awaited<ReturnType<typeof snap>> | undefined;
+    let end: Awaited<ReturnType<typeof snap>> | undefined;
     const snap = async () => ({
       t: performance.now(),
       agent: processCpuMs(agentPid),
@@ -251,49 +193,34 @@ export async function measureCost(setup: CostRun['setup'], o: CostOptions): Prom
       calls: await agentCalls(httpPort),
     });
     const idleRss = processRssMb(agentPid);
-    let warmAt: Promise<typeof marks> | undefined;
-    let resolveEnd!: () => void;
-    const ended = new Promise<void>((r) => (resolveEnd = r));
-    let sending = false;
-    const onResult = (r: Result) => {
-      done++;
-      if (!r.success) failed++;
-      if (done === warmup) warmAt = snap();
-      if (done === total) resolveEnd();
-      void feed();
-    };
-    const feed = async () => {
-      if (sending) return;
-      sending = true;
-      try {
-        while (sent < total && sent - done < inFlight) {
-          const n = Math.min(10, total - sent, inFlight - (sent - done));
-          const batch = Array.from({ length: n }, () => `c-${process.pid}-${sent++}`);
-          for (const id of batch) void client!.waitForResult(id, 300_000).then((r) => (client!.forget(id), onResult(r)), () => onResult({ success: false } as Result));
-          await client!.sendBatch(batch.map((requestId) => ({ requestId, functionId: 'cost-trivial', runtime: 'python', s3Bucket: address.bucket, s3Key: 'bench/python-hello.zip', timeoutMs: 60_000, memoryMb: 128 })));
-        }
-      } finally {
-        sending = false;
-      }
-    };
-    void feed();
-    const progressTimer = setInterval(() => o.progress(`cost (${setup}): ${done}/${total} results`), 5000);
-    try {
-      await ended;
-    } finally {
-      clearInterval(progressTimer);
-    }
-    const end = await snap();
-    marks = await warmAt!;
-    if (failed > 0) throw new Error(`cost cell: ${failed} invocations failed`);
-    const per = (k: 'agent' | 'queue' | 'redis' | 'client' | 'machine' | 'containers') => (end[k] - marks![k]) / measured;
-    const seconds = (end.t - marks!.t) / 1000;
+    const run = await feed({
+      client,
+      message: () => ({ functionId: 'cost-trivial', runtime: 'python', s3Bucket: address.bucket, s3Key: 'bench/python-hello.zip', timeoutMs: 60_000, memoryMb: 128 }),
+      warmup,
+      measured,
+      inFlight,
+      onWindow: async (edge) => {
+        if (edge === 'open') marks = await snap();
+        else end = await snap();
+        // After the CPU counters: the collections are not the invocations' cost.
+        if (probe) heap[edge] = await probe.heapMbAfterGc();
+      },
+      progress: (done, total) => o.progress(`cost (${setup}): ${done}/${total} results`),
+    });
+    if (run.failed > 0) throw new Error(`cost cell: ${run.failed} invocations failed`);
+    const a = marks!;
+    const b = end!;
+    const per = (k: 'agent' | 'queue' | 'redis' | 'client' | 'machine' | 'containers') => (b[k] - a[k]) / measured;
+    const seconds = (b.t - a.t) / 1000;
     const p = { agent: per('agent'), queueServer: per('queue'), redis: per('redis'), client: per('client'), containers: per('containers'), machine: per('machine'), rest: 0 };
     p.rest = p.machine - p.agent - p.queueServer - p.redis - p.client - p.containers;
-    const callsPerInvocation = Object.fromEntries(Object.entries(end.calls).map(([k, v]) => [k, Math.round(((v - (marks!.calls[k] ?? 0)) / measured) * 1000) / 1000]));
+    const callsPerInvocation = Object.fromEntries(
+      Object.entries(b.calls).map(([k, v]) => [k, Math.round(((v - (a.calls[k] ?? 0)) / measured) * 1000) / 1000]),
+    );
     await sleep(500);
-    return { setup, poolSize, invocations: measured, seconds, perSecond: measured / seconds, perInvocation: p, agentRssMb: { idle: idleRss, after: processRssMb(agentPid) }, callsPerInvocation };
+    return { setup, poolSize, invocations: measured, seconds, perSecond: measured / seconds, perInvocation: p, agentRssMb: { idle: idleRss, after: processRssMb(agentPid) }, agentHeapMb: heap, callsPerInvocation };
   } finally {
+    probe?.close();
     client?.close();
     if (agent) {
       agent.signal('SIGTERM');
@@ -324,6 +251,10 @@ export function costSummary(runs: CostRun[]): string[] {
     const p = apart.perInvocation;
     const own = p.machine - p.queueServer - p.client;
     lines.push(`- machine CPU per invocation less the queue server and the client: **${f(own)} ms**; with a remote queue that is **${f((2 * 1000) / own, 0)}/s** on 2 cores`);
+    const m = apart.agentRssMb;
+    lines.push(
+      `- agent process memory across the cost cell: RSS idle ${f(m.idle, 0)} MB, after ${f(m.after, 0)} MB (**${f(m.after / m.idle, 2)}x**); JavaScript heap after a full GC ${f(apart.agentHeapMb.open, 1)} MB at the window's start, ${f(apart.agentHeapMb.close, 1)} MB at its end`,
+    );
   }
   return lines;
 }
@@ -348,69 +279,4 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     runs.push(await measureCost(setup, { docker, progress, measured }));
   }
   process.stdout.write(`${JSON.stringify(runs, null, 1)}\n${costSummary(runs).join('\n')}\n`);
-}
-
-export interface ContainerSideRun {
-  runs: number;
-  /** CPU ms per run in the container's cgroup (runner, zygote, the child, their kernel time), user and system apart. */
-  cpuMsPerRun: { total: number; user: number; system: number };
-  /** Wall time per run, p50 (ms), one at a time. */
-  wallMsP50: number;
-  /** The zygote's resident memory (MB): its fork copies this many pages' tables. */
-  zygoteRssMb: number;
-}
-
-/**
- * The container side alone: runs of a trivial function through one container's runner
- * and zygote, straight from this process (no agent), one at a time.
- */
-export async function measureContainerSide(o: { docker: Docker; image: string; runs: number; workRoot: string; progress: (m: string) => void }): Promise<ContainerSideRun> {
-  const { DockerContainer } = await import('../src/container/dockerContainer.js');
-  const { soloContainerSpec } = await import('../src/local/soloContainer.js');
-  const { LABEL_AGENT, WORKDIR } = await import('../src/core/sandbox.js');
-  const { writeFunction } = await import('./direct.js');
-  const c = new DockerContainer(
-    o.docker,
-    soloContainerSpec(join(o.workRoot, 'container-side'), { image: o.image, name: `ng-bench-cside-${process.pid}`, labels: { [LABEL_AGENT]: COST_AGENT }, zygote: ['python3', '/nanogrid/zygote.py'], memoryMb: 256 }),
-  );
-  try {
-    await c.create();
-    await writeFunction(c.workspaceHostPath, SAMPLES.pythonHello);
-    const cg = await readProcCgroups(c.pid!);
-    const v1 = cg?.v1('cpuacct');
-    const usage = async () => {
-      if (v1?.path) {
-        const dir = join('/sys/fs/cgroup', v1.mount, v1.path);
-        const stat = await readFile(join(dir, 'cpuacct.stat'), 'utf8');
-        return { total: Number(await readFile(join(dir, 'cpuacct.usage'), 'utf8')) / 1e6, user: Number(/user (\d+)/.exec(stat)?.[1]) * TICK_MS, system: Number(/system (\d+)/.exec(stat)?.[1]) * TICK_MS };
-      }
-      const s = await readFile(join('/sys/fs/cgroup', cg!.v2!, 'cpu.stat'), 'utf8');
-      const n = (k: string) => Number(new RegExp(`${k} (\\d+)`).exec(s)?.[1] ?? NaN) / 1000;
-      return { total: n('usage_usec'), user: n('user_usec'), system: n('system_usec') };
-    };
-    const runner = c.runner!;
-    const req = { mode: 'zygote' as const, argv: ['python', 'main.py'], cwd: WORKDIR, uid: c.uid!, gid: c.uid!, env: ['PYTHONUNBUFFERED=1', 'HOME=/tmp'], timeoutMs: 10_000, outputLimitBytes: 1 << 20 };
-    for (let i = 0; i < 20; i++) await runner.run(req, 5000);
-    const walls: number[] = [];
-    const before = await usage();
-    for (let i = 0; i < o.runs; i++) {
-      const t = performance.now();
-      const r = await runner.run(req, 5000);
-      walls.push(performance.now() - t);
-      if (r.exitCode !== 0) throw new Error(`container side: a run failed: ${r.stderr.slice(0, 300)}`);
-    }
-    const after = await usage();
-    walls.sort((a, b) => a - b);
-    let zygoteRssMb = NaN;
-    for (const pid of childrenOf(c.pid!)) if (commOf(pid).startsWith('python')) zygoteRssMb = processRssMb(pid);
-    o.progress(`container side: ${o.runs} runs`);
-    return {
-      runs: o.runs,
-      cpuMsPerRun: { total: (after.total - before.total) / o.runs, user: (after.user - before.user) / o.runs, system: (after.system - before.system) / o.runs },
-      wallMsP50: walls[Math.floor(walls.length / 2)]!,
-      zygoteRssMb,
-    };
-  } finally {
-    await c.destroy();
-  }
 }

@@ -2,10 +2,9 @@
 // original system's paths and the engine's floors side by side in one run, throughput,
 // and throughput against the fraction of cold starts.
 import Docker from 'dockerode';
-import { execSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalClient } from '../src/local/client.js';
@@ -16,15 +15,18 @@ import { defaultRunnerDir } from '../src/core/sandbox.js';
 import { sleep } from '../src/core/timeout.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
 import { unmountUnder } from '../src/container/scratch.js';
-import { BENCH_AGENT, current, withAgent, measureColdCurve, measureCpuShare, measureFleet, CPU_HOG, FLEET_AGENTS, type FleetRun, measureStartKind, measureThroughput, type BenchEnv, type ColdCurvePoint, type KindSamples, type ThroughputRun } from './agentBench.js';
+import { BENCH_AGENT, current, withAgent, measureColdCurve, measureCpuShare, measureFleet, CPU_HOG, FLEET_AGENTS, type FleetRun, measureStartKind, measureThroughput, type BenchEnv, type KindSamples } from './agentBench.js';
 import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
 import { DIRECT_AGENT, measureFloors, measureResident, measureStage4Pool, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
 import { ratio, summarize, type Summary } from './stats.js';
+import { COST_AGENT, costSummary, measureCost, type CostRun } from './cost.js';
+import { CONTAINER_SIDE_AGENT, measureContainerSide } from './containerSide.js';
+import { firstSampleLine, gitCommit, machine, markdown, type Report } from './report.js';
 
 const quick = process.argv.includes('--quick');
 const plan = quick
-  ? { latencyN: { python: 10, cpp: 4 }, floorN: 10, baselineN: { python: 8, cpp: 3 }, tpCount: 96, ccCount: 24 }
-  : { latencyN: { python: 30, cpp: 30 }, floorN: 30, baselineN: { python: 30, cpp: 10 }, tpCount: 160, ccCount: 64 };
+  ? { latencyN: { python: 10, cpp: 4 }, floorN: 10, baselineN: { python: 8, cpp: 3 }, tpCount: 96, ccCount: 24, tp: { trivial: 1000, perSlot100: 60, gvisorTrivial: 300, gvisor100: 200 }, cpuShareN: 20, cost: 2000, containerRuns: 1000 }
+  : { latencyN: { python: 30, cpp: 30 }, floorN: 30, baselineN: { python: 30, cpp: 10 }, tpCount: 160, ccCount: 64, tp: { trivial: 3000, perSlot100: 150, gvisorTrivial: 1000, gvisor100: 600 }, cpuShareN: 40, cost: 5000, containerRuns: 3000 };
 const POOL_SIZES = [1, 2, 4, 8];
 const CC_CAPACITY = 4;
 const CC_DISTINCT = [1, 4, 8, 16];
@@ -44,7 +46,7 @@ async function cleanup(): Promise<void> {
   await current?.stop().catch(() => undefined);
   client?.close();
   await stack?.stop().catch(() => undefined);
-  for (const agent of [DIRECT_AGENT, BENCH_AGENT, ...FLEET_AGENTS]) {
+  for (const agent of [DIRECT_AGENT, BENCH_AGENT, COST_AGENT, CONTAINER_SIDE_AGENT, ...FLEET_AGENTS]) {
     const left = await listAgentContainers(docker, agent).catch(() => []);
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   }
@@ -69,25 +71,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     progress(`${sig}: removing the bench's containers, queues and processes`);
     void cleanup().finally(() => process.exit(130));
   });
-}
-
-interface Report {
-  mode: 'quick' | 'full';
-  startedAt: string;
-  durationSeconds: number;
-  machine: Record<string, unknown>;
-  commit: string;
-  latency: Record<string, Summary>;
-  startKinds: Record<string, Record<string, number>>;
-  throughput: Array<Omit<ThroughputRun, 'e2e'> & { e2e: Summary }>;
-  /** The same cells with python in gVisor (runsc), pool 8. */
-  gvisorThroughput: Array<Omit<ThroughputRun, 'e2e'> & { e2e: Summary }>;
-  stage4Pool: { size: number; invocations: number; perSecond: number };
-  rssMb: { idle: number; afterThroughput: number };
-  summary: string[];
-  coldCurve: Array<Omit<ColdCurvePoint, 'e2e'> & { e2e: Summary }>;
-  ratios: Record<string, number>;
-  overheadOverFloorMs: Record<string, number>;
 }
 
 async function main(): Promise<void> {
@@ -124,6 +107,17 @@ async function main(): Promise<void> {
   const stage4 = await measureStage4Pool({ docker, image: IMAGES.python, codeDir: codeDirs.python, command: COMMANDS.python, n: 0, progress, size: 8, count: plan.tpCount });
   const stage4Pool = { size: 8, invocations: plan.tpCount, perSecond: stage4.perSecond };
   progress(`python: original stage 4 by a pool of 8: ${stage4.perSecond.toFixed(1)}/s`);
+
+  // The cost of one invocation in CPU time, by process: the agent in a process of its own,
+  // the queue server apart (as in production) and in the agent's process (the local stack).
+  const cost: CostRun[] = [];
+  for (const setup of ['apart', 'in process'] as const) {
+    const r = await measureCost(setup, { docker, progress, measured: plan.cost });
+    cost.push(r);
+    progress(`cost (${setup}): agent ${r.perInvocation.agent.toFixed(2)} ms, machine ${r.perInvocation.machine.toFixed(2)} ms per invocation, ${r.perSecond.toFixed(0)}/s`);
+  }
+  const containerSide = await measureContainerSide({ docker, image: IMAGES.python, runs: plan.containerRuns, workRoot: scratch, progress });
+  progress(`container side alone: ${containerSide.cpuMsPerRun.total.toFixed(2)} ms of CPU per run`);
 
   stack = await startLocalStack();
   client = new LocalClient({ ...stack });
@@ -171,7 +165,8 @@ async function main(): Promise<void> {
   ] as const) {
     for (const size of POOL_SIZES) {
       const last = fn === '100 ms' && size === POOL_SIZES[POOL_SIZES.length - 1];
-      const r = await measureThroughput(env, size, fn, key, plan.tpCount, last ? async () => void (rssMb.afterThroughput = await rss()) : undefined);
+      const count = fn === 'trivial' ? plan.tp.trivial : plan.tp.perSlot100 * size;
+      const r = await measureThroughput(env, size, fn, key, count, last ? async () => void (rssMb.afterThroughput = await rss()) : undefined);
       throughput.push({ ...r, e2e: summarize(r.e2e) });
       progress(`throughput ${fn} pool ${size}: ${r.perSecond.toFixed(1)}/s`);
     }
@@ -182,7 +177,7 @@ async function main(): Promise<void> {
     ['trivial', 'bench/python-hello.zip'],
     ['100 ms', 'bench/python-sleep100.zip'],
   ] as const) {
-    const r = await measureThroughput(env, 8, fn, key, plan.tpCount, undefined, GVISOR);
+    const r = await measureThroughput(env, 8, fn, key, fn === 'trivial' ? plan.tp.gvisorTrivial : plan.tp.gvisor100, undefined, GVISOR);
     gvisorThroughput.push({ ...r, e2e: summarize(r.e2e) });
     progress(`throughput in gVisor ${fn} pool 8: ${r.perSecond.toFixed(1)}/s`);
   }
@@ -195,10 +190,12 @@ async function main(): Promise<void> {
     ['limits on', {}],
     ['limits off', { NANOGRID_MB_PER_VCPU: '0' }],
   ] as const) {
-    const r = await measureCpuShare(env, quick ? 10 : 30, overrides, 'bench/cpu-hog.zip');
+    const r = await measureCpuShare(env, plan.cpuShareN, overrides, 'bench/cpu-hog.zip');
     put(`cpu share (${label}): trivial alone (end to end)`, r.alone);
     put(`cpu share (${label}): trivial beside a 4-process hog (end to end)`, r.beside);
-    progress(`cpu share, ${label}: trivial p50 alone ${latency[`cpu share (${label}): trivial alone (end to end)`]!.p50} ms, beside the hog ${latency[`cpu share (${label}): trivial beside a 4-process hog (end to end)`]!.p50} ms`);
+    put(`cpu share (${label}): trivial alone (run time)`, r.aloneRun);
+    put(`cpu share (${label}): trivial beside a 4-process hog (run time)`, r.besideRun);
+    progress(`cpu share, ${label}: trivial run time p50 alone ${latency[`cpu share (${label}): trivial alone (run time)`]!.p50} ms, beside the hog ${latency[`cpu share (${label}): trivial beside a 4-process hog (run time)`]!.p50} ms`);
   }
 
   // A fleet on one machine: 1, 2 and 3 agents on one queue, 2 containers each, 100 ms function.
@@ -250,15 +247,19 @@ async function main(): Promise<void> {
     `- freeze+thaw: dockerd / cgroup (p50): **${ratio(L('floor: dockerd pause+unpause'), L('floor: cgroup freeze+thaw')).toFixed(1)}x**`,
     `- fleet: 1 / 2 / 3 agents on one queue (100 ms function, 2 containers each): **${fleet.map((f) => f.perSecond.toFixed(1)).join(' / ')} per second**`,
     `- gVisor: python warm (inside, p50) / runc: **${ratio(L('python (gVisor): agent warm (inside)'), L('python: agent warm (inside)')).toFixed(1)}x**; cold: **${ratio(L('python (gVisor): agent cold (inside)'), L('python: agent cold (inside)')).toFixed(2)}x**; throughput pool 8 trivial / runc: **${pct(gvisorThroughput[0]!.perSecond / tp('trivial', 8))}%**, 100 ms / ideal: **${pct(gvisorThroughput[1]!.perSecond / (8 / 0.1))}%**`,
-    `- cpu share: trivial p50 beside a 4-process hog / alone: **${ratio(L('cpu share (limits on): trivial beside a 4-process hog (end to end)'), L('cpu share (limits on): trivial alone (end to end)')).toFixed(2)}x** with CPU limits (${ratio(L('cpu share (limits off): trivial beside a 4-process hog (end to end)'), L('cpu share (limits off): trivial alone (end to end)')).toFixed(2)}x with weights only)`,
+    `- cpu share: trivial run time p50 beside a 4-process hog / alone: **${ratio(L('cpu share (limits on): trivial beside a 4-process hog (run time)'), L('cpu share (limits on): trivial alone (run time)')).toFixed(2)}x** with CPU limits (${ratio(L('cpu share (limits off): trivial beside a 4-process hog (run time)'), L('cpu share (limits off): trivial alone (run time)')).toFixed(2)}x with weights only); end to end ${ratio(L('cpu share (limits on): trivial beside a 4-process hog (end to end)'), L('cpu share (limits on): trivial alone (end to end)')).toFixed(2)}x (${ratio(L('cpu share (limits off): trivial beside a 4-process hog (end to end)'), L('cpu share (limits off): trivial alone (end to end)')).toFixed(2)}x)`,
+    ...costSummary(cost),
+    `- container side alone (runner, zygote fork, the child, their kernel time; one at a time): **${containerSide.cpuMsPerRun.total.toFixed(2)} ms** of CPU per run (user ${containerSide.cpuMsPerRun.user.toFixed(2)}, system ${containerSide.cpuMsPerRun.system.toFixed(2)}), zygote RSS ${containerSide.zygoteRssMb.toFixed(1)} MB`,
+    `- throughput: agent pool 8 (trivial), steady state: **${tp('trivial', 8).toFixed(0)}/s**`,
+    firstSampleLine(raw),
   ];
 
   const report: Report = {
     mode: quick ? 'quick' : 'full',
     startedAt: new Date(started).toISOString(),
     durationSeconds: Math.round((Date.now() - started) / 1000),
-    machine: await machine(),
-    commit: gitCommit(),
+    machine: await machine(docker),
+    commit: gitCommit(root),
     latency,
     startKinds,
     throughput,
@@ -269,6 +270,8 @@ async function main(): Promise<void> {
     stage4Pool,
     rssMb,
     summary,
+    cost,
+    containerSide,
   };
   const stamp = new Date(started).toISOString().replace(/[:.]/g, '-');
   const outDir = join(root, 'bench', 'results');
@@ -283,7 +286,7 @@ async function main(): Promise<void> {
       coldCurve.map((p) => ({ label: `${p.distinctFunctions} fn`, x: p.coldFraction, y: p.perSecond, note: `p50 ${Math.round(p.e2e.p50)}${Number.isFinite(p.e2e.p99) ? ` / p99 ${Math.round(p.e2e.p99)}` : ''} ms` })),
     ),
   );
-  process.stdout.write(markdown(report));
+  process.stdout.write(markdown(report, CC_CAPACITY));
   progress(`wrote ${base}.json, ${base}-latency.svg, ${base}-cold-curve.svg`);
 }
 
@@ -293,67 +296,6 @@ function latencyRows(latency: Record<string, Summary>): LatencyRow[] {
     summary,
     group: label.startsWith('floor') || label.includes('own run') ? 'floor' : label.includes('original') ? 'baseline' : (label.match(/agent (\w+)/)?.[1] ?? 'other'),
   }));
-}
-
-function markdown(r: Report): string {
-  const f = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '-');
-  const lines: string[] = [];
-  lines.push(`\n## NanoGrid bench (${r.mode}), ${r.startedAt}, commit ${r.commit}, ${r.durationSeconds} s`);
-  lines.push(`Machine: ${r.machine.cpus} x ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}, Docker ${r.machine.docker}, Node ${r.machine.node}, cgroup v${r.machine.cgroup}\n`);
-  lines.push('### Latency (ms)\n');
-  lines.push('| cell | n | p50 | p95 | p99 |');
-  lines.push('|---|---:|---:|---:|---:|');
-  for (const [k, s] of Object.entries(r.latency)) lines.push(`| ${k} | ${s.n} | ${f(s.p50)} | ${f(s.p95)} | ${f(s.p99)} |`);
-  lines.push('\n"inside": pool acquire to result ready in the agent; "end to end": SQS send to result heard on Redis.\n');
-  lines.push('### Summary\n');
-  for (const l of r.summary) lines.push(l);
-  lines.push(`\nThe original stage 4 path by a pool of ${r.stage4Pool.size} containers: ${f(r.stage4Pool.perSecond)} invocations/s (trivial python, ${r.stage4Pool.invocations} invocations).`);
-  lines.push('Agent RSS: the bench process (the agent, the embedded fauxqs and the client) after a GC, with an idle pool-8 agent, and right after the last throughput cell.\n');
-  lines.push('### Ratios (p50, same run)\n');
-  for (const [k, v] of Object.entries(r.ratios)) lines.push(`- ${k}: **${f(v)}x**`);
-  lines.push('\n### Agent overhead over the floor (inside p50 minus container step + runner round trip + own run time), ms\n');
-  for (const [k, v] of Object.entries(r.overheadOverFloorMs)) lines.push(`- ${k}: ${f(v)}`);
-  lines.push('\n### Throughput (full path: SQS, S3, pool, Docker, Redis; warm steady state)\n');
-  lines.push('| function | pool size | invocations | per second | end to end p50 | p99 |');
-  lines.push('|---|---:|---:|---:|---:|---:|');
-  for (const t of r.throughput) lines.push(`| ${t.fn} | ${t.poolSize} | ${t.invocations} | ${f(t.perSecond)} | ${f(t.e2e.p50)} | ${f(t.e2e.p99)} |`);
-  for (const t of r.gvisorThroughput) lines.push(`| ${t.fn}, gVisor | ${t.poolSize} | ${t.invocations} | ${f(t.perSecond)} | ${f(t.e2e.p50)} | ${f(t.e2e.p99)} |`);
-  lines.push(`\n### Throughput against cold starts (${CC_CAPACITY} python containers, no prewarm, functions drawn at random)\n`);
-  lines.push('| distinct functions | x capacity | cold fraction | per second | end to end p50 | p99 |');
-  lines.push('|---:|---:|---:|---:|---:|---:|');
-  for (const p of r.coldCurve) {
-    lines.push(`| ${p.distinctFunctions} | ${p.distinctFunctions / p.capacity} | ${(p.coldFraction * 100).toFixed(0)}% | ${f(p.perSecond)} | ${f(p.e2e.p50)} | ${f(p.e2e.p99)} |`);
-  }
-  lines.push('');
-  return `${lines.join('\n')}\n`;
-}
-
-async function machine(): Promise<Record<string, unknown>> {
-  let dockerVersion = 'unknown';
-  try {
-    dockerVersion = (await docker.version()).Version;
-  } catch {
-    // reported as unknown
-  }
-  return {
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    kernel: release(),
-    node: process.version,
-    docker: dockerVersion,
-    cgroup: existsSync('/sys/fs/cgroup/memory') ? 1 : 2,
-  };
-}
-
-function gitCommit(): string {
-  try {
-    const sha = execSync('git rev-parse --short HEAD', { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    const dirty = execSync('git status --porcelain', { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() ? '-dirty' : '';
-    return sha + dirty;
-  } catch {
-    return 'unknown';
-  }
 }
 
 main()
