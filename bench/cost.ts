@@ -141,7 +141,7 @@ export async function measureCost(setup: CostRun['setup'], o: CostOptions): Prom
       queuePid = stackChild.pid!;
       redisPid = address.redisPid;
       // The inspector on loopback: the heap after a full collection, at each edge of the window.
-      agent = new AgentProcess({ stack: address, agentId: COST_AGENT, workRoot, env: { ...agentEnv, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim() } });
+      agent = new AgentProcess({ stack: address, agentId: COST_AGENT, workRoot, env: { ...agentEnv, NODE_OPTIONS: `${(agentEnv as Record<string, string | undefined>).NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim() } });
       httpPort = await agent.started();
       const url = inspectorUrl(agent.lines);
       probe = url ? await HeapProbe.connect(url) : undefined;
