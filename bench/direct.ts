@@ -15,6 +15,23 @@ export const DIRECT_AGENT = 'bench-direct';
 
 const labels = { [LABEL_AGENT]: DIRECT_AGENT };
 
+/**
+ * dockerd's pause, retried: runc gives up a freeze that does not settle ("unable to
+ * freeze", seen about once in a few thousand pauses on this engine), and a worker on the
+ * original path would pause again.
+ */
+export async function pauseContainer(c: Docker.Container): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await c.pause();
+      return;
+    } catch (err) {
+      if (attempt >= 4 || !/unable to freeze/.test(String(err))) throw err;
+      await new Promise((r) => setTimeout(r, 50 * attempt));
+    }
+  }
+}
+
 /** Writes a function's files into a folder (what the agent's unzip would produce). */
 export async function writeFunction(dir: string, files: ZipFiles): Promise<void> {
   await mkdir(dir, { recursive: true });
@@ -89,7 +106,7 @@ export async function measureFloors(o: Omit<DirectOptions, 'codeDir' | 'command'
     for (let i = 0; i < n; i++) {
       out['floor: dockerd pause+unpause']!.push(
         await timed(async () => {
-          await c.pause();
+          await pauseContainer(c);
           await unpauseContainer(c);
         }),
       );
@@ -201,7 +218,7 @@ export async function measureStage4Pool(o: DirectOptions & { size: number; count
     await Promise.all(
       pool.map(async (c) => {
         await execOnce(o.docker, c, ['/bin/sh', '-c', 'mkdir -p /tmp/w && cp -r /code/. /tmp/w/']);
-        await c.pause();
+        await pauseContainer(c);
       }),
     );
     let next = 0;
@@ -220,7 +237,7 @@ export async function measureStage4Pool(o: DirectOptions & { size: number; count
             await unpauseContainer(c);
             await execOnce(o.docker, c, o.command, '/tmp/w');
           }
-          await c.pause();
+          await pauseContainer(c);
         }
       }),
     );
@@ -237,13 +254,13 @@ export async function measureStage4(o: DirectOptions): Promise<number[]> {
   const samples: number[] = [];
   try {
     await execOnce(o.docker, c, ['/bin/sh', '-c', 'mkdir -p /tmp/w && cp -r /code/. /tmp/w/']);
-    await c.pause();
+    await pauseContainer(c);
     for (let i = 0; i < o.n; i++) {
       samples.push(
         await timed(async () => {
           await unpauseContainer(c);
           await execOnce(o.docker, c, o.command, '/tmp/w');
-          await c.pause();
+          await pauseContainer(c);
         }),
       );
     }
