@@ -249,7 +249,8 @@ export function buildParts(opts: PartsOptions): Parts {
     ...(c.messageKeys.length > 0 ? { auth: { keys: c.messageKeys, maxLifetimeMs: c.messageMaxLifetimeMs } } : {}),
     visibilityTimeoutS: c.visibilityTimeoutS,
     maxReceiveCount: c.maxReceiveCount,
-    prefetch: { messages: c.prefetch, maxRunMs: c.prefetchMaxRunMs },
+    // Not while results are not getting through: what waited ahead would only fill the outbox.
+    prefetch: { messages: c.prefetch, maxRunMs: c.prefetchMaxRunMs, allowed: () => redis.pending === 0 && !redis.health.isDown },
     log,
     runner: invoker,
     results: redis,

@@ -6,6 +6,8 @@ export interface PrefetchPolicy {
   messages: number;
   /** Only while the recent runs took at most this long (ms). */
   maxRunMs: number;
+  /** Only while this says results get through (Redis answers, nothing waits in the outbox). */
+  allowed?: () => boolean;
 }
 
 /** How much the recent run times weigh against the older ones (an exponential moving average). */
@@ -35,7 +37,7 @@ export class Prefetch {
 
   /** Whether messages may wait ahead now. */
   get active(): boolean {
-    return this.policy.messages > 0 && this.runMs !== undefined && this.runMs <= this.policy.maxRunMs;
+    return this.policy.messages > 0 && this.runMs !== undefined && this.runMs <= this.policy.maxRunMs && (this.policy.allowed?.() ?? true);
   }
 
   /**

@@ -126,6 +126,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         wanted: () => this.wanted,
         accept: (m) => this.accept(m),
         giveBack: (m) => this.giveBack(m),
+        paused: () => void this.giveBackSurplus(),
         received: (n) => this.emit('received', n),
         receiveOk: () => {
           this.lastReceiveOkAt = Date.now();
@@ -255,6 +256,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   abandonRunning(): Promise<number> {
     return this.giveBackHeld((h) => h.unfinished, 'given back before its run ended: the drain\'s deadline came first');
+  }
+
+  /**
+   * Intake paused (the outbox is full, say): messages prefetched ahead of the free slots
+   * that have not started go back at once, newest first, instead of adding to what waits.
+   */
+  private async giveBackSurplus(): Promise<void> {
+    const surplus = this.taking - this.capacity;
+    if (surplus <= 0) return;
+    const newest = [...this.held.values()].filter((h) => h.cancellable).reverse().slice(0, surplus);
+    const mine = new Set(newest);
+    await this.giveBackHeld((h) => mine.has(h), 'given back without running: intake paused, and it waited ahead of the free slots');
   }
 
   private async giveBackHeld(which: (h: HeldMessage) => boolean, why: string): Promise<number> {

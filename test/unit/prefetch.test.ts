@@ -36,3 +36,14 @@ t.test('0 messages: never', async (t) => {
   t.notOk(p.active);
   t.equal(p.wanted({ capacity: 8, taking: 8, free: 0, memoryBound: false }), 0);
 });
+
+t.test('not while results are not getting through', async (t) => {
+  let through = true;
+  const p = new Prefetch({ messages: 10, maxRunMs: 1000, allowed: () => through });
+  p.observe(run(5));
+  t.equal(p.wanted({ capacity: 8, taking: 8, free: 0, memoryBound: false }), 10);
+  through = false;
+  t.notOk(p.active, 'Redis down or the outbox holding results: what waited ahead would only add to it');
+  t.equal(p.wanted({ capacity: 8, taking: 8, free: 0, memoryBound: false }), 0);
+  t.equal(p.wanted({ capacity: 8, taking: 6, free: 2, memoryBound: false }), 2, 'free slots still fill');
+});
