@@ -220,14 +220,19 @@ export async function measureCost(setup: CostRun['setup'], o: CostOptions): Prom
     await sleep(500);
     return { setup, poolSize, invocations: measured, seconds, perSecond: measured / seconds, perInvocation: p, agentRssMb: { idle: idleRss, after: processRssMb(agentPid) }, agentHeapMb: heap, callsPerInvocation };
   } finally {
-    probe?.close();
-    client?.close();
+    // The agent first: nothing before it may throw and leave it running with its containers.
     if (agent) {
       agent.signal('SIGTERM');
       await Promise.race([agent.exited, sleep(20_000)]);
       agent.signal('SIGKILL');
     }
     await stopChild(agentChild, 20_000);
+    try {
+      probe?.close();
+      client?.close();
+    } catch {
+      // closing a connection the agent's exit already broke
+    }
     await stopChild(stackChild);
     const left = await listAgentContainers(o.docker, COST_AGENT).catch(() => []);
     await Promise.all(left.map((c) => o.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
