@@ -43,7 +43,7 @@ export class Prefetch {
   /**
    * How many messages to ask for. `free`: free slots the memory admits; `taking`: held
    * messages waiting for or holding a container; `memoryBound`: the memory budget admits
-   * fewer than the free slots (nothing is prefetched then: memory, not slots, is short).
+   * fewer than the free slots, or claims are still out (nothing is prefetched then).
    */
   wanted(s: { capacity: number; taking: number; free: number; memoryBound: boolean }): number {
     if (!this.active || s.memoryBound) return s.free;

@@ -18,8 +18,6 @@ export interface ReceiveHost {
   accept(m: Message): void;
   /** A message received while stopping: back to the queue at once. */
   giveBack(m: Message): Promise<void>;
-  /** Intake paused (a gate closed): what waits ahead of the free slots goes back. */
-  paused?(): void;
   received(count: number): void;
   receiveFailed(err: unknown): void;
   receiveOk(): void;
@@ -93,10 +91,7 @@ export class ReceiveLoop {
     while (!this.host.stopping) {
       const gate = this.opts.gates.find((g) => !g.isOpen());
       if (gate) {
-        if (paused !== gate.why) {
-          this.opts.log.warn({ tag: 'SQS' }, `intake paused: ${gate.why}`);
-          this.host.paused?.();
-        }
+        if (paused !== gate.why) this.opts.log.warn({ tag: 'SQS' }, `intake paused: ${gate.why}`);
         paused = gate.why;
         // A freed slot (or stop) wakes the loop too: it checks again.
         await Promise.race([gate.whenOpen(), this.nextWake()]);

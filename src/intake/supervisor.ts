@@ -126,7 +126,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         wanted: () => this.wanted,
         accept: (m) => this.accept(m),
         giveBack: (m) => this.giveBack(m),
-        paused: () => void this.giveBackSurplus(),
         received: (n) => this.emit('received', n),
         receiveOk: () => {
           this.lastReceiveOkAt = Date.now();
@@ -162,11 +161,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * While runs are short, up to one batch more may wait ahead (intake/prefetch.ts).
    */
   private get wanted(): number {
-    const taking = this.taking;
+    let taking = 0;
+    let admitting = 0;
+    for (const h of this.held.values()) {
+      if (h.takesSlot) taking++;
+      if (h.state === 'admitting') admitting++;
+    }
     const free = Math.max(0, this.capacity - taking);
     const memory = this.opts.memory;
     const admissible = memory ? memory.admissible(this.opts.limits.defaultMemoryMb) : Infinity;
-    return this.prefetch.wanted({ capacity: this.capacity, taking, free: Math.min(free, admissible), memoryBound: admissible < free });
+    // Claims still out (a slow or hung Redis): what waited ahead would only add results to
+    // an outbox that may be filling. No prefetch until they are answered.
+    return this.prefetch.wanted({ capacity: this.capacity, taking, free: Math.min(free, admissible), memoryBound: admissible < free || admitting > 0 });
   }
 
   /** True when the last receive succeeded, for /health. */
@@ -256,18 +262,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   abandonRunning(): Promise<number> {
     return this.giveBackHeld((h) => h.unfinished, 'given back before its run ended: the drain\'s deadline came first');
-  }
-
-  /**
-   * Intake paused (the outbox is full, say): messages prefetched ahead of the free slots
-   * that have not started go back at once, newest first, instead of adding to what waits.
-   */
-  private async giveBackSurplus(): Promise<void> {
-    const surplus = this.taking - this.capacity;
-    if (surplus <= 0) return;
-    const newest = [...this.held.values()].filter((h) => h.cancellable).reverse().slice(0, surplus);
-    const mine = new Set(newest);
-    await this.giveBackHeld((h) => mine.has(h), 'given back without running: intake paused, and it waited ahead of the free slots');
   }
 
   private async giveBackHeld(which: (h: HeldMessage) => boolean, why: string): Promise<number> {
