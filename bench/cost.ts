@@ -19,15 +19,9 @@ import { measureContainerSide } from './containerSide.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
 import { unmountUnder } from '../src/container/scratch.js';
 
-export const COST_AGENT = 'bench-cost';
+import type { StackAddress } from '../src/local/stackFile.js';
 
-export interface StackAddress {
-  endpoint: string;
-  region: string;
-  queueUrl: string;
-  bucket: string;
-  redisUrl: string;
-}
+export const COST_AGENT = 'bench-cost';
 
 export interface CostRun {
   /** "apart": the queue server in a process of its own, as in production; "in process": in the agent's (the embedded local stack). */

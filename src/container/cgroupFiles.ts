@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { oomKillsIn } from './cgroupHandles.js';
 
 /**
  * Reads the `oom_kill N` counter from memory.oom_control (v1) or memory.events (v2).
@@ -9,8 +10,7 @@ import { join } from 'node:path';
  */
 export function readOomKills(file: string): number {
   try {
-    const m = /^oom_kill (\d+)$/m.exec(readFileSync(file, 'utf8'));
-    return m ? Number(m[1]) : 0;
+    return oomKillsIn(readFileSync(file, 'utf8'));
   } catch {
     return 0;
   }
