@@ -29,7 +29,7 @@ export class Prefetch {
   constructor(private readonly policy: PrefetchPolicy) {}
 
   /** A result answered: its run time (a run that happened) updates the average. */
-  observe(r: Partial<Pick<Result, 'timings'>>): void {
+  observe(r: { timings?: Pick<Result['timings'], 'execMs'> }): void {
     const ms = r.timings?.execMs;
     if (ms === undefined || !Number.isFinite(ms)) return;
     this.runMs = this.runMs === undefined ? ms : this.runMs + WEIGHT * (ms - this.runMs);
