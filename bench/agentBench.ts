@@ -115,7 +115,7 @@ export interface ThroughputRun {
 }
 
 /** Sends `count` invocations at once and times them until the last result. */
-async function burst(env: BenchEnv, messages: Array<{ functionId: string; key: string }>): Promise<{ seconds: number; e2e: number[]; kinds: Record<string, number> }> {
+export async function burst(env: BenchEnv, messages: Array<{ functionId: string; key: string }>): Promise<{ seconds: number; e2e: number[]; kinds: Record<string, number> }> {
   const ids = messages.map(() => `t-${process.pid}-${++seq}`);
   const waits = ids.map((id) => env.client.waitForResult(id, 300_000));
   const t0 = Date.now();
@@ -159,46 +159,6 @@ export async function measureThroughput(env: BenchEnv, poolSize: number, fn: str
     await quiet(agent);
     await afterBurst?.();
     return { poolSize, fn, invocations: count, seconds: r.seconds, perSecond: r.perSecond, e2e: r.e2e, kinds: r.kinds };
-  });
-}
-
-export interface ColdCurvePoint {
-  distinctFunctions: number;
-  capacity: number;
-  invocations: number;
-  coldFraction: number;
-  perSecond: number;
-  e2e: number[];
-  kinds: Record<string, number>;
-}
-
-/** A small seeded PRNG (mulberry32): the same function sequence on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export async function measureColdCurve(env: BenchEnv, capacity: number, distinct: number, key: string, count: number): Promise<ColdCurvePoint> {
-  return withAgent(env, { NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_MAX_CONTAINERS: `python=${capacity},cpp=1` }, async () => {
-    const rand = rng(distinct * 7919);
-    const tag = `cc-${distinct}-${Date.now()}`;
-    const messages = Array.from({ length: count }, () => ({ functionId: `${tag}-${Math.floor(rand() * distinct)}`, key }));
-    const r = await burst(env, messages);
-    return {
-      distinctFunctions: distinct,
-      capacity,
-      invocations: count,
-      coldFraction: (r.kinds.cold ?? 0) / count,
-      perSecond: count / r.seconds,
-      e2e: r.e2e,
-      kinds: r.kinds,
-    };
   });
 }
 

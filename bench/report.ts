@@ -3,7 +3,9 @@ import type Docker from 'dockerode';
 import { execSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
-import type { ColdCurvePoint, ThroughputRun } from './agentBench.js';
+import type { ThroughputRun } from './agentBench.js';
+import { coldCurveTable, type ColdCurveCell } from './coldCurve.js';
+import { anatomyTable, type AnatomyRun } from './anatomy.js';
 import type { CostRun } from './cost.js';
 import type { ContainerSideRun } from './containerSide.js';
 import { summarize, type Summary } from './stats.js';
@@ -22,7 +24,10 @@ export interface Report {
   stage4Pool: { size: number; invocations: number; perSecond: number };
   rssMb: { idle: number; afterThroughput: number };
   summary: string[];
-  coldCurve: Array<Omit<ColdCurvePoint, 'e2e'> & { e2e: Summary }>;
+  coldCurve: ColdCurveCell[];
+  /** The anatomy of a cold start per OCI runtime (and why one could not be measured). */
+  anatomy: AnatomyRun[];
+  anatomyRefused: Record<string, string>;
   ratios: Record<string, number>;
   overheadOverFloorMs: Record<string, number>;
   cost: CostRun[];
@@ -53,12 +58,11 @@ export function markdown(r: Report, ccCapacity: number): string {
   lines.push('|---|---:|---:|---:|---:|---:|');
   for (const t of r.throughput) lines.push(`| ${t.fn} | ${t.poolSize} | ${t.invocations} | ${f(t.perSecond)} | ${f(t.e2e.p50)} | ${f(t.e2e.p99)} |`);
   for (const t of r.gvisorThroughput) lines.push(`| ${t.fn}, gVisor | ${t.poolSize} | ${t.invocations} | ${f(t.perSecond)} | ${f(t.e2e.p50)} | ${f(t.e2e.p99)} |`);
-  lines.push(`\n### Throughput against cold starts (${ccCapacity} python containers, no prewarm, functions drawn at random)\n`);
-  lines.push('| distinct functions | x capacity | cold fraction | per second | end to end p50 | p99 |');
-  lines.push('|---:|---:|---:|---:|---:|---:|');
-  for (const p of r.coldCurve) {
-    lines.push(`| ${p.distinctFunctions} | ${p.distinctFunctions / p.capacity} | ${(p.coldFraction * 100).toFixed(0)}% | ${f(p.perSecond)} | ${f(p.e2e.p50)} | ${f(p.e2e.p99)} |`);
-  }
+  lines.push(`\n### Throughput against cold starts (${ccCapacity} python containers, functions drawn at random, a burst at once; each row the median of its runs)\n`);
+  for (const l of coldCurveTable(r.coldCurve)) lines.push(l);
+  lines.push('\n### The anatomy of a cold start (one at a time; wall p50 and machine CPU mean per step, ms)\n');
+  for (const l of anatomyTable(r.anatomy)) lines.push(l);
+  for (const [rt, why] of Object.entries(r.anatomyRefused)) lines.push(`\n${rt} could not be measured here: ${why}`);
   lines.push('');
   return `${lines.join('\n')}\n`;
 }

@@ -15,18 +15,20 @@ import { defaultRunnerDir } from '../src/core/sandbox.js';
 import { sleep } from '../src/core/timeout.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
 import { unmountUnder } from '../src/container/scratch.js';
-import { BENCH_AGENT, current, withAgent, measureColdCurve, measureCpuShare, measureFleet, CPU_HOG, FLEET_AGENTS, type FleetRun, measureStartKind, measureThroughput, type BenchEnv, type KindSamples } from './agentBench.js';
+import { BENCH_AGENT, current, withAgent, measureCpuShare, measureFleet, CPU_HOG, FLEET_AGENTS, type FleetRun, measureStartKind, measureThroughput, type BenchEnv, type KindSamples } from './agentBench.js';
 import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
 import { DIRECT_AGENT, measureFloors, measureResident, measureStage4Pool, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
 import { ratio, summarize, type Summary } from './stats.js';
 import { COST_AGENT, costSummary, measureCost, type CostRun } from './cost.js';
 import { CONTAINER_SIDE_AGENT, measureContainerSide } from './containerSide.js';
 import { firstSampleLine, gitCommit, machine, markdown, type Report } from './report.js';
+import { coldCurveSummary, measureColdCurveCell, type ColdCurveCell } from './coldCurve.js';
+import { ANATOMY_AGENT, anatomySummary, measureAnatomy, type AnatomyRun } from './anatomy.js';
 
 const quick = process.argv.includes('--quick');
 const plan = quick
-  ? { latencyN: { python: 10, cpp: 4 }, floorN: 10, baselineN: { python: 8, cpp: 3 }, tpCount: 96, ccCount: 24, tp: { trivial: 1000, perSlot100: 60, gvisorTrivial: 300, gvisor100: 200 }, cpuShareN: 20, cost: 2000, containerRuns: 1000 }
-  : { latencyN: { python: 30, cpp: 30 }, floorN: 30, baselineN: { python: 30, cpp: 10 }, tpCount: 160, ccCount: 64, tp: { trivial: 3000, perSlot100: 150, gvisorTrivial: 1000, gvisor100: 600 }, cpuShareN: 40, cost: 5000, containerRuns: 3000 };
+  ? { latencyN: { python: 10, cpp: 4 }, floorN: 10, baselineN: { python: 8, cpp: 3 }, tpCount: 96, ccCount: 60, ccRuns: 1, anatomyN: 8, tp: { trivial: 1000, perSlot100: 60, gvisorTrivial: 300, gvisor100: 200 }, cpuShareN: 20, cost: 2000, containerRuns: 1000 }
+  : { latencyN: { python: 30, cpp: 30 }, floorN: 30, baselineN: { python: 30, cpp: 10 }, tpCount: 160, ccCount: 200, ccRuns: 3, anatomyN: 30, tp: { trivial: 3000, perSlot100: 150, gvisorTrivial: 1000, gvisor100: 600 }, cpuShareN: 40, cost: 5000, containerRuns: 3000 };
 const POOL_SIZES = [1, 2, 4, 8];
 const CC_CAPACITY = 4;
 const CC_DISTINCT = [1, 4, 8, 16];
@@ -46,7 +48,7 @@ async function cleanup(): Promise<void> {
   await current?.stop().catch(() => undefined);
   client?.close();
   await stack?.stop().catch(() => undefined);
-  for (const agent of [DIRECT_AGENT, BENCH_AGENT, COST_AGENT, CONTAINER_SIDE_AGENT, ...FLEET_AGENTS]) {
+  for (const agent of [DIRECT_AGENT, BENCH_AGENT, COST_AGENT, CONTAINER_SIDE_AGENT, ANATOMY_AGENT, ...FLEET_AGENTS]) {
     const left = await listAgentContainers(docker, agent).catch(() => []);
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   }
@@ -102,6 +104,17 @@ async function main(): Promise<void> {
     await measureResident({ docker, image: IMAGES.python, codeDir: codeDirs.python, command: COMMANDS.python, n: plan.floorN, progress, workRoot: scratch, runnerDir: defaultRunnerDir() }),
   )) {
     put(k, v);
+  }
+  const anatomy: AnatomyRun[] = [];
+  const anatomyRefused: Record<string, string> = {};
+  for (const rt of ['runc', 'crun']) {
+    try {
+      anatomy.push(await measureAnatomy({ docker, image: IMAGES.python, workRoot: scratch, n: plan.anatomyN, ociRuntime: rt, progress }));
+    } catch (err) {
+      // crun refuses a host with cgroup v1 and v2 controllers side by side (this one).
+      anatomyRefused[rt] = String((err as Error).message ?? err).replace(/\s+/g, ' ').slice(0, 300);
+      progress(`anatomy: ${rt} refused: ${anatomyRefused[rt]}`);
+    }
   }
   progress(`resident: ping p50 ${latency['floor: resident round trip (ping)']!.p50} ms, zygote run p50 ${latency['python: resident run, zygote']!.p50} ms`);
   const stage4 = await measureStage4Pool({ docker, image: IMAGES.python, codeDir: codeDirs.python, command: COMMANDS.python, n: 0, progress, size: 8, count: plan.tpCount });
@@ -206,11 +219,17 @@ async function main(): Promise<void> {
     progress(`fleet: ${n} agent(s): ${r.perSecond.toFixed(1)}/s`);
   }
 
-  const coldCurve: Report['coldCurve'] = [];
+  const coldCurve: ColdCurveCell[] = [];
   for (const d of CC_DISTINCT) {
-    const p = await measureColdCurve(env, CC_CAPACITY, d, 'bench/python-hello.zip', plan.ccCount);
-    coldCurve.push({ ...p, e2e: summarize(p.e2e) });
-    progress(`cold curve: ${d} functions on ${CC_CAPACITY} containers: ${(p.coldFraction * 100).toFixed(0)}% cold, ${p.perSecond.toFixed(1)}/s`);
+    const p = await measureColdCurveCell(env, CC_CAPACITY, d, 'bench/python-hello.zip', plan.ccCount, plan.ccRuns);
+    coldCurve.push(p);
+    progress(`cold curve: ${d} functions on ${CC_CAPACITY} containers, stock off: ${(p.coldFraction * 100).toFixed(0)}% cold, ${p.perSecond.toFixed(1)}/s (median of ${p.runs})`);
+  }
+  // The stock on where new functions outnumber containers: its minimum 1, raised to 3 by the rate of new functions.
+  for (const d of [8, 16]) {
+    const p = await measureColdCurveCell(env, CC_CAPACITY, d, 'bench/python-hello.zip', plan.ccCount, plan.ccRuns, 3);
+    coldCurve.push(p);
+    progress(`cold curve: ${d} functions on ${CC_CAPACITY} containers, stock on: ${(p.coldFraction * 100).toFixed(0)}% cold, ${p.perSecond.toFixed(1)}/s`);
   }
 
   const L = (k: string) => latency[k]?.p50 ?? NaN;
@@ -252,6 +271,8 @@ async function main(): Promise<void> {
     `- container side alone (runner, zygote fork, the child, their kernel time; one at a time): **${containerSide.cpuMsPerRun.total.toFixed(2)} ms** of CPU per run (user ${containerSide.cpuMsPerRun.user.toFixed(2)}, system ${containerSide.cpuMsPerRun.system.toFixed(2)}), zygote RSS ${containerSide.zygoteRssMb.toFixed(1)} MB`,
     `- throughput: agent pool 8 (trivial), steady state: **${tp('trivial', 8).toFixed(0)}/s**`,
     firstSampleLine(raw),
+    ...anatomySummary(anatomy),
+    ...coldCurveSummary(coldCurve, anatomy),
   ];
 
   const report: Report = {
@@ -265,6 +286,8 @@ async function main(): Promise<void> {
     throughput,
     gvisorThroughput,
     coldCurve,
+    anatomy,
+    anatomyRefused,
     ratios,
     overheadOverFloorMs: overhead,
     stage4Pool,
@@ -283,7 +306,7 @@ async function main(): Promise<void> {
     `${base}-cold-curve.svg`,
     coldCurveChart(
       `Throughput against cold starts (${CC_CAPACITY} python containers, trivial function)`,
-      coldCurve.map((p) => ({ label: `${p.distinctFunctions} fn`, x: p.coldFraction, y: p.perSecond, note: `p50 ${Math.round(p.e2e.p50)}${Number.isFinite(p.e2e.p99) ? ` / p99 ${Math.round(p.e2e.p99)}` : ''} ms` })),
+      coldCurve.map((p) => ({ label: `${p.distinctFunctions} fn${p.stockMax ? ', stock' : ''}`, x: p.coldFraction, y: p.perSecond, note: `p50 ${Math.round(p.e2eP50)}${Number.isFinite(p.e2eP99) ? ` / p99 ${Math.round(p.e2eP99)}` : ''} ms` })),
     ),
   );
   process.stdout.write(markdown(report, CC_CAPACITY));

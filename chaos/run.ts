@@ -16,6 +16,7 @@ import { freezeRedis, killDockerd, startDockerd } from './faults.js';
 import { HOSTILE, HOSTILE_DETAIL, hostileScenario } from './hostile.js';
 import { MALFORMED } from './malformed.js';
 import { SANDBOX_SCENARIOS } from './sandboxScenarios.js';
+import { SCRATCH_SCENARIOS } from './scratchReuse.js';
 import { QUICK, say, World, type Row, type Scenario } from './world.js';
 
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
@@ -164,6 +165,7 @@ const SCENARIOS: Scenario[] = [
   },
   ...HOSTILE.map((h) => ({ name: `hostile: ${h.name}`, run: (w: World) => hostileScenario(w, h) })),
   ...SANDBOX_SCENARIOS,
+  ...SCRATCH_SCENARIOS,
 ];
 
 /**

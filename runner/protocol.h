@@ -17,6 +17,7 @@
 #define FRAME_GO 'G'       /* release the held run */
 #define FRAME_KILL 'K'     /* kill the current run now */
 #define FRAME_PING 'P'
+#define FRAME_ZYGOTE 'Z'   /* start the zygote (a --lazy runner's) once the current run, if any, ends */
 
 /* runner -> agent */
 #define FRAME_HELLO 'H'    /* zygote=<state>, on connect and whenever it changes */

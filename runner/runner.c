@@ -253,8 +253,11 @@ static pid_t zygote_pid = -1;
 static int zygote_fd = -1;
 static zygote_state_t zygote_state = ZYGOTE_OFF;
 static int64_t zygote_started_us;
-/* With --lazy the zygote starts after the first run, not beside it (a cold start). */
+/* With --lazy the zygote starts when the agent asks (FRAME_ZYGOTE: it expects the
+ * container to serve again), never beside a run: a cold start's container that serves
+ * once never pays for it. */
 static char **zygote_argv;
+static int zygote_wanted;
 
 static void announce_zygote(void) {
   kv_t kv = {0};
@@ -501,7 +504,7 @@ static void finish_run(void) {
   send_frame(agent_fd, FRAME_DONE, NULL, 0);
   free(kv.buf);
   run_release();
-  if (zygote_argv && zygote_pid < 0 && zygote_state == ZYGOTE_OFF) start_zygote(zygote_argv);
+  if (zygote_wanted && zygote_pid < 0 && zygote_state == ZYGOTE_OFF) start_zygote(zygote_argv);
 }
 
 static void fail_start(const char *why) {
@@ -943,6 +946,10 @@ static void handle_agent_frame(char type, unsigned char *payload, size_t len) {
     release_hold(0);
     kill_user(run.uid);
   } else if (type == FRAME_PING) send_frame(agent_fd, FRAME_PONG, NULL, 0);
+  else if (type == FRAME_ZYGOTE && zygote_argv) {
+    zygote_wanted = 1;
+    if (!run.active && zygote_pid < 0 && zygote_state == ZYGOTE_OFF) start_zygote(zygote_argv);
+  }
 }
 
 static void read_agent(void) {
@@ -1026,7 +1033,7 @@ static void wait_for_events(struct pollfd p[P_COUNT]) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: runner SOCKET [--lazy] [ZYGOTE-COMMAND ARGS...]\n");
+    fprintf(stderr, "usage: runner SOCKET [--lazy] [ZYGOTE-COMMAND ARGS...]\n  --lazy: the zygote starts on the agent's FRAME_ZYGOTE\n");
     return 2;
   }
   sock_path = argv[1];

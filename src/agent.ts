@@ -17,6 +17,7 @@ import { liveness, readiness, type Health, type HealthSources, type Phase } from
 import { AiEgress, resolveAiEndpoint } from './container/aiEgress.js';
 import type { EngineStatus, EngineWatch } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
+import type { ScratchStock, ScratchStockStatus } from './container/scratchStock.js';
 import type { PoolStatus, RuntimePool } from './pool/runtimePool.js';
 import type { CodeArchive } from './sinks/codeArchive.js';
 import type { CloudWatchSink } from './sinks/cloudwatchSink.js';
@@ -35,6 +36,8 @@ export interface AgentStatus {
   uptimeSeconds: number;
   supervisor: SupervisorStatus;
   pools: PoolStatus[];
+  /** The scratch file systems kept ready for cold starts, and how many were made, recycled and discarded. */
+  scratch: ScratchStockStatus;
   /** Results waiting for Redis: how many, and their bytes (the outbox's limits: NANOGRID_OUTBOX_MAX_*). */
   results: { outbox: number; outboxBytes: number; outboxFull: boolean };
   threads: ThreadStats;
@@ -52,6 +55,7 @@ export class Agent {
   readonly metrics = new Metrics();
   readonly docker: Docker;
   readonly pools: Map<Runtime, RuntimePool>;
+  private readonly scratch: ScratchStock;
   readonly redis: RedisSink;
   readonly supervisor: Supervisor;
   readonly log: Logger;
@@ -82,6 +86,7 @@ export class Agent {
     this.threads = p.threads;
     this.samplerThreads = p.samplerThreads;
     this.pools = p.pools;
+    this.scratch = p.scratch;
     this.redis = p.redis;
     this.cloudwatch = p.cloudwatch;
     this.archive = p.archive;
@@ -144,6 +149,8 @@ export class Agent {
     }
     // Watched from before prewarm: an instance can be taken away while it starts.
     this.terminationWatch?.start();
+    // The spares first: the prewarm stock's containers take them.
+    this.scratch.fill();
     await Promise.all([...this.pools.values()].map((p) => p.start()));
     this.engine.start();
     this.cloudwatch?.start(() => this.supervisor.status().running);
@@ -175,6 +182,7 @@ export class Agent {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       supervisor: this.supervisor.status(),
       pools: [...this.pools.values()].map((p) => p.status()),
+      scratch: this.scratch.status(),
       results: { outbox: this.redis.pending, outboxBytes: this.redis.undelivered.bytes, outboxFull: this.redis.full },
       threads: this.threads.stats(),
       engine: this.engine.status(),
@@ -253,7 +261,10 @@ export class Agent {
     this.drains.start({ trigger: 'signal' });
     await this.drains.whenDrained();
     this.drains.close();
+    // Removed containers' file systems are destroyed from now on, not recycled.
+    this.scratch.stopKeeping();
     await Promise.all([...this.pools.values()].map((p) => p.stop()));
+    await this.scratch.close();
     this.engine.stop();
     await this.supervisor.awaitTasks(10_000);
     await this.archive?.close(5000);

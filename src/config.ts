@@ -121,6 +121,8 @@ export interface Config {
   diskLimitMb: number;
   /** Reserve each container's writable space on the host disk up front. */
   diskReserve: boolean;
+  /** Scratch file systems kept ready for the next cold start (made ahead, then recycled from removed containers). */
+  scratchSpare: number;
   cpu: CpuPolicy;
   /** The host uids functions run as, one per container (NANOGRID_SANDBOX_UIDS). */
   sandboxUids: UidRange;
@@ -226,6 +228,15 @@ export function loadConfig(env: Env = process.env): Config {
     }
   }
 
+  // The reactive stock's ceiling: by default two above the minimum (one for cpp), within
+  // capacity; a runtime asked for no stock gets none unless NANOGRID_PREWARM_MAX asks.
+  const ceiling = (r: Runtime, over: number) => (prewarm[r] === 0 ? 0 : Math.min(maxContainers[r], prewarm[r] + over));
+  const prewarmMax = parsePerRuntime('NANOGRID_PREWARM_MAX', env.NANOGRID_PREWARM_MAX, { python: ceiling('python', 2), cpp: ceiling('cpp', 1) });
+  for (const r of RUNTIMES) {
+    if (prewarmMax[r] < prewarm[r]) throw new ConfigError('NANOGRID_PREWARM_MAX', `${r}=${prewarmMax[r]} is below NANOGRID_PREWARM ${r}=${prewarm[r]}`);
+  }
+  const prewarmTtlMs = read(env, 'NANOGRID_PREWARM_TTL_S', int(1, 86_400), 60) * 1000;
+  const prewarmWindowMs = read(env, 'NANOGRID_PREWARM_WINDOW_S', int(1, 3600), 10) * 1000;
   const ociRuntimes = parseOciRuntimes(env.NANOGRID_OCI_RUNTIME);
   let redisUrl = read(env, 'REDIS_URL', url, undefined as string | undefined);
   if (!redisUrl && env.REDIS_HOST) {
@@ -273,6 +284,9 @@ export function loadConfig(env: Env = process.env): Config {
         image: read(env, 'NANOGRID_IMAGE_PYTHON', z.string().min(1), 'nanogrid/python:local'),
         command: read(env, 'NANOGRID_COMMAND_PYTHON', z.string().min(1), 'python main.py'),
         prewarm: prewarm.python,
+        prewarmMax: prewarmMax.python,
+        prewarmTtlMs,
+        prewarmWindowMs,
         maxContainers: maxContainers.python,
         zygote: read(env, 'NANOGRID_PYTHON_ZYGOTE', z.enum(['on', 'off']), 'on') === 'on',
         ociRuntime: ociRuntimes.python,
@@ -281,6 +295,9 @@ export function loadConfig(env: Env = process.env): Config {
         image: read(env, 'NANOGRID_IMAGE_CPP', z.string().min(1), 'nanogrid/cpp:local'),
         command: read(env, 'NANOGRID_COMMAND_CPP', z.string().min(1), '/bin/bash run.sh'),
         prewarm: prewarm.cpp,
+        prewarmMax: prewarmMax.cpp,
+        prewarmTtlMs,
+        prewarmWindowMs,
         maxContainers: maxContainers.cpp,
         zygote: false,
         ociRuntime: ociRuntimes.cpp,
@@ -352,6 +369,7 @@ export function loadConfig(env: Env = process.env): Config {
     pauseGraceMs: read(env, 'NANOGRID_PAUSE_GRACE_MS', int(0, 600_000), PAUSE_GRACE_MS),
     diskLimitMb: read(env, 'NANOGRID_DISK_MB', int(16, 1_048_576), 512),
     diskReserve: read(env, 'NANOGRID_DISK_RESERVE', z.enum(['on', 'off']), 'on') === 'on',
+    scratchSpare: read(env, 'NANOGRID_SCRATCH_SPARE', int(0, 64), 2),
     cpu: {
       mbPerVcpu: read(env, 'NANOGRID_MB_PER_VCPU', int(0, 1_048_576), DEFAULT_CPU_POLICY.mbPerVcpu),
       floorVcpu: read(env, 'NANOGRID_CPU_FLOOR', z.coerce.number().min(0.01).max(1024), DEFAULT_CPU_POLICY.floorVcpu),

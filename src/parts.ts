@@ -6,7 +6,8 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import Docker from 'dockerode';
 import type { Config } from './config.js';
 import { RUNTIMES, type Runtime } from './core/runtimes.js';
-import { codeCacheRoot } from './core/sandbox.js';
+import { agentRoot, codeCacheRoot } from './core/sandbox.js';
+import { ScratchStock } from './container/scratchStock.js';
 import { sleep } from './core/timeout.js';
 import { EventBus } from './core/events.js';
 import type { IntakeGate } from './core/ports.js';
@@ -62,6 +63,7 @@ export interface Parts {
   threads: ThreadPool;
   samplerThreads: ThreadPool;
   pools: Map<Runtime, RuntimePool>;
+  scratch: ScratchStock;
   redis: RedisSink;
   cloudwatch: CloudWatchSink | undefined;
   archive: CodeArchive | undefined;
@@ -161,6 +163,15 @@ export function buildParts(opts: PartsOptions): Parts {
   const network = c.aiEndpoint ? egressNames(c.agentId).network : c.network;
   // One uid set for every pool: no two containers of this agent share a uid.
   const sandbox = { uids: new SandboxUids(c.sandboxUids), limits: c.limits };
+  // One stock of scratch file systems for every pool: they are all the same size.
+  const scratch = new ScratchStock({
+    root: agentRoot(c.workRoot, c.agentId),
+    limitBytes: c.diskLimitMb * 1024 * 1024,
+    reserve: c.diskReserve,
+    timeoutMs: c.dockerTimeoutMs,
+    spare: c.scratchSpare,
+    log,
+  });
   for (const runtime of RUNTIMES) {
     const pool = new RuntimePool({
       runtime,
@@ -179,7 +190,7 @@ export function buildParts(opts: PartsOptions): Parts {
       runnerDir: c.runnerDir,
       freezer: c.freezer,
       pauseGraceMs: c.pauseGraceMs,
-      disk: { limitMb: c.diskLimitMb, reserve: c.diskReserve },
+      scratch,
       cpu: c.cpu,
       sandbox,
       engine,
@@ -287,5 +298,5 @@ export function buildParts(opts: PartsOptions): Parts {
     heartbeatMs: c.termination.heartbeatMs,
     log,
   });
-  return { log, docker, engine, threads, samplerThreads, pools, redis, cloudwatch, archive, memory, supervisor, imds, terminationWatch, drains };
+  return { log, docker, engine, threads, samplerThreads, pools, scratch, redis, cloudwatch, archive, memory, supervisor, imds, terminationWatch, drains };
 }

@@ -65,7 +65,8 @@ async function checkOciRuntimes(docker: Docker, c: Config, log: Logger): Promise
  */
 async function checkDisk(c: Config, log: Logger): Promise<void> {
   if (!c.diskReserve) return;
-  const containers = RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0);
+  // The spare scratch file systems reserve theirs too.
+  const containers = RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0) + c.scratchSpare;
   const needMb = Math.ceil((containers * scratchImageBytes(c.diskLimitMb * 1024 * 1024)) / (1024 * 1024));
   const fs = await statfs(c.workRoot);
   const freeMb = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));

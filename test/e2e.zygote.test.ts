@@ -104,12 +104,17 @@ t.test('with the zygote off, python is started by the runner itself', async (t) 
   t.not(forked.stdout, '1\n', 'with the zygote on, its parent is the zygote');
 });
 
-t.test('a cold start runs plain python first; its zygote starts after that run and takes over', async (t) => {
+t.test('a cold start runs plain python; its zygote starts only once the container serves again, and takes over', async (t) => {
   const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
   const code = { 'main.py': 'import os\nprint(os.getppid())\n' };
   const first = await h.invoke('lazy-zygote', code);
   t.equal(first.startKind, 'cold');
   t.equal(first.stdout, '1\n', 'the first run was started by the runner: no zygote competed with it');
+  await h.quiet();
+  await new Promise((r) => setTimeout(r, 1000));
+  const second = await h.invoke('lazy-zygote', undefined);
+  t.equal(second.startKind, 'warm');
+  t.equal(second.stdout, '1\n', 'a container that served once has no zygote: the second run is plain too');
   let forked = false;
   for (let i = 0; i < 50 && !forked; i++) forked = (await h.invoke('lazy-zygote', undefined)).stdout !== '1\n';
   t.ok(forked, 'later runs of the same container are forked by its zygote');

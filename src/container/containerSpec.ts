@@ -5,7 +5,7 @@ import { CONTROL_DIR, RUNNER_MOUNT, RUNNER_SOCKET, SANDBOX_MOUNT, WORKDIR } from
 import { securityOptions, ulimitsFor, type SandboxLimits } from './limits.js';
 import { engineNameFor, type SandboxUids } from './sandboxUser.js';
 import { cpuFor, type CpuPolicy } from './cpuShare.js';
-import { CONTROL, type ScratchSpec } from './scratch.js';
+import { CONTROL, type ScratchSource } from './scratch.js';
 
 /** Who the container's function runs as, and under which limits. */
 export interface SandboxSpec {
@@ -29,13 +29,17 @@ export interface ContainerSpec {
   zygote: string[] | null;
   /** Freeze through the container's cgroup (fast) or through dockerd's pause. */
   freezer: 'cgroup' | 'docker';
-  /** The writable space: workspace, /tmp and /dev/shm on one file system with a hard limit. */
-  scratch: Omit<ScratchSpec, 'timeoutMs'>;
+  /** Where its writable space comes from: workspace, /tmp and /dev/shm on one file system with a hard limit. */
+  scratch: ScratchSource;
   cpu: CpuPolicy;
   sandbox: SandboxSpec;
   /** The engine's OCI runtime for it (runsc: gVisor); unset, dockerd's default (runc). */
   ociRuntime?: string | undefined;
+  /** Hears each step of its bring-up and removal begin and end (the bench's anatomy of a cold start). */
+  observe?: ((step: ContainerStep, phase: 'begin' | 'end') => void) | undefined;
 }
+
+export type ContainerStep = 'scratch' | 'create' | 'start' | 'inspect' | 'connect' | 'zygote' | 'kill' | 'remove' | 'scratch back';
 
 /** The label that carries a container's sandbox uid. */
 export const LABEL_UID = 'nanogrid.uid';
@@ -48,7 +52,7 @@ export const MB = 1024 * 1024;
  * init, every writable path on the scratch file system, and the limits and sandbox of the
  * spec. Pure: what each container is made of can be read and tested in one place.
  */
-export function createOptions(s: ContainerSpec, uid: number, memoryMb: number, awaitZygote: boolean): Docker.ContainerCreateOptions {
+export function createOptions(s: ContainerSpec, uid: number, memoryMb: number, awaitZygote: boolean, scratchDir: string): Docker.ContainerCreateOptions {
   const bytes = memoryMb * MB;
   const cpu = cpuFor(memoryMb, s.cpu, HOST_CPUS);
   const limits = s.sandbox.limits;
@@ -70,10 +74,10 @@ export function createOptions(s: ContainerSpec, uid: number, memoryMb: number, a
       Binds: [
         `${s.hostDir}:${SANDBOX_MOUNT}:rw`,
         `${s.runnerDir}:${RUNNER_MOUNT}:ro`,
-        `${join(s.scratch.mountDir, CONTROL)}:${SANDBOX_MOUNT}/${CONTROL_DIR}:rw`,
-        `${join(s.scratch.mountDir, 'work')}:${WORKDIR}:rw`,
-        `${join(s.scratch.mountDir, 'tmp')}:/tmp:rw`,
-        `${join(s.scratch.mountDir, 'shm')}:/dev/shm:rw`,
+        `${join(scratchDir, CONTROL)}:${SANDBOX_MOUNT}/${CONTROL_DIR}:rw`,
+        `${join(scratchDir, 'work')}:${WORKDIR}:rw`,
+        `${join(scratchDir, 'tmp')}:/tmp:rw`,
+        `${join(scratchDir, 'shm')}:/dev/shm:rw`,
         `${join(s.hostDir, 'passwd')}:/etc/passwd:ro`,
         `${join(s.hostDir, 'group')}:/etc/group:ro`,
       ],

@@ -10,12 +10,12 @@ import type { CgroupRef } from './memoryMeter.js';
 import { CgroupHandles, pidsInText } from './cgroupHandles.js';
 import { RunnerClient } from './runnerClient.js';
 import { cpuFor } from './cpuShare.js';
-import { createOptions, HOST_CPUS, MB, type ContainerSpec } from './containerSpec.js';
+import { createOptions, HOST_CPUS, MB, type ContainerSpec, type ContainerStep } from './containerSpec.js';
 import { locateFreezer, type Freezer } from './freezer.js';
-import { locateLimits } from './cgroupLimits.js';
-import { CONTROL, Scratch, type ScratchUsage, type StagedCode } from './scratch.js';
+import { locateLimits, type CgroupLimits } from './cgroupLimits.js';
+import { CONTROL, type Scratch, type ScratchUsage, type StagedCode } from './scratch.js';
 
-export type { ContainerSpec, SandboxSpec } from './containerSpec.js';
+export type { ContainerSpec, ContainerStep, SandboxSpec } from './containerSpec.js';
 
 /** The label that carries a container's sandbox uid. */
 export { LABEL_UID } from './containerSpec.js';
@@ -25,8 +25,6 @@ const RUNNER_START_MS = 15_000;
 /** Tries at a uid another container (of any agent on this host) has not taken. */
 const UID_ATTEMPTS = 8;
 
-/** OCI runtimes seen refusing dockerd's update (runsc): their limits are written into the cgroup instead (cgroupLimits.ts). */
-const CANNOT_UPDATE = new Set<string>();
 
 /**
  * The engine calls for one container, each bounded by the API timeout. It keeps no
@@ -50,6 +48,8 @@ export class DockerContainer {
   /** The scratch space just after the last run ended (null once a run starts). */
   private afterRun: ScratchUsage | null = null;
   private cgroupFreezer: Freezer | null = null;
+  /** Its memory and CPU cgroups, located on the first change of its limits. */
+  private limits: CgroupLimits | null | undefined;
   private scratch: Scratch | undefined;
   private frozen = false;
   private memoryMb: number;
@@ -74,12 +74,12 @@ export class DockerContainer {
 
   /** The invocation's workspace in the agent's view of it, where no link is followed. */
   get workspaceHostPath(): string {
-    return join(this.spec.scratch.viewDir, 'work');
+    return this.scratchSpace().path('work');
   }
 
   /** The runner's folder in the agent's view: the streams it kept whole are read from here. */
   get controlHostPath(): string {
-    return join(this.spec.scratch.viewDir, CONTROL);
+    return this.scratchSpace().path(CONTROL);
   }
 
   /**
@@ -95,22 +95,35 @@ export class DockerContainer {
     await chmod(s.hostDir, 0o755);
     // The mount point of the runner's folder, which lives on the scratch file system.
     await mkdir(join(s.hostDir, CONTROL_DIR), { mode: 0o700 });
-    // The file system is made while the engine creates the container; both before start,
-    // when the binds are made.
-    const scratch = Scratch.create({ ...s.scratch, timeoutMs: s.apiTimeoutMs }).then((x) => (this.scratch = x));
-    const created = this.createEngineContainer(memoryMb, opts.awaitZygote);
-    const [made, engine] = await Promise.allSettled([scratch, created]);
-    if (engine.status === 'rejected') throw engine.reason;
-    if (made.status === 'rejected') throw made.reason;
+    // Taken first: the binds name its folders. A ready one is at hand (ScratchStock).
+    this.scratch = await this.step('scratch', s.scratch.take());
+    await this.step('create', this.createEngineContainer(memoryMb, opts.awaitZygote, this.scratch.spec.mountDir));
     const uid = this.uid!;
     await writeFile(join(s.hostDir, 'passwd'), passwdFor(uid), { mode: 0o644 });
     await writeFile(join(s.hostDir, 'group'), groupFor(uid), { mode: 0o644 });
-    await this.call('start', this.engineHandle.start());
-    const info = await this.call('inspect', this.engineHandle.inspect());
+    await this.step('start', this.call('start', this.engineHandle.start()));
+    const info = await this.step('inspect', this.call('inspect', this.engineHandle.inspect()));
     this.pid = info.State.Pid;
-    if (s.freezer === 'cgroup') this.cgroupFreezer = await locateFreezer(this.pid);
-    this.runner = await this.connectRunner();
-    if (s.zygote && opts.awaitZygote) await this.runner.zygoteReady(RUNNER_START_MS);
+    this.runner = await this.step(
+      'connect',
+      (async () => {
+        if (s.freezer === 'cgroup') this.cgroupFreezer = await locateFreezer(this.pid!);
+        return this.connectRunner();
+      })(),
+    );
+    if (s.zygote && opts.awaitZygote) await this.step('zygote', this.runner.zygoteReady(RUNNER_START_MS));
+  }
+
+  /** Times one step of a container's life for an observer (the bench's anatomy of a cold start). */
+  private async step<T>(name: ContainerStep, work: Promise<T>): Promise<T> {
+    const o = this.spec.observe;
+    if (!o) return work;
+    o(name, 'begin');
+    try {
+      return await work;
+    } finally {
+      o(name, 'end');
+    }
   }
 
   /**
@@ -118,14 +131,14 @@ export class DockerContainer {
    * another live container has, and the name is the uid's, so a uid taken by any other
    * container on this host (another agent's too) is passed over.
    */
-  private async createEngineContainer(memoryMb: number, awaitZygote: boolean): Promise<void> {
+  private async createEngineContainer(memoryMb: number, awaitZygote: boolean, scratchDir: string): Promise<void> {
     const s = this.spec;
     for (let attempt = 1; ; attempt++) {
       const uid = s.sandbox.uids.take();
       try {
         this.handle = await this.call(
           'create',
-          this.docker.createContainer(createOptions(s, uid, memoryMb, awaitZygote)),
+          this.docker.createContainer(createOptions(s, uid, memoryMb, awaitZygote, scratchDir)),
         );
         this.uid = uid;
         this.engineName = engineNameFor(uid);
@@ -150,6 +163,11 @@ export class DockerContainer {
     }
   }
 
+  /** A cold start's zygote (the runner's --lazy one) starts after the current run. */
+  startZygote(): void {
+    if (this.spec.zygote) this.runner?.startZygote();
+  }
+
   /** How freezing is done for this container. */
   get freezeMethod(): 'cgroup-v1' | 'cgroup-v2' | 'docker' {
     return this.cgroupFreezer?.kind ?? 'docker';
@@ -157,9 +175,12 @@ export class DockerContainer {
 
   /** Stops every process of the container where it is (the cgroup freezer, else dockerd's pause). */
   async freeze(): Promise<void> {
+    // Marked before the call: a freeze that fails or times out may still take effect (a
+    // gVisor sandbox can take seconds to reach FROZEN), and removal must thaw what it
+    // froze, or the OCI runtime's kill waits on the frozen sandbox for ever.
+    this.frozen = true;
     if (this.cgroupFreezer) await withTimeout(`freeze ${this.name}`, this.spec.apiTimeoutMs, this.cgroupFreezer.freeze());
     else await this.call('pause', this.engineHandle.pause());
-    this.frozen = true;
   }
 
   async thaw(): Promise<void> {
@@ -198,26 +219,20 @@ export class DockerContainer {
     return n;
   }
 
-  /** Applies a new memory limit (swap equal to it, so the limit is the real ceiling) and the CPU that goes with it. */
+  /**
+   * Applies a new memory limit (swap equal to it, so the limit is the real ceiling) and the
+   * CPU that goes with it, written into the container's cgroup: dockerd's update goes
+   * through containerd and an exec of the OCI runtime (15-25 ms of a stock container's
+   * start here; gVisor's runsc has no update at all). dockerd's record of the limits stays
+   * the create's: nothing reads it. Through dockerd only when the cgroup is not found.
+   */
   async setMemory(memoryMb: number): Promise<void> {
     if (memoryMb === this.memoryMb) return;
     const bytes = memoryMb * MB;
     const cpu = cpuFor(memoryMb, this.spec.cpu, HOST_CPUS);
-    const rt = this.spec.ociRuntime;
-    if (rt === undefined || !CANNOT_UPDATE.has(rt)) {
-      try {
-        await this.call('update', this.engineHandle.update({ Memory: bytes, MemorySwap: bytes, NanoCpus: cpu.nanoCpus, CpuShares: cpu.shares }));
-        this.memoryMb = memoryMb;
-        return;
-      } catch (err) {
-        // runsc has no `update` command: dockerd fails with the runtime's usage text.
-        if (rt === undefined || !/did not terminate successfully/.test(String(err))) throw err;
-        CANNOT_UPDATE.add(rt);
-      }
-    }
-    const limits = this.pid === undefined ? null : await locateLimits(this.pid);
-    if (!limits) throw new Error(`the OCI runtime ${rt} cannot update ${this.name}'s limits, and its cgroup was not found`);
-    await limits.apply({ memoryBytes: bytes, nanoCpus: cpu.nanoCpus, shares: cpu.shares });
+    if (this.limits === undefined) this.limits = this.pid === undefined ? null : await locateLimits(this.pid);
+    if (this.limits) await this.limits.apply({ memoryBytes: bytes, nanoCpus: cpu.nanoCpus, shares: cpu.shares });
+    else await this.call('update', this.engineHandle.update({ Memory: bytes, MemorySwap: bytes, NanoCpus: cpu.nanoCpus, CpuShares: cpu.shares }));
     this.memoryMb = memoryMb;
   }
 
@@ -281,24 +296,40 @@ export class DockerContainer {
    * is frozen, then thawed (dockerd does not know of the freeze and could not stop it): no
    * process of it runs again.
    */
-  async destroy(): Promise<void> {
+  async destroy(opts: { removeAfter?: Promise<unknown> } = {}): Promise<void> {
     this.runner?.close();
     this.cgroup?.handles?.close();
     if (this.frozen && this.cgroupFreezer) {
       const f = this.cgroupFreezer;
-      await f.killAll().catch(() => 0);
-      await f.thaw().catch(() => undefined);
+      await this.step(
+        'kill',
+        (async () => {
+          await f.killAll().catch(() => 0);
+          await f.thaw().catch(() => undefined);
+        })(),
+      );
     }
+    let gone = !this.handle;
     try {
+      // An evicted container's processes are dead by now (its memory is back); the engine's
+      // removal waits for the cold start it made room for, so as not to compete with it.
+      if (opts.removeAfter) await withTimeout('an eviction waits for its cold start', this.spec.apiTimeoutMs, opts.removeAfter).catch(() => undefined);
       if (this.handle) {
-        await this.call('remove', this.handle.remove({ force: true, v: true })).catch((err: unknown) => {
-          if (!isNotFound(err)) throw err;
-        });
+        await this.step(
+          'remove',
+          this.call('remove', this.handle.remove({ force: true, v: true })).catch((err: unknown) => {
+            if (!isNotFound(err)) throw err;
+          }),
+        );
+        gone = true;
       }
     } finally {
-      // Even when the engine could not remove it (an outage): the scratch file system is
-      // detached now (lazily, while the container still holds it) and its image deleted.
-      await this.scratch?.destroy();
+      const scratch = this.scratch;
+      this.scratch = undefined;
+      // Only a removed container's file system goes back for another container; when the
+      // engine could not remove it (an outage) it is detached now (lazily, while the
+      // container still holds it) and its image deleted.
+      if (scratch) await this.step('scratch back', gone ? this.spec.scratch.give(scratch) : scratch.destroy());
       await rm(this.spec.hostDir, { recursive: true, force: true });
       if (this.uid !== undefined) this.spec.sandbox.uids.release(this.uid);
     }

@@ -132,6 +132,17 @@ export class RunnerClient {
     return this.closed === undefined;
   }
 
+  /**
+   * Starts a lazy runner's zygote, once its current run (if any) ends: the container is
+   * expected to serve again. Only for a runner started with a zygote command (--lazy).
+   */
+  startZygote(): void {
+    if (this.zygote !== 'off' || this.closed) return;
+    // Its HELLO follows; meanwhile runs go through exec as they would while it starts.
+    this.zygote = 'starting';
+    this.socket.write(encodeFrame(FRAME.ZYGOTE));
+  }
+
   /** Resolves true once the zygote is ready, false if it failed, is off, or the bound passes. */
   async zygoteReady(timeoutMs: number): Promise<boolean> {
     if (this.zygote !== 'starting') return this.zygote === 'ready';

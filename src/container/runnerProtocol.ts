@@ -16,6 +16,7 @@ export const FRAME = {
   GO: 'G',
   KILL: 'K',
   PING: 'P',
+  ZYGOTE: 'Z',
   HELLO: 'H',
   STARTED: 'S',
   EXIT: 'E',

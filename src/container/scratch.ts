@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -71,6 +71,9 @@ export interface ScratchUsage {
  * (a function with 128 MB could not write 512 MB, and its peak would count the files).
  */
 export class Scratch {
+  /** Free inodes and blocks just after it was made: what an emptied one shows again (recycle). */
+  private fresh: { inodesFree: number; blocksFree: number } | undefined;
+
   private constructor(readonly spec: ScratchSpec) {}
 
   /** Makes the image, its file system and its folders, and mounts it. */
@@ -95,6 +98,8 @@ export class Scratch {
       await mkdir(s.hostPath(CONTROL), { mode: 0o700 });
       await mkdir(spec.viewDir, { recursive: true, mode: 0o700 });
       await mountView(spec.mountDir, spec.viewDir, spec.timeoutMs);
+      const u = statfsSync(spec.mountDir);
+      s.fresh = { inodesFree: u.ffree, blocksFree: u.bfree };
     } catch (err) {
       await s.destroy().catch(() => undefined);
       throw err;
@@ -147,6 +152,40 @@ export class Scratch {
     return { usedBytes: (s.blocks - s.bfree) * s.bsize, full: s.bavail * s.bsize < slack || s.ffree === 0, inodesFree: s.ffree, blocksFree: s.bfree };
   }
 
+  /**
+   * Makes it as a new one is, for another container, once the last is gone: every folder
+   * removed and made again (new inodes: no owner, mode or extended attribute of before
+   * survives, and a folder that grew keeps no blocks), then checked. Returns null when it
+   * is as new: exactly the folders a new one has, root's, with their modes, empty, and
+   * free inodes and blocks equal to those just after mkfs (so no file, folder, link or
+   * attribute block is left anywhere, and none is held open). Else why not: the caller
+   * destroys it. Only after its container was removed: nothing of the function can race.
+   */
+  async recycle(): Promise<string | null> {
+    if (!this.fresh) return 'no record of it as new';
+    if (!(await mountPoints()).has(this.spec.viewDir)) return 'not mounted';
+    for (const d of [...SCRATCH_DIRS, CONTROL] as const) await rm(this.path(d), { recursive: true, force: true, maxRetries: 2 });
+    for (const d of SCRATCH_DIRS) {
+      await mkdir(this.path(d), { mode: 0o1777 });
+      await chmod(this.path(d), 0o1777);
+    }
+    await mkdir(this.path(CONTROL), { mode: 0o700 });
+    const names = (await readdir(this.spec.viewDir)).sort();
+    const expected = [...SCRATCH_DIRS, CONTROL, 'lost+found'].sort();
+    if (names.join('/') !== expected.join('/')) return `unexpected top-level names: ${names.join(', ')}`;
+    for (const d of [...SCRATCH_DIRS, CONTROL, 'lost+found'] as const) {
+      const p = join(this.spec.viewDir, d);
+      const st = await lstat(p);
+      const mode = d === CONTROL || d === 'lost+found' ? 0o700 : 0o1777;
+      if (!st.isDirectory() || st.uid !== 0 || st.gid !== 0 || (st.mode & 0o7777) !== mode) return `${d} is not root's ${mode.toString(8)} folder`;
+      if ((await readdir(p)).length > 0) return `${d} is not empty`;
+    }
+    const u = statfsSync(this.spec.mountDir);
+    if (u.ffree !== this.fresh.inodesFree) return `${this.fresh.inodesFree - u.ffree} inodes more than new`;
+    if (u.bfree !== this.fresh.blocksFree) return `${this.fresh.blocksFree - u.bfree} blocks more than new`;
+    return null;
+  }
+
   /** Unmounts (lazily if something still holds it) and deletes the image. */
   async destroy(): Promise<void> {
     await unmount(this.spec.viewDir, this.spec.timeoutMs);
@@ -156,6 +195,29 @@ export class Scratch {
     await rmdir(this.spec.viewDir).catch(ignoreMissing);
     await rmdir(this.spec.mountDir).catch(ignoreMissing);
     await rm(this.spec.imagePath, { force: true });
+  }
+}
+
+/**
+ * Where a container gets its scratch file system, and gives it back once the container
+ * is gone (the pool's ScratchStock recycles them; a solo container makes its own).
+ */
+export interface ScratchSource {
+  take(): Promise<Scratch>;
+  /** After its container was removed: the source recycles or destroys it (in the background). */
+  give(s: Scratch): Promise<void>;
+}
+
+/** A scratch file system of its own at fixed paths, made on take and destroyed on give: for a container without a pool. */
+export class OwnScratch implements ScratchSource {
+  constructor(private readonly spec: ScratchSpec) {}
+
+  take(): Promise<Scratch> {
+    return Scratch.create(this.spec);
+  }
+
+  give(s: Scratch): Promise<void> {
+    return s.destroy();
   }
 }
 

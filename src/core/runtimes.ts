@@ -6,7 +6,14 @@ export interface RuntimeConfig {
   image: string;
   /** Run through `/bin/sh -c` in the invocation's workspace. */
   command: string;
+  /** The prewarm stock's minimum (NANOGRID_PREWARM): kept at all times, within capacity. */
   prewarm: number;
+  /** The most stock a stream of new functions may raise it to (NANOGRID_PREWARM_MAX). */
+  prewarmMax: number;
+  /** Stock beyond the target is removed once this old (NANOGRID_PREWARM_TTL_S). */
+  prewarmTtlMs: number;
+  /** New functions are counted over this window for the target (NANOGRID_PREWARM_WINDOW_S). */
+  prewarmWindowMs: number;
   maxContainers: number;
   /** Fork each run from a pre-started interpreter when the command allows it (python). */
   zygote: boolean;

@@ -32,11 +32,6 @@ export const agentRoot = (workRoot: string, agentId: string) => join(workRoot, a
 export const codeCacheRoot = (workRoot: string, agentId: string) => join(agentRoot(workRoot, agentId), 'code');
 /** A container's own host folder, mounted at SANDBOX_MOUNT. */
 export const containerHostDir = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'containers', name);
-/** A container's scratch file system: its image, and where it is mounted (outside the folder the container sees). */
-export const scratchImagePath = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'scratch', `${name}.img`);
-export const scratchMountDir = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'scratch', name);
-/** The agent's own nosymfollow view of a container's scratch file system (scratch.ts). */
-export const scratchViewDir = (workRoot: string, agentId: string, name: string) => join(agentRoot(workRoot, agentId), 'view', name);
 
 /** Where the runner lives inside every function container (mounted read-only). */
 export const RUNNER_MOUNT = '/nanogrid';

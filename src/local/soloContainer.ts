@@ -4,6 +4,7 @@ import { DEFAULT_UID_RANGE, SandboxUids } from '../container/sandboxUser.js';
 import { defaultRunnerDir } from '../core/sandbox.js';
 import { DEFAULT_CPU_POLICY } from '../container/cpuShare.js';
 import type { ContainerSpec } from '../container/dockerContainer.js';
+import { OwnScratch } from '../container/scratch.js';
 
 /** Shared by every solo container of this process: none of them gets a uid another has. */
 const uids = new SandboxUids(DEFAULT_UID_RANGE);
@@ -27,7 +28,7 @@ export function soloContainerSpec(
     runnerDir: o.runnerDir ?? defaultRunnerDir(),
     zygote: o.zygote,
     freezer: 'cgroup',
-    scratch: { imagePath: join(root, 'scratch.img'), mountDir: join(root, 'scratch'), viewDir: join(root, 'view'), limitBytes: o.diskBytes ?? 64 << 20, reserve: false },
+    scratch: new OwnScratch({ imagePath: join(root, 'scratch.img'), mountDir: join(root, 'scratch'), viewDir: join(root, 'view'), limitBytes: o.diskBytes ?? 64 << 20, reserve: false, timeoutMs: 30_000 }),
     cpu: DEFAULT_CPU_POLICY,
     sandbox: { uids, limits: DEFAULT_LIMITS },
     ociRuntime: o.ociRuntime,

@@ -35,6 +35,9 @@ export class ContainerProxy {
   /** Runs that started in this container. */
   runs = 0;
   private graceTimer: NodeJS.Timeout | undefined;
+  private created: () => void = () => undefined;
+  /** Settles once a cold start's creation ends, either way (an eviction's removal waits for it). */
+  readonly createdOrFailed = new Promise<void>((resolve) => (this.created = resolve));
 
   constructor(
     readonly engine: DockerContainer,
@@ -75,7 +78,11 @@ export class ContainerProxy {
   async bringUp(kind: 'create' | 'thaw' | 'none', memoryMb: number): Promise<number | null> {
     const t0 = performance.now();
     if (kind === 'create') {
-      await this.engine.create(memoryMb, { awaitZygote: false });
+      try {
+        await this.engine.create(memoryMb, { awaitZygote: false });
+      } finally {
+        this.created();
+      }
       return performance.now() - t0;
     }
     if (kind === 'thaw') await this.engine.thaw();
@@ -146,14 +153,14 @@ export class ContainerProxy {
    * In a step: takes it out of service, whatever it was doing, and removes it in the
    * background; the host hears when it is gone. False when it was being removed already.
    */
-  retire(why: string): boolean {
+  retire(why: string, opts: { removeAfter?: Promise<unknown> } = {}): boolean {
     if (this.state === 'retiring') return false;
     clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
     this.to({ state: 'retiring', fn: this.current.fn });
     this.host.log.debug({ tag: 'DOCKER', container: this.name, why }, 'retiring container');
     const gone = (async () => {
-      await this.engine.destroy().catch((err: unknown) => {
+      await this.engine.destroy(opts).catch((err: unknown) => {
         this.host.log.warn({ tag: 'DOCKER', container: this.name, err: String(err) }, 'container removal failed');
       });
       await this.host.step(() => this.host.removed(this));

@@ -107,14 +107,36 @@ export function leastRecentlyUsedIdle(containers: readonly ContainerView[]): Con
   return lru;
 }
 
-/** How many stock containers to create now: up to the prewarm target while room allows and nobody waits. */
-export function stockToCreate(s: Pick<PoolSnapshot, 'containers' | 'capacity'>, prewarmTarget: number, waiting: number): number {
-  if (waiting > 0) return 0;
-  let ready = 0;
+/**
+ * What to do for the stock now: how many to create, and which idle warm containers to evict first to make room.
+ * `create` counts only room free now: a retiring container holds its slot until it is
+ * removed, and so does each one evicted here; the pool plans again once they are gone.
+ * Slots already being freed by retiring containers cover part of what is missing, so a
+ * plan repeated before removals finish does not evict again for the same stock. Only
+ * containers idle for at least `minIdleMs` go: one used a moment ago is likely to serve again.
+ */
+export function stockPlan(
+  s: Pick<PoolSnapshot, 'containers' | 'capacity' | 'now'>,
+  target: number,
+  waiting: number,
+  minIdleMs: number,
+): { create: number; evict: string[] } {
+  // A waiting request needs the room more than the stock does.
+  if (waiting > 0) return { create: 0, evict: [] };
+  let stock = 0;
+  let freeing = 0;
+  const evictable: ContainerView[] = [];
   for (const c of s.containers) {
-    if (c.fn === null && (c.state === 'paused' || c.state === 'pausing' || c.state === 'creating')) ready++;
+    if (c.fn === null && (c.state === 'paused' || c.state === 'pausing' || c.state === 'creating')) stock++;
+    else if (c.state === 'retiring') freeing++;
+    else if (isIdle(c) && c.fn !== null && s.now - c.lastUsedAt >= minIdleMs) evictable.push(c);
   }
-  return Math.max(0, Math.min(prewarmTarget - ready, s.capacity - s.containers.length));
+  const missing = target - stock;
+  if (missing <= 0) return { create: 0, evict: [] };
+  const create = Math.min(missing, Math.max(0, s.capacity - s.containers.length));
+  const toFree = Math.max(0, missing - create - freeing);
+  evictable.sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+  return { create, evict: evictable.slice(0, toFree).map((c) => c.name) };
 }
 
 /** Idle warm containers unused since `cutoff`: removed to give their memory back. */

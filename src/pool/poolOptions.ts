@@ -1,6 +1,7 @@
 import type Docker from 'dockerode';
 import { zygoteArgv, type Runtime, type RuntimeConfig } from '../core/runtimes.js';
-import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT, scratchImagePath, scratchMountDir, scratchViewDir } from '../core/sandbox.js';
+import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT } from '../core/sandbox.js';
+import type { ScratchSource } from '../container/scratch.js';
 import type { Logger } from '../core/log.js';
 import type { CpuPolicy } from '../container/cpuShare.js';
 import type { ContainerSpec, SandboxSpec } from '../container/dockerContainer.js';
@@ -25,8 +26,8 @@ export interface PoolOptions {
   freezer: 'cgroup' | 'docker';
   /** How long a container stays thawed after a run before it is frozen (0: at once). */
   pauseGraceMs: number;
-  /** Each container's writable space. */
-  disk: { limitMb: number; reserve: boolean };
+  /** Each container's writable space: the agent's ScratchStock, shared by its pools. */
+  scratch: ScratchSource;
   /** Who functions run as (a uid per container, shared by the agent's pools) and their limits. */
   sandbox: SandboxSpec;
   cpu: CpuPolicy;
@@ -49,13 +50,7 @@ export function containerSpec(o: PoolOptions, name: string): ContainerSpec {
     // The zygote's command for this runtime, or null when runs go through the shell.
     zygote: argv ? [argv[0]!, `${RUNNER_MOUNT}/zygote.py`] : null,
     freezer: o.freezer,
-    scratch: {
-      imagePath: scratchImagePath(o.workRoot, o.agentId, name),
-      mountDir: scratchMountDir(o.workRoot, o.agentId, name),
-      viewDir: scratchViewDir(o.workRoot, o.agentId, name),
-      limitBytes: o.disk.limitMb * 1024 * 1024,
-      reserve: o.disk.reserve,
-    },
+    scratch: o.scratch,
     cpu: o.cpu,
     sandbox: o.sandbox,
     ociRuntime: o.config.ociRuntime,

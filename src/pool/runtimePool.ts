@@ -9,7 +9,8 @@ import { containerSpec, type PoolOptions } from './poolOptions.js';
 import { ContainerLease, type Lease, type LeaseEnd, type LeaseOwner, type LeaseSource } from './lease.js';
 import { Mailbox } from './mailbox.js';
 import { summarize, type PoolStatus } from './poolStatus.js';
-import { Estimates, idleSince, place, stockToCreate, type Placement, type PoolSnapshot } from './placement.js';
+import { Estimates, idleSince, place, stockPlan, type Placement, type PoolSnapshot } from './placement.js';
+import { ReactiveStock } from './stockPolicy.js';
 import { ContainerProxy, type ProxyHost } from './containerProxy.js';
 
 export type { PoolStatus } from './poolStatus.js';
@@ -34,6 +35,8 @@ interface Claim {
 }
 
 const ACQUIRE_ATTEMPTS = 3;
+/** An idle container is evicted for the stock only after this long unused (or its pause grace, if longer). */
+const MIN_IDLE_TO_EVICT_MS = 500;
 
 /**
  * The actor that alone owns one runtime's containers (OpenWhisk's ContainerPool): the
@@ -49,6 +52,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
   private readonly mailbox = new Mailbox();
   private readonly served: Record<StartKind, number> = { cold: 0, prewarm: 0, warm: 0 };
   private readonly estimates = new Estimates();
+  /** The prewarm stock's target: its minimum, raised by the rate of new functions (OpenWhisk's reactive prewarm). */
+  private readonly stock: ReactiveStock;
   private retiredCount = 0;
   private handoffs = 0;
   private seq = 0;
@@ -65,6 +70,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
   constructor(private readonly opts: PoolOptions) {
     super();
     this.runtime = opts.runtime;
+    const cfg = opts.config;
+    this.stock = new ReactiveStock({ min: cfg.prewarm, max: Math.max(cfg.prewarm, cfg.prewarmMax), ttlMs: cfg.prewarmTtlMs, windowMs: cfg.prewarmWindowMs });
     const pool = this;
     this.proxyHost = {
       step: (fn) => this.mailbox.post(fn),
@@ -137,6 +144,9 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
     void this.mailbox.post(() => {
       if (c.state === 'running') c.runStartedAt = at;
       c.runs++;
+      // A container that serves a second time will likely serve again: only now is its
+      // zygote worth its start (a cold start's container evicted after one run never pays it).
+      if (c.runs === 2) c.engine.startZygote();
       this.served[startKind]++;
       this.emit('served', this.runtime, startKind, acquireMs);
       // A prewarm container now belongs to a function: make another ready.
@@ -186,7 +196,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
         runtime: this.runtime,
         image: this.opts.config.image,
         maxContainers: this.capacity,
-        prewarmTarget: this.opts.config.prewarm,
+        prewarmTarget: this.stockTarget(Date.now()),
         waiting: this.waiters.length,
         served: { ...this.served },
         handoffs: this.handoffs,
@@ -234,6 +244,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
           const p = place(this.snapshot(), { functionId, ahead: this.waitingFor(functionId) });
           if (p.kind === 'wait') this.waiters.push({ functionId, resolve, reject });
           else resolve(this.apply(p, functionId));
+          this.replenish();
         })
         .catch(reject);
     });
@@ -241,9 +252,12 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
 
   /** Claims the container a placement names, for `functionId`. */
   private apply(p: Exclude<Placement, { kind: 'wait' }>, functionId: string): Claim {
+    if (p.kind !== 'warm') this.stock.noteNewFunction(Date.now());
     if (p.kind === 'cold') {
-      if (p.evict) this.retire(this.containers.get(p.evict)!, 'evicted for another function');
-      return { c: this.newContainer(functionId), startKind: 'cold', bringUp: 'create' };
+      const c = this.newContainer(functionId);
+      // Its slot counts until the engine removed it: the new one is one over capacity meanwhile.
+      if (p.evict) this.retire(this.containers.get(p.evict)!, 'evicted for another function', { removeAfter: c.createdOrFailed });
+      return { c, startKind: 'cold', bringUp: 'create' };
     }
     const c = this.containers.get(p.name)!;
     if (c.state === 'ready') {
@@ -299,10 +313,22 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
     return 'pause';
   }
 
-  /** Keeps the prewarm stock at its target while capacity allows and nobody waits. */
+  /**
+   * Keeps the prewarm stock at its target while nobody waits: within the room there is,
+   * and, when new functions keep coming, by evicting an idle container that has been idle
+   * past its pause grace (its slot makes a stock container once it is removed).
+   */
   private replenish(): void {
     if (this.stopping || this.replenishTimer || !this.opts.engine.isUp) return;
-    const n = stockToCreate(this.snapshot(), this.opts.config.prewarm, this.waiters.length);
+    const snap = this.snapshot();
+    const target = this.stockTarget(snap.now);
+    // The minimum stock is made only where there is room (a warm container is worth more
+    // than a generic one); only while new functions keep coming does the stock above it
+    // take the slot of an idle container.
+    const evictAfterMs = target > this.stock.policy.min ? Math.max(this.opts.pauseGraceMs, MIN_IDLE_TO_EVICT_MS) : Infinity;
+    const plan = stockPlan(snap, target, this.waiters.length, evictAfterMs);
+    for (const name of plan.evict) this.retire(this.containers.get(name)!, 'evicted to keep the prewarm stock');
+    const n = plan.create;
     for (let i = 0; i < n; i++) {
       const c = this.newContainer(null);
       const made = (async () => {
@@ -364,15 +390,23 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
   }
 
   private reapIdle(): void {
-    for (const name of idleSince(this.snapshot().containers, Date.now() - this.opts.idleTimeoutMs)) {
+    const snap = this.snapshot();
+    for (const name of idleSince(snap.containers, snap.now - this.opts.idleTimeoutMs)) {
       this.retire(this.containers.get(name)!, 'idle timeout');
     }
+    // Stock made for a burst of new functions outlives it by its time to live.
+    const idleStock = snap.containers.filter((c) => c.fn === null && c.state === 'paused').map((c) => ({ name: c.name, madeAt: c.lastUsedAt }));
+    for (const name of this.stock.expired(idleStock, snap.now, this.estimates.coldStartMs)) this.retire(this.containers.get(name)!, 'prewarm stock past its time to live');
     this.replenish();
   }
 
+  private stockTarget(now: number): number {
+    return Math.min(this.capacity, this.stock.target(now, this.estimates.coldStartMs));
+  }
+
   /** Takes a container out of service; its proxy removes it, and its slot is free once it is gone. */
-  private retire(c: ContainerProxy, why: string, opts: { counted: boolean } = { counted: true }): void {
-    if (c.retire(why) && opts.counted) this.retiredCount++;
+  private retire(c: ContainerProxy, why: string, opts: { counted?: boolean; removeAfter?: Promise<unknown> } = {}): void {
+    if (c.retire(why, opts.removeAfter ? { removeAfter: opts.removeAfter } : {}) && opts.counted !== false) this.retiredCount++;
   }
 
   // ---- helpers (called from steps) ----

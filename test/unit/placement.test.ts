@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { ContainerState } from '../../src/pool/containerState.js';
-import { Estimates, HANDOFF_MS, idleSince, leastRecentlyUsedIdle, place, stockToCreate, type ContainerView, type PoolSnapshot } from '../../src/pool/placement.js';
+import { Estimates, HANDOFF_MS, idleSince, leastRecentlyUsedIdle, place, type ContainerView, type PoolSnapshot } from '../../src/pool/placement.js';
 
 const NOW = 1_000_000;
 let seq = 0;
@@ -97,16 +97,6 @@ t.test('a container still coming up for the function counts as busy with its who
     t.same(place(snap([coming], { runMs: () => 100 }), req('f')), { kind: 'wait', why: 'busy-sooner' }, `${state}, 100 ms runs: wait`);
     t.same(place(snap([coming], { runMs: () => 600 }), req('f')), { kind: 'cold', evict: null }, `${state}, 600 ms runs: cold`);
   }
-});
-
-t.test('stockToCreate keeps the prewarm target within capacity, and not while requests wait', async (t) => {
-  t.equal(stockToCreate(snap([]), 2, 0), 2);
-  t.equal(stockToCreate(snap([c('paused', null)]), 2, 0), 1);
-  t.equal(stockToCreate(snap([c('creating', null), c('pausing', null)]), 2, 0), 0, 'stock being made counts');
-  t.equal(stockToCreate(snap([c('running', 'a'), c('running', 'b'), c('running', 'c')]), 2, 0), 1, 'one slot left');
-  t.equal(stockToCreate(snap([c('running', 'a'), c('running', 'b'), c('running', 'c'), c('paused', 'd')]), 2, 0), 0, 'full');
-  t.equal(stockToCreate(snap([]), 2, 1), 0, 'a waiting request gets the room first');
-  t.equal(stockToCreate(snap([c('paused', 'f')]), 0, 0), 0);
 });
 
 t.test('idleSince names idle warm containers past the cutoff, never stock or busy ones', async (t) => {

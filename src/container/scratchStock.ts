@@ -1,0 +1,165 @@
+import { join } from 'node:path';
+import type { Logger } from '../core/log.js';
+import { Scratch, type ScratchSource } from './scratch.js';
+
+/** How long a refill waits for file systems to come back before it makes new ones. */
+export const REFILL_DELAY_MS = 2000;
+
+export interface ScratchStockOptions {
+  /** The agent's folder: images and mounts under scratch/, the agent's views under view/. */
+  root: string;
+  /** Writable bytes each container gets (every scratch file system of the stock is the same size). */
+  limitBytes: number;
+  reserve: boolean;
+  timeoutMs: number;
+  /** How many are kept ready: made ahead at start, then refilled by the ones containers give back. */
+  spare: number;
+  /** How long a refill waits for file systems to come back (default REFILL_DELAY_MS). */
+  refillDelayMs?: number;
+  log: Logger;
+}
+
+export interface ScratchStockStatus {
+  /** Ready for the next container. */
+  ready: number;
+  /** Made with mkfs (at start, ahead, or when none was ready). */
+  made: number;
+  /** Given back, found as new, and kept for another container. */
+  recycled: number;
+  /** Given back and destroyed: not as new, or more than the spare count. */
+  discarded: number;
+  /** Of those, the ones found not as new (each reason is logged). */
+  dirty: number;
+  /** Takes that found none ready and waited for mkfs. */
+  misses: number;
+}
+
+/**
+ * The agent's scratch file systems (scratch.ts), made ahead and reused: a cold start takes
+ * a ready one instead of waiting for mkfs and a loop mount, and a removed container's one
+ * is emptied, checked as new (Scratch.recycle) and kept for the next container, so that a
+ * cold start at scale costs neither mkfs nor mount nor unmount. A file system is only
+ * ever given to one container at a time, and only after the last one was removed.
+ */
+export class ScratchStock implements ScratchSource {
+  private readonly ready: Scratch[] = [];
+  private making = 0;
+  private seq = 0;
+  private closed = false;
+  private refill: NodeJS.Timeout | undefined;
+  private readonly pending = new Set<Promise<unknown>>();
+  private readonly counts = { made: 0, recycled: 0, discarded: 0, dirty: 0, misses: 0 };
+
+  constructor(private readonly opts: ScratchStockOptions) {}
+
+  /** Makes the spares (in the background: call `settled` to wait for them). */
+  fill(): void {
+    if (this.closed) return;
+    while (this.ready.length + this.making < this.opts.spare) {
+      this.making++;
+      this.track(
+        this.make()
+          .then((s) => this.keep(s))
+          .catch((err: unknown) => this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'a spare scratch file system could not be made'))
+          .finally(() => this.making--),
+      );
+    }
+  }
+
+  async take(): Promise<Scratch> {
+    if (this.closed) throw new Error('the scratch stock is closed');
+    const s = this.ready.pop();
+    this.refillSoon();
+    if (s) return s;
+    this.counts.misses++;
+    return this.make();
+  }
+
+  /** Recycles it for another container, or destroys it, in the background (`settled` waits for it): a removal does not wait for it. */
+  give(s: Scratch): Promise<void> {
+    this.track(this.takeBack(s));
+    return Promise.resolve();
+  }
+
+  status(): ScratchStockStatus {
+    return { ready: this.ready.length, ...this.counts };
+  }
+
+  /** Waits for what is being made or recycled. */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  /** From now on what comes back is destroyed and takes fail (the agent is stopping). */
+  stopKeeping(): void {
+    this.closed = true;
+  }
+
+  /** Destroys every ready one, after what is under way; takes fail from now on. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.refill);
+    await this.settled();
+    await Promise.all(this.ready.splice(0).map((s) => s.destroy().catch(() => undefined)));
+  }
+
+  private async takeBack(s: Scratch): Promise<void> {
+    if (this.closed || this.ready.length + this.making >= this.opts.spare) return this.discard(s, null);
+    let why: string | null;
+    try {
+      why = await s.recycle();
+    } catch (err) {
+      why = `recycle failed: ${String(err)}`;
+    }
+    // Another may have come back meanwhile: never keep more than the spares.
+    if (why !== null || this.closed || this.ready.length + this.making >= this.opts.spare) return this.discard(s, why);
+    this.counts.recycled++;
+    this.ready.push(s);
+  }
+
+  private async discard(s: Scratch, why: string | null): Promise<void> {
+    this.counts.discarded++;
+    if (why) this.counts.dirty++;
+    if (why) this.opts.log.warn({ tag: 'DOCKER', scratch: s.spec.mountDir, why }, 'a scratch file system given back was not as new; destroyed');
+    await s.destroy().catch((err: unknown) => this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'a scratch file system could not be destroyed'));
+  }
+
+  private async make(): Promise<Scratch> {
+    const name = `s-${++this.seq}`;
+    const s = await Scratch.create({
+      imagePath: join(this.opts.root, 'scratch', `${name}.img`),
+      mountDir: join(this.opts.root, 'scratch', name),
+      viewDir: join(this.opts.root, 'view', name),
+      limitBytes: this.opts.limitBytes,
+      reserve: this.opts.reserve,
+      timeoutMs: this.opts.timeoutMs,
+    });
+    this.counts.made++;
+    return s;
+  }
+
+  /**
+   * Makes what is missing a moment later, not at once: under eviction churn the container
+   * that made room gives its file system back within that moment, and a mkfs made meanwhile
+   * would be thrown away.
+   */
+  private refillSoon(): void {
+    if (this.refill || this.closed || this.ready.length >= this.opts.spare) return;
+    this.refill = setTimeout(() => {
+      this.refill = undefined;
+      this.fill();
+    }, this.opts.refillDelayMs ?? REFILL_DELAY_MS);
+    this.refill.unref();
+  }
+
+  private keep(s: Scratch): Promise<void> | void {
+    if (this.closed) return s.destroy().catch(() => undefined);
+    this.ready.push(s);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+    return p;
+  }
+}
