@@ -28,10 +28,10 @@ async function newStock(t: { teardown(fn: () => unknown): void }, spare: number)
 }
 
 t.test('a file system given back with every kind of trace is emptied, checked and handed out again', async (t) => {
-  const { root, stock } = await newStock(t, 1);
+  const { root, stock } = await newStock(t, 2);
   stock.fill();
   await stock.settled();
-  t.equal(stock.status().made, 1, 'the spare is made ahead');
+  t.equal(stock.status().made, 2, 'the spares are made ahead');
   const s = await stock.take();
   t.equal(stock.status().misses, 0, 'taken from the stock, no mkfs on the way');
   // What a function could leave: files, hidden ones, deep folders, a FIFO, a link, an
@@ -48,7 +48,7 @@ t.test('a file system given back with every kind of trace is emptied, checked an
   await writeFile(join(s.hostPath('ctl'), 'runner.sock'), '');
   await stock.give(s);
   await stock.settled();
-  t.same([stock.status().recycled, stock.status().dirty, stock.status().ready], [1, 0, 1]);
+  t.same([stock.status().recycled, stock.status().dirty, stock.status().ready], [1, 0, 2]);
   const again = await stock.take();
   t.equal(again.spec.mountDir, s.spec.mountDir, 'the same file system, reused');
   for (const d of ['work', 'tmp', 'shm', 'ctl'] as const) {
@@ -65,30 +65,48 @@ t.test('a file system given back with every kind of trace is emptied, checked an
 });
 
 t.test('a file system with an inode still held is not as new: destroyed, never handed out', async (t) => {
-  const { root, stock } = await newStock(t, 1);
+  const { root, stock } = await newStock(t, 2);
+  stock.fill();
+  await stock.settled();
   const s = await stock.take();
-  t.equal(stock.status().misses, 1, 'none ready: made on the spot');
   // An unlinked file held open keeps its inode: the free count says so.
   const held = await open(join(s.hostPath('tmp'), 'held'), 'w');
   t.teardown(() => held.close().catch(() => undefined));
   await rm(join(s.hostPath('tmp'), 'held'));
   await stock.give(s);
   await stock.settled();
-  t.same([stock.status().recycled, stock.status().dirty, stock.status().discarded, stock.status().ready], [0, 1, 1, 0]);
+  t.same([stock.status().recycled, stock.status().dirty, stock.status().discarded, stock.status().ready], [0, 1, 1, 1]);
   await held.close();
   t.notOk((await mounted(root)).includes(s.spec.viewDir), 'its view is unmounted');
   const next = await stock.take();
-  t.not(next.spec.mountDir, s.spec.mountDir, 'the next container gets a new one');
+  t.not(next.spec.mountDir, s.spec.mountDir, 'the next container gets another one');
   await stock.give(next);
+});
+
+t.test('a take that empties the stock makes the next one at once; one that finds none makes its own', async (t) => {
+  const { stock } = await newStock(t, 1);
+  const first = await stock.take();
+  t.equal(stock.status().misses, 1, 'none ready: made on the spot');
+  await stock.settled();
+  t.same([stock.status().made, stock.status().ready], [2, 1], 'and a spare made beside it');
+  const second = await stock.take();
+  t.equal(stock.status().misses, 1, 'the next takes the spare');
+  await stock.give(first);
+  await stock.give(second);
 });
 
 t.test('no more are kept than the spares; a closed stock refuses takes and destroys what comes back', async (t) => {
   const { root, stock } = await newStock(t, 1);
-  const [a, b] = [await stock.take(), await stock.take()];
+  stock.fill();
+  await stock.settled();
+  const a = await stock.take();
+  await stock.settled();
+  const b = await stock.take();
+  await stock.settled();
   await stock.give(a);
   await stock.give(b);
   await stock.settled();
-  t.same([stock.status().ready, stock.status().recycled, stock.status().discarded], [1, 1, 1]);
+  t.same([stock.status().ready, stock.status().recycled, stock.status().discarded], [1, 0, 2], 'the spare was refilled: both given back are destroyed');
   const c = await stock.take();
   stock.stopKeeping();
   await t.rejects(stock.take(), /closed/);

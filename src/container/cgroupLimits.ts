@@ -12,10 +12,11 @@ export interface LimitValues {
 }
 
 /**
- * Writes a container's memory and CPU limits into its cgroup directly. For an OCI runtime
- * without an `update` command (gVisor's runsc answers dockerd's update with its usage
- * text), the limits still have to follow each run's memory: the sandbox's processes live
- * in the container's cgroup on the host, so the host's limits hold them.
+ * Writes a container's memory and CPU limits into its cgroup directly: what a stock
+ * container's first run sets, without dockerd's update (a round trip through containerd
+ * and an exec of the OCI runtime). It also serves OCI runtimes without an `update`
+ * command (gVisor's runsc): the sandbox's processes live in the container's cgroup on the
+ * host, so the host's limits hold them.
  */
 export interface CgroupLimits {
   readonly kind: 'cgroup-v1' | 'cgroup-v2';

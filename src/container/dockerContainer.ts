@@ -297,6 +297,7 @@ export class DockerContainer {
    * process of it runs again.
    */
   async destroy(opts: { removeAfter?: Promise<unknown> } = {}): Promise<void> {
+    if (this.scratch) this.spec.scratch.returning?.();
     this.runner?.close();
     this.cgroup?.handles?.close();
     if (this.frozen && this.cgroupFreezer) {
@@ -329,7 +330,7 @@ export class DockerContainer {
       // Only a removed container's file system goes back for another container; when the
       // engine could not remove it (an outage) it is detached now (lazily, while the
       // container still holds it) and its image deleted.
-      if (scratch) await this.step('scratch back', gone ? this.spec.scratch.give(scratch) : scratch.destroy());
+      if (scratch) await this.step('scratch back', this.spec.scratch.give(scratch, { reusable: gone }));
       await rm(this.spec.hostDir, { recursive: true, force: true });
       if (this.uid !== undefined) this.spec.sandbox.uids.release(this.uid);
     }

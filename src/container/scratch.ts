@@ -204,8 +204,13 @@ export class Scratch {
  */
 export interface ScratchSource {
   take(): Promise<Scratch>;
-  /** After its container was removed: the source recycles or destroys it (in the background). */
-  give(s: Scratch): Promise<void>;
+  /** Its container is being removed: it comes back soon (the stock need not make one meanwhile). */
+  returning?(): void;
+  /**
+   * After its container's removal: the source recycles it, or destroys it (`reusable`
+   * false: the engine could not remove the container, which may still hold it).
+   */
+  give(s: Scratch, o: { reusable: boolean }): Promise<void>;
 }
 
 /** A scratch file system of its own at fixed paths, made on take and destroyed on give: for a container without a pool. */

@@ -47,6 +47,8 @@ export class ScratchStock implements ScratchSource {
   private seq = 0;
   private closed = false;
   private refill: NodeJS.Timeout | undefined;
+  /** Containers being removed whose file systems have not come back yet. */
+  private incoming = 0;
   private readonly pending = new Set<Promise<unknown>>();
   private readonly counts = { made: 0, recycled: 0, discarded: 0, dirty: 0, misses: 0 };
 
@@ -69,15 +71,24 @@ export class ScratchStock implements ScratchSource {
   async take(): Promise<Scratch> {
     if (this.closed) throw new Error('the scratch stock is closed');
     const s = this.ready.pop();
-    this.refillSoon();
+    // None left and none coming back: the next cold start would wait for mkfs; make one
+    // now. Else a moment later: what removed containers give back may refill it first
+    // (under eviction churn each cold start's eviction gives one back).
+    if (this.ready.length === 0 && this.incoming === 0) this.fill();
+    else this.refillSoon();
     if (s) return s;
     this.counts.misses++;
     return this.make();
   }
 
+  returning(): void {
+    this.incoming++;
+  }
+
   /** Recycles it for another container, or destroys it, in the background (`settled` waits for it): a removal does not wait for it. */
-  give(s: Scratch): Promise<void> {
-    this.track(this.takeBack(s));
+  give(s: Scratch, o: { reusable: boolean } = { reusable: true }): Promise<void> {
+    this.incoming = Math.max(0, this.incoming - 1);
+    this.track(o.reusable ? this.takeBack(s) : this.discard(s, null));
     return Promise.resolve();
   }
 
