@@ -82,7 +82,9 @@ t.test('a missing S3 key is retried, answered on its last try, and ends in the D
   t.equal(totals.deadLettered, 1);
   const python = () => h.agent.status().pools.find((p) => p.runtime === 'python')!;
   await h.quiet();
-  t.equal(python().idlePrewarm, 1, 'the prewarm container was not spent on it');
+  // The stock's target may have risen by one for the new function (the reactive stock).
+  t.equal(python().idlePrewarm, python().prewarmTarget, 'the prewarm container was not spent on it: the stock is at its target');
+  t.equal(python().retired, 0, 'nothing was retired');
   t.equal(python().idleWarm, 0);
   t.same(python().served, { cold: 0, prewarm: 0, warm: 0 }, 'no start counted: nothing ran');
 });

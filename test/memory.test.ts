@@ -1,4 +1,5 @@
 import t from 'tap';
+import { cgroupLimitsOf } from './helpers/cgroupRead.js';
 import { MB } from '../src/run/autoTuner.js';
 import { buildZip } from '../src/local/client.js';
 import { SAMPLES } from '../src/local/samples.js';
@@ -39,10 +40,11 @@ t.test('memoryMb is the container limit; exceeding it is OOM, not a generic fail
   const ok = await runVersion(h, 'limits', 'v1', 16 * MB, 96);
   t.equal(ok.status, 'SUCCESS', ok.stderr);
   const containers = await h.containers();
-  const limits = await Promise.all(containers.map(async (c) => (await docker.getContainer(c.Id).inspect()).HostConfig));
+  // The agent writes a container's limits into its cgroup (dockerd's record keeps the create's): read the kernel's.
+  const limits = await Promise.all(containers.map(async (c) => cgroupLimitsOf((await docker.getContainer(c.Id).inspect()).State.Pid)));
   t.ok(
-    limits.some((hc) => hc.Memory === 96 * MB && hc.MemorySwap === 96 * MB),
-    'the container serving it has Memory = MemorySwap = 96 MB',
+    limits.some((l) => l.memory === 96 * MB && l.swapBeyond === 0),
+    `the container serving it has a 96 MB limit and no swap beyond it (${JSON.stringify(limits)})`,
   );
 
   const r = await runVersion(h, 'hog', 'v1', 200 * MB, 64);
