@@ -103,7 +103,7 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function measureAnatomy(o: { docker: Docker; image: string; workRoot: string; n: number; ociRuntime?: string; progress: (m: string) => void }): Promise<AnatomyRun> {
   const clock = new Clock();
   const root = join(o.workRoot, `anatomy-${o.ociRuntime ?? 'default'}`);
-  const stock = new ScratchStock({ root, limitBytes: 512 << 20, reserve: true, timeoutMs: 30_000, spare: 1, refillDelayMs: 3_600_000, log: silentLogger });
+  const stock = new ScratchStock({ root, limitBytes: 512 << 20, reserve: true, timeoutMs: 30_000, spare: 2, refillDelayMs: 3_600_000, log: silentLogger });
   stock.fill();
   await stock.settled();
   const labels = { [LABEL_AGENT]: ANATOMY_AGENT };

@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONTROL_DIR, RUNNER_SOCKET } from '../core/sandbox.js';
@@ -14,6 +14,7 @@ import { createOptions, HOST_CPUS, MB, type ContainerSpec, type ContainerStep } 
 import { locateFreezer, type Freezer } from './freezer.js';
 import { locateLimits, type CgroupLimits } from './cgroupLimits.js';
 import { CONTROL, type Scratch, type ScratchUsage, type StagedCode } from './scratch.js';
+import { Workspace } from './workspace.js';
 
 export type { ContainerSpec, ContainerStep, SandboxSpec } from './containerSpec.js';
 
@@ -41,12 +42,8 @@ export class DockerContainer {
   cgroup: CgroupRef | null | undefined;
   /** The connection to the container's runner, from create on. */
   runner: RunnerClient | undefined;
-  /** The code version in the workspace, kept between runs of that version. */
-  private staged: { id: string; names: readonly string[] } | null = null;
-  /** The scratch space's free inodes and blocks just after the last wipe (null: none since a change the agent made). */
-  private cleanMark: { inodesFree: number; blocksFree: number } | null = null;
-  /** The scratch space just after the last run ended (null once a run starts). */
-  private afterRun: ScratchUsage | null = null;
+  /** The workspace on its scratch file system: staged code, input, the clean slate between runs. */
+  private workspace: Workspace | undefined;
   private cgroupFreezer: Freezer | null = null;
   /** Its memory and CPU cgroups, located on the first change of its limits. */
   private limits: CgroupLimits | null | undefined;
@@ -74,12 +71,12 @@ export class DockerContainer {
 
   /** The invocation's workspace in the agent's view of it, where no link is followed. */
   get workspaceHostPath(): string {
-    return this.scratchSpace().path('work');
+    return this.space().scratch.path('work');
   }
 
   /** The runner's folder in the agent's view: the streams it kept whole are read from here. */
   get controlHostPath(): string {
-    return this.scratchSpace().path(CONTROL);
+    return this.space().scratch.path(CONTROL);
   }
 
   /**
@@ -97,6 +94,7 @@ export class DockerContainer {
     await mkdir(join(s.hostDir, CONTROL_DIR), { mode: 0o700 });
     // Taken first: the binds name its folders. A ready one is at hand (ScratchStock).
     this.scratch = await this.step('scratch', s.scratch.take());
+    this.workspace = new Workspace(this.scratch);
     await this.step('create', this.createEngineContainer(memoryMb, opts.awaitZygote, this.scratch.spec.mountDir));
     const uid = this.uid!;
     await writeFile(join(s.hostDir, 'passwd'), passwdFor(uid), { mode: 0o644 });
@@ -237,57 +235,33 @@ export class DockerContainer {
   }
 
   /** Puts `code` in the workspace, unless that version is already there. */
-  async stage(code: StagedCode): Promise<void> {
-    if (this.staged?.id === code.id) return;
-    this.staged = null;
-    this.cleanMark = null;
-    await this.scratchSpace().stage(code);
-    this.staged = { id: code.id, names: code.names };
+  stage(code: StagedCode): Promise<void> {
+    return this.space().stage(code);
   }
 
   /** Puts the run's input in the workspace (after stage). */
   writeInput(bytes: Buffer): Promise<void> {
-    this.cleanMark = null;
-    return this.scratchSpace().writeInput(bytes);
+    return this.space().writeInput(bytes);
   }
 
   /** A run starts: what the scratch space held after the last one no longer says anything. */
   runStarting(): void {
-    this.afterRun = null;
+    this.workspace?.runStarting();
   }
 
-  /**
-   * Gives the next run a clean slate: empties /tmp and /dev/shm and removes what the last
-   * run added to the workspace (all of it when no code is staged). Host-side: no exec.
-   *
-   * Skipped when the run provably left nothing: its scratch file system is its own, and
-   * everything a run can leave there (a file, folder, link, FIFO or socket, and any data or
-   * attribute, which need a file of its own) takes an inode, except a hard link, which the
-   * kernel refuses to a file the function does not own (fs.protected_hardlinks, checked);
-   * the files that are there after a wipe are root's and read-only. So free inodes and
-   * blocks just after the run equal to those just after the last wipe mean the same tree.
-   */
-  async resetWorkspace(): Promise<void> {
-    const after = this.afterRun;
-    this.afterRun = null;
-    const mark = this.cleanMark;
-    if (after && mark && after.inodesFree === mark.inodesFree && after.blocksFree === mark.blocksFree && hardLinksProtected()) return;
-    this.cleanMark = null;
-    await this.scratchSpace().wipe(this.staged?.names ?? []);
-    const now = await this.scratchSpace().usage().catch(() => null);
-    this.cleanMark = now && { inodesFree: now.inodesFree, blocksFree: now.blocksFree };
+  /** Gives the next run a clean slate (Workspace.reset: skipped when the run provably left nothing). */
+  resetWorkspace(): Promise<void> {
+    return this.space().reset();
   }
 
   /** What the writable space holds now (after a run: whether the run filled it). */
-  async scratchUsage(): Promise<ScratchUsage> {
-    const u = await this.scratchSpace().usage();
-    this.afterRun = u;
-    return u;
+  scratchUsage(): Promise<ScratchUsage> {
+    return this.space().usage();
   }
 
-  private scratchSpace(): Scratch {
-    if (!this.scratch) throw new Error(`container ${this.name} has no scratch file system`);
-    return this.scratch;
+  private space(): Workspace {
+    if (!this.workspace) throw new Error(`container ${this.name} has no scratch file system`);
+    return this.workspace;
   }
 
   /**
@@ -327,6 +301,7 @@ export class DockerContainer {
     } finally {
       const scratch = this.scratch;
       this.scratch = undefined;
+      this.workspace = undefined;
       // Only a removed container's file system goes back for another container; when the
       // engine could not remove it (an outage) it is detached now (lazily, while the
       // container still holds it) and its image deleted.
@@ -342,19 +317,6 @@ export class DockerContainer {
 }
 
 /** cgroup.procs of a container's cgroup and of its children (cgroup v2 runs in child cgroups). */
-let hardLinks: boolean | undefined;
-/** fs.protected_hardlinks: a user cannot hard-link a file it does not own (read once). */
-function hardLinksProtected(): boolean {
-  if (hardLinks === undefined) {
-    try {
-      hardLinks = readFileSync('/proc/sys/fs/protected_hardlinks', 'utf8').trim() === '1';
-    } catch {
-      hardLinks = false;
-    }
-  }
-  return hardLinks;
-}
-
 function procsFiles(dir: string): string[] {
   const files = [join(dir, 'cgroup.procs')];
   try {
