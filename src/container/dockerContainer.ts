@@ -13,7 +13,7 @@ import { cpuFor } from './cpuShare.js';
 import { createOptions, HOST_CPUS, MB, type ContainerSpec, type ContainerStep } from './containerSpec.js';
 import { locateFreezer, type Freezer } from './freezer.js';
 import { locateLimits, type CgroupLimits } from './cgroupLimits.js';
-import { CONTROL, type Scratch, type ScratchUsage, type StagedCode } from './scratch.js';
+import { CONTROL, type ScratchUsage, type StagedCode } from './scratch.js';
 import { Workspace } from './workspace.js';
 
 export type { ContainerSpec, ContainerStep, SandboxSpec } from './containerSpec.js';
@@ -25,7 +25,6 @@ export { LABEL_UID } from './containerSpec.js';
 const RUNNER_START_MS = 15_000;
 /** Tries at a uid another container (of any agent on this host) has not taken. */
 const UID_ATTEMPTS = 8;
-
 
 /**
  * The engine calls for one container, each bounded by the API timeout. It keeps no
@@ -47,7 +46,6 @@ export class DockerContainer {
   private cgroupFreezer: Freezer | null = null;
   /** Its memory and CPU cgroups, located on the first change of its limits. */
   private limits: CgroupLimits | null | undefined;
-  private scratch: Scratch | undefined;
   private frozen = false;
   private memoryMb: number;
   private handle: Docker.Container | undefined;
@@ -93,9 +91,8 @@ export class DockerContainer {
     // The mount point of the runner's folder, which lives on the scratch file system.
     await mkdir(join(s.hostDir, CONTROL_DIR), { mode: 0o700 });
     // Taken first: the binds name its folders. A ready one is at hand (ScratchStock).
-    this.scratch = await this.step('scratch', s.scratch.take());
-    this.workspace = new Workspace(this.scratch);
-    await this.step('create', this.createEngineContainer(memoryMb, opts.awaitZygote, this.scratch.spec.mountDir));
+    this.workspace = new Workspace(await this.step('scratch', s.scratch.take()));
+    await this.step('create', this.createEngineContainer(memoryMb, opts.awaitZygote, this.workspace.scratch.spec.mountDir));
     const uid = this.uid!;
     await writeFile(join(s.hostDir, 'passwd'), passwdFor(uid), { mode: 0o644 });
     await writeFile(join(s.hostDir, 'group'), groupFor(uid), { mode: 0o644 });
@@ -271,9 +268,12 @@ export class DockerContainer {
    * process of it runs again.
    */
   async destroy(opts: { removeAfter?: Promise<unknown> } = {}): Promise<void> {
-    if (this.scratch) this.spec.scratch.returning?.();
+    if (this.workspace) this.spec.scratch.returning?.();
     this.runner?.close();
     this.cgroup?.handles?.close();
+    // A removal that waits (an eviction) kills first, so that nothing of the container runs
+    // or holds memory meanwhile: one still in its pause grace is frozen for the kill.
+    if (opts.removeAfter && !this.frozen && this.cgroupFreezer) await this.freeze().catch(() => undefined);
     if (this.frozen && this.cgroupFreezer) {
       const f = this.cgroupFreezer;
       await this.step(
@@ -299,8 +299,7 @@ export class DockerContainer {
         gone = true;
       }
     } finally {
-      const scratch = this.scratch;
-      this.scratch = undefined;
+      const scratch = this.workspace?.scratch;
       this.workspace = undefined;
       // Only a removed container's file system goes back for another container; when the
       // engine could not remove it (an outage) it is detached now (lazily, while the

@@ -244,7 +244,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
           const p = place(this.snapshot(), { functionId, ahead: this.waitingFor(functionId) });
           if (p.kind === 'wait') this.waiters.push({ functionId, resolve, reject });
           else resolve(this.apply(p, functionId));
-          this.replenish();
+          // Only a new function moves the stock's target or takes from it: a warm claim needs no plan.
+          if (p.kind === 'cold' || p.kind === 'prewarm') this.replenish();
         })
         .catch(reject);
     });
