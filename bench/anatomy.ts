@@ -15,6 +15,7 @@ import { LABEL_AGENT, WORKDIR } from '../src/core/sandbox.js';
 import { SAMPLES } from '../src/local/samples.js';
 import { silentLogger } from '../src/core/log.js';
 import { writeFunction } from './direct.js';
+import { cpuSplitMs, daemonPids, splitDelta, SPLIT_PARTS, type CpuSplit } from './procCpu.js';
 
 export const ANATOMY_AGENT = 'bench-anatomy';
 
@@ -45,6 +46,8 @@ export interface AnatomyRun {
   n: number;
   /** Per step: wall ms and machine CPU ms of each sample. */
   steps: Record<string, { wallMs: number[]; cpuMs: number[] }>;
+  /** Per step, the CPU by process summed over the samples (10 ms ticks per process: only sums over many samples mean anything). */
+  split?: Record<string, CpuSplit>;
 }
 
 const STEP_NAMES: Partial<Record<ContainerStep, AnatomyStep>> = {
@@ -73,10 +76,13 @@ export function machineCpuNs(): number {
 
 class Clock {
   readonly steps: AnatomyRun['steps'] = {};
-  private open = new Map<string, { wall: number; cpu: number }>();
+  readonly split: Record<string, CpuSplit> = {};
+  private open = new Map<string, { wall: number; cpu: number; split: CpuSplit }>();
+  private pids = daemonPids();
 
   begin(step: string): void {
-    this.open.set(step, { wall: performance.now(), cpu: machineCpuNs() });
+    const cpu = machineCpuNs();
+    this.open.set(step, { wall: performance.now(), cpu, split: cpuSplitMs(this.pids, cpu / 1e6) });
   }
 
   end(step: string): void {
@@ -84,8 +90,12 @@ class Clock {
     if (!b) return;
     this.open.delete(step);
     const s = (this.steps[step] ??= { wallMs: [], cpuMs: [] });
+    const cpu = machineCpuNs();
     s.wallMs.push(performance.now() - b.wall);
-    s.cpuMs.push((machineCpuNs() - b.cpu) / 1e6);
+    s.cpuMs.push((cpu - b.cpu) / 1e6);
+    const d = splitDelta(b.split, cpuSplitMs(this.pids, cpu / 1e6));
+    const sum = (this.split[step] ??= Object.fromEntries(SPLIT_PARTS.map((k) => [k, 0])) as CpuSplit);
+    for (const k of SPLIT_PARTS) sum[k] += d[k];
   }
 
   async time<T>(step: string, work: () => Promise<T>): Promise<T> {
@@ -168,7 +178,7 @@ export async function measureAnatomy(o: { docker: Docker; image: string; workRoo
   } finally {
     await stock.close();
   }
-  return { ociRuntime: o.ociRuntime ?? 'default', n: o.n, steps: clock.steps };
+  return { ociRuntime: o.ociRuntime ?? 'default', n: o.n, steps: clock.steps, split: clock.split };
 }
 
 /** The mean of each step (CPU time is summed over steps, so means, not medians, add up). */
@@ -176,10 +186,32 @@ export function meanOf(xs: readonly number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
 }
 
+/** The steps of a cold start and its eviction, with the stock. */
+const COLD_PATH = ['scratch: taken from the stock', 'create', 'start', 'inspect', 'connect', 'first run (exec)', 'kill (frozen)', 'remove', 'scratch: recycle (off the path)'];
+
 /** CPU of one cold start and its eviction, with the stock, from the anatomy's means. */
 export function coldStartCpuMs(r: AnatomyRun, withZygote: boolean): number {
-  const on = ['scratch: taken from the stock', 'create', 'start', 'inspect', 'connect', 'first run (exec)', 'kill (frozen)', 'remove', 'scratch: recycle (off the path)', ...(withZygote ? ['zygote start'] : [])];
+  const on = [...COLD_PATH, ...(withZygote ? ['zygote start'] : [])];
   return on.reduce((n, s) => n + meanOf(r.steps[s]?.cpuMs ?? []), 0);
+}
+
+/** Mean CPU by process of a set of steps (the cold path without the zygote, or the floor). */
+export function splitOf(r: AnatomyRun, steps: readonly string[]): CpuSplit {
+  const out = Object.fromEntries(SPLIT_PARTS.map((k) => [k, 0])) as CpuSplit;
+  for (const st of steps) for (const k of SPLIT_PARTS) out[k] += (r.split?.[st]?.[k] ?? NaN) / r.n;
+  return out;
+}
+
+export function anatomySplitLines(runs: readonly AnatomyRun[]): string[] {
+  const f = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : '-');
+  const lines = [`| ${'one at a time, mean per container (ms)'} | ${SPLIT_PARTS.join(' | ')} |`, `|---|${SPLIT_PARTS.map(() => '---:').join('|')}|`];
+  for (const r of runs) {
+    for (const [name, steps] of [['cold start + eviction, no zygote', COLD_PATH], ['floor: bare create + start + remove', FLOOR_STEPS]] as const) {
+      const sp = splitOf(r, steps);
+      lines.push(`| ${r.ociRuntime}: ${name} | ${SPLIT_PARTS.map((k) => f(sp[k])).join(' | ')} |`);
+    }
+  }
+  return lines;
 }
 
 /** The engine's floor: a bare container's create + start + remove, CPU ms (mean). */
@@ -222,5 +254,5 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   } finally {
     await rm(workRoot, { recursive: true, force: true });
   }
-  process.stdout.write(`${[...anatomyTable(runs), '', ...anatomySummary(runs)].join('\n')}\n`);
+  process.stdout.write(`${[...anatomyTable(runs), '', ...anatomySplitLines(runs), '', ...anatomySummary(runs)].join('\n')}\n`);
 }

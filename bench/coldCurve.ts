@@ -1,8 +1,17 @@
 // Throughput against cold starts: a burst of a trivial function drawn at random from 1 to
 // 16 distinct functions through 4 python containers, each point the median of repeated
 // runs, with the prewarm stock off (the gain is the cheaper cold start itself) and on.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { unmountUnder } from '../src/container/scratch.js';
+import { LocalClient } from '../src/local/client.js';
+import { SAMPLES } from '../src/local/samples.js';
+import { startLocalStack } from '../src/local/stack.js';
 import { burst, quiet, withAgent, type BenchEnv } from './agentBench.js';
 import { floorCpuMs, machineCpuNs, type AnatomyRun } from './anatomy.js';
+import { cpuSplitMs, daemonPids, splitDelta, SPLIT_PARTS, type CpuSplit } from './procCpu.js';
 import { summarize } from './stats.js';
 
 export interface ColdCurvePoint {
@@ -16,8 +25,12 @@ export interface ColdCurvePoint {
   /** Machine CPU (every task, ms) over the burst, per invocation and per start that needed a new container (cold or stock). */
   cpuMsPerInvocation: number;
   cpuMsPerNewContainer: number;
+  /** The same per new container, by process. */
+  splitPerNewContainer: CpuSplit;
   e2e: number[];
   kinds: Record<string, number>;
+  /** The scratch stock's counters at the end of the burst (made, recycled, discarded...). */
+  scratch: Record<string, number>;
 }
 
 /** A small seeded PRNG (mulberry32): the same function sequence on every run. */
@@ -45,10 +58,14 @@ export async function measureColdCurve(env: BenchEnv, capacity: number, distinct
     const rand = rng(distinct * 7919 + (o.seed ?? 0));
     const tag = `cc-${distinct}-${Date.now()}`;
     const messages = Array.from({ length: count }, () => ({ functionId: `${tag}-${Math.floor(rand() * distinct)}`, key }));
+    const pids = daemonPids();
     const cpu0 = machineCpuNs();
+    const split0 = cpuSplitMs(pids, cpu0 / 1e6);
     const r = await burst(env, messages);
-    const cpuMs = (machineCpuNs() - cpu0) / 1e6;
+    const cpu1 = machineCpuNs();
+    const cpuMs = (cpu1 - cpu0) / 1e6;
     const fresh = (r.kinds.cold ?? 0) + (r.kinds.prewarm ?? 0);
+    const split = splitDelta(split0, cpuSplitMs(pids, cpu1 / 1e6), fresh || NaN);
     return {
       distinctFunctions: distinct,
       capacity,
@@ -58,8 +75,10 @@ export async function measureColdCurve(env: BenchEnv, capacity: number, distinct
       perSecond: count / r.seconds,
       cpuMsPerInvocation: cpuMs / count,
       cpuMsPerNewContainer: fresh > 0 ? cpuMs / fresh : NaN,
+      splitPerNewContainer: split,
       e2e: r.e2e,
       kinds: r.kinds,
+      scratch: { ...agent.status().scratch },
     };
   });
 }
@@ -78,14 +97,17 @@ export interface ColdCurveCell {
   e2eP99: number;
   cpuMsPerInvocation: number;
   cpuMsPerNewContainer: number;
+  splitPerNewContainer: CpuSplit;
   kinds: Record<string, number>;
 }
 
 const median = (xs: readonly number[]) => summarize([...xs]).p50;
 
+let last: ColdCurvePoint | undefined;
+
 export async function measureColdCurveCell(env: BenchEnv, capacity: number, distinct: number, key: string, count: number, runs: number, stockMax = 0): Promise<ColdCurveCell> {
   const points: ColdCurvePoint[] = [];
-  for (let i = 0; i < runs; i++) points.push(await measureColdCurve(env, capacity, distinct, key, count, { stockMax, seed: i }));
+  for (let i = 0; i < runs; i++) points.push((last = await measureColdCurve(env, capacity, distinct, key, count, { stockMax, seed: i })));
   const kinds: Record<string, number> = {};
   for (const p of points) for (const [k, v] of Object.entries(p.kinds)) kinds[k] = (kinds[k] ?? 0) + v;
   return {
@@ -101,6 +123,7 @@ export async function measureColdCurveCell(env: BenchEnv, capacity: number, dist
     e2eP99: median(points.map((p) => summarize(p.e2e).p99)),
     cpuMsPerInvocation: median(points.map((p) => p.cpuMsPerInvocation)),
     cpuMsPerNewContainer: median(points.map((p) => p.cpuMsPerNewContainer)),
+    splitPerNewContainer: Object.fromEntries(SPLIT_PARTS.map((k) => [k, median(points.map((p) => p.splitPerNewContainer[k]))])) as CpuSplit,
     kinds,
   };
 }
@@ -115,6 +138,11 @@ export function coldCurveTable(cells: readonly ColdCurveCell[]): string[] {
     lines.push(
       `| ${c.distinctFunctions} | ${c.distinctFunctions / c.capacity} | ${c.stockMax || 'off'} | ${c.runs} x ${c.invocationsPerRun} | ${(c.coldFraction * 100).toFixed(0)}% | ${f(c.perSecond)} (${c.perSecondRuns.map((x) => x.toFixed(1)).join(', ')}) | ${f(c.e2eP50)} | ${f(c.e2eP99)} | ${f(c.cpuMsPerInvocation)} / ${f(c.cpuMsPerNewContainer)} |`,
     );
+  }
+  lines.push('', `| distinct functions | stock (max) | per new container: ${SPLIT_PARTS.join(' | ')} (ms) | warm runs per new container |`, `|---:|---:|${SPLIT_PARTS.map(() => '---:').join('|')}|---:|`);
+  for (const c of cells) {
+    const fresh = (c.kinds.cold ?? 0) + (c.kinds.prewarm ?? 0);
+    lines.push(`| ${c.distinctFunctions} | ${c.stockMax || 'off'} | ${SPLIT_PARTS.map((k) => f(c.splitPerNewContainer[k])).join(' | ')} | ${fresh ? ((c.kinds.warm ?? 0) / fresh).toFixed(2) : '-'} |`);
   }
   return lines;
 }
@@ -137,4 +165,27 @@ export function coldCurveSummary(cells: readonly ColdCurveCell[], anatomy: reado
     );
   }
   return lines;
+}
+
+// Run alone: `node dist/bench/coldCurve.js [distinct functions] [n] [runs] [stock max]` (4 containers; default 16 60 1 0).
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const [distinct = 16, n = 60, runs = 1, stockMax = 0] = process.argv.slice(2).map(Number);
+  const progress = (m: string) => process.stderr.write(`[cold curve] ${m}\n`);
+  const scratch = await mkdtemp(join(tmpdir(), 'nanogrid-coldcurve-'));
+  const stack = await startLocalStack();
+  const client = new LocalClient({ ...stack });
+  try {
+    await client.connect();
+    const env: BenchEnv = { stack, client, workRoot: join(scratch, 'work'), logFile: join(scratch, 'agent.log'), progress };
+    await mkdir(env.workRoot, { recursive: true });
+    await client.uploadZip('bench/python-hello.zip', SAMPLES.pythonHello);
+    const cell = await measureColdCurveCell(env, 4, distinct, 'bench/python-hello.zip', n, runs, stockMax);
+    process.stdout.write(`${coldCurveTable([cell]).join('\n')}\n`);
+    process.stdout.write(`scratch stock of the last run: ${JSON.stringify(last?.scratch)}\n`);
+  } finally {
+    client.close();
+    await stack.stop();
+    await unmountUnder(scratch, 10_000).catch(() => undefined);
+    await rm(scratch, { recursive: true, force: true });
+  }
 }

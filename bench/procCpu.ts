@@ -1,6 +1,6 @@
 // CPU time and memory of processes, cgroups and the whole machine, from /proc and cgroupfs.
 import type Docker from 'dockerode';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readProcCgroups } from '../src/container/cgroupFiles.js';
@@ -69,4 +69,34 @@ export async function containersCpuMs(docker: Docker, agentId: string): Promise<
     }
   }
   return total;
+}
+
+/** Where a burst's machine CPU went: this process (agent, queue server and client in the bench), the engine's daemons, Redis, and the rest (shims, runc, the containers, kernel threads). */
+export const SPLIT_PARTS = ['bench process', 'dockerd', 'containerd', 'redis', 'rest'] as const;
+export type CpuSplit = Record<(typeof SPLIT_PARTS)[number], number>;
+
+/** Long-lived daemons by their exact comm (a shim's comm is containerd-shim, so it falls in the rest). */
+export function daemonPids(): Record<'dockerd' | 'containerd' | 'redis', number[]> {
+  const out = { dockerd: [] as number[], containerd: [] as number[], redis: [] as number[] };
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    const comm = commOf(Number(p));
+    if (comm === 'dockerd') out.dockerd.push(Number(p));
+    else if (comm === 'containerd') out.containerd.push(Number(p));
+    else if (comm === 'redis-server') out.redis.push(Number(p));
+  }
+  return out;
+}
+
+/** CPU ms so far of each part, the machine's from the root cgroup's counter (machineCpuNs). */
+export function cpuSplitMs(pids: ReturnType<typeof daemonPids>, machineMs: number): CpuSplit {
+  const sum = (ps: number[]) => ps.reduce((n, p) => n + (processCpuMs(p) || 0), 0);
+  const s = { 'bench process': processCpuMs(process.pid), dockerd: sum(pids.dockerd), containerd: sum(pids.containerd), redis: sum(pids.redis), rest: 0 };
+  s.rest = machineMs - s['bench process'] - s.dockerd - s.containerd - s.redis;
+  return s;
+}
+
+export function splitDelta(a: CpuSplit, b: CpuSplit, per = 1): CpuSplit {
+  const d = {} as CpuSplit;
+  for (const k of SPLIT_PARTS) d[k] = (b[k] - a[k]) / per;
+  return d;
 }

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import type { ThroughputRun } from './agentBench.js';
 import { coldCurveTable, type ColdCurveCell } from './coldCurve.js';
-import { anatomyTable, type AnatomyRun } from './anatomy.js';
+import { anatomySplitLines, anatomyTable, type AnatomyRun } from './anatomy.js';
 import type { CostRun } from './cost.js';
 import type { ContainerSideRun } from './containerSide.js';
 import { summarize, type Summary } from './stats.js';
@@ -62,6 +62,8 @@ export function markdown(r: Report, ccCapacity: number): string {
   for (const l of coldCurveTable(r.coldCurve)) lines.push(l);
   lines.push('\n### The anatomy of a cold start (one at a time; wall p50 and machine CPU mean per step, ms)\n');
   for (const l of anatomyTable(r.anatomy)) lines.push(l);
+  lines.push('\nWhere that CPU went, by process (the bench process holds the agent\'s steps):\n');
+  for (const l of anatomySplitLines(r.anatomy)) lines.push(l);
   for (const [rt, why] of Object.entries(r.anatomyRefused)) lines.push(`\n${rt} could not be measured here: ${why}`);
   lines.push('');
   return `${lines.join('\n')}\n`;

@@ -170,6 +170,8 @@ export function buildParts(opts: PartsOptions): Parts {
     reserve: c.diskReserve,
     timeoutMs: c.dockerTimeoutMs,
     spare: c.scratchSpare,
+    // Under eviction churn up to the capacity's worth come back between two bursts of cold starts.
+    keep: RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0),
     log,
   });
   for (const runtime of RUNTIMES) {

@@ -17,9 +17,9 @@ async function mounted(under: string): Promise<string[]> {
     .filter((m) => m.startsWith(under));
 }
 
-async function newStock(t: { teardown(fn: () => unknown): void }, spare: number) {
+async function newStock(t: { teardown(fn: () => unknown): void }, spare: number, more: { keep?: number; extraTtlMs?: number } = {}) {
   const root = await mkdtemp(join(tmpdir(), 'nanogrid-stock-'));
-  const stock = new ScratchStock({ root, limitBytes: 16 << 20, reserve: false, timeoutMs: 30_000, spare, refillDelayMs: 3_600_000, log: silentLogger });
+  const stock = new ScratchStock({ root, limitBytes: 16 << 20, reserve: false, timeoutMs: 30_000, spare, refillDelayMs: 3_600_000, log: silentLogger, ...more });
   t.teardown(async () => {
     await stock.close();
     await rm(root, { recursive: true, force: true });
@@ -111,6 +111,38 @@ t.test('no more are kept than the spares; a closed stock refuses takes and destr
   stock.stopKeeping();
   await t.rejects(stock.take(), /closed/);
   await stock.give(c);
+  await stock.close();
+  t.same(await mounted(root), []);
+});
+
+t.test('under churn what comes back is kept up to the capacity, and the extras go once unused for their TTL', async (t) => {
+  const { root, stock } = await newStock(t, 1, { keep: 3, extraTtlMs: 400 });
+  stock.fill();
+  await stock.settled();
+  // Three cold starts at once, each evicting a container whose file system is still held
+  // until the engine removed it: two mkfs on the spot.
+  const taken: Awaited<ReturnType<ScratchStock['take']>>[] = [];
+  for (let i = 0; i < 3; i++) {
+    stock.returning();
+    taken.push(await stock.take());
+  }
+  await stock.settled();
+  const made = stock.status().made;
+  t.equal(stock.status().misses, 2);
+  for (const s of taken) await stock.give(s);
+  await stock.settled();
+  t.equal(stock.status().discarded, 0, 'none thrown away');
+  t.equal(stock.status().ready, 3, 'all three kept: the keep count');
+  // The next burst takes them all without a mkfs.
+  const again = [await stock.take(), await stock.take(), await stock.take()];
+  t.equal(stock.status().made, made, 'the next burst made none');
+  for (const s of again) await stock.give(s);
+  await stock.settled();
+  const before = (await mounted(root)).length;
+  await new Promise((r) => setTimeout(r, 1000));
+  await stock.settled();
+  t.equal(stock.status().ready, 1, 'back to the spare count once the extras stayed unused');
+  t.ok((await mounted(root)).length < before, 'their mounts are gone');
   await stock.close();
   t.same(await mounted(root), []);
 });

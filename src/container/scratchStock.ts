@@ -4,6 +4,8 @@ import { Scratch, type ScratchSource } from './scratch.js';
 
 /** How long a refill waits for file systems to come back before it makes new ones. */
 export const REFILL_DELAY_MS = 2000;
+/** How long a file system kept above the spare count may stay unused before it is destroyed. */
+export const EXTRA_TTL_MS = 30_000;
 
 export interface ScratchStockOptions {
   /** The agent's folder: images and mounts under scratch/, the agent's views under view/. */
@@ -14,6 +16,16 @@ export interface ScratchStockOptions {
   timeoutMs: number;
   /** How many are kept ready: made ahead at start, then refilled by the ones containers give back. */
   spare: number;
+  /**
+   * How many given back may be kept ready (default and at least `spare`): the agent's
+   * capacity. Under eviction churn several cold starts take at once while their evicted
+   * containers' file systems are still held until the engine removed them; keeping every
+   * one that comes back means the next burst finds them ready instead of waiting for mkfs
+   * (and a spare made meanwhile being thrown away when they come back).
+   */
+  keep?: number;
+  /** How long one kept above `spare` may stay unused (default EXTRA_TTL_MS). */
+  extraTtlMs?: number;
   /** How long a refill waits for file systems to come back (default REFILL_DELAY_MS). */
   refillDelayMs?: number;
   log: Logger;
@@ -26,7 +38,7 @@ export interface ScratchStockStatus {
   made: number;
   /** Given back, found as new, and kept for another container. */
   recycled: number;
-  /** Given back and destroyed: not as new, or more than the spare count. */
+  /** Given back and destroyed: not as new, or more than the keep count; or kept above the spare count and unused too long. */
   discarded: number;
   /** Of those, the ones found not as new (each reason is logged). */
   dirty: number;
@@ -42,8 +54,10 @@ export interface ScratchStockStatus {
  * ever given to one container at a time, and only after the last one was removed.
  */
 export class ScratchStock implements ScratchSource {
-  private readonly ready: Scratch[] = [];
+  /** Oldest first: a take pops the newest, so the ones above the spare count that stay unused are the oldest. */
+  private readonly ready: Array<{ s: Scratch; since: number }> = [];
   private making = 0;
+  private trim: NodeJS.Timeout | undefined;
   private seq = 0;
   private closed = false;
   private refill: NodeJS.Timeout | undefined;
@@ -61,7 +75,7 @@ export class ScratchStock implements ScratchSource {
       this.making++;
       this.track(
         this.make()
-          .then((s) => this.keep(s))
+          .then((s) => this.made(s))
           .catch((err: unknown) => this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'a spare scratch file system could not be made'))
           .finally(() => this.making--),
       );
@@ -70,7 +84,7 @@ export class ScratchStock implements ScratchSource {
 
   async take(): Promise<Scratch> {
     if (this.closed) throw new Error('the scratch stock is closed');
-    const s = this.ready.pop();
+    const s = this.ready.pop()?.s;
     // None left and none coming back: the next cold start would wait for mkfs; make one
     // now. Else a moment later: what removed containers give back may refill it first
     // (under eviction churn each cold start's eviction gives one back).
@@ -110,22 +124,45 @@ export class ScratchStock implements ScratchSource {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.refill);
+    clearTimeout(this.trim);
     await this.settled();
-    await Promise.all(this.ready.splice(0).map((s) => s.destroy().catch(() => undefined)));
+    await Promise.all(this.ready.splice(0).map((r) => r.s.destroy().catch(() => undefined)));
+  }
+
+  private get keep(): number {
+    return Math.max(this.opts.spare, this.opts.keep ?? 0);
   }
 
   private async takeBack(s: Scratch): Promise<void> {
-    if (this.closed || this.ready.length + this.making >= this.opts.spare) return this.discard(s, null);
+    if (this.closed || this.ready.length + this.making >= this.keep) return this.discard(s, null);
     let why: string | null;
     try {
       why = await s.recycle();
     } catch (err) {
       why = `recycle failed: ${String(err)}`;
     }
-    // Another may have come back meanwhile: never keep more than the spares.
-    if (why !== null || this.closed || this.ready.length + this.making >= this.opts.spare) return this.discard(s, why);
+    // Another may have come back meanwhile: never keep more than the keep count.
+    if (why !== null || this.closed || this.ready.length + this.making >= this.keep) return this.discard(s, why);
     this.counts.recycled++;
-    this.ready.push(s);
+    this.push(s);
+  }
+
+  private push(s: Scratch): void {
+    this.ready.push({ s, since: performance.now() });
+    if (this.ready.length > this.opts.spare) this.trimLater();
+  }
+
+  /** Destroys the ones above the spare count that stayed unused for the TTL: a burst's extras do not hold a loop mount and disk for ever. */
+  private trimLater(): void {
+    if (this.trim || this.closed) return;
+    const ttl = this.opts.extraTtlMs ?? EXTRA_TTL_MS;
+    this.trim = setTimeout(() => {
+      this.trim = undefined;
+      const now = performance.now();
+      while (this.ready.length > this.opts.spare && now - this.ready[0]!.since >= ttl) this.track(this.discard(this.ready.shift()!.s, null));
+      if (this.ready.length > this.opts.spare) this.trimLater();
+    }, ttl);
+    this.trim.unref();
   }
 
   private async discard(s: Scratch, why: string | null): Promise<void> {
@@ -163,9 +200,9 @@ export class ScratchStock implements ScratchSource {
     this.refill.unref();
   }
 
-  private keep(s: Scratch): Promise<void> | void {
+  private made(s: Scratch): Promise<void> | void {
     if (this.closed) return s.destroy().catch(() => undefined);
-    this.ready.push(s);
+    this.push(s);
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
