@@ -16,8 +16,10 @@ CACHE=${NANOGRID_VM_CACHE:-/var/cache/nanogrid/vm}
 IMAGES=${NANOGRID_VM_IMAGES:-nanogrid/python:local}
 SUITE=bookworm
 # The guest's distribution step: Debian's packages for what ops/fleet/packages-al2023.sh
-# installs on Amazon Linux (kernel, systemd, engine, Redis, the tools the agent calls).
-PACKAGES=linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,docker.io,redis-server,iproute2,iptables,procps,e2fsprogs,xfsprogs,util-linux,psmisc,curl
+# installs on Amazon Linux (kernel, systemd, engine, Redis, the tools the agent calls), and
+# crun for the anatomy of a cold start beside runc (test/vm/guest/crun.vm.ts; the fleet keeps runc),
+# with D-Bus as on Amazon Linux (crun reaches systemd through it for the systemd cgroup driver).
+PACKAGES=linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,docker.io,crun,dbus,redis-server,iproute2,iptables,procps,e2fsprogs,xfsprogs,util-linux,psmisc,curl
 DISK_SIZE=6G
 say() { printf '[vm-build] %s\n' "$*" >&2; }
 

@@ -10,7 +10,8 @@ import { killGroup, runInGroup } from '../helpers/processGroup.js';
 // the project shared read-only; this file reads the TAP each one wrote back and reports it.
 //
 //   NANOGRID_VM_KEEP=1      keep the job folder (the guest's console, TAP and logs) and say where
-//   NANOGRID_VM_ONLY=name   run one guest file (cgroupV2 or install)
+//   NANOGRID_VM_ONLY=name   run these guest files (cgroupV2, install; crun, the OCI runtimes' anatomy, runs
+//                          only when named: NANOGRID_VM_ONLY=crun, about 3 minutes)
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const GUEST_FILES = (process.env.NANOGRID_VM_ONLY ?? 'cgroupV2,install').split(',');
