@@ -104,6 +104,32 @@ export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp',
   });
 }
 
+/**
+ * C++ cold starts of a function whose build the cache already keeps: it ran once, its
+ * container was removed when idle (1 s), and it starts cold in a new container, no
+ * eviction on the way, like the python cold cell.
+ */
+export async function measureCppColdHit(env: BenchEnv, key: string, n: number): Promise<KindSamples> {
+  return withAgent(env, { NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=2', NANOGRID_IDLE_TIMEOUT_MS: '1000' }, async (agent) => {
+    const out: KindSamples = { inside: [], e2e: [], kinds: {} };
+    const fn = `cpp-coldhit-${Date.now()}`;
+    await invoke(env, fn, 'cpp', key);
+    const cppContainers = () => Object.values(agent.status().pools.find((p) => p.runtime === 'cpp')!.containers).reduce((a, b) => a + b, 0);
+    for (let i = 0; i < n; i++) {
+      await waitUntil('the idle cpp container removed', () => cppContainers() === 0, { timeoutMs: 30_000, intervalMs: 20 });
+      await quiet(agent);
+      const hits = agent.status().build?.hits ?? 0;
+      const s = await invoke(env, fn, 'cpp', key);
+      out.kinds[s.result.startKind ?? 'none'] = (out.kinds[s.result.startKind ?? 'none'] ?? 0) + 1;
+      // Only a cold start the cache served (the hit is counted once the run is over).
+      if (s.result.startKind !== 'cold' || (agent.status().build?.hits ?? 0) !== hits + 1) continue;
+      out.inside.push(s.result.timings.agentMs ?? NaN);
+      out.e2e.push(s.e2eMs);
+    }
+    return out;
+  });
+}
+
 export interface ThroughputRun {
   poolSize: number;
   fn: string;

@@ -15,7 +15,7 @@ import { defaultRunnerDir } from '../src/core/sandbox.js';
 import { sleep } from '../src/core/timeout.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
 import { unmountUnder } from '../src/container/scratch.js';
-import { BENCH_AGENT, current, withAgent, measureCpuShare, measureFleet, CPU_HOG, FLEET_AGENTS, type FleetRun, measureStartKind, measureThroughput, type BenchEnv, type KindSamples } from './agentBench.js';
+import { BENCH_AGENT, current, measureCppColdHit, withAgent, measureCpuShare, measureFleet, CPU_HOG, FLEET_AGENTS, type FleetRun, measureStartKind, measureThroughput, type BenchEnv, type KindSamples } from './agentBench.js';
 import { coldCurveChart, latencyChart, type LatencyRow } from './charts.js';
 import { DIRECT_AGENT, measureFloors, measureResident, measureStage4Pool, measureOwnRunTime, measureStage3, measureStage4, writeFunction } from './direct.js';
 import { ratio, summarize, type Summary } from './stats.js';
@@ -152,6 +152,12 @@ async function main(): Promise<void> {
       progress(`${rt} ${kind}: inside p50 ${latency[`${rt}: agent ${kind} (inside)`]!.p50} ms, end to end p50 ${latency[`${rt}: agent ${kind} (end to end)`]!.p50} ms (n=${s.inside.length})`);
     }
   }
+  // C++ cold in a new container with its build already kept (the cells above compile: a new function each time).
+  const coldHit = await measureCppColdHit(env, 'bench/cpp-hello.zip', plan.latencyN.cpp);
+  put('cpp: agent cold, build kept (inside)', coldHit.inside);
+  put('cpp: agent cold, build kept (end to end)', coldHit.e2e);
+  startKinds['cpp:cold-build-kept'] = coldHit.kinds;
+  progress(`cpp cold with its build kept: inside p50 ${latency['cpp: agent cold, build kept (inside)']!.p50} ms (n=${coldHit.inside.length})`);
   // The pause grace, side by side: back-to-back warm runs with and without it.
   const noGrace = await measureStartKind(env, 'python', 'warm', 'bench/python-hello.zip', plan.latencyN.python, { NANOGRID_PAUSE_GRACE_MS: '0' });
   put('python: agent warm, no pause grace (inside)', noGrace.inside);
@@ -258,6 +264,7 @@ async function main(): Promise<void> {
   const pct = (v: number) => (Number.isFinite(v) ? Math.round(v * 100) : NaN);
   const summary = [
     `- python: original stage 4 / agent warm (inside, p50): **${ratio(L('python: original stage 4 (unpause/exec/pause)'), L('python: agent warm (inside)')).toFixed(1)}x**`,
+    `- cpp (the build kept per code version): agent warm (inside, p50) **${L('cpp: agent warm (inside)').toFixed(1)} ms**; cold with the build kept **${L('cpp: agent cold, build kept (inside)').toFixed(0)} ms** against python cold ${L('python: agent cold (inside)').toFixed(0)} ms (**${(L('cpp: agent cold, build kept (inside)') - L('python: agent cold (inside)')).toFixed(0)} ms** apart), a first compile ${L('cpp: agent cold (inside)').toFixed(0)} ms; original stage 4 (compiles every run) / agent warm **${ratio(L('cpp: original stage 4 (unpause/exec/pause)'), L('cpp: agent warm (inside)')).toFixed(1)}x**`,
     `- python: agent warm (inside, p50) / own run time (p50): **${(L('python: agent warm (inside)') / L('python: own run time')).toFixed(2)}x**`,
     `- throughput: agent pool 8 / original stage 4 pool 8 (trivial): **${(tp('trivial', 8) / stage4Pool.perSecond).toFixed(1)}x**`,
     `- throughput: agent pool 8 (100 ms) / ideal: **${pct(tp('100 ms', 8) / (8 / 0.1))}%**`,

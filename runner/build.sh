@@ -14,5 +14,13 @@ if [ ! -x "$out/runner" ] || [ "$here/runner.c" -nt "$out/runner" ] || [ "$here/
   gcc -static -O2 -Wall -Wextra -Werror -o "$out/runner.tmp" "$here/runner.c"
   mv "$out/runner.tmp" "$out/runner"
 fi
+# The compiler front (ccfront.c): the C++ runtime's PATH starts with bin/, where g++, c++,
+# gcc and cc name it.
+if [ ! -x "$out/ccfront" ] || [ "$here/ccfront.c" -nt "$out/ccfront" ]; then
+  gcc -static -O2 -Wall -Wextra -Werror -o "$out/ccfront.tmp" "$here/ccfront.c"
+  mv "$out/ccfront.tmp" "$out/ccfront"
+fi
+mkdir -p "$out/bin"
+for cc in g++ c++ gcc cc; do ln -sfn ../ccfront "$out/bin/$cc"; done
 install -m 0644 "$here/zygote.py" "$out/zygote.py"
-chmod 0755 "$out" "$out/runner"
+chmod 0755 "$out" "$out/runner" "$out/ccfront" "$out/bin"

@@ -18,6 +18,7 @@ import { AiEgress, resolveAiEndpoint } from './container/aiEgress.js';
 import type { EngineStatus, EngineWatch } from './pool/engineWatch.js';
 import { removeAgentContainers } from './pool/leftovers.js';
 import type { ScratchStock, ScratchStockStatus } from './container/scratchStock.js';
+import type { BuildCache, BuildCacheStatus } from './build/buildCache.js';
 import type { PoolStatus, RuntimePool } from './pool/runtimePool.js';
 import type { CodeArchive } from './sinks/codeArchive.js';
 import type { CloudWatchSink } from './sinks/cloudwatchSink.js';
@@ -38,6 +39,8 @@ export interface AgentStatus {
   pools: PoolStatus[];
   /** The scratch file systems kept ready for cold starts, and how many were made, recycled and discarded. */
   scratch: ScratchStockStatus;
+  /** The C++ build cache: functions and entries kept, bytes, entries taken from runs and refused (null: off). */
+  build: BuildCacheStatus | null;
   /** Results waiting for Redis: how many, and their bytes (the outbox's limits: NANOGRID_OUTBOX_MAX_*). */
   results: { outbox: number; outboxBytes: number; outboxFull: boolean };
   threads: ThreadStats;
@@ -56,6 +59,7 @@ export class Agent {
   readonly docker: Docker;
   readonly pools: Map<Runtime, RuntimePool>;
   private readonly scratch: ScratchStock;
+  private readonly build: BuildCache | undefined;
   readonly redis: RedisSink;
   readonly supervisor: Supervisor;
   readonly log: Logger;
@@ -87,6 +91,7 @@ export class Agent {
     this.samplerThreads = p.samplerThreads;
     this.pools = p.pools;
     this.scratch = p.scratch;
+    this.build = p.build;
     this.redis = p.redis;
     this.cloudwatch = p.cloudwatch;
     this.archive = p.archive;
@@ -151,6 +156,7 @@ export class Agent {
     this.terminationWatch?.start();
     // The spares first: the prewarm stock's containers take them.
     this.scratch.fill();
+    await this.build?.reset();
     await Promise.all([...this.pools.values()].map((p) => p.start()));
     this.engine.start();
     this.cloudwatch?.start(() => this.supervisor.status().running);
@@ -183,6 +189,7 @@ export class Agent {
       supervisor: this.supervisor.status(),
       pools: [...this.pools.values()].map((p) => p.status()),
       scratch: this.scratch.status(),
+      build: this.build?.status() ?? null,
       results: { outbox: this.redis.pending, outboxBytes: this.redis.undelivered.bytes, outboxFull: this.redis.full },
       threads: this.threads.stats(),
       engine: this.engine.status(),

@@ -123,6 +123,8 @@ export interface Config {
   diskReserve: boolean;
   /** Scratch file systems kept ready for the next cold start (made ahead, then recycled from removed containers). */
   scratchSpare: number;
+  /** The build cache's bound (NANOGRID_BUILD_CACHE_MB; 0: C++ compiles on every run). */
+  buildCacheMb: number;
   cpu: CpuPolicy;
   /** The host uids functions run as, one per container (NANOGRID_SANDBOX_UIDS). */
   sandboxUids: UidRange;
@@ -238,6 +240,7 @@ export function loadConfig(env: Env = process.env): Config {
   const prewarmTtlMs = read(env, 'NANOGRID_PREWARM_TTL_S', int(1, 86_400), 60) * 1000;
   const prewarmWindowMs = read(env, 'NANOGRID_PREWARM_WINDOW_S', int(1, 3600), 10) * 1000;
   const ociRuntimes = parseOciRuntimes(env.NANOGRID_OCI_RUNTIME);
+  const buildCacheMb = read(env, 'NANOGRID_BUILD_CACHE_MB', int(0, 1_048_576), 512);
   let redisUrl = read(env, 'REDIS_URL', url, undefined as string | undefined);
   if (!redisUrl && env.REDIS_HOST) {
     const port = read(env, 'REDIS_PORT', int(1, 65535), 6379);
@@ -289,6 +292,7 @@ export function loadConfig(env: Env = process.env): Config {
         prewarmWindowMs,
         maxContainers: maxContainers.python,
         zygote: read(env, 'NANOGRID_PYTHON_ZYGOTE', z.enum(['on', 'off']), 'on') === 'on',
+        buildCache: false,
         ociRuntime: ociRuntimes.python,
       },
       cpp: {
@@ -300,6 +304,7 @@ export function loadConfig(env: Env = process.env): Config {
         prewarmWindowMs,
         maxContainers: maxContainers.cpp,
         zygote: false,
+        buildCache: buildCacheMb > 0,
         ociRuntime: ociRuntimes.cpp,
       },
     },
@@ -370,6 +375,7 @@ export function loadConfig(env: Env = process.env): Config {
     diskLimitMb: read(env, 'NANOGRID_DISK_MB', int(16, 1_048_576), 512),
     diskReserve: read(env, 'NANOGRID_DISK_RESERVE', z.enum(['on', 'off']), 'on') === 'on',
     scratchSpare: read(env, 'NANOGRID_SCRATCH_SPARE', int(0, 64), 2),
+    buildCacheMb,
     cpu: {
       mbPerVcpu: read(env, 'NANOGRID_MB_PER_VCPU', int(0, 1_048_576), DEFAULT_CPU_POLICY.mbPerVcpu),
       floorVcpu: read(env, 'NANOGRID_CPU_FLOOR', z.coerce.number().min(0.01).max(1024), DEFAULT_CPU_POLICY.floorVcpu),

@@ -6,7 +6,9 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import Docker from 'dockerode';
 import type { Config } from './config.js';
 import { RUNTIMES, type Runtime } from './core/runtimes.js';
+import { join } from 'node:path';
 import { agentRoot, codeCacheRoot } from './core/sandbox.js';
+import { BuildCache, buildEnv } from './build/buildCache.js';
 import { ScratchStock } from './container/scratchStock.js';
 import { sleep } from './core/timeout.js';
 import { EventBus } from './core/events.js';
@@ -64,6 +66,7 @@ export interface Parts {
   samplerThreads: ThreadPool;
   pools: Map<Runtime, RuntimePool>;
   scratch: ScratchStock;
+  build: BuildCache | undefined;
   redis: RedisSink;
   cloudwatch: CloudWatchSink | undefined;
   archive: CodeArchive | undefined;
@@ -170,8 +173,9 @@ export function buildParts(opts: PartsOptions): Parts {
     reserve: c.diskReserve,
     timeoutMs: c.dockerTimeoutMs,
     spare: c.scratchSpare,
-    // Under eviction churn up to the capacity's worth come back between two bursts of cold starts.
-    keep: RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0),
+    // Under eviction churn up to the capacity's worth come back between two bursts of cold
+    // starts. No spares (0) keeps none either: every container makes its own.
+    keep: c.scratchSpare > 0 ? RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0) : 0,
     log,
   });
   for (const runtime of RUNTIMES) {
@@ -210,7 +214,12 @@ export function buildParts(opts: PartsOptions): Parts {
         events: bus,
       })
     : undefined;
+  // C++ built once per code version: the compiler front's outputs, per function and image.
+  const buildRuntimes = new Set(RUNTIMES.filter((r) => c.runtimes[r].buildCache));
+  const entryMaxBytes = Math.min(64 << 20, Math.floor((c.buildCacheMb * 1024 * 1024) / 4));
+  const build = buildRuntimes.size > 0 ? new BuildCache({ root: join(agentRoot(c.workRoot, c.agentId), 'build'), maxBytes: c.buildCacheMb * 1024 * 1024, entryMaxBytes, log }) : undefined;
   const invoker = new Invoker({
+    ...(build ? { build: { cache: build, runtimes: buildRuntimes, env: buildEnv(entryMaxBytes) } } : {}),
     archive: archive,
     pools: pools,
     commands: { python: c.runtimes.python.command, cpp: c.runtimes.cpp.command },
@@ -300,5 +309,5 @@ export function buildParts(opts: PartsOptions): Parts {
     heartbeatMs: c.termination.heartbeatMs,
     log,
   });
-  return { log, docker, engine, threads, samplerThreads, pools, scratch, redis, cloudwatch, archive, memory, supervisor, imds, terminationWatch, drains };
+  return { log, docker, engine, threads, samplerThreads, pools, scratch, build, redis, cloudwatch, archive, memory, supervisor, imds, terminationWatch, drains };
 }

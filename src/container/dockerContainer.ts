@@ -2,7 +2,8 @@ import type Docker from 'dockerode';
 import { closeSync, openSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CONTROL_DIR, RUNNER_SOCKET } from '../core/sandbox.js';
+import { BUILD_CACHE_DIR, CONTROL_DIR, RUNNER_SOCKET } from '../core/sandbox.js';
+import type { BuildView } from '../build/buildCache.js';
 import { withTimeout } from '../core/timeout.js';
 import { pidsIn, procStatus } from './hostPid.js';
 import { engineNameFor, groupFor, passwdFor } from './sandboxUser.js';
@@ -33,6 +34,8 @@ const UID_ATTEMPTS = 8;
 export class DockerContainer {
   /** PID of the container's init on the host, for locating its cgroup. */
   pid: number | undefined;
+  /** Its side of the build cache (a runtime with one), after create. */
+  build: BuildView | undefined;
   /** The host uid (and gid) its function runs as, from create on. */
   uid: number | undefined;
   /** The engine's name for it (its uid's), from create on. */
@@ -90,6 +93,8 @@ export class DockerContainer {
     await chmod(s.hostDir, 0o755);
     // The mount point of the runner's folder, which lives on the scratch file system.
     await mkdir(join(s.hostDir, CONTROL_DIR), { mode: 0o700 });
+    // Root's: the function reads its build cache entries there and cannot write them.
+    if (s.buildCache) await mkdir(join(s.hostDir, BUILD_CACHE_DIR), { mode: 0o755 });
     // Taken first: the binds name its folders. A ready one is at hand (ScratchStock).
     this.workspace = new Workspace(await this.step('scratch', s.scratch.take()));
     await this.step('create', this.createEngineContainer(memoryMb, opts.awaitZygote, this.workspace.scratch.spec.mountDir));
@@ -99,6 +104,7 @@ export class DockerContainer {
     await this.step('start', this.call('start', this.engineHandle.start()));
     const info = await this.step('inspect', this.call('inspect', this.engineHandle.inspect()));
     this.pid = info.State.Pid;
+    if (s.buildCache) this.build = { cacheDir: join(s.hostDir, BUILD_CACHE_DIR), tmpDir: this.space().scratch.path('tmp'), imageId: info.Image, installed: new Set() };
     this.runner = await this.step(
       'connect',
       (async () => {

@@ -17,6 +17,8 @@ export interface RuntimeConfig {
   maxContainers: number;
   /** Fork each run from a pre-started interpreter when the command allows it (python). */
   zygote: boolean;
+  /** Compiler calls go through the build cache's front (cpp; src/build/buildCache.ts). */
+  buildCache: boolean;
   /**
    * The engine's OCI runtime for this runtime's containers: `runsc` puts each in a gVisor
    * sandbox (a kernel of its own in user space, for untrusted tenants; docs/sandbox.md);

@@ -35,6 +35,8 @@ export const containerHostDir = (workRoot: string, agentId: string, name: string
 
 /** Where the runner lives inside every function container (mounted read-only). */
 export const RUNNER_MOUNT = '/nanogrid';
+/** In a container's host folder (so at SANDBOX_MOUNT/cc), root's: its function's build cache entries (src/build/buildCache.ts). */
+export const BUILD_CACHE_DIR = 'cc';
 /**
  * The runner's folder, which only root can enter: its control socket, and the streams it
  * keeps whole. It lives on the container's scratch file system, under the same limit as

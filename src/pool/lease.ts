@@ -6,6 +6,7 @@ import { NO_MEASUREMENT, type Measurement, type MemoryMeter } from '../container
 import { RunnerUnresponsive, type RunnerOutcome } from '../container/runnerClient.js';
 import type { ScratchUsage, StagedCode } from '../container/scratch.js';
 import type { ContainerProxy } from './containerProxy.js';
+import type { BuildView } from '../build/buildCache.js';
 
 export interface RunRequest {
   /** Shell command run in the workspace. */
@@ -47,6 +48,8 @@ export interface Lease {
   readonly containerName: string;
   /** The workspace on the host (outputs are read from it after the run, before release). */
   readonly workspaceHostPath: string;
+  /** The container's side of the build cache, for a runtime with one. */
+  readonly build: BuildView | undefined;
   /** Puts the code in the workspace (nothing to do when this version is already there). */
   stage(code: StagedCode): Promise<void>;
   /** Puts the run's input in the workspace; it is also the run's stdin (RunRequest.input). */
@@ -93,6 +96,10 @@ export class ContainerLease implements Lease {
 
   get workspaceHostPath(): string {
     return this.c.engine.workspaceHostPath;
+  }
+
+  get build(): BuildView | undefined {
+    return this.c.engine.build;
   }
 
   stage(code: StagedCode): Promise<void> {

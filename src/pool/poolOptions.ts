@@ -49,6 +49,7 @@ export function containerSpec(o: PoolOptions, name: string): ContainerSpec {
     runnerDir: o.runnerDir,
     // The zygote's command for this runtime, or null when runs go through the shell.
     zygote: argv ? [argv[0]!, `${RUNNER_MOUNT}/zygote.py`] : null,
+    buildCache: o.config.buildCache,
     freezer: o.freezer,
     scratch: o.scratch,
     cpu: o.cpu,

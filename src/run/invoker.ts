@@ -10,7 +10,8 @@ import type { CodeCache } from '../code/codeCache.js';
 import type { InputFetcher } from './inputFetch.js';
 import type { ArchivePort, OutputPort, PeakHistory } from './ports.js';
 import type { LeaseSource } from '../pool/lease.js';
-import { runOnLease, type RunReport } from './runOnLease.js';
+import { runOnLease, type RunDeps, type RunReport } from './runOnLease.js';
+import type { BuildCache } from '../build/buildCache.js';
 
 export interface InvokerOptions {
   pools: ReadonlyMap<Runtime, LeaseSource>;
@@ -27,6 +28,8 @@ export interface InvokerOptions {
   workerId: string;
   /** Every result of a run that happened, for metrics. */
   events?: Emitter<'ran'>;
+  /** The build cache and the runtimes whose compiler calls go through it. */
+  build?: { cache: BuildCache; runtimes: ReadonlySet<Runtime>; env: string[] };
 }
 
 /**
@@ -40,7 +43,16 @@ export class Invoker implements InvocationRunner {
     const pool = this.opts.pools.get(inv.runtime);
     // Parsing accepted a runtime that has no pool: configuration, not the message, is off.
     if (!pool) throw new InvocationError('RUNTIME_NOT_SUPPORTED', 'permanent', `no pool for runtime ${inv.runtime}`);
-    const report = await runOnLease(inv, pool, { code: this.opts.code, command: this.opts.commands[inv.runtime], env: this.opts.functionEnv ?? [], inputs: this.opts.inputs, ...(this.opts.outputs ? { outputs: this.opts.outputs } : {}) }, log, hooks);
+    const build = this.opts.build;
+    const deps: RunDeps = {
+      code: this.opts.code,
+      command: this.opts.commands[inv.runtime],
+      env: this.opts.functionEnv ?? [],
+      inputs: this.opts.inputs,
+      ...(this.opts.outputs ? { outputs: this.opts.outputs } : {}),
+      ...(build?.runtimes.has(inv.runtime) ? { build: { cache: build.cache, env: build.env } } : {}),
+    };
+    const report = await runOnLease(inv, pool, deps, log, hooks);
     const advice = await this.advise(inv, report, log);
     const result = this.resultOf(inv, report, advice);
     // A version that ran successfully is worth keeping elsewhere: queued, never awaited.

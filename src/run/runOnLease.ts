@@ -2,7 +2,7 @@ import type { Invocation } from '../core/invocation.js';
 import { InvocationError, type Reason } from '../core/reasons.js';
 import type { Result, StartKind, Status, Timings } from '../core/result.js';
 import type { Logger } from '../core/log.js';
-import type { LeaseSource, RunOutcome } from '../pool/lease.js';
+import { RUNNER_BOUND_MS, type LeaseSource, type RunOutcome } from '../pool/lease.js';
 import type { RunHooks } from '../core/ports.js';
 import { INPUT_PATH } from '../core/sandbox.js';
 import type { CodeCache } from '../code/codeCache.js';
@@ -10,6 +10,7 @@ import type { InputFetcher } from './inputFetch.js';
 import type { OutputPort } from './ports.js';
 import type { RunnerOutcome } from '../container/runnerClient.js';
 import type { Measurement } from '../container/memoryMeter.js';
+import type { BuildCache } from '../build/buildCache.js';
 
 export interface RunDeps {
   code: CodeCache;
@@ -20,6 +21,8 @@ export interface RunDeps {
   inputs: Pick<InputFetcher, 'get'>;
   /** Stores what the function left under output/ (only with a user-data bucket). */
   outputs?: OutputPort;
+  /** The build cache, for a runtime whose compiler calls go through its front, and the environment the front reads. */
+  build?: { cache: BuildCache; env: string[] };
 }
 
 /** What a run that happened produced, before the auto-tuner adds its advice. */
@@ -58,6 +61,8 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
   log.debug({ tag: 'DOCKER', container: lease.containerName, startKind: lease.startKind, acquireMs: round(lease.acquireMs), fetchMs: round(fetchMs) }, 'container ready');
 
   const end = { ran: false, reusable: false };
+  // The first run of a code version in this agent; the others of it wait for its compile.
+  let firstRunOver: (() => void) | undefined;
   try {
     const back = hooks.holdBack?.();
     if (back) {
@@ -69,9 +74,14 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
       try {
         await lease.stage(code);
         if (inputBytes) await lease.provideInput(inputBytes);
+        const view = deps.build && lease.build;
+        if (view) {
+          if (firstRunOver) await deps.build!.cache.install(view, inv.functionKey);
+          else firstRunOver = await deps.build!.cache.beforeRun(view, inv.functionKey, code.id, inv.timeoutMs + RUNNER_BOUND_MS);
+        }
         outcome = await lease.run({
           command: deps.command,
-          env: [...functionEnv(inv), ...(deps.env ?? [])],
+          env: [...functionEnv(inv), ...(deps.env ?? []), ...(view ? deps.build!.env : [])],
           timeoutMs: inv.timeoutMs,
           input: inputBytes !== null,
           onStart: () => {
@@ -103,7 +113,12 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
       const note = `[${reason}] ${why}; the container was frozen and destroyed, and its outputs were not read`;
       // A runner that stopped answering sent no stream: its stderr is the agent's message.
       stderr = exec.leftovers < 0 || !exec.stderr ? note : `${exec.stderr}${exec.stderr.endsWith('\n') ? '' : '\n'}${note}`;
-    } else if (deps.outputs) {
+    } else {
+      // Before the release: the reset that follows it empties /tmp. No process of the run is left.
+      const view = deps.build && lease.build;
+      if (view) await deps.build!.cache.harvest(view, inv.functionKey, log).catch((err: unknown) => log.warn({ tag: 'BUILD', err: String(err) }, 'the compiler output of this run could not be kept'));
+    }
+    if (exec.clean && deps.outputs) {
       // Before the release: the reset that follows it empties the workspace.
       const files = await deps.outputs.store(lease.workspaceHostPath, inv.functionId, inv.requestId, log);
       stored.outputs.push(...files.outputs);
@@ -138,6 +153,7 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
     if (err instanceof InvocationError) throw err;
     throw new InvocationError('DOCKER_UNAVAILABLE', 'transient', `run failed in ${lease.containerName}: ${String(err)}`, { cause: err });
   } finally {
+    firstRunOver?.();
     lease.release(end);
     hooks.onRunEnd?.();
   }

@@ -24,8 +24,9 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['code'],
   // the pool actor, its containers' lifecycles, placement, leases
   ['pool'],
-  // one container's plumbing: the engine's calls, runner, freezer, scratch, cgroups, limits
-  ['container'],
+  // one container's plumbing: the engine's calls, runner, freezer, scratch, cgroups, limits;
+  // and the build cache a container's compiler front reads (one container's side of it)
+  ['container', 'build'],
   // the ground: names, data types, reasons, backoff, timeouts, threads, logging
   ['core', 'types'],
 ];
