@@ -105,7 +105,7 @@ async function main(): Promise<number> {
 
     say('wave 2: the same functions again, one at a time (warm containers)');
     for (let i = 2; i <= 5; i++) await run('python hello', 'SUCCESS', msg(`demo-py-hello-${i}`, 'py-hello', 'python', 'py-hello/v1.zip'));
-    await run('cpp hello (g++)', 'SUCCESS', msg('demo-cpp-hello-2', 'cpp-hello', 'cpp', 'cpp-hello/v1.zip'));
+    await run('cpp hello (build kept)', 'SUCCESS', msg('demo-cpp-hello-2', 'cpp-hello', 'cpp', 'cpp-hello/v1.zip'));
     say('wave 3: new functions one at a time (prewarm while ready, then cold)');
     for (let i = 1; i <= 4; i++) {
       await client.uploadZip(`py-new-${i}/v1.zip`, SAMPLES.pythonHello);
@@ -129,7 +129,9 @@ async function main(): Promise<number> {
     process.stdout.write(`  input echo          ${io.result?.stdout.trim() ?? io.error}\n`);
     process.stdout.write(`  stored outputs      ${io.result?.outputs.map((o) => `s3://user-data/${o.key} (${o.bytes} B)`).join(', ') || 'none'}\n`);
     process.stdout.write(`  AI node             ${aiRow.result?.stdout.trim() ?? aiRow.error}\n`);
-    process.stdout.write(`  code archive        ${archive?.archived ?? 0} versions copied to s3://archive (s3rver), ${archive?.failed ?? 0} failed\n\n`);
+    process.stdout.write(`  code archive        ${archive?.archived ?? 0} versions copied to s3://archive (s3rver), ${archive?.failed ?? 0} failed\n`);
+    const build = agent.status().build;
+    process.stdout.write(`  C++ build cache     ${build ? `${build.compiled} compile(s), ${build.hits} run(s) served without the compiler (run.sh still calls g++)` : 'off'}\n\n`);
     const dlq = await client.queueDepth(stack.dlqUrl);
     say(`dead-letter queue now holds ${dlq.visible + dlq.inflight} message(s) (the missing S3 key after ${stack.maxReceiveCount} tries)`);
     const failures = rows.filter((r) => !r.result || (r.expected === 'SUCCESS') !== r.result.success);
