@@ -21,7 +21,8 @@ export interface BenchEnv {
 }
 
 export async function withAgent<T>(env: BenchEnv, overrides: Record<string, string>, fn: (agent: Agent) => Promise<T>): Promise<T> {
-  const config = localAgentConfig(env.stack, BENCH_AGENT, { NANOGRID_WORK_ROOT: env.workRoot, NANOGRID_SHUTDOWN_GRACE_MS: '10000', ...overrides });
+  // Only the node cells run node: another pool's slots would change every other cell's intake.
+  const config = localAgentConfig(env.stack, BENCH_AGENT, { NANOGRID_WORK_ROOT: env.workRoot, NANOGRID_SHUTDOWN_GRACE_MS: '10000', NANOGRID_RUNTIMES: 'python,cpp', ...overrides });
   const agent = new Agent({
     config,
     // NANOGRID_BENCH_LOG_LEVEL=debug keeps every line of the bench's agents in the log file, for a diagnosis.
@@ -72,7 +73,7 @@ export interface KindSamples {
  * prewarm and a new function each time; prewarm: a ready generic container each time;
  * warm: the same function again.
  */
-export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp', kind: StartKind, key: string, n: number, extra: Record<string, string> = {}): Promise<KindSamples> {
+export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp' | 'node', kind: StartKind, key: string, n: number, extra: Record<string, string> = {}): Promise<KindSamples> {
   const prewarm = kind === 'prewarm' ? 1 : 0;
   // Idle warm containers count toward capacity and a prewarm container is only replaced
   // while there is room: give the prewarm and cold cells room for every function they
@@ -80,8 +81,9 @@ export async function measureStartKind(env: BenchEnv, runtime: 'python' | 'cpp',
   // measure eviction).
   const max = kind === 'warm' ? 3 : n + 2;
   const overrides = {
-    NANOGRID_PREWARM: `python=${runtime === 'python' ? prewarm : 0},cpp=${runtime === 'cpp' ? prewarm : 0}`,
-    NANOGRID_MAX_CONTAINERS: `python=${max},cpp=${max}`,
+    NANOGRID_PREWARM: `python=${runtime === 'python' ? prewarm : 0},cpp=${runtime === 'cpp' ? prewarm : 0},node=${runtime === 'node' ? prewarm : 0}`,
+    NANOGRID_MAX_CONTAINERS: `python=${max},cpp=${max},node=${max}`,
+    NANOGRID_RUNTIMES: runtime === 'node' ? 'python,cpp,node' : 'python,cpp',
     ...extra,
   };
   return withAgent(env, overrides, async (agent) => {

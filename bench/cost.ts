@@ -116,6 +116,8 @@ export async function measureCost(setup: CostRun['setup'], o: CostOptions): Prom
     NANOGRID_AGENT_ID: COST_AGENT,
     NANOGRID_PREWARM: `python=${poolSize},cpp=0`,
     NANOGRID_MAX_CONTAINERS: `python=${poolSize},cpp=1`,
+    // The runtimes of the earlier reference runs: a node pool would add 2 slots of intake.
+    NANOGRID_RUNTIMES: 'python,cpp',
     NANOGRID_WORK_ROOT: workRoot,
     LOG_LEVEL: 'info',
     // Short long polls: stopping waits for the one in flight (under load polls return at once).

@@ -19,7 +19,7 @@ export function buildApp(app = new cdk.App()): { app: cdk.App; stack: WorkerStac
     slotsPerInstance: num('slotsPerInstance'),
     maxRunS: num('maxRunS'),
     alarmEmail: ctx('alarmEmail') || undefined,
-    images: ctx('imagePython') && ctx('imageCpp') ? { python: ctx('imagePython')!, cpp: ctx('imageCpp')! } : undefined,
+    images: ctx('imagePython') && ctx('imageCpp') ? { python: ctx('imagePython')!, cpp: ctx('imageCpp')!, ...(ctx('imageNode') ? { node: ctx('imageNode')! } : {}) } : undefined,
     description: 'NanoGrid worker fleet',
   };
   const stack = new WorkerStack(app, ctx('stackName') ?? 'NanoGridWorkers', props);

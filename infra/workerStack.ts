@@ -27,8 +27,11 @@ export interface WorkerStackProps extends cdk.StackProps {
   maxRunS?: number;
   /** Alarm when the oldest message has waited longer than this. */
   oldestMessageAlarmS?: number;
-  /** Runtime images in a registry; default: this account's ECR repositories nanogrid/python and nanogrid/cpp. */
-  images?: { python: string; cpp: string };
+  /**
+   * Runtime images in a registry; default: this account's ECR repositories nanogrid/python,
+   * nanogrid/cpp and nanogrid/node. Given without `node`, the workers run python and cpp only.
+   */
+  images?: { python: string; cpp: string; node?: string };
   /** Mailed when an alarm fires. */
   alarmEmail?: string;
 }
@@ -209,9 +212,10 @@ export class WorkerStack extends cdk.Stack {
         resources: [`arn:${this.partition}:autoscaling:${this.region}:${this.account}:autoScalingGroup:*:autoScalingGroupName/${groupName}`],
       }),
     );
-    const images = props.images ?? {
+    const images: { python: string; cpp: string; node?: string } = props.images ?? {
       python: `${this.account}.dkr.ecr.${this.region}.${this.urlSuffix}/nanogrid/python:latest`,
       cpp: `${this.account}.dkr.ecr.${this.region}.${this.urlSuffix}/nanogrid/cpp:latest`,
+      node: `${this.account}.dkr.ecr.${this.region}.${this.urlSuffix}/nanogrid/node:latest`,
     };
     if (!props.images) {
       this.role.addToPolicy(
@@ -247,6 +251,9 @@ export class WorkerStack extends cdk.Stack {
       USER_DATA_BUCKET: this.userDataBucket.bucketName,
       IMAGE_PYTHON: images.python,
       IMAGE_CPP: images.cpp,
+      // A runtime without an image is not enabled: the agent refuses to start without its images.
+      IMAGE_NODE: images.node ?? images.python,
+      RUNTIMES: images.node ? 'python,cpp,node' : 'python,cpp',
       MAX_RUN_MS: String(maxRunS * 1000),
       STOP_TIMEOUT_S: String(maxRunS + 60),
       LIFECYCLE_HOOK,

@@ -6,14 +6,18 @@
 #
 # Environment:
 #   NANOGRID_SKIP_APT=1      do not apt-get install (the tools must already be there)
-#   NANOGRID_PYTHON_IMAGE    image tag to build for python (default nanogrid/python:local)
-#   NANOGRID_CPP_IMAGE       image tag to build for cpp    (default nanogrid/cpp:local)
+#   NANOGRID_IMAGE_PYTHON    image tag to build for python (default nanogrid/python:local)
+#   NANOGRID_IMAGE_CPP       image tag to build for cpp    (default nanogrid/cpp:local)
+#   NANOGRID_IMAGE_NODE      image tag to build for node   (default nanogrid/node:local)
+#                            (the agent's own variables; NANOGRID_PYTHON_IMAGE and
+#                            NANOGRID_CPP_IMAGE, the older names, still work)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-PY_IMAGE=${NANOGRID_PYTHON_IMAGE:-nanogrid/python:local}
-CPP_IMAGE=${NANOGRID_CPP_IMAGE:-nanogrid/cpp:local}
+PY_IMAGE=${NANOGRID_IMAGE_PYTHON:-${NANOGRID_PYTHON_IMAGE:-nanogrid/python:local}}
+CPP_IMAGE=${NANOGRID_IMAGE_CPP:-${NANOGRID_CPP_IMAGE:-nanogrid/cpp:local}}
+NODE_IMAGE=${NANOGRID_IMAGE_NODE:-nanogrid/node:local}
 CACHE=${NANOGRID_CACHE_DIR:-/var/cache/nanogrid}
 SUITE=bookworm
 export DEBIAN_FRONTEND=noninteractive
@@ -70,6 +74,7 @@ install_packages() {
 install_node() {
   local bin
   bin=$(bash "$here/node.sh")
+  NODE_BIN=$bin
   NODE_HOME=$(cd "$(dirname "$bin")/.." && pwd)
   export PATH="$(dirname "$bin"):$PATH"
   # node-gyp builds the optional native modules (ssh2's crypto, cpu-features) against
@@ -207,16 +212,21 @@ build_image() {
 }
 
 build_images() {
-  # The two debootstraps are network and disk bound: run them side by side.
+  # The debootstraps are network and disk bound: run them side by side.
   # python3 (not python3-minimal): the whole standard library, ctypes included (the
   # zygote needs it, and so do ordinary functions: json, urllib, sqlite3 ...).
   build_image "$PY_IMAGE" python3 'ln -sf python3 usr/bin/python' &
   local p1=$!
   build_image "$CPP_IMAGE" g++ '' &
   local p2=$!
+  # The node runtime: the project's own Node (ops/node-version, a supported LTS; Debian's
+  # nodejs is 18, past its end of life) on a minbase root, which has the C++ library it needs.
+  build_image "$NODE_IMAGE" libstdc++6 "install -D -m 0755 '$NODE_BIN' usr/local/bin/node" &
+  local p3=$!
   local rc=0
   wait "$p1" || rc=1
   wait "$p2" || rc=1
+  wait "$p3" || rc=1
   return $rc
 }
 

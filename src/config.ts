@@ -1,7 +1,9 @@
 import { hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { normalizeRuntime, RUNTIMES, type Runtime, type RuntimeConfig } from './core/runtimes.js';
+import type { RuntimeTable } from './core/runtimes.js';
+import { loadRuntimes } from './core/runtimeConfig.js';
+import { ConfigError, int, read, type Env } from './core/envRead.js';
 import { defaultRunnerDir } from './core/sandbox.js';
 import { DEFAULT_CPU_POLICY, type CpuPolicy } from './container/cpuShare.js';
 import type { PullPolicy } from './container/imagePull.js';
@@ -54,7 +56,8 @@ export interface Config {
   redisUrl: string | undefined;
   httpPort: number;
   httpHost: string;
-  runtimes: Record<Runtime, RuntimeConfig>;
+  /** The runtimes it runs (core/runtimeConfig.ts: built-ins, NANOGRID_RUNTIMES_FILE, NANOGRID_RUNTIMES). */
+  runtimes: RuntimeTable;
   idleTimeoutMs: number;
   resultTtlSeconds: number;
   network: string;
@@ -147,57 +150,8 @@ export interface Config {
 /** Everything the agent keeps on the host lives under this folder by default. */
 export const STATE_ROOT = '/var/lib/nanogrid';
 
-export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`invalid configuration ${variable}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
-
-type Env = Record<string, string | undefined>;
-
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-
-function read<T>(env: Env, name: string, schema: z.ZodType<T>, fallback: T): T {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const parsed = schema.safeParse(raw.trim());
-  if (!parsed.success) {
-    throw new ConfigError(name, `${JSON.stringify(raw)}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
-  }
-  return parsed.data;
-}
-
-/** Parses `python=2,cpp=1` into per-runtime numbers, rejecting unknown runtimes. */
-export function parsePerRuntime(name: string, raw: string | undefined, fallback: Record<Runtime, number>): Record<Runtime, number> {
-  const out = { ...fallback };
-  if (raw === undefined || raw.trim() === '') return out;
-  for (const part of raw.split(',')) {
-    const m = /^\s*([a-z+]+)\s*=\s*(\d+)\s*$/.exec(part);
-    if (!m) throw new ConfigError(name, `"${part}" is not runtime=number (for example python=2,cpp=1)`);
-    const runtime = normalizeRuntime(m[1]!);
-    if (!runtime) throw new ConfigError(name, `unknown runtime "${m[1]}" (known: ${RUNTIMES.join(', ')})`);
-    out[runtime] = Number(m[2]);
-  }
-  return out;
-}
-
-/** Parses `python=runsc,cpp=runc`: the engine's OCI runtime per runtime (unset: dockerd's default). */
-export function parseOciRuntimes(raw: string | undefined): Partial<Record<Runtime, string>> {
-  const out: Partial<Record<Runtime, string>> = {};
-  if (raw === undefined || raw.trim() === '') return out;
-  for (const part of raw.split(',')) {
-    const m = /^\s*([a-z+]+)\s*=\s*([A-Za-z0-9._-]{1,64})\s*$/.exec(part);
-    if (!m) throw new ConfigError('NANOGRID_OCI_RUNTIME', `"${part}" is not runtime=ociRuntime (for example python=runsc)`);
-    const runtime = normalizeRuntime(m[1]!);
-    if (!runtime) throw new ConfigError('NANOGRID_OCI_RUNTIME', `unknown runtime "${m[1]}" (known: ${RUNTIMES.join(', ')})`);
-    out[runtime] = m[2];
-  }
-  return out;
-}
+export { ConfigError } from './core/envRead.js';
+export { parsePerRuntime } from './core/runtimeConfig.js';
 
 const url = z.string().url();
 const absolute = z.string().startsWith('/', 'must be an absolute path');
@@ -221,26 +175,8 @@ function serviceEndpoints(env: Env): ServiceEndpoints {
 export const PAUSE_GRACE_MS = 500;
 
 export function loadConfig(env: Env = process.env): Config {
-  const prewarm = parsePerRuntime('NANOGRID_PREWARM', env.NANOGRID_PREWARM, { python: 2, cpp: 1 });
-  const maxContainers = parsePerRuntime('NANOGRID_MAX_CONTAINERS', env.NANOGRID_MAX_CONTAINERS, { python: 4, cpp: 2 });
-  for (const r of RUNTIMES) {
-    if (maxContainers[r] < 1) throw new ConfigError('NANOGRID_MAX_CONTAINERS', `${r} must allow at least 1 container`);
-    if (prewarm[r] > maxContainers[r]) {
-      throw new ConfigError('NANOGRID_PREWARM', `${r}=${prewarm[r]} exceeds NANOGRID_MAX_CONTAINERS ${r}=${maxContainers[r]}`);
-    }
-  }
-
-  // The reactive stock's ceiling: by default two above the minimum (one for cpp), within
-  // capacity; a runtime asked for no stock gets none unless NANOGRID_PREWARM_MAX asks.
-  const ceiling = (r: Runtime, over: number) => (prewarm[r] === 0 ? 0 : Math.min(maxContainers[r], prewarm[r] + over));
-  const prewarmMax = parsePerRuntime('NANOGRID_PREWARM_MAX', env.NANOGRID_PREWARM_MAX, { python: ceiling('python', 2), cpp: ceiling('cpp', 1) });
-  for (const r of RUNTIMES) {
-    if (prewarmMax[r] < prewarm[r]) throw new ConfigError('NANOGRID_PREWARM_MAX', `${r}=${prewarmMax[r]} is below NANOGRID_PREWARM ${r}=${prewarm[r]}`);
-  }
-  const prewarmTtlMs = read(env, 'NANOGRID_PREWARM_TTL_S', int(1, 86_400), 60) * 1000;
-  const prewarmWindowMs = read(env, 'NANOGRID_PREWARM_WINDOW_S', int(1, 3600), 10) * 1000;
-  const ociRuntimes = parseOciRuntimes(env.NANOGRID_OCI_RUNTIME);
   const buildCacheMb = read(env, 'NANOGRID_BUILD_CACHE_MB', int(0, 1_048_576), 512);
+  const runtimes = loadRuntimes(env, { buildCacheMb });
   let redisUrl = read(env, 'REDIS_URL', url, undefined as string | undefined);
   if (!redisUrl && env.REDIS_HOST) {
     const port = read(env, 'REDIS_PORT', int(1, 65535), 6379);
@@ -282,32 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl,
     httpPort: read(env, 'HTTP_PORT', int(0, 65535), 8080),
     httpHost: read(env, 'HTTP_HOST', z.string().min(1), '0.0.0.0'),
-    runtimes: {
-      python: {
-        image: read(env, 'NANOGRID_IMAGE_PYTHON', z.string().min(1), 'nanogrid/python:local'),
-        command: read(env, 'NANOGRID_COMMAND_PYTHON', z.string().min(1), 'python main.py'),
-        prewarm: prewarm.python,
-        prewarmMax: prewarmMax.python,
-        prewarmTtlMs,
-        prewarmWindowMs,
-        maxContainers: maxContainers.python,
-        zygote: read(env, 'NANOGRID_PYTHON_ZYGOTE', z.enum(['on', 'off']), 'on') === 'on',
-        buildCache: false,
-        ociRuntime: ociRuntimes.python,
-      },
-      cpp: {
-        image: read(env, 'NANOGRID_IMAGE_CPP', z.string().min(1), 'nanogrid/cpp:local'),
-        command: read(env, 'NANOGRID_COMMAND_CPP', z.string().min(1), '/bin/bash run.sh'),
-        prewarm: prewarm.cpp,
-        prewarmMax: prewarmMax.cpp,
-        prewarmTtlMs,
-        prewarmWindowMs,
-        maxContainers: maxContainers.cpp,
-        zygote: false,
-        buildCache: buildCacheMb > 0,
-        ociRuntime: ociRuntimes.cpp,
-      },
-    },
+    runtimes,
     idleTimeoutMs: read(env, 'NANOGRID_IDLE_TIMEOUT_MS', int(1000, 86_400_000), 300_000),
     resultTtlSeconds: read(env, 'NANOGRID_RESULT_TTL_SECONDS', int(1, 30 * 86_400), 86_400),
     network: read(env, 'NANOGRID_NETWORK', z.string().min(1), 'none'),

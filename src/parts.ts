@@ -5,7 +5,7 @@ import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import Docker from 'dockerode';
 import type { Config } from './config.js';
-import { RUNTIMES, type Runtime } from './core/runtimes.js';
+import type { Runtime } from './core/runtimes.js';
 import { join } from 'node:path';
 import { agentRoot, codeCacheRoot } from './core/sandbox.js';
 import { BuildCache, buildEnv } from './build/buildCache.js';
@@ -114,7 +114,7 @@ export function buildParts(opts: PartsOptions): Parts {
   const s3 = new S3Client({ ...aws, endpoint: c.endpoints.s3, forcePathStyle: c.endpoints.s3 !== undefined, requestHandler: new NodeHttpHandler({ connectionTimeout: 5000, requestTimeout: c.s3TimeoutMs }) });
   const threads = new ThreadPool('unzip', c.unzipThreads);
   // One sampler per run at most: sampling never waits for a thread, nor takes unzip's.
-  const samplerThreads = new ThreadPool('memorySampler', Math.max(1, RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0)));
+  const samplerThreads = new ThreadPool('memorySampler', Math.max(1, c.runtimes.containers));
   const fetcher = new CodeFetcher({ s3, threads: threads, s3TimeoutMs: c.s3TimeoutMs, codeMaxBytes: c.codeMaxBytes, zipMaxEntries: c.zipMaxEntries, zipMaxBytes: c.zipMaxBytes });
   const code = new CodeCache({
     fetcher,
@@ -175,13 +175,14 @@ export function buildParts(opts: PartsOptions): Parts {
     spare: c.scratchSpare,
     // Under eviction churn up to the capacity's worth come back between two bursts of cold
     // starts. No spares (0) keeps none either: every container makes its own.
-    keep: c.scratchSpare > 0 ? RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0) : 0,
+    keep: c.scratchSpare > 0 ? c.runtimes.containers : 0,
     log,
   });
-  for (const runtime of RUNTIMES) {
+  for (const config of c.runtimes.list) {
+    const runtime = config.name;
     const pool = new RuntimePool({
       runtime,
-      config: c.runtimes[runtime],
+      config,
       docker: docker,
       agentId: c.agentId,
       runId: runId,
@@ -215,14 +216,14 @@ export function buildParts(opts: PartsOptions): Parts {
       })
     : undefined;
   // C++ built once per code version: the compiler front's outputs, per function and image.
-  const buildRuntimes = new Set(RUNTIMES.filter((r) => c.runtimes[r].buildCache));
+  const buildRuntimes = new Set(c.runtimes.list.filter((r) => r.buildCache).map((r) => r.name));
   const entryMaxBytes = Math.min(64 << 20, Math.floor((c.buildCacheMb * 1024 * 1024) / 4));
   const build = buildRuntimes.size > 0 ? new BuildCache({ root: join(agentRoot(c.workRoot, c.agentId), 'build'), maxBytes: c.buildCacheMb * 1024 * 1024, entryMaxBytes, log }) : undefined;
   const invoker = new Invoker({
     ...(build ? { build: { cache: build, runtimes: buildRuntimes, env: buildEnv(entryMaxBytes) } } : {}),
     archive: archive,
     pools: pools,
-    commands: { python: c.runtimes.python.command, cpp: c.runtimes.cpp.command },
+    commands: new Map(c.runtimes.list.map((r) => [r.name, r.command])),
     code,
     functionEnv: c.aiEndpoint ? [`AI_ENDPOINT=${c.aiEndpoint}`] : [],
     inputs: new InputFetcher({ s3, s3TimeoutMs: c.s3TimeoutMs, maxBytes: c.inputS3MaxBytes }),
@@ -267,6 +268,7 @@ export function buildParts(opts: PartsOptions): Parts {
       userDataBucket: c.userDataBucket,
       memoryBudgetMb: c.memoryBudgetMb,
       inputPrefix: c.inputPrefix,
+      runtimes: c.runtimes,
     },
     ...(c.messageKeys.length > 0 ? { auth: { keys: c.messageKeys, maxLifetimeMs: c.messageMaxLifetimeMs } } : {}),
     visibilityTimeoutS: c.visibilityTimeoutS,

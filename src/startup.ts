@@ -1,7 +1,6 @@
 import type Docker from 'dockerode';
 import { mkdir, statfs } from 'node:fs/promises';
 import type { Config } from './config.js';
-import { RUNTIMES, type Runtime } from './core/runtimes.js';
 import { codeCacheRoot } from './core/sandbox.js';
 import { withTimeout } from './core/timeout.js';
 import { ensurePrivateDir } from './core/privateDir.js';
@@ -25,7 +24,7 @@ export async function prepareHost(docker: Docker, c: Config, log: Logger, creden
   // Pulled (when missing, or always) before anything is ready.
   await ensureImages(
     docker,
-    RUNTIMES.map((r) => c.runtimes[r].image),
+    c.runtimes.list.map((r) => r.image),
     { policy: c.imagePull, timeoutMs: c.imagePullTimeoutMs, log, credentials },
   );
   await checkOciRuntimes(docker, c, log);
@@ -47,7 +46,7 @@ export async function prepareHost(docker: Docker, c: Config, log: Logger, creden
 
 /** An OCI runtime the engine does not offer would fail every container: say so at start, naming the setting. */
 async function checkOciRuntimes(docker: Docker, c: Config, log: Logger): Promise<void> {
-  const wanted = RUNTIMES.map((r) => [r, c.runtimes[r].ociRuntime] as const).filter((x): x is readonly [Runtime, string] => x[1] !== undefined);
+  const wanted = c.runtimes.list.flatMap((r) => (r.ociRuntime === undefined ? [] : [[r.name, r.ociRuntime] as const]));
   if (wanted.length === 0) return;
   const info = (await withTimeout('docker info', c.dockerTimeoutMs, docker.info())) as { Runtimes?: Record<string, unknown> };
   const offered = Object.keys(info.Runtimes ?? {});
@@ -66,7 +65,7 @@ async function checkOciRuntimes(docker: Docker, c: Config, log: Logger): Promise
 async function checkDisk(c: Config, log: Logger): Promise<void> {
   if (!c.diskReserve) return;
   // The spare scratch file systems reserve theirs too.
-  const containers = RUNTIMES.reduce((n, r) => n + c.runtimes[r].maxContainers, 0) + c.scratchSpare;
+  const containers = c.runtimes.containers + c.scratchSpare;
   const needMb = Math.ceil((containers * scratchImageBytes(c.diskLimitMb * 1024 * 1024)) / (1024 * 1024));
   const fs = await statfs(c.workRoot);
   const freeMb = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));

@@ -103,6 +103,8 @@ t.test('user data: the package step and the installer inlined as they are, the a
   t.match(ud, /NANOGRID_ASG_NAME=NanoGridWorkers-workers\n/);
   t.match(ud, /NANOGRID_IMAGE_PULL=missing/);
   t.match(ud, /NANOGRID_IMAGE_PYTHON=\{.*AccountId.*\}\.dkr\.ecr\./, 'images from the registry of this account by default');
+  t.match(ud, /NANOGRID_IMAGE_NODE=\{.*AccountId.*\}\.dkr\.ecr\.[^\n]*nanogrid\/node:latest\n/, 'the node runtime\'s too');
+  t.match(ud, /NANOGRID_RUNTIMES=python,cpp,node\n/);
   t.match(ud, /NANOGRID_MAX_TIMEOUT_MS=900000\n/);
   t.match(ud, /nanogrid-worker\.service\.d\/stop-timeout\.conf <<'UNIT'\n[^\n]*\n\[Service\]\nTimeoutStopSec=960\nUNIT\n/, 'a drop-in on the artifact\'s unit: the stop timeout follows the longest run');
   t.match(ud, /iptables -I DOCKER-USER -d 169\.254\.169\.254\/32 -j REJECT/, 'the metadata wall (the installer adds it)');
@@ -298,6 +300,10 @@ t.test('IAM: least privilege, each grant on its own resource', async (t) => {
   t.teardown(() => rm(given.outdir, { recursive: true, force: true }));
   t.notMatch(JSON.stringify(given.template.toJSON()), /ecr:/, 'no ECR grants for another registry');
   t.match(userData(given.template), /NANOGRID_IMAGE_PYTHON=registry\.example\.com\/nanogrid\/python:1\n/);
+  t.match(userData(given.template), /NANOGRID_RUNTIMES=python,cpp\n/, 'images given without node: no node runtime, so no image to miss at boot');
+  const withNode = synth({ imagePython: 'registry.example.com/nanogrid/python:1', imageCpp: 'registry.example.com/nanogrid/cpp:1', imageNode: 'registry.example.com/nanogrid/node:1' });
+  t.teardown(() => rm(withNode.outdir, { recursive: true, force: true }));
+  t.match(userData(withNode.template), /NANOGRID_IMAGE_NODE=registry\.example\.com\/nanogrid\/node:1\nNANOGRID_RUNTIMES=python,cpp,node\n/);
 });
 
 t.test('the workers\' port is open only to the scraper group, not to the VPC', async (t) => {

@@ -24,7 +24,7 @@ import { readStackFile } from '../local/stackFile.js';
 const ENV = loadCliEnv();
 
 const USAGE = `usage:
-  nanogrid invoke <folder | file.zip> --function ID [--runtime python|cpp] [--input JSON | --input @file.json]
+  nanogrid invoke <folder | file.zip> --function ID [--runtime python|cpp|node] [--input JSON | --input @file.json]
                   [--memory MB] [--timeout MS] [--no-wait]
   nanogrid invoke --code 'print("hi")' --function ID ...
   nanogrid result <requestId>

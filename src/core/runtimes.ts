@@ -1,8 +1,14 @@
-/** The runtimes this agent knows how to run. */
-export const RUNTIMES = ['python', 'cpp'] as const;
-export type Runtime = (typeof RUNTIMES)[number];
+/**
+ * The runtimes this agent runs: data (core/runtimeConfig.ts reads them from configuration),
+ * with python, cpp and node built in.
+ */
+export type Runtime = string;
 
+/** One runtime as configured: what its containers are made from and how its pool behaves. */
 export interface RuntimeConfig {
+  name: Runtime;
+  /** Other names a message may give for it (python3, c++ ...), lower case. */
+  aliases: readonly string[];
   image: string;
   /** Run through `/bin/sh -c` in the invocation's workspace. */
   command: string;
@@ -15,7 +21,7 @@ export interface RuntimeConfig {
   /** New functions are counted over this window for the target (NANOGRID_PREWARM_WINDOW_S). */
   prewarmWindowMs: number;
   maxContainers: number;
-  /** Fork each run from a pre-started interpreter when the command allows it (python). */
+  /** Fork each run from a pre-started interpreter when the command allows it (a plain `python x.py`). */
   zygote: boolean;
   /** Compiler calls go through the build cache's front (cpp; src/build/buildCache.ts). */
   buildCache: boolean;
@@ -27,12 +33,100 @@ export interface RuntimeConfig {
   ociRuntime?: string | undefined;
 }
 
-/** Maps the runtime names the Controller may send onto the ones this agent knows. */
-export function normalizeRuntime(raw: string): Runtime | undefined {
-  const r = raw.trim().toLowerCase();
-  if (r === 'python' || r === 'python3') return 'python';
-  if (r === 'cpp' || r === 'c++') return 'cpp';
-  return undefined;
+/** A runtime's definition before the environment's settings: the built-ins and NANOGRID_RUNTIMES_FILE's. */
+export interface RuntimeDefinition {
+  aliases: string[];
+  image: string;
+  command: string;
+  zygote: boolean;
+  buildCache: boolean;
+  prewarm: number;
+  /** Unset: the minimum plus `stockOver`, within capacity (none when the minimum is 0). */
+  prewarmMax?: number | undefined;
+  stockOver: number;
+  maxContainers: number;
+  ociRuntime?: string | undefined;
+}
+
+/**
+ * The built-in runtimes. python 2 / cpp 1 is the contract's prewarm; node keeps no stock
+ * by default (its first run in a new container starts node itself, about 40 ms here).
+ */
+export const BUILTIN_RUNTIMES: Readonly<Record<string, RuntimeDefinition>> = {
+  python: { aliases: ['python3'], image: 'nanogrid/python:local', command: 'python main.py', zygote: true, buildCache: false, prewarm: 2, stockOver: 2, maxContainers: 4 },
+  cpp: { aliases: ['c++'], image: 'nanogrid/cpp:local', command: '/bin/bash run.sh', zygote: false, buildCache: true, prewarm: 1, stockOver: 1, maxContainers: 2 },
+  node: { aliases: ['nodejs', 'javascript', 'js'], image: 'nanogrid/node:local', command: 'node main.js', zygote: false, buildCache: false, prewarm: 0, stockOver: 2, maxContainers: 2 },
+};
+
+/** A runtime's name: what messages, settings and labels use. */
+export const RUNTIME_NAME = /^[a-z][a-z0-9+._-]{0,31}$/;
+
+/** The runtimes of one agent, by name and alias. */
+export class RuntimeTable {
+  private readonly byName = new Map<string, RuntimeConfig>();
+
+  constructor(readonly list: readonly RuntimeConfig[]) {
+    for (const r of list) {
+      for (const n of [r.name, ...r.aliases]) {
+        const other = this.byName.get(n);
+        if (other) throw new Error(`runtime name "${n}" is given to both ${other.name} and ${r.name}`);
+        this.byName.set(n, r);
+      }
+    }
+  }
+
+  get names(): Runtime[] {
+    return this.list.map((r) => r.name);
+  }
+
+  /** The runtime a message's name or alias stands for (case and spaces ignored), or undefined. */
+  resolve(raw: string): Runtime | undefined {
+    return this.byName.get(raw.trim().toLowerCase())?.name;
+  }
+
+  get(name: Runtime): RuntimeConfig | undefined {
+    const r = this.byName.get(name);
+    return r?.name === name ? r : undefined;
+  }
+
+  /** A runtime the caller knows is configured (the pools' own names). */
+  require(name: Runtime): RuntimeConfig {
+    const r = this.get(name);
+    if (!r) throw new Error(`runtime ${name} is not configured`);
+    return r;
+  }
+
+  /** For messages: `python (python3), cpp (c++)`. */
+  describe(): string {
+    return this.list.map((r) => (r.aliases.length ? `${r.name} (${r.aliases.join(', ')})` : r.name)).join(', ');
+  }
+
+  /** Every pool's capacity together. */
+  get containers(): number {
+    return this.list.reduce((n, r) => n + r.maxContainers, 0);
+  }
+}
+
+/** The built-ins with their defaults: what a message is checked against when no table is given. */
+export const DEFAULT_RUNTIMES = new RuntimeTable(
+  Object.entries(BUILTIN_RUNTIMES).map(([name, d]) => ({
+    name,
+    aliases: d.aliases,
+    image: d.image,
+    command: d.command,
+    prewarm: d.prewarm,
+    prewarmMax: d.prewarm === 0 ? 0 : Math.min(d.maxContainers, d.prewarm + d.stockOver),
+    prewarmTtlMs: 60_000,
+    prewarmWindowMs: 10_000,
+    maxContainers: d.maxContainers,
+    zygote: d.zygote,
+    buildCache: d.buildCache,
+  })),
+);
+
+/** Maps the runtime names the Controller may send onto the ones the table knows. */
+export function normalizeRuntime(raw: string, table: RuntimeTable = DEFAULT_RUNTIMES): Runtime | undefined {
+  return table.resolve(raw);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { codeLocation, functionKey, type CodeSource, type InputSource, type Invocation } from '../core/invocation.js';
 import type { Reason } from '../core/reasons.js';
-import { normalizeRuntime } from '../core/runtimes.js';
+import { DEFAULT_RUNTIMES, type RuntimeTable } from '../core/runtimes.js';
 import { verifyMessage, type AuthRefusal, type MessageKey } from './messageAuth.js';
 
 export interface Rejection {
@@ -51,6 +51,8 @@ export interface ParseLimits {
    * {functionId} stands for the message's function (NANOGRID_INPUT_PREFIX); null: anywhere.
    */
   inputPrefix?: string | null;
+  /** The runtimes this worker runs (NANOGRID_RUNTIMES); unset, the built-ins. */
+  runtimes?: RuntimeTable;
 }
 
 /** Message authentication (messageAuth.ts): with keys, only messages they verify are run. */
@@ -147,9 +149,10 @@ export function parseInvocation(body: string | Record<string, unknown>, meta: Me
 
   const msg = parsed.data;
   const rawRuntime = msg.runtime ?? 'python';
-  const runtime = normalizeRuntime(rawRuntime);
+  const runtimes = limits.runtimes ?? DEFAULT_RUNTIMES;
+  const runtime = runtimes.resolve(rawRuntime);
   if (!runtime) {
-    return reject(meta, obj, 'RUNTIME_NOT_SUPPORTED', `runtime "${rawRuntime}" is not supported (python, cpp, c++)`, limits);
+    return reject(meta, obj, 'RUNTIME_NOT_SUPPORTED', `runtime "${rawRuntime.slice(0, 64)}" is not supported (${runtimes.describe()})`, limits);
   }
 
   const timeoutMs = msg.timeoutMs ?? limits.defaultTimeoutMs;

@@ -58,7 +58,7 @@ async function main(): Promise<number> {
       process.env,
     );
     agent = new Agent({ config, log: createLogger('info', pino.destination({ dest: logFile, sync: false })), credentials: LOCAL_CREDENTIALS });
-    say(`starting the agent (prewarm python=${config.runtimes.python.prewarm} cpp=${config.runtimes.cpp.prewarm})`);
+    say(`starting the agent (prewarm ${config.runtimes.list.map((r) => `${r.name}=${r.prewarm}`).join(' ')})`);
     await agent.start();
     say(`agent up: GET http://127.0.0.1:${agent.httpPort}/status`);
 
@@ -67,6 +67,7 @@ async function main(): Promise<number> {
     await client.uploadZip('py-hello/v1.zip', SAMPLES.pythonHello);
     await client.uploadZip('py-fail/v1.zip', SAMPLES.pythonFail);
     await client.uploadZip('cpp-hello/v1.zip', SAMPLES.cppHello);
+    await client.uploadZip('node-hello/v1.zip', SAMPLES.nodeHello);
 
     const rows: Row[] = [];
     const run = async (label: string, expected: string, message: Record<string, unknown>) => {
@@ -92,10 +93,11 @@ async function main(): Promise<number> {
       ...extra,
     });
 
-    say('wave 1: six samples at once (the missing S3 key retries with backoff until its last try)');
+    say('wave 1: seven samples at once (the missing S3 key retries with backoff until its last try)');
     await Promise.all([
       run('python hello', 'SUCCESS', msg('demo-py-hello-1', 'py-hello', 'python', 'py-hello/v1.zip')),
       run('cpp hello (g++)', 'SUCCESS', msg('demo-cpp-hello-1', 'cpp-hello', 'cpp', 'cpp-hello/v1.zip')),
+      run('node hello', 'SUCCESS', msg('demo-node-hello-1', 'node-hello', 'node', 'node-hello/v1.zip')),
       run('python exit 3 + stderr', 'FAILED', msg('demo-py-fail-1', 'py-fail', 'python', 'py-fail/v1.zip')),
       run('unsupported runtime', 'FAILED', msg('demo-ruby-1', 'rb-hello', 'ruby', 'rb-hello/v1.zip')),
       run('missing S3 key', 'FAILED', msg('demo-missing-1', 'py-missing', 'python', 'py-missing/v1.zip')),
@@ -106,6 +108,7 @@ async function main(): Promise<number> {
     say('wave 2: the same functions again, one at a time (warm containers)');
     for (let i = 2; i <= 5; i++) await run('python hello', 'SUCCESS', msg(`demo-py-hello-${i}`, 'py-hello', 'python', 'py-hello/v1.zip'));
     await run('cpp hello (build kept)', 'SUCCESS', msg('demo-cpp-hello-2', 'cpp-hello', 'cpp', 'cpp-hello/v1.zip'));
+    await run('node hello (input)', 'SUCCESS', msg('demo-node-hello-2', 'node-hello', 'nodejs', 'node-hello/v1.zip', { inputData: { name: 'NanoGrid' } }));
     say('wave 3: new functions one at a time (prewarm while ready, then cold)');
     for (let i = 1; i <= 4; i++) {
       await client.uploadZip(`py-new-${i}/v1.zip`, SAMPLES.pythonHello);

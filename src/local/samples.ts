@@ -10,6 +10,10 @@ export const SAMPLES = {
     'main.cpp': '#include <iostream>\nint main() { std::cout << "hello from c++" << std::endl; return 0; }\n',
     'run.sh': { content: 'set -e\ng++ -O0 -o program main.cpp\n./program\n', mode: 0o100755 },
   },
+  /** Node.js (the node runtime): `node main.js`, its input as JSON on stdin. */
+  nodeHello: {
+    'main.js': "let input = '';\nprocess.stdin.on('data', (d) => (input += d));\nprocess.stdin.on('end', () => console.log(input ? `hello from node, ${JSON.parse(input).name}` : 'hello from node'));\n",
+  },
   /** Sleeps `ms` then prints: a function whose run time is known. */
   pythonSleep: (ms: number): ZipFiles => ({ 'main.py': `import time\ntime.sleep(${ms / 1000})\nprint("slept ${ms} ms")\n` }),
   /** Touches `bytes` of memory for `holdMs`, frees it, then exits. */

@@ -15,7 +15,7 @@ import type { BuildCache } from '../build/buildCache.js';
 
 export interface InvokerOptions {
   pools: ReadonlyMap<Runtime, LeaseSource>;
-  commands: Record<Runtime, string>;
+  commands: ReadonlyMap<Runtime, string>;
   code: CodeCache;
   /** Added to every function's environment (AI_ENDPOINT). */
   functionEnv?: string[];
@@ -41,12 +41,13 @@ export class Invoker implements InvocationRunner {
 
   async run(inv: Invocation, log: Logger, hooks: RunHooks): Promise<Result> {
     const pool = this.opts.pools.get(inv.runtime);
+    const command = this.opts.commands.get(inv.runtime);
     // Parsing accepted a runtime that has no pool: configuration, not the message, is off.
-    if (!pool) throw new InvocationError('RUNTIME_NOT_SUPPORTED', 'permanent', `no pool for runtime ${inv.runtime}`);
+    if (!pool || command === undefined) throw new InvocationError('RUNTIME_NOT_SUPPORTED', 'permanent', `no pool for runtime ${inv.runtime}`);
     const build = this.opts.build;
     const deps: RunDeps = {
       code: this.opts.code,
-      command: this.opts.commands[inv.runtime],
+      command,
       env: this.opts.functionEnv ?? [],
       inputs: this.opts.inputs,
       ...(this.opts.outputs ? { outputs: this.opts.outputs } : {}),

@@ -14,18 +14,18 @@ t.test('defaults run on one machine with no AWS settings', async (t) => {
   t.equal(c.network, 'none');
   t.equal(c.defaultTimeoutMs, 10_000);
   t.equal(c.defaultMemoryMb, 128);
-  t.same([c.runtimes.python.prewarm, c.runtimes.cpp.prewarm], [2, 1], 'the original prewarm counts');
-  t.same([c.runtimes.python.prewarmMax, c.runtimes.cpp.prewarmMax], [4, 2], 'the reactive stock may grow by 2 (cpp 1), within capacity');
-  t.same([c.runtimes.python.prewarmTtlMs, c.runtimes.python.prewarmWindowMs, c.scratchSpare], [60_000, 10_000, 2]);
-  t.equal(c.runtimes.python.command, 'python main.py');
-  t.equal(c.runtimes.cpp.command, '/bin/bash run.sh');
+  t.same([c.runtimes.require('python').prewarm, c.runtimes.require('cpp').prewarm], [2, 1], 'the original prewarm counts');
+  t.same([c.runtimes.require('python').prewarmMax, c.runtimes.require('cpp').prewarmMax], [4, 2], 'the reactive stock may grow by 2 (cpp 1), within capacity');
+  t.same([c.runtimes.require('python').prewarmTtlMs, c.runtimes.require('python').prewarmWindowMs, c.scratchSpare], [60_000, 10_000, 2]);
+  t.equal(c.runtimes.require('python').command, 'python main.py');
+  t.equal(c.runtimes.require('cpp').command, '/bin/bash run.sh');
   t.equal(c.tipLanguage, 'en');
 });
 
 t.test('a runtime asked for no prewarm gets no reactive stock unless NANOGRID_PREWARM_MAX asks', async (t) => {
-  t.equal(loadConfig({ NANOGRID_PREWARM: 'python=0,cpp=0' }).runtimes.python.prewarmMax, 0);
-  t.equal(loadConfig({ NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_PREWARM_MAX: 'python=3' }).runtimes.python.prewarmMax, 3);
-  t.equal(loadConfig({ NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1' }).runtimes.python.prewarmMax, 2, 'never above capacity by default');
+  t.equal(loadConfig({ NANOGRID_PREWARM: 'python=0,cpp=0' }).runtimes.require('python').prewarmMax, 0);
+  t.equal(loadConfig({ NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_PREWARM_MAX: 'python=3' }).runtimes.require('python').prewarmMax, 3);
+  t.equal(loadConfig({ NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1' }).runtimes.require('python').prewarmMax, 2, 'never above capacity by default');
 });
 
 t.test('the original REDIS_HOST / REDIS_PORT still work', async (t) => {

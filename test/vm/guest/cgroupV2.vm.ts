@@ -19,7 +19,7 @@ import { FILL, hostSecret, parse, PID_EXHAUSTION, PROBE, storedOutputs } from '.
 
 const MiB = 1024 * 1024;
 // The guest has one runtime image: the cpp runtime is pointed at it too (nothing to pull).
-const GUEST = { ...ONE_PYTHON, NANOGRID_IMAGE_CPP: 'nanogrid/python:local' };
+const GUEST = { ...ONE_PYTHON, NANOGRID_IMAGE_CPP: 'nanogrid/python:local', NANOGRID_RUNTIMES: 'python,cpp' };
 const CGROUP = '/sys/fs/cgroup';
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

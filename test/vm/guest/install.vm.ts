@@ -102,9 +102,11 @@ function userData(sha256: string): string {
       LIFECYCLE_HOOK: 'nanogrid-drain',
       STACK_NAME: 'nanogrid-vm',
       GROUP_RESOURCE: 'WorkersASG',
-      // Both runtimes from the one image the guest has: nothing to pull.
+      // The runtimes from the one image the guest has: nothing to pull.
       IMAGE_PYTHON: 'nanogrid/python:local',
       IMAGE_CPP: 'nanogrid/python:local',
+      IMAGE_NODE: 'nanogrid/python:local',
+      RUNTIMES: 'python,cpp',
       MAX_RUN_MS: '60000',
       STOP_TIMEOUT_S: String(STOP_TIMEOUT_S),
       METRICS_NAMESPACE: 'NanoGrid/VM',
