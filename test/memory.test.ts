@@ -35,6 +35,24 @@ for (const mode of ['exact', 'sampled'] as const) {
   });
 }
 
+t.test("the peak's file-backed share is reported beside it: written files and first reads are page cache", async (t) => {
+  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1' } });
+  // 64 MB written to /tmp from a small buffer: the page cache is the run's, its own memory is not.
+  const writer = { 'main.py': 'b = b"x" * (1 << 20)\nwith open("/tmp/x", "wb") as f:\n    for _ in range(64):\n        f.write(b)\nprint("wrote")\n' };
+  const first = await h.invoke('mem-file', writer, { memoryMb: 256 });
+  t.equal(first.status, 'SUCCESS', first.stderr);
+  const warm = await h.invoke('mem-file', undefined, { memoryMb: 256 });
+  t.equal(warm.startKind, 'warm');
+  const file = warm.peakMemoryFileBytes!;
+  t.ok(file >= 64 * MB && file <= 72 * MB, `the written 64 MB are its file-backed share (${(file / MB).toFixed(1)} MB)`);
+  t.ok(warm.peakMemoryBytes! >= file && warm.peakMemoryBytes! - file < 24 * MB, `and in its peak (${(warm.peakMemoryBytes! / MB).toFixed(1)} MB)`);
+  // The file is wiped with the workspace: the next run of a hello holds none of it.
+  await h.invoke('mem-hello', SAMPLES.pythonHello, { memoryMb: 128 });
+  const again = await h.invoke('mem-hello', undefined, { memoryMb: 128 });
+  t.equal(again.startKind, 'warm');
+  t.ok(again.peakMemoryFileBytes! < 2 * MB, `a warm hello reads almost nothing new (${(again.peakMemoryFileBytes! / MB).toFixed(2)} MB)`);
+});
+
 t.test('memoryMb is the container limit; exceeding it is OOM, not a generic failure', async (t) => {
   const h = await startHarness(t);
   const ok = await runVersion(h, 'limits', 'v1', 16 * MB, 96);

@@ -46,11 +46,14 @@ export class RunScope {
     await writeFile(join(this.dir, 'cgroup.procs'), String(pid));
   }
 
-  async peak(): Promise<{ peakBytes: number | null; oomKilled: boolean }> {
+  async peak(): Promise<{ peakBytes: number | null; oomKilled: boolean; fileBytes: number | null }> {
     const raw = await readFile(join(this.dir, 'memory.peak'), 'utf8').catch(() => '');
     const peak = Number(raw.trim());
     const oom = readOomKills(join(this.dir, 'memory.events')) > this.oomBefore;
-    return { peakBytes: raw && Number.isFinite(peak) ? peak : null, oomKilled: oom };
+    // The run's cgroup holds only the run's pages: its `file` is the run's file-backed share.
+    const stat = await readFile(join(this.dir, 'memory.stat'), 'utf8').catch(() => '');
+    const file = /^file (\d+)$/m.exec(stat);
+    return { peakBytes: raw && Number.isFinite(peak) ? peak : null, oomKilled: oom, fileBytes: file ? Number(file[1]) : null };
   }
 
   /** Removes the child once the runner has killed every process of the run (a busy cgroup waits a moment). */

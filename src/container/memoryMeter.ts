@@ -15,6 +15,13 @@ export interface Measurement {
   method: MeterMethod | null;
   /** The kernel's OOM killer acted in the container's cgroup during the run. */
   oomKilled: boolean;
+  /**
+   * The run's file-backed memory at its end, from the cgroup's memory.stat: page cache the
+   * run brought in or wrote (files in the workspace, /tmp, /dev/shm; files read for the
+   * first time in the container) and still held. It counts in the peak as the kernel
+   * charges it; null where it is not known (sampling).
+   */
+  fileBytes?: number | null;
   samples?: number;
 }
 
@@ -87,12 +94,15 @@ export class MemoryMeter {
     // the peak above it, as a v2 run cgroup counts only the run's own pages.
     files.write('memory.max_usage_in_bytes', '0');
     const idle = Number(files.read('memory.usage_in_bytes').trim()) || 0;
+    const cacheBefore = statField(files.read('memory.stat'), 'total_cache');
     return {
       end: async () => {
         try {
           const peak = Number(files.read('memory.max_usage_in_bytes').trim());
           const oomAfter = oomKillsIn(files.read('memory.oom_control'));
-          return { peakBytes: Number.isFinite(peak) ? Math.max(0, peak - idle) : null, method: 'cgroup-v1-max-usage', oomKilled: oomAfter > oomBefore };
+          const cacheAfter = statField(files.read('memory.stat'), 'total_cache');
+          const fileBytes = cacheBefore === null || cacheAfter === null ? null : Math.max(0, cacheAfter - cacheBefore);
+          return { peakBytes: Number.isFinite(peak) ? Math.max(0, peak - idle) : null, method: 'cgroup-v1-max-usage', oomKilled: oomAfter > oomBefore, fileBytes };
         } catch {
           return NO_MEASUREMENT;
         }
@@ -122,8 +132,8 @@ export class MemoryMeter {
       end: async () => {
         try {
           if (!attached) return NO_MEASUREMENT;
-          const { peakBytes, oomKilled } = await scope.peak();
-          return { peakBytes, method: 'cgroup-v2-run-cgroup', oomKilled };
+          const { peakBytes, oomKilled, fileBytes } = await scope.peak();
+          return { peakBytes, method: 'cgroup-v2-run-cgroup', oomKilled, fileBytes };
         } catch {
           return NO_MEASUREMENT;
         } finally {
@@ -167,3 +177,9 @@ export class MemoryMeter {
   }
 }
 
+
+/** A `name value` line of a memory.stat text, or null. */
+export function statField(text: string, name: string): number | null {
+  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : null;
+}

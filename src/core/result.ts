@@ -44,6 +44,8 @@ export interface Result {
   startKind: StartKind | null;
   peakMemoryBytes: number | null;
   peakMemoryMethod: string | null;
+  /** The run's file-backed memory at its end (page cache it read or wrote), part of what the peak counts; null when not known. */
+  peakMemoryFileBytes: number | null;
   recommendedMemoryMb: number | null;
   /** Bytes in the writable space when the run ended (its code included); null when not measured. */
   diskUsedBytes: number | null;
@@ -90,6 +92,7 @@ export function failedResult(args: {
     startKind: null,
     peakMemoryBytes: null,
     peakMemoryMethod: null,
+    peakMemoryFileBytes: null,
     recommendedMemoryMb: null,
     diskUsedBytes: null,
     outputs: [],

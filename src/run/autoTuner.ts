@@ -71,7 +71,12 @@ export function advise(args: { peaksBytes: readonly number[]; allocatedMb: numbe
   const rec = Math.max(policy.floorMb, roundUpMb(pMb * policy.headroom));
   // Rounded down: "about 62%" for 256 -> 96 MB, as the original put it, never an overstatement.
   const saving = rec < allocatedMb ? Math.floor(((allocatedMb - rec) / allocatedMb) * 100) : 0;
-  const ctx = { pMb, allocatedMb, rec, saving, n, p: policy.percentile };
+  const ctx = { pMb, allocatedMb, rec, saving, n, p: policy.percentile, floor: policy.floorMb };
+  // Nothing smaller to recommend: the allocation is at (or under) the floor, or the
+  // headroom over the peak already needs all of it.
+  if ((band === 'over' || band === 'spare') && rec >= allocatedMb) {
+    return { band, recommendedMemoryMb: allocatedMb, savingPercent: 0, tip: allocatedMb <= policy.floorMb ? t.atFloor(ctx) : t.fit(ctx), samples: n };
+  }
   switch (band) {
     case 'over':
       return { band, recommendedMemoryMb: rec, savingPercent: saving, tip: t.over(ctx), samples: n };
@@ -91,6 +96,7 @@ interface Ctx {
   saving: number;
   n: number;
   p: number;
+  floor: number;
 }
 
 const f = (mb: number) => (mb >= 10 ? Math.round(mb).toString() : mb.toFixed(1));
@@ -105,6 +111,8 @@ const TEXT = {
       `Far more memory than needed: p${c.p} peak ${f(c.pMb)} MB of ${c.allocatedMb} MB over ${c.n} runs. Reduce to about ${c.rec} MB, saving about ${c.saving}%.`,
     spare: (c: Ctx) => `Room to spare: p${c.p} peak ${f(c.pMb)} MB of ${c.allocatedMb} MB over ${c.n} runs. Could go down to ${c.rec} MB (about ${c.saving}% less).`,
     fit: (c: Ctx) => `Appropriate: p${c.p} peak ${f(c.pMb)} MB of ${c.allocatedMb} MB over ${c.n} runs. Keep the setting.`,
+    atFloor: (c: Ctx) =>
+      `Small for its allocation: p${c.p} peak ${f(c.pMb)} MB of ${c.allocatedMb} MB over ${c.n} runs, but ${c.floor} MB is the smallest size recommended. Keep the setting.`,
     exceeds: (c: Ctx) => `Exceeds the allocation: p${c.p} peak ${f(c.pMb)} MB of ${c.allocatedMb} MB over ${c.n} runs. Increase memory to about ${c.rec} MB.`,
   },
   ko: {
@@ -116,6 +124,8 @@ const TEXT = {
       `메모리가 과도하게 할당되었습니다: ${c.n}회 실행 p${c.p} 최대 ${f(c.pMb)}MB / 할당 ${c.allocatedMb}MB. 약 ${c.rec}MB로 줄이면 약 ${c.saving}% 절감됩니다.`,
     spare: (c: Ctx) => `여유가 있습니다: ${c.n}회 실행 p${c.p} 최대 ${f(c.pMb)}MB / 할당 ${c.allocatedMb}MB. ${c.rec}MB까지 줄일 수 있습니다 (약 ${c.saving}% 절감).`,
     fit: (c: Ctx) => `적절합니다: ${c.n}회 실행 p${c.p} 최대 ${f(c.pMb)}MB / 할당 ${c.allocatedMb}MB. 현재 설정을 유지하세요.`,
+    atFloor: (c: Ctx) =>
+      `할당에 비해 적게 사용합니다: ${c.n}회 실행 p${c.p} 최대 ${f(c.pMb)}MB / 할당 ${c.allocatedMb}MB. 다만 권장하는 최소 크기가 ${c.floor}MB이므로 현재 설정을 유지하세요.`,
     exceeds: (c: Ctx) => `할당량을 초과했습니다: ${c.n}회 실행 p${c.p} 최대 ${f(c.pMb)}MB / 할당 ${c.allocatedMb}MB. 메모리를 약 ${c.rec}MB로 늘리세요.`,
   },
 };

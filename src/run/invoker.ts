@@ -73,7 +73,7 @@ export class Invoker implements InvocationRunner {
         { ...DEFAULT_POLICY, language: this.opts.tipLanguage },
       );
       log.debug(
-        { tag: 'AUTO-TUNER', peakMemoryBytes: peak, method: report.memory.method, band: advice.band, recommendedMemoryMb: advice.recommendedMemoryMb, samples: advice.samples },
+        { tag: 'AUTO-TUNER', peakMemoryBytes: peak, peakMemoryFileBytes: report.memory.fileBytes ?? null, method: report.memory.method, band: advice.band, recommendedMemoryMb: advice.recommendedMemoryMb, samples: advice.samples },
         advice.tip,
       );
       return advice;
@@ -101,6 +101,7 @@ export class Invoker implements InvocationRunner {
       startKind: report.startKind,
       peakMemoryBytes: report.memory.peakBytes,
       peakMemoryMethod: report.memory.method,
+      peakMemoryFileBytes: report.memory.fileBytes ?? null,
       recommendedMemoryMb: advice?.recommendedMemoryMb ?? null,
       diskUsedBytes: report.diskUsedBytes,
       outputs: report.outputs,

@@ -16,6 +16,29 @@ t.test("the original's worked example: 256 MB allocated, 64 MB used", async (t) 
   t.equal(floored.savingPercent, 50);
 });
 
+t.test('at the smallest size it recommends, the tip says to keep it', async (t) => {
+  // 8 of 9 published functions: a few MB used of the 128 MB the original gives by default.
+  const small = advise({ peaksBytes: runs(3), allocatedMb: 128 });
+  t.equal(small.band, 'over', 'the band still says how little is used');
+  t.equal(small.recommendedMemoryMb, 128);
+  t.equal(small.savingPercent, 0);
+  t.equal(small.tip, 'Small for its allocation: p95 peak 3.0 MB of 128 MB over 10 runs, but 128 MB is the smallest size recommended. Keep the setting.');
+  t.notMatch(small.tip, /Reduce|saving/);
+  const under = advise({ peaksBytes: runs(3), allocatedMb: 64 });
+  t.equal(under.recommendedMemoryMb, 64, 'under the floor already: never told to grow');
+  t.match(under.tip, 'Keep the setting');
+  const ko = advise({ peaksBytes: runs(3), allocatedMb: 128 }, { ...DEFAULT_POLICY, language: 'ko' });
+  t.match(ko.tip, '128MB이므로 현재 설정을 유지하세요');
+  // Room by the ratio, but the 1.5x headroom needs the whole allocation: keep it too.
+  const headroom = advise({ peaksBytes: runs(175), allocatedMb: 256 });
+  t.equal(headroom.band, 'spare');
+  t.equal(headroom.recommendedMemoryMb, 256);
+  t.match(headroom.tip, /^Appropriate: .* Keep the setting\.$/);
+  const above = advise({ peaksBytes: runs(60), allocatedMb: 160 });
+  t.equal(above.recommendedMemoryMb, 128, 'above the floor the advice goes down to it');
+  t.match(above.tip, 'Could go down to 128 MB (about 20% less)');
+});
+
 t.test('the four bands', async (t) => {
   t.equal(bandOf(0.1), 'over');
   t.equal(bandOf(0.5), 'spare');

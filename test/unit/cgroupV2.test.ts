@@ -63,8 +63,9 @@ t.test('each run is measured in a cgroup of its own: its peak, not the container
   // What the kernel would show for this run: its own high-water mark and one OOM kill.
   await writeFile(join(runDir, 'memory.peak'), '52428800\n');
   await writeFile(join(runDir, 'memory.events'), 'oom 1\noom_kill 1\n');
+  await writeFile(join(runDir, 'memory.stat'), 'anon 40000000\nfile 12582912\nkernel 100\nfile_mapped 4096\n');
   const m = await session.end();
-  t.same(m, { peakBytes: 52428800, method: 'cgroup-v2-run-cgroup', oomKilled: true });
+  t.same(m, { peakBytes: 52428800, method: 'cgroup-v2-run-cgroup', oomKilled: true, fileBytes: 12582912 }, "the run cgroup's `file` is its file-backed share");
   const second = await meter.begin(cg, 1000);
   await writeFile(join(dir, INIT_LEAF, 'cgroup.procs'), '4101\n4102\n7302\n');
   await second.attach!(8);

@@ -139,6 +139,7 @@ t.test('per-run peak on cgroup v2 is exact: 200 MiB reads 200 MiB +- 5 on a cont
   const big = await runAllocation(h, 'v1', 400 * MiB);
   t.equal(big.status, 'SUCCESS', big.stderr);
   t.equal(big.peakMemoryMethod, 'cgroup-v2-run-cgroup');
+  t.ok(big.peakMemoryFileBytes !== null && big.peakMemoryFileBytes < 64 * MiB, `the run cgroup's file-backed share is read (${big.peakMemoryFileBytes} B)`);
   t.ok(big.peakMemoryBytes! >= 400 * MiB, `the first run peaks above 400 MiB (${(big.peakMemoryBytes! / MiB).toFixed(1)})`);
   const peaks: string[] = [];
   for (let i = 2; i <= 4; i++) {
