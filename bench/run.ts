@@ -79,8 +79,9 @@ async function main(): Promise<void> {
   progress(`mode ${quick ? 'quick' : 'full'}; images ${IMAGES.python}, ${IMAGES.cpp}`);
   await cleanup();
   scratch = await mkdtemp(join(tmpdir(), 'nanogrid-bench-'));
-  const codeDirs = { python: join(scratch, 'code-python'), cpp: join(scratch, 'code-cpp') };
+  const codeDirs = { python: join(scratch, 'code-python'), cpp: join(scratch, 'code-cpp'), template: join(scratch, 'code-template') };
   await writeFunction(codeDirs.python, SAMPLES.pythonHello);
+  await writeFunction(codeDirs.template, SAMPLES.pythonTemplate);
   await writeFunction(codeDirs.cpp, SAMPLES.cppHello);
 
   const latency: Record<string, Summary> = {};
@@ -96,6 +97,10 @@ async function main(): Promise<void> {
     const o = { docker, image: IMAGES[rt], codeDir: codeDirs[rt], command: COMMANDS[rt], n: plan.baselineN[rt], progress };
     put(`${rt}: own run time`, await measureOwnRunTime({ ...o, n: plan.floorN }));
     progress(`${rt}: own run time p50 ${latency[`${rt}: own run time`]!.p50} ms`);
+    if (rt === 'python') {
+      put('python (jinja2): own run time', await measureOwnRunTime({ ...o, codeDir: codeDirs.template, n: plan.floorN }));
+      progress(`python (jinja2): own run time p50 ${latency['python (jinja2): own run time']!.p50} ms`);
+    }
     if (rt === 'cpp') {
       put('cpp: own run time, build kept', await measureOwnRunTime({ ...o, n: plan.floorN, frontDir: defaultRunnerDir() }));
       progress(`cpp: own run time with the build kept p50 ${latency['cpp: own run time, build kept']!.p50} ms`);
@@ -144,6 +149,7 @@ async function main(): Promise<void> {
   await client.uploadZip('bench/python-hello.zip', SAMPLES.pythonHello);
   await client.uploadZip('bench/cpp-hello.zip', SAMPLES.cppHello);
   await client.uploadZip('bench/node-hello.zip', SAMPLES.nodeHello);
+  await client.uploadZip('bench/python-template.zip', SAMPLES.pythonTemplate);
   await client.uploadZip('bench/python-sleep100.zip', SAMPLES.pythonSleep(100));
 
   const startKinds: Record<string, Record<string, number>> = {};
@@ -157,6 +163,11 @@ async function main(): Promise<void> {
       progress(`${rt} ${kind}: inside p50 ${latency[`${rt}: agent ${kind} (inside)`]!.p50} ms, end to end p50 ${latency[`${rt}: agent ${kind} (end to end)`]!.p50} ms (n=${s.inside.length})`);
     }
   }
+  // An import-heavy function warm, plain mode: every run imports Jinja2 again (a new process).
+  const template = await measureStartKind(env, 'python', 'warm', 'bench/python-template.zip', plan.latencyN.python);
+  put('python (jinja2): agent warm (inside)', template.inside);
+  put('python (jinja2): agent warm (end to end)', template.e2e);
+  progress(`python (jinja2) warm: inside p50 ${latency['python (jinja2): agent warm (inside)']!.p50} ms`);
   // C++ cold in a new container with its build already kept (the cells above compile: a new function each time).
   const coldHit = await measureCppColdHit(env, 'bench/cpp-hello.zip', plan.latencyN.cpp);
   put('cpp: agent cold, build kept (inside)', coldHit.inside);
@@ -272,6 +283,7 @@ async function main(): Promise<void> {
   const summary = [
     `- python: original stage 4 / agent warm (inside, p50): **${ratio(L('python: original stage 4 (unpause/exec/pause)'), L('python: agent warm (inside)')).toFixed(1)}x**`,
     `- cpp (the build kept per code version): agent warm (inside, p50) **${L('cpp: agent warm (inside)').toFixed(1)} ms**, of which run.sh itself with the kept build (bash, the front, the program, timed in the container) ${L('cpp: own run time, build kept').toFixed(1)} ms; cold with the build kept **${L('cpp: agent cold, build kept (inside)').toFixed(0)} ms** against python cold ${L('python: agent cold (inside)').toFixed(0)} ms (**${(L('cpp: agent cold, build kept (inside)') - L('python: agent cold (inside)')).toFixed(0)} ms** apart), a first compile ${L('cpp: agent cold (inside)').toFixed(0)} ms; original stage 4 (compiles every run) / agent warm **${ratio(L('cpp: original stage 4 (unpause/exec/pause)'), L('cpp: agent warm (inside)')).toFixed(1)}x**`,
+    `- python, import-heavy (Jinja2 renders a page), plain mode: agent warm (inside, p50) **${L('python (jinja2): agent warm (inside)').toFixed(1)} ms**, as a new \`python main.py\` process ${L('python (jinja2): own run time').toFixed(1)} ms, against hello's ${L('python: agent warm (inside)').toFixed(1)} ms: the zygote saves the interpreter's start, not the imports, which every run pays again`,
     `- node (node main.js, no zygote): agent cold (inside, p50) **${L('node: agent cold (inside)').toFixed(0)} ms**, prewarm ${L('node: agent prewarm (inside)').toFixed(1)} ms, warm **${L('node: agent warm (inside)').toFixed(1)} ms**; end to end cold ${L('node: agent cold (end to end)').toFixed(0)} ms, warm ${L('node: agent warm (end to end)').toFixed(1)} ms`,
     `- python: agent warm (inside, p50) / own run time (p50): **${(L('python: agent warm (inside)') / L('python: own run time')).toFixed(2)}x**`,
     `- throughput: agent pool 8 / original stage 4 pool 8 (trivial): **${(tp('trivial', 8) / stage4Pool.perSecond).toFixed(1)}x**`,

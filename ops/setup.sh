@@ -214,8 +214,9 @@ build_image() {
 build_images() {
   # The debootstraps are network and disk bound: run them side by side.
   # python3 (not python3-minimal): the whole standard library, ctypes included (the
-  # zygote needs it, and so do ordinary functions: json, urllib, sqlite3 ...).
-  build_image "$PY_IMAGE" python3 'ln -sf python3 usr/bin/python' &
+  # zygote needs it, and so do ordinary functions: json, urllib, sqlite3 ...). Jinja2, the
+  # template engine published serverless benchmarks import (there is no PyPI here).
+  build_image "$PY_IMAGE" python3,python3-jinja2 'ln -sf python3 usr/bin/python' &
   local p1=$!
   build_image "$CPP_IMAGE" g++ '' &
   local p2=$!

@@ -71,7 +71,10 @@ t.test('a termination lifecycle action seen through IMDSv2: drain with heartbeat
   mark('IMDS: target-lifecycle-state = Terminated');
   await waitUntil('drain by lifecycle', async () => (await view()).drain?.trigger === 'lifecycle');
   mark('agent draining (trigger lifecycle)');
-  await waitUntil('waiting one given back', async () => (await view()).drain?.givenBack === 1);
+  // With slots free in other pools a long poll is in flight when the drain begins: it may
+  // bring the given-back message once more, and that is given back again (counted twice).
+  const back = await waitUntil('waiting one given back', async () => { const n = (await view()).drain?.givenBack ?? 0; return n >= 1 ? n : undefined; });
+  t.ok(back <= 2, `given back ${back} time(s)`);
   mark('held message not started: given back to the queue');
   t.equal(h.agent.status().supervisor.running, 1, 'given back at once, while the run still goes on');
   const r = await h.client.waitForResult(running.requestId, 30_000);

@@ -91,4 +91,9 @@ t.test('invocations run end to end on Docker, fauxqs and Redis', async (t) => {
     t.ok(s.supervisor.totals.deleted >= 8);
     t.equal(s.supervisor.inflight, 0);
   });
+  t.test("an import-heavy function: Jinja2 (Debian's python3-jinja2) is in the python image", async (t) => {
+    const r = await h.invoke('py-template', SAMPLES.pythonTemplate, { inputData: { title: 'A & B', items: ['<x>'] } });
+    t.equal(r.status, 'SUCCESS', r.stderr);
+    t.equal(r.stdout, '<h1>A &amp; B</h1><ul><li>&lt;x&gt;</li></ul>\n', 'rendered and escaped');
+  });
 });

@@ -10,6 +10,17 @@ export const SAMPLES = {
     'main.cpp': '#include <iostream>\nint main() { std::cout << "hello from c++" << std::endl; return 0; }\n',
     'run.sh': { content: 'set -e\ng++ -O0 -o program main.cpp\n./program\n', mode: 0o100755 },
   },
+  /**
+   * An import-heavy function, like the published serverless benchmarks' templating page:
+   * Jinja2 (Debian's python3-jinja2, in nanogrid/python) renders a small page from its input.
+   */
+  pythonTemplate: {
+    'main.py':
+      'import json, sys\nfrom jinja2 import Environment\n' +
+      'data = json.loads(sys.stdin.read() or "{}")\n' +
+      'page = Environment(autoescape=True).from_string("<h1>{{ title }}</h1><ul>{% for i in items %}<li>{{ i }}</li>{% endfor %}</ul>")\n' +
+      'print(page.render(title=data.get("title", "NanoGrid"), items=data.get("items", [1, 2, 3])))\n',
+  },
   /** Node.js (the node runtime): `node main.js`, its input as JSON on stdin. */
   nodeHello: {
     'main.js': "let input = '';\nprocess.stdin.on('data', (d) => (input += d));\nprocess.stdin.on('end', () => console.log(input ? `hello from node, ${JSON.parse(input).name}` : 'hello from node'));\n",
