@@ -251,8 +251,9 @@ export class WorkerStack extends cdk.Stack {
       USER_DATA_BUCKET: this.userDataBucket.bucketName,
       IMAGE_PYTHON: images.python,
       IMAGE_CPP: images.cpp,
-      // A runtime without an image is not enabled: the agent refuses to start without its images.
-      IMAGE_NODE: images.node ?? images.python,
+      // A runtime without an image is not enabled (the agent refuses to start without its
+      // images); blank, the agent's default stands and is never pulled.
+      IMAGE_NODE: images.node ?? '',
       RUNTIMES: images.node ? 'python,cpp,node' : 'python,cpp',
       MAX_RUN_MS: String(maxRunS * 1000),
       STOP_TIMEOUT_S: String(maxRunS + 60),

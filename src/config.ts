@@ -2,7 +2,7 @@ import { hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { RuntimeTable } from './core/runtimes.js';
-import { loadRuntimes } from './core/runtimeConfig.js';
+import { DEFAULT_BUILD_CACHE_MB, loadRuntimes } from './core/runtimeConfig.js';
 import { ConfigError, int, read, type Env } from './core/envRead.js';
 import { defaultRunnerDir } from './core/sandbox.js';
 import { DEFAULT_CPU_POLICY, type CpuPolicy } from './container/cpuShare.js';
@@ -175,7 +175,7 @@ function serviceEndpoints(env: Env): ServiceEndpoints {
 export const PAUSE_GRACE_MS = 500;
 
 export function loadConfig(env: Env = process.env): Config {
-  const buildCacheMb = read(env, 'NANOGRID_BUILD_CACHE_MB', int(0, 1_048_576), 512);
+  const buildCacheMb = read(env, 'NANOGRID_BUILD_CACHE_MB', int(0, 1_048_576), DEFAULT_BUILD_CACHE_MB);
   const runtimes = loadRuntimes(env, { buildCacheMb });
   let redisUrl = read(env, 'REDIS_URL', url, undefined as string | undefined);
   if (!redisUrl && env.REDIS_HOST) {

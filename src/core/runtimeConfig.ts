@@ -5,6 +5,9 @@ import { BUILTIN_RUNTIMES, RUNTIME_NAME, RuntimeTable, type RuntimeConfig, type 
 
 const OCI_RUNTIME = /^[A-Za-z0-9._-]{1,64}$/;
 
+/** NANOGRID_BUILD_CACHE_MB's default. */
+export const DEFAULT_BUILD_CACHE_MB = 512;
+
 /** One runtime in NANOGRID_RUNTIMES_FILE: a built-in's fields to change, or a new runtime. */
 const definitionSchema = z
   .object({
@@ -167,3 +170,6 @@ export function loadRuntimes(env: Env, o: { buildCacheMb: number; readText?: (pa
     throw new ConfigError('NANOGRID_RUNTIMES_FILE', (err as Error).message);
   }
 }
+
+/** The built-ins with their defaults: what a message is checked against when no table is given. */
+export const DEFAULT_RUNTIMES = loadRuntimes({}, { buildCacheMb: DEFAULT_BUILD_CACHE_MB });

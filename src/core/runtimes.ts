@@ -107,28 +107,6 @@ export class RuntimeTable {
   }
 }
 
-/** The built-ins with their defaults: what a message is checked against when no table is given. */
-export const DEFAULT_RUNTIMES = new RuntimeTable(
-  Object.entries(BUILTIN_RUNTIMES).map(([name, d]) => ({
-    name,
-    aliases: d.aliases,
-    image: d.image,
-    command: d.command,
-    prewarm: d.prewarm,
-    prewarmMax: d.prewarm === 0 ? 0 : Math.min(d.maxContainers, d.prewarm + d.stockOver),
-    prewarmTtlMs: 60_000,
-    prewarmWindowMs: 10_000,
-    maxContainers: d.maxContainers,
-    zygote: d.zygote,
-    buildCache: d.buildCache,
-  })),
-);
-
-/** Maps the runtime names the Controller may send onto the ones the table knows. */
-export function normalizeRuntime(raw: string, table: RuntimeTable = DEFAULT_RUNTIMES): Runtime | undefined {
-  return table.resolve(raw);
-}
-
 /**
  * A command's words when it is a plain command line (no quoting, variables, redirection
  * or other shell syntax), so it can be started without a shell; null otherwise.

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { codeLocation, functionKey, type CodeSource, type InputSource, type Invocation } from '../core/invocation.js';
 import type { Reason } from '../core/reasons.js';
-import { DEFAULT_RUNTIMES, type RuntimeTable } from '../core/runtimes.js';
+import type { RuntimeTable } from '../core/runtimes.js';
+import { DEFAULT_RUNTIMES } from '../core/runtimeConfig.js';
 import { verifyMessage, type AuthRefusal, type MessageKey } from './messageAuth.js';
 
 export interface Rejection {

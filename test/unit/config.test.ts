@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ConfigError, loadCliEnv, loadConfig, parsePerRuntime } from '../../src/config.js';
-import { normalizeRuntime } from '../../src/core/runtimes.js';
+import { DEFAULT_RUNTIMES } from '../../src/core/runtimeConfig.js';
 
 t.test('defaults run on one machine with no AWS settings', async (t) => {
   const c = loadConfig({});
@@ -66,9 +66,9 @@ t.test('invalid configuration fails naming the variable', async (t) => {
 t.test('per-runtime lists and runtime names', async (t) => {
   t.same(parsePerRuntime('X', 'python=3, c++=2', { python: 0, cpp: 0 }), { python: 3, cpp: 2 });
   t.same(parsePerRuntime('X', '', { python: 1, cpp: 1 }), { python: 1, cpp: 1 });
-  t.equal(normalizeRuntime('C++'), 'cpp');
-  t.equal(normalizeRuntime('python3'), 'python');
-  t.equal(normalizeRuntime('java'), undefined);
+  t.equal(DEFAULT_RUNTIMES.resolve('C++'), 'cpp');
+  t.equal(DEFAULT_RUNTIMES.resolve('python3'), 'python');
+  t.equal(DEFAULT_RUNTIMES.resolve('java'), undefined);
 });
 
 t.test('the CLI environment: defaults, REDIS_HOST/PORT, the first code bucket, blanks as unset', async (t) => {
