@@ -6,12 +6,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${NANOGRID_RUNNER_OUT:-$here/../dist/runner}
 mkdir -p "$out"
-if [ ! -x "$out/runner" ] || [ "$here/runner.c" -nt "$out/runner" ] || [ "$here/protocol.h" -nt "$out/runner" ]; then
+stale=0
+for src in runner.c handler.c runner.h protocol.h; do [ "$here/$src" -nt "$out/runner" ] && stale=1; done
+if [ ! -x "$out/runner" ] || [ "$stale" = 1 ]; then
   if ! command -v gcc >/dev/null 2>&1; then
     echo "runner/build.sh: gcc is missing (npm run setup installs it)" >&2
     exit 1
   fi
-  gcc -static -O2 -Wall -Wextra -Werror -o "$out/runner.tmp" "$here/runner.c"
+  gcc -static -O2 -Wall -Wextra -Werror -o "$out/runner.tmp" "$here/runner.c" "$here/handler.c"
   mv "$out/runner.tmp" "$out/runner"
 fi
 # The compiler front (ccfront.c): the C++ runtime's PATH starts with bin/, where g++, c++,
@@ -23,4 +25,7 @@ fi
 mkdir -p "$out/bin"
 for cc in g++ c++ gcc cc; do ln -sfn ../ccfront "$out/bin/$cc"; done
 install -m 0644 "$here/zygote.py" "$out/zygote.py"
+# The handler mode's runtimes (handler.c is the runner's side).
+install -m 0644 "$here/handler.py" "$out/handler.py"
+install -m 0644 "$here/handler.js" "$out/handler.js"
 chmod 0755 "$out" "$out/runner" "$out/ccfront" "$out/bin"

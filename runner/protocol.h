@@ -13,7 +13,7 @@
 #define FRAME_CHUNK (1024 * 1024)
 
 /* agent -> runner */
-#define FRAME_RUN 'R'      /* mode, cwd, uid, gid, timeout_ms, out_limit, hold, stdin, spool_*, arg..., env... */
+#define FRAME_RUN 'R'      /* mode (exec, zygote, handler), cwd, uid, gid, timeout_ms, out_limit, hold, stdin, spool_*, handler_key, ctx, arg..., env... */
 #define FRAME_GO 'G'       /* release the held run */
 #define FRAME_KILL 'K'     /* kill the current run now */
 #define FRAME_PING 'P'
@@ -22,9 +22,10 @@
 /* runner -> agent */
 #define FRAME_HELLO 'H'    /* zygote=<state>, on connect and whenever it changes */
 #define FRAME_STARTED 'S'  /* pid= (in the container's namespace) */
-#define FRAME_EXIT 'E'     /* code, signal, timed_out, duration_us, out_total, err_total, out_spooled, err_spooled, clean, leftovers */
+#define FRAME_EXIT 'E'     /* code, signal, timed_out, duration_us, out_total, err_total, out_spooled, err_spooled, clean, leftovers; handler mode: handler, init, init_us, answer, handler_pid */
 #define FRAME_STDOUT 'o'   /* kept stdout bytes, one chunk */
 #define FRAME_STDERR 'e'   /* kept stderr bytes, one chunk */
+#define FRAME_RETURN 'r'   /* handler mode: the call's answer (its JSON value or error), one chunk */
 #define FRAME_DONE 'D'     /* the run's answer is complete */
 #define FRAME_FAILED 'F'   /* error=: the run could not start */
 #define FRAME_PONG 'p'
@@ -35,5 +36,12 @@
 #define ZYGOTE_PID 'P'     /* pid= of the run's first process */
 #define ZYGOTE_EXIT 'X'    /* status= (the raw wait status) */
 #define ZYGOTE_FAILED 'F'  /* error=: the fork failed */
+
+/* runner -> handler (handler mode, on the handler's fd 3) */
+#define HANDLER_CALL 'C'   /* input= (a file, or empty), ctx= (JSON) */
+/* handler -> runner */
+#define HANDLER_READY 'I'  /* its module is imported: the init is over */
+#define HANDLER_VALUE 'V'  /* the call returned: its value as JSON */
+#define HANDLER_ERROR 'X'  /* the call raised: {"errorType", "errorMessage"} as JSON */
 
 #endif

@@ -41,18 +41,16 @@
 #include <sys/wait.h>
 #include <linux/openat2.h>
 
-#include "protocol.h"
+#include "runner.h"
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_FRAME FRAME_MAX
 #define CHUNK FRAME_CHUNK
-#define MAX_ITEMS 4096
 #define DRAIN_MS 1000
-#define VERIFY_ROUNDS 100
 #define ZYGOTE_START_MS 20000
 
-static void logf_(const char *fmt, ...) {
+void logf_(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "runner: ");
@@ -61,7 +59,7 @@ static void logf_(const char *fmt, ...) {
   va_end(ap);
 }
 
-static int64_t now_us(void) {
+int64_t now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
@@ -72,7 +70,7 @@ static int64_t now_us(void) {
  * RESOLVE_NO_SYMLINKS, Linux 5.6+); O_NOFOLLOW alone guards only the last one. Where the
  * kernel has no openat2, the last component is still guarded.
  */
-static int open_no_links(const char *path, int flags, mode_t mode) {
+int open_no_links(const char *path, int flags, mode_t mode) {
   struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .mode = (flags & O_CREAT) ? mode : 0, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
   long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
   if (fd < 0 && (errno == ENOSYS || errno == EPERM)) fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW, mode);
@@ -100,7 +98,7 @@ static int write_all(int fd, const void *buf, size_t n) {
   return 0;
 }
 
-static int send_frame(int fd, char type, const void *payload, size_t n) {
+int send_frame(int fd, char type, const void *payload, size_t n) {
   if (fd < 0) return -1;
   unsigned char hdr[5];
   uint32_t len = (uint32_t)(n + 1);
@@ -115,17 +113,12 @@ static int send_frame(int fd, char type, const void *payload, size_t n) {
 
 /* A stream's kept bytes as frames of at most CHUNK bytes each: an output limit above the
  * largest frame still fits the protocol. */
-static void send_chunks(int fd, char type, const char *data, size_t n) {
+void send_chunks(int fd, char type, const char *data, size_t n) {
   for (size_t off = 0; off < n; off += CHUNK) send_frame(fd, type, data + off, n - off < CHUNK ? n - off : CHUNK);
 }
 
-/* A growable buffer of NUL-terminated key=value strings. */
-typedef struct {
-  char *buf;
-  size_t len, cap;
-} kv_t;
 
-static void kv_add(kv_t *kv, const char *fmt, ...) {
+void kv_add(kv_t *kv, const char *fmt, ...) {
   char tmp[512];
   va_list ap;
   va_start(ap, fmt);
@@ -142,7 +135,7 @@ static void kv_add(kv_t *kv, const char *fmt, ...) {
 }
 
 /* Adds prefix + value without the formatter's length limit (env values can be long). */
-static void kv_put(kv_t *kv, const char *prefix, const char *value) {
+void kv_put(kv_t *kv, const char *prefix, const char *value) {
   size_t p = strlen(prefix), v = strlen(value);
   if (kv->len + p + v + 1 > kv->cap) {
     kv->cap = (kv->len + p + v + 1) * 2;
@@ -153,15 +146,9 @@ static void kv_put(kv_t *kv, const char *prefix, const char *value) {
   kv->len += p + v + 1;
 }
 
-/* Reads frames from a connection as bytes arrive. */
-typedef struct {
-  int fd;
-  unsigned char *buf;
-  size_t len, cap;
-} reader_t;
 
 /* Returns 1 and fills type/payload when a whole frame is buffered; 0 when more is needed. */
-static int next_frame(reader_t *r, char *type, unsigned char **payload, size_t *n) {
+int next_frame(reader_t *r, char *type, unsigned char **payload, size_t *n) {
   if (r->len < 5) return 0;
   uint32_t len = ((uint32_t)r->buf[0] << 24) | ((uint32_t)r->buf[1] << 16) | ((uint32_t)r->buf[2] << 8) | r->buf[3];
   if (len < 1 || len > MAX_FRAME) return -1;
@@ -176,7 +163,7 @@ static int next_frame(reader_t *r, char *type, unsigned char **payload, size_t *
   return 1;
 }
 
-static int fill(reader_t *r) {
+int fill(reader_t *r) {
   if (r->cap - r->len < 65536) {
     r->cap = r->cap ? r->cap * 2 : 131072;
     if (r->cap > 2 * MAX_FRAME + 131072) return -1;
@@ -191,19 +178,6 @@ static int fill(reader_t *r) {
 
 /* ---------- the run ---------- */
 
-typedef struct {
-  /* The kept part, grown as output comes (a trivial run's few bytes need no megabyte:
-   * a buffer that large is mmapped, and unmapping it every run costs a TLB shootdown on
-   * every CPU). */
-  char *data;
-  size_t kept, total, limit, cap;
-  int fd;
-  /* The whole stream, once it passes `limit`, up to spool_limit bytes: a file in the
-   * control folder (root's), for the agent to store. */
-  const char *spool_path;
-  size_t spool_limit, spooled;
-  int spool_fd;
-} capture_t;
 
 /* Writes what the stream passes on to its spool file, opened when the stream first
  * overflows its kept part (which goes first). */
@@ -224,31 +198,13 @@ static void spool(capture_t *c, const char *buf, size_t n) {
   if (w && write_all(c->spool_fd, buf, w) == 0) c->spooled += w;
 }
 
-typedef struct {
-  int active;
-  int via_zygote;
-  pid_t pid;
-  uid_t uid;
-  gid_t gid;
-  int exited;
-  int status;
-  int timed_out;
-  int64_t started_us, ended_us;
-  int timer_fd;
-  /* Write end of the pipe the run's first process waits on until the agent says go (FRAME_GO). */
-  int hold_fd;
-  /* Read end of the exec-status pipe (exec mode): errno if the command could not start. */
-  int exec_status_fd;
-  char exec_name[256];
-  capture_t out, err;
-} run_t;
 
 /* The zygote's life: off (none, or --lazy before the first run), starting, ready, failed. */
 typedef enum { ZYGOTE_OFF, ZYGOTE_STARTING, ZYGOTE_IS_READY, ZYGOTE_HAS_FAILED } zygote_state_t;
 static const char *const ZYGOTE_STATE_NAMES[] = {"off", "starting", "ready", "failed"};
 
-static run_t run;
-static int agent_fd = -1;
+run_t run;
+int agent_fd = -1;
 static pid_t zygote_pid = -1;
 static int zygote_fd = -1;
 static zygote_state_t zygote_state = ZYGOTE_OFF;
@@ -267,7 +223,7 @@ static void announce_zygote(void) {
 }
 
 /* Keeps up to the limit of `n` bytes; returns how many it kept. */
-static size_t capture_keep(capture_t *c, const char *buf, size_t n) {
+size_t capture_keep(capture_t *c, const char *buf, size_t n) {
   size_t room = c->limit - c->kept;
   size_t take = n < room ? n : room;
   if (!take) return 0;
@@ -285,7 +241,7 @@ static size_t capture_keep(capture_t *c, const char *buf, size_t n) {
   return take;
 }
 
-static void capture_read(capture_t *c) {
+void capture_read(capture_t *c) {
   char buf[65536];
   for (;;) {
     ssize_t n = read(c->fd, buf, sizeof buf);
@@ -311,7 +267,7 @@ static void capture_read(capture_t *c) {
  * its own clean-up. The runner is the namespace's init, so the function cannot signal it
  * meanwhile (init ignores signals it has no handler for).
  */
-static int as_user(uid_t uid, void (*fn)(void)) {
+int as_user(uid_t uid, void (*fn)(void)) {
   if (setresuid(uid, uid, 0) < 0) return -1;
   fn();
   if (setresuid(0, 0, 0) < 0) {
@@ -325,11 +281,11 @@ static int as_user(uid_t uid, void (*fn)(void)) {
 static void kill_all_mine(void) { kill(-1, SIGKILL); }
 
 /* Kills every process of `uid` in this PID namespace. */
-static void kill_user(uid_t uid) {
+void kill_user(uid_t uid) {
   if (as_user(uid, kill_all_mine) < 0) logf_("cannot act as uid %u: %s", (unsigned)uid, strerror(errno));
 }
 
-static void reap_orphans(void) {
+void reap_orphans(void) {
   int st;
   pid_t p;
   while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
@@ -337,7 +293,9 @@ static void reap_orphans(void) {
       run.exited = 1;
       run.status = st;
       run.ended_us = now_us();
-    } else if (p == zygote_pid) {
+    }
+    if (handler_reaped(p)) continue;
+    if (p == zygote_pid) {
       logf_("zygote exited (status %d)", st);
       zygote_pid = -1;
       zygote_state = ZYGOTE_HAS_FAILED;
@@ -431,27 +389,27 @@ static void remove_ipc_objects(void) {
  * shared memory is charged to the container. Done as the sandbox user, their owner: the
  * runner keeps no capability that could remove another user's.
  */
-static void remove_ipc(uid_t uid) {
+void remove_ipc(uid_t uid) {
   if (as_user(uid, remove_ipc_objects) < 0) logf_("cannot remove IPC objects as uid %u: %s", (unsigned)uid, strerror(errno));
 }
 
-static void release_hold(int go);
+void release_hold(int go);
 static void start_zygote(char **argv);
 
 /* No run: every descriptor closed, every buffer freed, every field back to its rest. */
-static void run_reset(void) {
+void run_reset(void) {
   memset(&run, 0, sizeof run);
   run.timer_fd = run.out.fd = run.err.fd = run.hold_fd = run.exec_status_fd = -1;
   run.out.spool_fd = run.err.spool_fd = -1;
 }
 
-static void close_fd(int *fd) {
+void close_fd(int *fd) {
   if (*fd >= 0) close(*fd);
   *fd = -1;
 }
 
 /* The one teardown of a run, whether it ended or never started. */
-static void run_release(void) {
+void run_release(void) {
   int *fds[] = {&run.out.fd, &run.err.fd, &run.hold_fd, &run.exec_status_fd, &run.timer_fd, &run.out.spool_fd, &run.err.spool_fd};
   for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) close_fd(fds[i]);
   free(run.out.data);
@@ -461,9 +419,8 @@ static void run_release(void) {
   run_reset();
 }
 
-static void finish_run(void) {
-  release_hold(0);
-  /* Whatever the run left behind dies now, so its pipes close and nothing outlives it. */
+/* Kills whatever the run left behind, so its pipes close and nothing outlives it; returns leftovers. */
+static int end_everything(void) {
   kill_user(run.uid);
   int64_t deadline = now_us() + DRAIN_MS * 1000;
   while ((run.out.fd >= 0 || run.err.fd >= 0) && now_us() < deadline) {
@@ -479,6 +436,14 @@ static void finish_run(void) {
   close_fd(&run.err.fd);
   int leftovers = clean_up();
   if (leftovers == 0) remove_ipc(run.uid);
+  return leftovers;
+}
+
+static void finish_run(void) {
+  release_hold(0);
+  /* A handler that answered may stay (handler.c): only every other process of the call dies. */
+  int kept = run.via_handler && handler_settle();
+  int leftovers = kept ? 0 : end_everything();
 
   int code = -1, sig = 0;
   if (WIFEXITED(run.status)) code = WEXITSTATUS(run.status);
@@ -498,31 +463,27 @@ static void finish_run(void) {
   kv_add(&kv, "err_spooled=%zu", run.err.spooled);
   kv_add(&kv, "clean=%d", leftovers == 0);
   kv_add(&kv, "leftovers=%d", leftovers);
+  if (run.via_handler) handler_report(&kv, kept);
   send_frame(agent_fd, FRAME_EXIT, kv.buf, kv.len);
   send_chunks(agent_fd, FRAME_STDOUT, run.out.data, run.out.kept);
   send_chunks(agent_fd, FRAME_STDERR, run.err.data, run.err.kept);
+  if (run.via_handler) {
+    handler_send_answer();
+    handler_end_call(kept);
+  }
   send_frame(agent_fd, FRAME_DONE, NULL, 0);
   free(kv.buf);
   run_release();
   if (zygote_wanted && zygote_pid < 0 && zygote_state == ZYGOTE_OFF) start_zygote(zygote_argv);
 }
 
-static void fail_start(const char *why) {
+void fail_start(const char *why) {
   kv_t kv = {0};
   kv_add(&kv, "error=%s", why);
   send_frame(agent_fd, FRAME_FAILED, kv.buf, kv.len);
   free(kv.buf);
 }
 
-/* Reads the request's strings into argv/env arrays and settings. */
-typedef struct {
-  const char *mode, *cwd, *stdin_path;
-  long uid, gid, timeout_ms, out_limit, hold, spool_limit;
-  const char *spool_out, *spool_err;
-  char *argv[MAX_ITEMS];
-  char *envp[MAX_ITEMS];
-  int argc, envc;
-} request_t;
 
 extern char **environ;
 
@@ -568,6 +529,8 @@ static int parse_request(unsigned char *payload, size_t n, request_t *r) {
     else if (!strcmp(s, "spool_out")) r->spool_out = v;
     else if (!strcmp(s, "spool_err")) r->spool_err = v;
     else if (!strcmp(s, "hold")) r->hold = atol(v);
+    else if (!strcmp(s, "handler_key")) r->handler_key = v;
+    else if (!strcmp(s, "ctx")) r->ctx = v;
     else if (!strcmp(s, "arg") && r->argc < MAX_ITEMS - 1) r->argv[r->argc++] = v;
     else if (!strcmp(s, "env") && r->envc < MAX_ITEMS - 1) r->envp[r->envc++] = v;
   }
@@ -580,7 +543,7 @@ static int parse_request(unsigned char *payload, size_t n, request_t *r) {
 }
 
 /* In a child: the runner's blocked signals and handlers are not the child's. */
-static void reset_signals(void) {
+void reset_signals(void) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -589,7 +552,7 @@ static void reset_signals(void) {
 
 /* The function's processes go first when the container runs out of memory: the kernel
  * then kills them, not the runner or the zygote (raising the score needs no privilege). */
-static void prefer_for_oom(void) {
+void prefer_for_oom(void) {
   int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
   if (fd >= 0) {
     ssize_t ignored = write(fd, "1000", 4);
@@ -599,7 +562,7 @@ static void prefer_for_oom(void) {
 }
 
 /* PATH lookup in the function's environment, as a shell would. */
-static void exec_in_path(char *const argv[], char *const envp[]) {
+void exec_in_path(char *const argv[], char *const envp[]) {
   if (strchr(argv[0], '/')) {
     execve(argv[0], argv, envp);
     return;
@@ -636,7 +599,7 @@ static void read_exec_status(void) {
 }
 
 /* FRAME_GO from the agent: the held process may run now (go=1), or is called off (go=0). */
-static void release_hold(int go) {
+void release_hold(int go) {
   if (run.hold_fd < 0) return;
   if (go) {
     ssize_t ignored = write(run.hold_fd, "g", 1);
@@ -653,19 +616,15 @@ static void abandon_run(const char *why) {
   fail_start(why);
 }
 
-/* The ends a run's first process gets: stdin, stdout, stderr and the hold pipe's reading end. */
-typedef struct {
-  int in, out, err, hold;
-} child_ends_t;
 
-static void close_ends(child_ends_t *e) {
+void close_ends(child_ends_t *e) {
   close_fd(&e->in);
   close_fd(&e->out);
   close_fd(&e->err);
   close_fd(&e->hold);
 }
 
-static void announce_started(void) {
+void announce_started(void) {
   kv_t kv = {0};
   kv_add(&kv, "pid=%d", run.pid);
   send_frame(agent_fd, FRAME_STARTED, kv.buf, kv.len);
@@ -676,7 +635,7 @@ static void announce_started(void) {
  * Opens the run's pipes and stdin (its input file when the agent names one, never through
  * a link; else /dev/null) and sets up its captures; the child's ends go in `ends`.
  */
-static const char *open_run(const request_t *r, child_ends_t *ends) {
+const char *open_run(const request_t *r, child_ends_t *ends) {
   int out[2], err[2], hold[2] = {-1, -1};
   *ends = (child_ends_t){-1, -1, -1, -1};
   if (pipe2(out, O_CLOEXEC) < 0) return "pipe";
@@ -695,24 +654,29 @@ static const char *open_run(const request_t *r, child_ends_t *ends) {
     return "stdin";
   }
   if (r->hold && pipe2(hold, O_CLOEXEC) < 0) hold[0] = hold[1] = -1;
+  run_begin(r, out[0], err[0]);
+  run.hold_fd = hold[1];
+  *ends = (child_ends_t){in, out[1], err[1], hold[0]};
+  return NULL;
+}
+
+/* A run's record from its request, reading its output from `out_fd` and `err_fd`. */
+void run_begin(const request_t *r, int out_fd, int err_fd) {
   run_reset();
   run.uid = (uid_t)r->uid;
   run.gid = (gid_t)r->gid;
   run.via_zygote = !strcmp(r->mode, "zygote");
-  run.out = (capture_t){.limit = (size_t)r->out_limit, .fd = out[0], .spool_fd = -1};
-  run.err = (capture_t){.limit = (size_t)r->out_limit, .fd = err[0], .spool_fd = -1};
+  run.out = (capture_t){.limit = (size_t)r->out_limit, .fd = out_fd, .spool_fd = -1};
+  run.err = (capture_t){.limit = (size_t)r->out_limit, .fd = err_fd, .spool_fd = -1};
   if (r->spool_limit > 0 && r->spool_out && r->spool_err) {
     /* Copies: the request's buffer is not kept past this call. */
     run.out.spool_path = strdup(r->spool_out);
     run.err.spool_path = strdup(r->spool_err);
     run.out.spool_limit = run.err.spool_limit = (size_t)r->spool_limit;
   }
-  fcntl(out[0], F_SETFL, O_NONBLOCK);
-  fcntl(err[0], F_SETFL, O_NONBLOCK);
-  run.hold_fd = hold[1];
+  fcntl(out_fd, F_SETFL, O_NONBLOCK);
+  fcntl(err_fd, F_SETFL, O_NONBLOCK);
   run.started_us = now_us();
-  *ends = (child_ends_t){in, out[1], err[1], hold[0]};
-  return NULL;
 }
 
 /* Hands the run to the zygote, with the child's ends as SCM_RIGHTS; its pid comes in its ZYGOTE_PID reply. */
@@ -749,7 +713,7 @@ static const char *start_via_zygote(const request_t *r, child_ends_t *ends) {
 }
 
 /* In the forked child: wait for the go (the agent moves it into the run's cgroup meanwhile), become the sandbox user, exec. */
-static void exec_child(const request_t *r, const child_ends_t *ends, int status_fd) {
+void exec_child(const request_t *r, const child_ends_t *ends, int status_fd, int extra_fd) {
   reset_signals();
   setsid();
   dup2(ends->in, 0);
@@ -763,6 +727,8 @@ static void exec_child(const request_t *r, const child_ends_t *ends, int status_
     }
     if (got != 1) _exit(125);
   }
+  /* A handler's socket to the runner (handler.c), on fd 3: above 2, so never one of the ends. */
+  if (extra_fd >= 0 && dup2(extra_fd, 3) < 0) _exit(125);
   prefer_for_oom();
   int e = 0;
   if (setgroups(0, NULL) < 0 || setgid((gid_t)r->gid) < 0 || setuid((uid_t)r->uid) < 0) e = errno;
@@ -776,8 +742,8 @@ static void exec_child(const request_t *r, const child_ends_t *ends, int status_
   _exit(127);
 }
 
-/* Starts the command itself: fork, then exec as the sandbox user. */
-static const char *start_exec(request_t *r, child_ends_t *ends) {
+/* Starts the command itself: fork, then exec as the sandbox user (with `extra_fd` on its fd 3, if any). */
+const char *start_exec(request_t *r, child_ends_t *ends, int extra_fd) {
   r->argv[r->argc] = NULL;
   r->envp[r->envc] = NULL;
   int status_pipe[2];
@@ -786,7 +752,7 @@ static const char *start_exec(request_t *r, child_ends_t *ends) {
     return "pipe";
   }
   pid_t pid = fork();
-  if (pid == 0) exec_child(r, ends, status_pipe[1]);
+  if (pid == 0) exec_child(r, ends, status_pipe[1], extra_fd);
   close_ends(ends);
   close(status_pipe[1]);
   run.active = 1;
@@ -805,12 +771,19 @@ static void start_run(unsigned char *payload, size_t n) {
   if (run.active) return fail_start("busy");
   if (parse_request(payload, n, &r) < 0) return fail_start("bad request");
   int via_zygote = !strcmp(r.mode, "zygote");
+  int via_handler = !strcmp(r.mode, "handler");
   if (via_zygote && (zygote_fd < 0 || zygote_state != ZYGOTE_IS_READY)) return fail_start("zygote not ready");
   if (r.argc == 0) return fail_start("no command");
-  child_ends_t ends;
-  const char *failed = open_run(&r, &ends);
-  if (failed) return fail_start(failed);
-  failed = via_zygote ? start_via_zygote(&r, &ends) : start_exec(&r, &ends);
+  /* No handler lives on into a run of another kind: that run starts with nothing of it. */
+  if (!via_handler) handler_drop();
+  const char *failed;
+  if (via_handler) failed = handler_start_call(&r);
+  else {
+    child_ends_t ends;
+    failed = open_run(&r, &ends);
+    if (failed) return fail_start(failed);
+    failed = via_zygote ? start_via_zygote(&r, &ends) : start_exec(&r, &ends, -1);
+  }
   if (failed) return abandon_run(failed);
   run.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   struct itimerspec its = {.it_value = {r.timeout_ms / 1000, (r.timeout_ms % 1000) * 1000000}};
@@ -920,6 +893,7 @@ static int handle_signals(void) {
   while (read(signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
     if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
       if (run.active) kill_user(run.uid);
+      if (handler_pid() > 0) kill(handler_pid(), SIGKILL);
       if (zygote_pid > 0) kill(zygote_pid, SIGKILL);
       unlink(sock_path);
       return 1;
@@ -1013,7 +987,7 @@ static void handle_timeout(void) {
   }
 }
 
-enum { P_SIGNALS, P_LISTEN, P_AGENT, P_ZYGOTE, P_STDOUT, P_STDERR, P_TIMER, P_COUNT };
+enum { P_SIGNALS, P_LISTEN, P_AGENT, P_ZYGOTE, P_STDOUT, P_STDERR, P_TIMER, P_HANDLER, P_COUNT };
 
 /* Waits for the next event on any of the runner's descriptors (a closed one is -1: skipped). */
 static void wait_for_events(struct pollfd p[P_COUNT]) {
@@ -1022,7 +996,7 @@ static void wait_for_events(struct pollfd p[P_COUNT]) {
     zygote_in.fd = zygote_fd;
     zygote_in.len = 0;
   }
-  int fds[P_COUNT] = {signal_fd, listen_fd, agent_fd, zygote_fd, run.out.fd, run.err.fd, run.timer_fd};
+  int fds[P_COUNT] = {signal_fd, listen_fd, agent_fd, zygote_fd, run.out.fd, run.err.fd, run.timer_fd, handler_fd()};
   for (int i = 0; i < P_COUNT; i++) p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
   int n;
   while ((n = poll(p, P_COUNT, zygote_state == ZYGOTE_STARTING ? 100 : -1)) < 0 && errno == EINTR) {
@@ -1055,6 +1029,7 @@ int main(int argc, char **argv) {
     if (run.out.fd >= 0 && p[P_STDOUT].revents) capture_read(&run.out);
     if (run.err.fd >= 0 && p[P_STDERR].revents) capture_read(&run.err);
     if (run.timer_fd >= 0 && p[P_TIMER].revents) handle_timeout();
+    if (handler_fd() >= 0 && p[P_HANDLER].revents) handler_read();
     if (run.active) reap_orphans();
     if (run.active && run.exited) finish_run();
   }

@@ -27,6 +27,8 @@ export interface ContainerSpec {
   runnerDir: string;
   /** The zygote's command (for example python3 /nanogrid/zygote.py), or null for none. */
   zygote: string[] | null;
+  /** The handler mode's command (runner/handler.py ...), or null: the runtime has no handler mode. */
+  handler: string[] | null;
   /** Give it a build cache folder (BUILD_CACHE_DIR in its host folder) for the compiler front. */
   buildCache?: boolean;
   /** Freeze through the container's cgroup (fast) or through dockerd's pause. */

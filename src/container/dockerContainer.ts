@@ -1,3 +1,4 @@
+import type { LiveHandler } from './liveHandler.js';
 import type Docker from 'dockerode';
 import { closeSync, openSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -44,6 +45,8 @@ export class DockerContainer {
   cgroup: CgroupRef | null | undefined;
   /** The connection to the container's runner, from create on. */
   runner: RunnerClient | undefined;
+  /** Handler mode: the handler living in it between calls, or null. */
+  handler: LiveHandler | null = null;
   /** The workspace on its scratch file system: staged code, input, the clean slate between runs. */
   private workspace: Workspace | undefined;
   private cgroupFreezer: Freezer | null = null;
@@ -192,17 +195,17 @@ export class DockerContainer {
 
   /**
    * What is left of the function's processes, seen from the host: the container's cgroup
-   * holding a process of the sandbox uid. The runner checks the same from inside before
-   * it answers; this check does not depend on the runner.
+   * holding a process of the sandbox uid but `except` (a live handler's host pid). The
+   * runner checks the same from inside before it answers; this check does not depend on it.
    */
-  leftoverProcesses(): number {
+  leftoverProcesses(except?: number): number {
     const cg = this.cgroup;
     if (!cg || this.uid === undefined) return 0;
     let n = 0;
     const count = (pids: number[]) => {
       // The container's init (the runner) is root's for the container's life, and its pid
       // cannot be reused while the container lives: no need to look it up on every run.
-      for (const pid of pids) if (pid !== this.pid && procStatus(pid)?.uid === this.uid) n++;
+      for (const pid of pids) if (pid !== this.pid && pid !== except && procStatus(pid)?.uid === this.uid) n++;
     };
     if (cg.version === 1) {
       // v1: every process of the container is in its one memory cgroup (a container cannot
@@ -252,9 +255,12 @@ export class DockerContainer {
     this.workspace?.runStarting();
   }
 
-  /** Gives the next run a clean slate (Workspace.reset: skipped when the run provably left nothing). */
+  /**
+   * Gives the next run a clean slate (Workspace.reset: skipped when the run provably left
+   * nothing); while a handler lives, its /tmp and /dev/shm stay with it.
+   */
   resetWorkspace(): Promise<void> {
-    return this.space().reset();
+    return this.space().reset({ keepScratch: this.handler !== null });
   }
 
   /** What the writable space holds now (after a run: whether the run filled it). */

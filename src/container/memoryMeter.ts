@@ -37,7 +37,22 @@ export interface CgroupRef {
 export interface MeterSession {
   /** When set, the run's first process must be held until this resolves (it is moved into the run's cgroup). */
   attach?: (pid: number) => Promise<void>;
-  end(): Promise<Measurement>;
+  /** What the container held when the run began (v1 and sampling): a new handler's baseline. */
+  idleBytes?: number;
+  /**
+   * Ends the measurement. `keepScope` (v2, a handler that lives on): the run's cgroup is
+   * not removed but given back, for the handler's later calls.
+   */
+  end(opts?: { keepScope?: boolean }): Promise<Measurement>;
+  /** v2: the run's cgroup (where its first process is moved), and the same once end() kept it. */
+  scopeDir?: string;
+  kept?: RunScope;
+}
+
+/** A handler-mode call to a live handler (liveHandler.ts): where its memory is counted from. */
+export interface HandlerMeter {
+  baselineBytes: number;
+  scope?: { readonly dir: string } | undefined;
 }
 
 /** How long a run waits for its sampler's thread to start. */
@@ -73,18 +88,26 @@ export class MemoryMeter {
     return null;
   }
 
-  async begin(cg: CgroupRef | null, timeoutMs: number): Promise<MeterSession> {
+  /**
+   * `live`: the run is a call to a live handler. On v1 the peak counter is reset as for any
+   * run, and the peak is counted above what the container held before the handler started
+   * (the handler's own memory is the function's). On v2 its cgroup's memory.peak spans the
+   * handler's life and cannot be reset on 6.1, so the calls after its first are sampled
+   * there.
+   */
+  async begin(cg: CgroupRef | null, timeoutMs: number, live?: HandlerMeter): Promise<MeterSession> {
     if (!cg) return { end: async () => NO_MEASUREMENT };
     try {
-      if (this.opts.forceSampling) return await this.beginSampling(cg, timeoutMs);
-      if (cg.version === 1) return await this.beginV1(cg);
+      if (live && cg.version === 2) return await this.beginSampling(live.scope ? { version: 2, dir: live.scope.dir } : cg, timeoutMs, live.scope ? 0 : undefined);
+      if (this.opts.forceSampling) return await this.beginSampling(cg, timeoutMs, live?.baselineBytes);
+      if (cg.version === 1) return await this.beginV1(cg, live?.baselineBytes);
       return await this.beginV2(cg, timeoutMs);
     } catch {
       return { end: async () => NO_MEASUREMENT };
     }
   }
 
-  private async beginV1(cg: CgroupRef): Promise<MeterSession> {
+  private async beginV1(cg: CgroupRef, baselineBytes?: number): Promise<MeterSession> {
     // cgroup files answer from memory: synchronous access, on files kept open, is cheaper
     // than the thread pool (four preads and a write per run).
     const files = (cg.handles ??= new CgroupHandles(cg.dir));
@@ -93,9 +116,11 @@ export class MemoryMeter {
     // before the run (the runner, the zygote's interpreter) is not the run's: the figure is
     // the peak above it, as a v2 run cgroup counts only the run's own pages.
     files.write('memory.max_usage_in_bytes', '0');
-    const idle = Number(files.read('memory.usage_in_bytes').trim()) || 0;
+    const idleBytes = Number(files.read('memory.usage_in_bytes').trim()) || 0;
+    const idle = baselineBytes ?? idleBytes;
     const cacheBefore = statField(files.read('memory.stat'), 'total_cache');
     return {
+      idleBytes,
       end: async () => {
         try {
           const peak = Number(files.read('memory.max_usage_in_bytes').trim());
@@ -119,7 +144,8 @@ export class MemoryMeter {
     }
     const scope = await RunScope.create(cg.dir, `nanogrid-run-${++this.seq}`);
     let attached = false;
-    return {
+    const session: MeterSession = {
+      scopeDir: scope.dir,
       // The runner names the held process by its pid in the container's namespace: on the
       // host that number is another process. Moved is the process of the container's
       // cgroup whose innermost NSpid it is, or nothing.
@@ -129,7 +155,8 @@ export class MemoryMeter {
         await scope.attach(hostPid);
         attached = true;
       },
-      end: async () => {
+      end: async (opts) => {
+        const keep = attached && opts?.keepScope === true;
         try {
           if (!attached) return NO_MEASUREMENT;
           const { peakBytes, oomKilled, fileBytes } = await scope.peak();
@@ -137,13 +164,15 @@ export class MemoryMeter {
         } catch {
           return NO_MEASUREMENT;
         } finally {
-          await scope.remove();
+          if (keep) session.kept = scope;
+          else await scope.remove();
         }
       },
     };
+    return session;
   }
 
-  private async beginSampling(cg: CgroupRef, timeoutMs: number): Promise<MeterSession> {
+  private async beginSampling(cg: CgroupRef, timeoutMs: number, baselineBytes?: number): Promise<MeterSession> {
     const usageFile = join(cg.dir, cg.version === 1 ? 'memory.usage_in_bytes' : 'memory.current');
     const eventsFile = join(cg.dir, cg.version === 1 ? 'memory.oom_control' : 'memory.events');
     const oomBefore = readOomKills(eventsFile);
@@ -154,6 +183,8 @@ export class MemoryMeter {
     } catch {
       // no baseline: the figure is the container's
     }
+    const idleBytes = idle;
+    if (baselineBytes !== undefined) idle = baselineBytes;
     const stop = new SharedArrayBuffer(8);
     const task: SampleTask = { usageFile, intervalMs: this.opts.sampleIntervalMs ?? 5, deadlineMs: timeoutMs + 5000, stop };
     const running = this.sampler.run<SampleOutcome>(task, 'memorySampler');
@@ -161,6 +192,7 @@ export class MemoryMeter {
     const flags = new Int32Array(stop);
     for (const deadline = Date.now() + SAMPLER_START_MS; Atomics.load(flags, 1) === 0 && Date.now() < deadline; ) await sleep(1);
     return {
+      idleBytes,
       end: async () => {
         Atomics.store(new Int32Array(stop), 0, 1);
         Atomics.notify(new Int32Array(stop), 0);

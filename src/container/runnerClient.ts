@@ -5,8 +5,14 @@ import { decodeFields, encodeFields, encodeFrame, FRAME, FrameDecoder, type Fram
 export type ZygoteState = 'off' | 'starting' | 'ready' | 'failed';
 
 export interface RunnerRunRequest {
-  /** exec: the runner starts argv itself; zygote: the pre-started interpreter runs argv's script. */
-  mode: 'exec' | 'zygote';
+  /**
+   * exec: the runner starts argv itself; zygote: the pre-started interpreter runs argv's
+   * script; handler: the call goes to the live handler process of `handler.key`, or to a
+   * new one started from argv (runner/handler.c).
+   */
+  mode: 'exec' | 'zygote' | 'handler';
+  /** Handler mode: which handler (a new key ends the live one) and the call's context (JSON). */
+  handler?: { key: string; context: string };
   argv: string[];
   cwd: string;
   uid: number;
@@ -42,6 +48,22 @@ export interface RunnerOutcome {
   /** Bytes of each stream written to its spool file (0: none). */
   stdoutSpooled: number;
   stderrSpooled: number;
+  /** Handler mode: how the call went. */
+  handler?: HandlerCall;
+}
+
+export interface HandlerCall {
+  /** The handler stays (stopped) for the next call of its key. */
+  alive: boolean;
+  /** Its pid in the container's namespace while alive. */
+  pid: number;
+  /** This call started it. */
+  init: boolean;
+  /** Process start to ready, when this call started it (0 when it never got ready). */
+  initMs: number;
+  answer: 'value' | 'error' | 'none';
+  /** The answer's JSON text (the value, or {errorType, errorMessage}). */
+  answerText: string;
 }
 
 /** The runner did not answer within its bound: the container cannot be trusted. */
@@ -173,6 +195,7 @@ export class RunnerClient {
       ['hold', req.hold ? 1 : 0],
     ];
     if (req.stdin) fields.push(['stdin', req.stdin]);
+    if (req.handler) fields.push(['handler_key', req.handler.key], ['ctx', req.handler.context]);
     if (req.spool) fields.push(['spool_out', req.spool.stdout], ['spool_err', req.spool.stderr], ['spool_limit', req.spool.limitBytes]);
     for (const a of req.argv) fields.push(['arg', a]);
     for (const e of req.env) fields.push(['env', e]);
@@ -180,6 +203,7 @@ export class RunnerClient {
       let exit: Record<string, string> | undefined;
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
+      const answer: Buffer[] = [];
       const limit = req.timeoutMs + boundMs;
       const timer = setTimeout(() => {
         this.pending = undefined;
@@ -210,6 +234,7 @@ export class RunnerClient {
           // The kept bytes come in chunks (a frame is at most 4 MiB, an output limit may be more).
           else if (f.type === FRAME.STDOUT && exit) stdout.push(Buffer.from(f.payload));
           else if (f.type === FRAME.STDERR && exit) stderr.push(Buffer.from(f.payload));
+          else if (f.type === FRAME.RETURN && exit) answer.push(Buffer.from(f.payload));
           else if (f.type === FRAME.DONE && exit) {
             const e = exit;
             const out = Buffer.concat(stdout);
@@ -228,6 +253,7 @@ export class RunnerClient {
                 leftovers: Number(e.leftovers),
                 stdoutSpooled: Number(e.out_spooled ?? 0),
                 stderrSpooled: Number(e.err_spooled ?? 0),
+                ...(e.handler !== undefined ? { handler: handlerCall(e, Buffer.concat(answer)) } : {}),
               }),
             );
           }
@@ -289,4 +315,9 @@ export class RunnerClient {
     this.pending?.fail(err);
     for (const w of this.zygoteWaiters.splice(0)) w();
   }
+}
+
+function handlerCall(e: Record<string, string>, answer: Buffer): HandlerCall {
+  const kind = e.answer === 'value' || e.answer === 'error' ? e.answer : 'none';
+  return { alive: e.handler === 'alive', pid: Number(e.handler_pid) || 0, init: e.init === '1', initMs: Number(e.init_us) / 1000 || 0, answer: kind, answerText: answer.toString('utf8') };
 }

@@ -22,6 +22,7 @@ export const FRAME = {
   EXIT: 'E',
   STDOUT: 'o',
   STDERR: 'e',
+  RETURN: 'r',
   DONE: 'D',
   FAILED: 'F',
   PONG: 'p',

@@ -138,9 +138,9 @@ export class Scratch {
     await writeFile(join(dir, INPUT_FILE), bytes, { mode: 0o444 });
   }
 
-  /** Empties /tmp and /dev/shm, and the workspace but for `keep` (the code's top-level names). */
-  async wipe(keep: readonly string[]): Promise<void> {
-    await Promise.all([emptyDir(this.path('work'), new Set(keep)), emptyDir(this.path('tmp')), emptyDir(this.path('shm'))]);
+  /** Empties /tmp and /dev/shm (unless `workOnly`), and the workspace but for `keep` (the code's top-level names). */
+  async wipe(keep: readonly string[], workOnly = false): Promise<void> {
+    await Promise.all([emptyDir(this.path('work'), new Set(keep)), ...(workOnly ? [] : [emptyDir(this.path('tmp')), emptyDir(this.path('shm'))])]);
   }
 
   async usage(): Promise<ScratchUsage> {

@@ -13,6 +13,8 @@ export class Workspace {
   private cleanMark: { inodesFree: number; blocksFree: number } | null = null;
   /** The scratch space just after the last run ended (null once a run starts). */
   private afterRun: ScratchUsage | null = null;
+  /** /tmp and /dev/shm were left to a live handler: they are the staged version's only. */
+  private scratchKept = false;
 
   constructor(readonly scratch: Scratch) {}
 
@@ -21,6 +23,10 @@ export class Workspace {
     if (this.staged?.id === code.id) return;
     this.staged = null;
     this.cleanMark = null;
+    if (this.scratchKept) {
+      await this.scratch.wipe([]);
+      this.scratchKept = false;
+    }
     await this.scratch.stage(code);
     this.staged = { id: code.id, names: code.names };
   }
@@ -46,14 +52,22 @@ export class Workspace {
    * kernel refuses to a file the function does not own (fs.protected_hardlinks, checked);
    * the files that are there after a wipe are root's and read-only. So free inodes and
    * blocks just after the run equal to those just after the last wipe mean the same tree.
+   *
+   * `keepScratch` (a live handler's): /tmp and /dev/shm stay for its next call, as they
+   * do in a warm Lambda; the workspace (output/, input/) is still emptied. They are wiped
+   * before another code version is staged, and at the first reset without a handler.
    */
-  async reset(): Promise<void> {
+  async reset(opts: { keepScratch?: boolean } = {}): Promise<void> {
+    const keep = opts.keepScratch === true;
     const after = this.afterRun;
     this.afterRun = null;
     const mark = this.cleanMark;
-    if (after && mark && after.inodesFree === mark.inodesFree && after.blocksFree === mark.blocksFree && hardLinksProtected()) return;
+    // A handler's /tmp outlives it by no reset: without one, the skip needs a full wipe before.
+    const tidy = keep || !this.scratchKept;
+    if (tidy && after && mark && after.inodesFree === mark.inodesFree && after.blocksFree === mark.blocksFree && hardLinksProtected()) return;
     this.cleanMark = null;
-    await this.scratch.wipe(this.staged?.names ?? []);
+    await this.scratch.wipe(this.staged?.names ?? [], keep);
+    this.scratchKept = keep;
     const now = await this.scratch.usage().catch(() => null);
     this.cleanMark = now && { inodesFree: now.inodesFree, blocksFree: now.blocksFree };
   }

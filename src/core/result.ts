@@ -58,6 +58,22 @@ export interface Result {
   attempt: number;
   workerId: string;
   finishedAt: string;
+  /** Handler mode only (a nanogrid.json with a handler): what the call returned or raised, and its init. */
+  handler?: HandlerResult;
+}
+
+/** A handler-mode call's own part of the result. */
+export interface HandlerResult {
+  /** The handler's return value (JSON); null when it raised, did not answer, or the value did not fit the result. */
+  returnValue: unknown;
+  /** What it raised: the exception's type and message (its traceback is on stderr). */
+  error: { errorType: string; errorMessage: string } | null;
+  /** This call started the handler (imported its module): Lambda's cold start. */
+  initialised: boolean;
+  /** How long the import took, from the process's start to its ready (Lambda's Init Duration); null when this call did not start it. */
+  initDurationMs: number | null;
+  /** The return value was left out: the result would pass its byte budget. */
+  returnValueDropped?: boolean;
 }
 
 /** A FAILED result for an invocation that never ran. */

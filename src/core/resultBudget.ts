@@ -19,6 +19,11 @@ export function fitResult(result: Result, maxBytes: number): { result: Result; j
   if (json.length <= maxBytes / 3 || Buffer.byteLength(json) <= maxBytes) return { result, json };
   let r: Result = { ...result, stdout: '', stderr: '' };
   let base = Buffer.byteLength(JSON.stringify(r));
+  // A handler's return value cannot be cut and stay JSON: past the budget it goes whole.
+  if (base > maxBytes && r.handler && r.handler.returnValue !== null) {
+    r = { ...r, handler: { ...r.handler, returnValue: null, returnValueDropped: true } };
+    base = Buffer.byteLength(JSON.stringify(r));
+  }
   if (base > maxBytes) {
     r = cutOutputs(r, maxBytes);
     base = Buffer.byteLength(JSON.stringify(r));

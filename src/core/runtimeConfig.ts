@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError, int, read, type Env } from './envRead.js';
-import { BUILTIN_RUNTIMES, RUNTIME_NAME, RuntimeTable, type RuntimeConfig, type RuntimeDefinition } from './runtimes.js';
+import { BUILTIN_RUNTIMES, plainArgv, RUNTIME_NAME, RuntimeTable, type RuntimeConfig, type RuntimeDefinition } from './runtimes.js';
 
 const OCI_RUNTIME = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -16,6 +16,7 @@ const definitionSchema = z
     command: z.string().min(1).max(4096).optional(),
     zygote: z.boolean().optional(),
     buildCache: z.boolean().optional(),
+    handler: z.string().min(1).max(4096).nullable().optional(),
     prewarm: z.number().int().min(0).max(1024).optional(),
     prewarmMax: z.number().int().min(0).max(1024).optional(),
     maxContainers: z.number().int().min(1).max(1024).optional(),
@@ -50,7 +51,7 @@ export function runtimeDefinitions(env: Env, readText: (path: string) => string 
     if (!base && (!given.image || !given.command)) {
       throw new ConfigError('NANOGRID_RUNTIMES_FILE', `${path}: the new runtime ${name} needs an image and a command`);
     }
-    const d: RuntimeDefinition = base ?? { aliases: [], image: given.image!, command: given.command!, zygote: false, buildCache: false, prewarm: 0, stockOver: 2, maxContainers: 2 };
+    const d: RuntimeDefinition = base ?? { aliases: [], image: given.image!, command: given.command!, zygote: false, buildCache: false, handler: null, prewarm: 0, stockOver: 2, maxContainers: 2 };
     defs[name] = {
       ...d,
       ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
@@ -161,6 +162,7 @@ export function loadRuntimes(env: Env, o: { buildCacheMb: number; readText?: (pa
       maxContainers: max,
       zygote: read(env, runtimeVariable('NANOGRID_', name, '_ZYGOTE'), z.enum(['on', 'off']), d.zygote ? 'on' : 'off') === 'on',
       buildCache: d.buildCache && o.buildCacheMb > 0,
+      handler: handlerCommand(name, d.handler),
       ociRuntime: oci[name] ?? d.ociRuntime,
     };
   });
@@ -169,6 +171,13 @@ export function loadRuntimes(env: Env, o: { buildCacheMb: number; readText?: (pa
   } catch (err) {
     throw new ConfigError('NANOGRID_RUNTIMES_FILE', (err as Error).message);
   }
+}
+
+/** A runtime's handler command: a plain command line (it starts without a shell), or null. */
+function handlerCommand(name: string, command: string | null): string | null {
+  if (command === null) return null;
+  if (!plainArgv(command)) throw new ConfigError('NANOGRID_RUNTIMES_FILE', `${name}.handler must be a plain command line (no quotes, variables or redirection): ${JSON.stringify(command.slice(0, 200))}`);
+  return command;
 }
 
 /** The built-ins with their defaults: what a message is checked against when no table is given. */

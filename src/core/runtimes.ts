@@ -1,3 +1,5 @@
+import { RUNNER_MOUNT } from './sandbox.js';
+
 /**
  * The runtimes this agent runs: data (core/runtimeConfig.ts reads them from configuration),
  * with python, cpp and node built in.
@@ -26,6 +28,12 @@ export interface RuntimeConfig {
   /** Compiler calls go through the build cache's front (cpp; src/build/buildCache.ts). */
   buildCache: boolean;
   /**
+   * The handler mode's command (a plain command line, run in the workspace as the sandbox
+   * user with NANOGRID_HANDLER=module.function; runner/handler.c has its protocol), or null
+   * for a runtime without one: a function whose nanogrid.json names a handler is refused.
+   */
+  handler: string | null;
+  /**
    * The engine's OCI runtime for this runtime's containers: `runsc` puts each in a gVisor
    * sandbox (a kernel of its own in user space, for untrusted tenants; docs/sandbox.md);
    * unset, dockerd's default (runc).
@@ -40,6 +48,7 @@ export interface RuntimeDefinition {
   command: string;
   zygote: boolean;
   buildCache: boolean;
+  handler: string | null;
   prewarm: number;
   /** Unset: the minimum plus `stockOver`, within capacity (none when the minimum is 0). */
   prewarmMax?: number | undefined;
@@ -53,9 +62,9 @@ export interface RuntimeDefinition {
  * by default (its first run in a new container starts node itself, about 40 ms here).
  */
 export const BUILTIN_RUNTIMES: Readonly<Record<string, RuntimeDefinition>> = {
-  python: { aliases: ['python3'], image: 'nanogrid/python:local', command: 'python main.py', zygote: true, buildCache: false, prewarm: 2, stockOver: 2, maxContainers: 4 },
-  cpp: { aliases: ['c++'], image: 'nanogrid/cpp:local', command: '/bin/bash run.sh', zygote: false, buildCache: true, prewarm: 1, stockOver: 1, maxContainers: 2 },
-  node: { aliases: ['nodejs', 'javascript', 'js'], image: 'nanogrid/node:local', command: 'node main.js', zygote: false, buildCache: false, prewarm: 0, stockOver: 2, maxContainers: 2 },
+  python: { aliases: ['python3'], image: 'nanogrid/python:local', command: 'python main.py', zygote: true, buildCache: false, handler: `python3 ${RUNNER_MOUNT}/handler.py`, prewarm: 2, stockOver: 2, maxContainers: 4 },
+  cpp: { aliases: ['c++'], image: 'nanogrid/cpp:local', command: '/bin/bash run.sh', zygote: false, buildCache: true, handler: null, prewarm: 1, stockOver: 1, maxContainers: 2 },
+  node: { aliases: ['nodejs', 'javascript', 'js'], image: 'nanogrid/node:local', command: 'node main.js', zygote: false, buildCache: false, handler: `node ${RUNNER_MOUNT}/handler.js`, prewarm: 0, stockOver: 2, maxContainers: 2 },
 };
 
 /** A runtime's name: what messages, settings and labels use. */

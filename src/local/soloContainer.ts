@@ -15,7 +15,7 @@ const uids = new SandboxUids(DEFAULT_UID_RANGE);
  */
 export function soloContainerSpec(
   root: string,
-  o: { image: string; name: string; labels: Record<string, string>; zygote: string[] | null; memoryMb?: number; runnerDir?: string; diskBytes?: number; ociRuntime?: string },
+  o: { image: string; name: string; labels: Record<string, string>; zygote: string[] | null; handler?: string[] | null; memoryMb?: number; runnerDir?: string; diskBytes?: number; ociRuntime?: string },
 ): ContainerSpec {
   return {
     image: o.image,
@@ -27,6 +27,7 @@ export function soloContainerSpec(
     apiTimeoutMs: 30_000,
     runnerDir: o.runnerDir ?? defaultRunnerDir(),
     zygote: o.zygote,
+    handler: o.handler ?? null,
     freezer: 'cgroup',
     scratch: new OwnScratch({ imagePath: join(root, 'scratch.img'), mountDir: join(root, 'scratch'), viewDir: join(root, 'view'), limitBytes: o.diskBytes ?? 64 << 20, reserve: false, timeoutMs: 30_000 }),
     cpu: DEFAULT_CPU_POLICY,

@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { zygoteArgv, type Runtime, type RuntimeConfig } from '../core/runtimes.js';
+import { plainArgv, zygoteArgv, type Runtime, type RuntimeConfig } from '../core/runtimes.js';
 import { containerHostDir, LABEL_AGENT, LABEL_RUN, LABEL_RUNTIME, RUNNER_MOUNT } from '../core/sandbox.js';
 import type { ScratchSource } from '../container/scratch.js';
 import type { Logger } from '../core/log.js';
@@ -50,6 +50,7 @@ export function containerSpec(o: PoolOptions, name: string): ContainerSpec {
     // The zygote's command for this runtime, or null when runs go through the shell.
     zygote: argv ? [argv[0]!, `${RUNNER_MOUNT}/zygote.py`] : null,
     buildCache: o.config.buildCache,
+    handler: o.config.handler === null ? null : plainArgv(o.config.handler),
     freezer: o.freezer,
     scratch: o.scratch,
     cpu: o.cpu,

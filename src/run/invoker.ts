@@ -112,6 +112,7 @@ export class Invoker implements InvocationRunner {
       attempt: inv.receiveCount,
       workerId: this.opts.workerId,
       finishedAt: new Date().toISOString(),
+      ...(report.handler ? { handler: report.handler } : {}),
     };
   }
 }

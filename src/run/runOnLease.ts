@@ -1,8 +1,11 @@
 import type { Invocation } from '../core/invocation.js';
 import { InvocationError, type Reason } from '../core/reasons.js';
-import type { Result, StartKind, Status, Timings } from '../core/result.js';
+import type { HandlerResult, Result, StartKind, Status, Timings } from '../core/result.js';
+import { createHash } from 'node:crypto';
+import { manifestOf, MANIFEST_NAME } from './manifest.js';
+import type { StagedCode } from '../container/scratch.js';
 import type { Logger } from '../core/log.js';
-import { RUNNER_BOUND_MS, type LeaseSource, type RunOutcome } from '../pool/lease.js';
+import { RUNNER_BOUND_MS, type Lease, type LeaseSource, type RunOutcome, type RunRequest } from '../pool/lease.js';
 import type { RunHooks } from '../core/ports.js';
 import { INPUT_PATH } from '../core/sandbox.js';
 import type { CodeCache } from '../code/codeCache.js';
@@ -36,6 +39,8 @@ export interface RunReport
   /** The code version's ETag (S3 code), for the archive. */
   codeEtag: string | undefined;
   timings: Omit<Timings, 'totalMs' | 'queuedMs'>;
+  /** Handler mode only. */
+  handler?: HandlerResult;
 }
 
 /**
@@ -69,6 +74,10 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
       end.reusable = true;
       throw back;
     }
+    const handler = await handlerRequest(inv, code, lease).catch((err: unknown) => {
+      end.reusable = true;
+      throw err;
+    });
     let outcome: RunOutcome;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -84,6 +93,7 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
           env: [...functionEnv(inv), ...(deps.env ?? []), ...(view ? deps.build!.env : [])],
           timeoutMs: inv.timeoutMs,
           input: inputBytes !== null,
+          ...(handler ? { handler } : {}),
           onStart: () => {
             end.ran = true;
             hooks.onRunStart?.();
@@ -105,6 +115,7 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
     // its container frozen by the lease; it is destroyed, and nothing of its workspace is read.
     end.reusable = exec.clean;
     const { status, reason } = classify(exec, oom, disk?.full ?? false);
+    const handlerPart = handler ? handlerResult(exec) : undefined;
     let stderr = exec.stderr;
     const stored: { outputs: Result['outputs']; errors: string[] } = { outputs: [], errors: [] };
     if (!exec.clean) {
@@ -148,6 +159,7 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
       outputErrors: stored.errors,
       codeEtag: code.etag,
       timings: { fetchMs: round(fetchMs), acquireMs: round(lease.acquireMs), execMs: round(exec.durationMs), agentMs: round(performance.now() - t0) },
+      ...(handlerPart ? { handler: handlerPart } : {}),
     };
   } catch (err) {
     if (err instanceof InvocationError) throw err;
@@ -157,6 +169,39 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
     lease.release(end);
     hooks.onRunEnd?.();
   }
+}
+
+/**
+ * The handler call an invocation makes, when its code's nanogrid.json names a handler; the
+ * key (function, code version, entry) changes with any of them, so a live handler never
+ * serves another version or function.
+ */
+async function handlerRequest(inv: Invocation, code: StagedCode, lease: Lease): Promise<RunRequest['handler']> {
+  const entry = (await manifestOf(code))?.handler;
+  if (!entry) return undefined;
+  if (!lease.handlerMode) throw new InvocationError('MANIFEST_INVALID', 'permanent', `${MANIFEST_NAME} names a handler, but runtime ${inv.runtime} has no handler mode: remove "handler" to run the function as a program`);
+  const key = createHash('sha256').update(`${inv.functionKey}\0${code.id}\0${entry}`).digest('hex');
+  const context = JSON.stringify({ requestId: inv.requestId, functionId: inv.functionId, memoryMb: inv.memoryMb, deadlineMs: Date.now() + inv.timeoutMs });
+  return { entry, key, context };
+}
+
+/** A handler call's own part of the result; its answer is the handler's, so parsed with care. */
+function handlerResult(exec: RunnerOutcome): HandlerResult {
+  const h = exec.handler;
+  const part: HandlerResult = { returnValue: null, error: null, initialised: h?.init ?? false, initDurationMs: h?.init && h.initMs > 0 ? round(h.initMs) : null };
+  if (!h || !exec.clean) return part;
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(h.answerText);
+  } catch {
+    parsed = null;
+  }
+  if (h.answer === 'value') part.returnValue = parsed;
+  else if (h.answer === 'error') {
+    const e = (parsed ?? {}) as Record<string, unknown>;
+    part.error = { errorType: String(e.errorType ?? 'Error').slice(0, 256), errorMessage: String(e.errorMessage ?? '').slice(0, 4096) };
+  }
+  return part;
 }
 
 /** The environment every function sees. */
@@ -177,10 +222,14 @@ function functionEnv(inv: Invocation): string[] {
  * run whose clean-up could not be verified fails with a reason of its own, whatever the
  * function did.
  */
-export function classify(outcome: Pick<RunnerOutcome, 'timedOut' | 'exitCode'> & Partial<Pick<RunnerOutcome, 'clean'>>, oom: boolean, diskFull = false): { status: Status; reason: Reason } {
+export function classify(outcome: Pick<RunnerOutcome, 'timedOut' | 'exitCode'> & Partial<Pick<RunnerOutcome, 'clean' | 'handler'>>, oom: boolean, diskFull = false): { status: Status; reason: Reason } {
   if (outcome.clean === false) return { status: 'FAILED', reason: 'CLEANUP_FAILED' };
   if (outcome.timedOut) return { status: 'TIMEOUT', reason: 'TIMEOUT' };
   if (oom) return { status: 'OOM', reason: 'OOM' };
+  const h = outcome.handler;
+  if (h?.answer === 'error') return { status: 'FAILED', reason: 'HANDLER_ERROR' };
+  // A handler that ended before it was ready never ran the call: its import failed.
+  if (h && h.init && !h.alive && h.answer === 'none' && h.initMs === 0) return { status: 'FAILED', reason: 'HANDLER_INIT_FAILED' };
   if (outcome.exitCode === 0) return { status: 'SUCCESS', reason: 'OK' };
   return { status: 'FAILED', reason: diskFull ? 'DISK_FULL' : 'NON_ZERO_EXIT' };
 }

@@ -59,4 +59,13 @@ t.test('the frame letters have one home, runner/protocol.h: the agent and the zy
   const inZygote = Object.fromEntries([...zygote.matchAll(/^(FRAME_RUN|ZYGOTE_\w+) = "(.)"$/gm)].map((m) => [m[1]!, m[2]!]));
   t.same(inZygote, { FRAME_RUN: defined.FRAME_RUN, ...Object.fromEntries(Object.entries(defined).filter(([k]) => k.startsWith('ZYGOTE_'))) }, 'and the zygote\'s');
   t.equal(Number(/^#define FRAME_MAX \((\d+) \* 1024 \* 1024\)/m.exec(header)?.[1]) * 1024 * 1024, MAX_FRAME);
+  // The handler mode's letters: the python and node handler runtimes speak them to handler.c.
+  const handlerLetters = Object.fromEntries([...header.matchAll(/^#define (HANDLER_\w+) '(.)'/gm)].map((m) => [m[1]!, m[2]!]));
+  t.equal(Object.keys(handlerLetters).length, 4, 'call, ready, value, error');
+  for (const file of ['handler.py', 'handler.js']) {
+    const text = await readFile(new URL(`../../runner/${file}`, import.meta.url), 'utf8');
+    const found = Object.fromEntries([...text.matchAll(/^(?:const )?(HANDLER_\w+) = ["'](.)["'];?$/gm)].map((m) => [m[1]!, m[2]!]));
+    t.same(found, handlerLetters, `and ${file}'s`);
+    t.match(text, new RegExp(`FRAME_MAX = 4 \\* 1024 \\* 1024`), `${file} knows the longest frame`);
+  }
 });

@@ -53,6 +53,16 @@ t.test('a runtimes file adds a runtime and changes a built-in; the variables sti
   t.equal(loadRuntimes({ NANOGRID_PYTHON_ZYGOTE: 'off' }, { buildCacheMb: 1 }).require('python').zygote, false);
 });
 
+t.test('the handler mode is a runtime\'s field: python and node have one, cpp none; a file can set or clear it', async (t) => {
+  const d = loadRuntimes({}, { buildCacheMb: 1 });
+  t.same(d.list.map((x) => [x.name, x.handler]), [['python', 'python3 /nanogrid/handler.py'], ['cpp', null], ['node', 'node /nanogrid/handler.js']]);
+  const r = loadRuntimes(FILE, files({ node: { handler: null }, ruby: { image: 'ruby:3', command: 'ruby main.rb', handler: 'ruby /opt/handler.rb' } }));
+  t.equal(r.require('node').handler, null, 'cleared');
+  t.equal(r.require('ruby').handler, 'ruby /opt/handler.rb');
+  t.equal(loadRuntimes(FILE, files({ ruby: { image: 'ruby:3', command: 'ruby main.rb' } })).require('ruby').handler, null, 'a new runtime has none unless given');
+  t.throws(() => loadRuntimes(FILE, files({ python: { handler: 'python3 $HOME/h.py' } })), /python.handler must be a plain command line/);
+});
+
 t.test('a runtimes file that cannot be used names the file and what is wrong', async (t) => {
   const bad = (json: unknown, re: RegExp, what: string) => t.throws(() => loadRuntimes(FILE, files(json)), re, what);
   bad({ ruby: { image: 'ruby:3' } }, /the new runtime ruby needs an image and a command/, 'a new runtime without a command');
