@@ -150,6 +150,7 @@ async function main(): Promise<void> {
   await client.uploadZip('bench/cpp-hello.zip', SAMPLES.cppHello);
   await client.uploadZip('bench/node-hello.zip', SAMPLES.nodeHello);
   await client.uploadZip('bench/python-template.zip', SAMPLES.pythonTemplate);
+  await client.uploadZip('bench/python-template-handler.zip', SAMPLES.pythonTemplateHandler);
   await client.uploadZip('bench/python-sleep100.zip', SAMPLES.pythonSleep(100));
 
   const startKinds: Record<string, Record<string, number>> = {};
@@ -168,6 +169,11 @@ async function main(): Promise<void> {
   put('python (jinja2): agent warm (inside)', template.inside);
   put('python (jinja2): agent warm (end to end)', template.e2e);
   progress(`python (jinja2) warm: inside p50 ${latency['python (jinja2): agent warm (inside)']!.p50} ms`);
+  // The same page in handler mode: imported once per container, a call per invocation.
+  const handler = await measureStartKind(env, 'python', 'warm', 'bench/python-template-handler.zip', plan.latencyN.python);
+  put('python (jinja2, handler mode): agent warm (inside)', handler.inside);
+  put('python (jinja2, handler mode): agent warm (end to end)', handler.e2e);
+  progress(`python (jinja2) warm in handler mode: inside p50 ${latency['python (jinja2, handler mode): agent warm (inside)']!.p50} ms`);
   // C++ cold in a new container with its build already kept (the cells above compile: a new function each time).
   const coldHit = await measureCppColdHit(env, 'bench/cpp-hello.zip', plan.latencyN.cpp);
   put('cpp: agent cold, build kept (inside)', coldHit.inside);
@@ -283,7 +289,7 @@ async function main(): Promise<void> {
   const summary = [
     `- python: original stage 4 / agent warm (inside, p50): **${ratio(L('python: original stage 4 (unpause/exec/pause)'), L('python: agent warm (inside)')).toFixed(1)}x**`,
     `- cpp (the build kept per code version): agent warm (inside, p50) **${L('cpp: agent warm (inside)').toFixed(1)} ms**, beside run.sh's own time with the kept build (bash, the front, the program, timed in the container by another path) ${L('cpp: own run time, build kept').toFixed(1)} ms; cold with the build kept **${L('cpp: agent cold, build kept (inside)').toFixed(0)} ms** against python cold ${L('python: agent cold (inside)').toFixed(0)} ms (**${(L('cpp: agent cold, build kept (inside)') - L('python: agent cold (inside)')).toFixed(0)} ms** apart), a first compile ${L('cpp: agent cold (inside)').toFixed(0)} ms; original stage 4 (compiles every run) / agent warm **${ratio(L('cpp: original stage 4 (unpause/exec/pause)'), L('cpp: agent warm (inside)')).toFixed(1)}x**`,
-    `- python, import-heavy (Jinja2 renders a page), plain mode: agent warm (inside, p50) **${L('python (jinja2): agent warm (inside)').toFixed(1)} ms**, as a new \`python main.py\` process ${L('python (jinja2): own run time').toFixed(1)} ms, against hello's ${L('python: agent warm (inside)').toFixed(1)} ms: the zygote saves the interpreter's start, not the imports, which every run pays again`,
+    `- python, import-heavy (Jinja2 renders a page): agent warm (inside, p50) in handler mode **${L('python (jinja2, handler mode): agent warm (inside)').toFixed(1)} ms** (end to end ${L('python (jinja2, handler mode): agent warm (end to end)').toFixed(1)} ms), in plain mode **${L('python (jinja2): agent warm (inside)').toFixed(1)} ms** (end to end ${L('python (jinja2): agent warm (end to end)').toFixed(1)} ms), as a new \`python main.py\` process ${L('python (jinja2): own run time').toFixed(1)} ms, against hello's ${L('python: agent warm (inside)').toFixed(1)} ms: the zygote saves the interpreter's start, the handler mode the imports too`,
     `- node (node main.js, no zygote): agent cold (inside, p50) **${L('node: agent cold (inside)').toFixed(0)} ms**, prewarm ${L('node: agent prewarm (inside)').toFixed(1)} ms, warm **${L('node: agent warm (inside)').toFixed(1)} ms**; end to end cold ${L('node: agent cold (end to end)').toFixed(0)} ms, warm ${L('node: agent warm (end to end)').toFixed(1)} ms`,
     `- python: agent warm (inside, p50) / own run time (p50): **${(L('python: agent warm (inside)') / L('python: own run time')).toFixed(2)}x**`,
     `- throughput: agent pool 8 / original stage 4 pool 8 (trivial): **${(tp('trivial', 8) / stage4Pool.perSecond).toFixed(1)}x**`,

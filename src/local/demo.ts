@@ -68,6 +68,7 @@ async function main(): Promise<number> {
     await client.uploadZip('py-fail/v1.zip', SAMPLES.pythonFail);
     await client.uploadZip('cpp-hello/v1.zip', SAMPLES.cppHello);
     await client.uploadZip('node-hello/v1.zip', SAMPLES.nodeHello);
+    await client.uploadZip('py-page/v1.zip', SAMPLES.pythonTemplateHandler);
 
     const rows: Row[] = [];
     const run = async (label: string, expected: string, message: Record<string, unknown>) => {
@@ -109,6 +110,9 @@ async function main(): Promise<number> {
     for (let i = 2; i <= 5; i++) await run('python hello', 'SUCCESS', msg(`demo-py-hello-${i}`, 'py-hello', 'python', 'py-hello/v1.zip'));
     await run('cpp hello (build kept)', 'SUCCESS', msg('demo-cpp-hello-2', 'cpp-hello', 'cpp', 'cpp-hello/v1.zip'));
     await run('node hello (input)', 'SUCCESS', msg('demo-node-hello-2', 'node-hello', 'nodejs', 'node-hello/v1.zip', { inputData: { name: 'NanoGrid' } }));
+    const page = { title: 'NanoGrid', items: ['warm', 'handler'] };
+    await run('python handler mode (jinja2)', 'SUCCESS', msg('demo-py-page-1', 'py-page', 'python', 'py-page/v1.zip', { inputData: page }));
+    const pageWarm = await run('python handler mode (warm)', 'SUCCESS', msg('demo-py-page-2', 'py-page', 'python', 'py-page/v1.zip', { inputData: page }));
     say('wave 3: new functions one at a time (prewarm while ready, then cold)');
     for (let i = 1; i <= 4; i++) {
       await client.uploadZip(`py-new-${i}/v1.zip`, SAMPLES.pythonHello);
@@ -133,6 +137,10 @@ async function main(): Promise<number> {
     process.stdout.write(`  stored outputs      ${io.result?.outputs.map((o) => `s3://user-data/${o.key} (${o.bytes} B)`).join(', ') || 'none'}\n`);
     process.stdout.write(`  AI node             ${aiRow.result?.stdout.trim() ?? aiRow.error}\n`);
     process.stdout.write(`  code archive        ${archive?.archived ?? 0} versions copied to s3://archive (s3rver), ${archive?.failed ?? 0} failed\n`);
+    const pageInit = rows.find((r) => r.label === 'python handler mode (jinja2)')?.result?.handler;
+    process.stdout.write(
+      `  handler mode        nanogrid.json {"handler": "app.handle"}: Jinja2 imported once (init ${pageInit?.initDurationMs ?? '?'} ms on the first call), the second call ${pageWarm.result?.handler?.initialised === false ? 'in the same process' : 'NOT in the same process'}, ${pageWarm.result?.timings.agentMs ?? '?'} ms inside; it returned ${JSON.stringify(pageWarm.result?.handler?.returnValue ?? pageWarm.error)}\n`,
+    );
     const build = agent.status().build;
     process.stdout.write(`  C++ build cache     ${build ? `${build.compiled} compile(s), ${build.hits} run(s) served without the compiler (run.sh still calls g++)` : 'off'}\n\n`);
     const dlq = await client.queueDepth(stack.dlqUrl);
@@ -216,7 +224,9 @@ function printTable(rows: Row[]): void {
   const body = rows.map((r) => {
     const x = r.result;
     if (!x) return [r.label, '-', '-', 'NO RESULT', '-', '-', '-', '-', '-', r.error ?? ''];
-    const first = (x.stdout.split('\n')[0] || (x.stderr.split('\n')[0] ?? '')).slice(0, 48);
+    // A handler-mode call's answer is its return value.
+    const answer = x.handler && x.handler.returnValue !== null ? `-> ${JSON.stringify(x.handler.returnValue)}` : '';
+    const first = (x.stdout.split('\n')[0] || answer || (x.stderr.split('\n')[0] ?? '')).slice(0, 48);
     return [
       x.requestId,
       String(x.runtime),

@@ -21,6 +21,19 @@ export const SAMPLES = {
       'page = Environment(autoescape=True).from_string("<h1>{{ title }}</h1><ul>{% for i in items %}<li>{{ i }}</li>{% endfor %}</ul>")\n' +
       'print(page.render(title=data.get("title", "NanoGrid"), items=data.get("items", [1, 2, 3])))\n',
   },
+  /**
+   * The same page in handler mode (nanogrid.json): Jinja2 is imported and the template
+   * compiled once per container; each invocation is a call of handle().
+   */
+  pythonTemplateHandler: {
+    'nanogrid.json': '{"handler": "app.handle"}\n',
+    'app.py':
+      'from jinja2 import Environment\n' +
+      'page = Environment(autoescape=True).from_string("<h1>{{ title }}</h1><ul>{% for i in items %}<li>{{ i }}</li>{% endfor %}</ul>")\n' +
+      'def handle(event, context):\n' +
+      '    data = event if isinstance(event, dict) else {}\n' +
+      '    return page.render(title=data.get("title", "NanoGrid"), items=data.get("items", [1, 2, 3]))\n',
+  },
   /** Node.js (the node runtime): `node main.js`, its input as JSON on stdin. */
   nodeHello: {
     'main.js': "let input = '';\nprocess.stdin.on('data', (d) => (input += d));\nprocess.stdin.on('end', () => console.log(input ? `hello from node, ${JSON.parse(input).name}` : 'hello from node'));\n",
