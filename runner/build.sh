@@ -7,13 +7,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${NANOGRID_RUNNER_OUT:-$here/../dist/runner}
 mkdir -p "$out"
 stale=0
-for src in runner.c handler.c runner.h protocol.h; do [ "$here/$src" -nt "$out/runner" ] && stale=1; done
+for src in runner.c handler.c capture.c cleanup.c frames.c runner.h protocol.h; do [ "$here/$src" -nt "$out/runner" ] && stale=1; done
 if [ ! -x "$out/runner" ] || [ "$stale" = 1 ]; then
   if ! command -v gcc >/dev/null 2>&1; then
     echo "runner/build.sh: gcc is missing (npm run setup installs it)" >&2
     exit 1
   fi
-  gcc -static -O2 -Wall -Wextra -Werror -o "$out/runner.tmp" "$here/runner.c" "$here/handler.c"
+  gcc -static -O2 -Wall -Wextra -Werror -o "$out/runner.tmp" "$here/runner.c" "$here/handler.c" "$here/capture.c" "$here/cleanup.c" "$here/frames.c"
   mv "$out/runner.tmp" "$out/runner"
 fi
 # The compiler front (ccfront.c): the C++ runtime's PATH starts with bin/, where g++, c++,

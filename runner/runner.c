@@ -10,7 +10,11 @@
  * as root, the function as another user, and the container has no capability but the
  * runner's SETUID, SETGID and KILL.
  *
- * The wire format (frames, their letters and fields) is in protocol.h.
+ * In handler mode (handler.c) the function's process lives on between runs: only every
+ * other process of a call is killed at its end.
+ *
+ * The wire format (frames, their letters and fields) is in protocol.h; what runner.c and
+ * handler.c share is in runner.h.
  *
  * Built statically (see runner/build.sh) so it runs in any image, even one with nothing
  * but /bin/sh.
@@ -45,158 +49,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_FRAME FRAME_MAX
-#define CHUNK FRAME_CHUNK
 #define DRAIN_MS 1000
 #define ZYGOTE_START_MS 20000
 
-void logf_(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "runner: ");
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
-
-int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/*
- * Opens a path without following a symbolic link at any component (openat2's
- * RESOLVE_NO_SYMLINKS, Linux 5.6+); O_NOFOLLOW alone guards only the last one. Where the
- * kernel has no openat2, the last component is still guarded.
- */
-int open_no_links(const char *path, int flags, mode_t mode) {
-  struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .mode = (flags & O_CREAT) ? mode : 0, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
-  long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
-  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW, mode);
-  return (int)fd;
-}
-
 /* ---------- framing ---------- */
 
-static int write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        struct pollfd pf = {.fd = fd, .events = POLLOUT};
-        poll(&pf, 1, 1000);
-        continue;
-      }
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
 
-int send_frame(int fd, char type, const void *payload, size_t n) {
-  if (fd < 0) return -1;
-  unsigned char hdr[5];
-  uint32_t len = (uint32_t)(n + 1);
-  hdr[0] = len >> 24;
-  hdr[1] = len >> 16;
-  hdr[2] = len >> 8;
-  hdr[3] = len;
-  hdr[4] = (unsigned char)type;
-  if (write_all(fd, hdr, 5) < 0) return -1;
-  return n ? write_all(fd, payload, n) : 0;
-}
-
-/* A stream's kept bytes as frames of at most CHUNK bytes each: an output limit above the
- * largest frame still fits the protocol. */
-void send_chunks(int fd, char type, const char *data, size_t n) {
-  for (size_t off = 0; off < n; off += CHUNK) send_frame(fd, type, data + off, n - off < CHUNK ? n - off : CHUNK);
-}
-
-
-void kv_add(kv_t *kv, const char *fmt, ...) {
-  char tmp[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
-  if (kv->len + (size_t)n + 1 > kv->cap) {
-    kv->cap = (kv->len + (size_t)n + 1) * 2;
-    kv->buf = realloc(kv->buf, kv->cap);
-  }
-  memcpy(kv->buf + kv->len, tmp, (size_t)n + 1);
-  kv->len += (size_t)n + 1;
-}
-
-/* Adds prefix + value without the formatter's length limit (env values can be long). */
-void kv_put(kv_t *kv, const char *prefix, const char *value) {
-  size_t p = strlen(prefix), v = strlen(value);
-  if (kv->len + p + v + 1 > kv->cap) {
-    kv->cap = (kv->len + p + v + 1) * 2;
-    kv->buf = realloc(kv->buf, kv->cap);
-  }
-  memcpy(kv->buf + kv->len, prefix, p);
-  memcpy(kv->buf + kv->len + p, value, v + 1);
-  kv->len += p + v + 1;
-}
-
-
-/* Returns 1 and fills type/payload when a whole frame is buffered; 0 when more is needed. */
-int next_frame(reader_t *r, char *type, unsigned char **payload, size_t *n) {
-  if (r->len < 5) return 0;
-  uint32_t len = ((uint32_t)r->buf[0] << 24) | ((uint32_t)r->buf[1] << 16) | ((uint32_t)r->buf[2] << 8) | r->buf[3];
-  if (len < 1 || len > MAX_FRAME) return -1;
-  if (r->len < 4 + (size_t)len) return 0;
-  *type = (char)r->buf[4];
-  *n = len - 1;
-  *payload = malloc(*n + 1);
-  memcpy(*payload, r->buf + 5, *n);
-  (*payload)[*n] = 0;
-  memmove(r->buf, r->buf + 4 + len, r->len - 4 - len);
-  r->len -= 4 + len;
-  return 1;
-}
-
-int fill(reader_t *r) {
-  if (r->cap - r->len < 65536) {
-    r->cap = r->cap ? r->cap * 2 : 131072;
-    if (r->cap > 2 * MAX_FRAME + 131072) return -1;
-    r->buf = realloc(r->buf, r->cap);
-  }
-  ssize_t n = read(r->fd, r->buf + r->len, r->cap - r->len);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
-  if (n <= 0) return -1;
-  r->len += (size_t)n;
-  return 1;
-}
 
 /* ---------- the run ---------- */
 
-
-/* Writes what the stream passes on to its spool file, opened when the stream first
- * overflows its kept part (which goes first). */
-static void spool(capture_t *c, const char *buf, size_t n) {
-  if (!c->spool_path || c->spooled >= c->spool_limit) return;
-  if (c->spool_fd < 0) {
-    c->spool_fd = open_no_links(c->spool_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (c->spool_fd < 0) {
-      c->spool_path = NULL;
-      return;
-    }
-    size_t first = c->kept < c->spool_limit ? c->kept : c->spool_limit;
-    if (write_all(c->spool_fd, c->data, first) < 0) return;
-    c->spooled = first;
-  }
-  size_t room = c->spool_limit - c->spooled;
-  size_t w = n < room ? n : room;
-  if (w && write_all(c->spool_fd, buf, w) == 0) c->spooled += w;
-}
 
 
 /* The zygote's life: off (none, or --lazy before the first run), starting, ready, failed. */
@@ -222,69 +83,6 @@ static void announce_zygote(void) {
   free(kv.buf);
 }
 
-/* Keeps up to the limit of `n` bytes; returns how many it kept. */
-size_t capture_keep(capture_t *c, const char *buf, size_t n) {
-  size_t room = c->limit - c->kept;
-  size_t take = n < room ? n : room;
-  if (!take) return 0;
-  if (c->kept + take > c->cap) {
-    size_t cap = c->cap ? c->cap : 16384;
-    while (cap < c->kept + take) cap *= 2;
-    if (cap > c->limit) cap = c->limit;
-    char *grown = realloc(c->data, cap);
-    if (!grown) return 0;
-    c->data = grown;
-    c->cap = cap;
-  }
-  memcpy(c->data + c->kept, buf, take);
-  c->kept += take;
-  return take;
-}
-
-void capture_read(capture_t *c) {
-  char buf[65536];
-  for (;;) {
-    ssize_t n = read(c->fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return;
-    if (n <= 0) {
-      close(c->fd);
-      c->fd = -1;
-      return;
-    }
-    c->total += (size_t)n;
-    size_t take = capture_keep(c, buf, (size_t)n);
-    /* After the kept part has this chunk's share: the spool starts with all of it. */
-    if ((size_t)n > take) spool(c, buf + take, (size_t)n - take);
-  }
-}
-
-/*
- * Runs `fn` with the runner's real and effective uid set to the sandbox user's (the saved
- * uid stays 0, so root comes back after). With a non-zero effective uid the kernel clears
- * the effective capabilities, CAP_KILL included: what `fn` does reaches exactly that user's
- * processes and objects. No fork: a run that took every pid of the container cannot deny
- * its own clean-up. The runner is the namespace's init, so the function cannot signal it
- * meanwhile (init ignores signals it has no handler for).
- */
-int as_user(uid_t uid, void (*fn)(void)) {
-  if (setresuid(uid, uid, 0) < 0) return -1;
-  fn();
-  if (setresuid(0, 0, 0) < 0) {
-    logf_("cannot become root again: %s", strerror(errno));
-    _exit(70);
-  }
-  return 0;
-}
-
-/* kill(-1) is atomic with respect to fork: no child of the run can slip past it. */
-static void kill_all_mine(void) { kill(-1, SIGKILL); }
-
-/* Kills every process of `uid` in this PID namespace. */
-void kill_user(uid_t uid) {
-  if (as_user(uid, kill_all_mine) < 0) logf_("cannot act as uid %u: %s", (unsigned)uid, strerror(errno));
-}
-
 void reap_orphans(void) {
   int st;
   pid_t p;
@@ -304,93 +102,6 @@ void reap_orphans(void) {
       announce_zygote();
     }
   }
-}
-
-/* Processes of `uid` still present (zombies included). */
-static int count_user(uid_t uid) {
-  DIR *d = opendir("/proc");
-  if (!d) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    char path[300];
-    snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (!f) continue;
-    char line[256];
-    while (fgets(line, sizeof line, f)) {
-      unsigned ruid;
-      if (sscanf(line, "Uid: %u", &ruid) == 1) {
-        if (ruid == uid) n++;
-        break;
-      }
-    }
-    fclose(f);
-  }
-  closedir(d);
-  return n;
-}
-
-/* Kills what is left of the run until nothing of its user remains. Returns leftovers. */
-static int clean_up(void) {
-  int left = 0;
-  for (int i = 0; i < VERIFY_ROUNDS; i++) {
-    kill_user(run.uid);
-    reap_orphans();
-    left = count_user(run.uid);
-    if (left == 0) return 0;
-    struct timespec ts = {0, 5 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    reap_orphans();
-    left = count_user(run.uid);
-    if (left == 0) return 0;
-  }
-  return left;
-}
-
-/* Removes the System V IPC objects listed in /proc/sysvipc/<kind> (shm, msg, sem). */
-static void remove_sysv(const char *kind) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/sysvipc/%s", kind);
-  FILE *f = fopen(path, "r");
-  if (!f) return;
-  char line[512];
-  if (!fgets(line, sizeof line, f)) { fclose(f); return; }
-  while (fgets(line, sizeof line, f)) {
-    long key, id;
-    if (sscanf(line, "%ld %ld", &key, &id) != 2) continue;
-    if (!strcmp(kind, "shm")) shmctl((int)id, IPC_RMID, NULL);
-    else if (!strcmp(kind, "msg")) msgctl((int)id, IPC_RMID, NULL);
-    else semctl((int)id, 0, IPC_RMID);
-  }
-  fclose(f);
-}
-
-static void remove_ipc_objects(void) {
-  remove_sysv("shm");
-  remove_sysv("msg");
-  remove_sysv("sem");
-  DIR *d = opendir("/dev/mqueue");
-  if (!d) return;
-  struct dirent *e;
-  char p[300];
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.') continue;
-    snprintf(p, sizeof p, "/dev/mqueue/%s", e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-}
-
-/*
- * Removes the IPC objects a run left (System V shared memory, queues and semaphores, POSIX
- * message queues): they outlive their processes and would be seen by the next run, and
- * shared memory is charged to the container. Done as the sandbox user, their owner: the
- * runner keeps no capability that could remove another user's.
- */
-void remove_ipc(uid_t uid) {
-  if (as_user(uid, remove_ipc_objects) < 0) logf_("cannot remove IPC objects as uid %u: %s", (unsigned)uid, strerror(errno));
 }
 
 void release_hold(int go);

@@ -1,6 +1,7 @@
 /*
- * What the runner's parts share: runner.c (the event loop, plain runs, the zygote) and
- * handler.c (the handler mode). Types and the functions each part calls in the other.
+ * What the runner's parts share: runner.c (the event loop, runs, the zygote), handler.c
+ * (the handler mode), capture.c (a run's output), cleanup.c (ending what a run left) and
+ * frames.c (the wire format's framing). Types, and the functions one part calls in another.
  */
 #ifndef NANOGRID_RUNNER_H
 #define NANOGRID_RUNNER_H
@@ -97,6 +98,8 @@ int as_user(uid_t uid, void (*fn)(void));
 void kill_user(uid_t uid);
 void reap_orphans(void);
 void remove_ipc(uid_t uid);
+int clean_up(void);
+int write_all(int fd, const void *buf, size_t n);
 void run_reset(void);
 void close_fd(int *fd);
 void run_release(void);

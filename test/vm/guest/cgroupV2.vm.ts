@@ -200,3 +200,30 @@ t.test('the sandbox on cgroup v2: the disk limit, and pid exhaustion cannot deny
   t.equal(next.startKind, 'warm');
   t.equal(next.stdout.trim(), 'left=0 output=False', 'nothing of the run is left');
 });
+
+t.test('handler mode on cgroup v2: its first call measured in a cgroup of its own, kept for its later calls (sampled), removed with it', async (t) => {
+  const h = await startHarness(t, { env: GUEST });
+  const [container] = await h.containers();
+  const scope = await scopeOf(container!.Id);
+  const runScopes = async () => (await readdir(scope)).filter((d) => d.startsWith('nanogrid-run-'));
+  const src = 'import time\nkept = []\ndef handle(event, context):\n    if event == "keep":\n        kept.append(bytearray(64 << 20))\n    if event == "hang":\n        time.sleep(60)\n    return len(kept)\n';
+  const files = { 'nanogrid.json': '{"handler": "main.handle"}', 'main.py': src };
+  const first = await h.invoke('handler-v2', files, { inputData: 'keep', memoryMb: 256, timeoutMs: 120_000 });
+  t.equal(first.status, 'SUCCESS', first.stderr);
+  t.equal(first.handler?.initialised, true);
+  t.equal(first.peakMemoryMethod, 'cgroup-v2-run-cgroup');
+  t.ok(first.peakMemoryBytes! >= 64 * MiB, `the first call, exact: ${(first.peakMemoryBytes! / MiB).toFixed(1)} MiB`);
+  t.equal((await runScopes()).length, 1, 'the handler\'s cgroup stays');
+  const second = await h.invoke('handler-v2', undefined, { inputData: 'idle', memoryMb: 256, timeoutMs: 120_000 });
+  t.equal(second.status, 'SUCCESS', second.stderr);
+  t.equal(second.handler?.initialised, false, 'the same process');
+  t.equal(second.handler?.returnValue, 1);
+  t.equal(second.peakMemoryMethod, 'sampled', 'memory.peak cannot be reset on 6.1: sampled in its cgroup');
+  t.ok(second.peakMemoryBytes! >= 64 * MiB, `what the handler holds counts: ${(second.peakMemoryBytes! / MiB).toFixed(1)} MiB`);
+  const hang = await h.invoke('handler-v2', undefined, { inputData: 'hang', memoryMb: 256, timeoutMs: 3000 });
+  t.equal(hang.status, 'TIMEOUT');
+  t.same(await runScopes(), [], 'its cgroup went with it');
+  const again = await h.invoke('handler-v2', undefined, { inputData: 'idle', memoryMb: 256, timeoutMs: 120_000 });
+  t.equal(again.handler?.initialised, true, 'the next call started it again');
+  t.equal(again.peakMemoryMethod, 'cgroup-v2-run-cgroup');
+});
