@@ -36,6 +36,8 @@ export interface WorkerStackProps extends cdk.StackProps {
   alarmEmail?: string;
 }
 
+/** The instance tag Prometheus's EC2 discovery finds workers by (ops/prometheus/prometheus.yml). */
+export const DISCOVERY_TAG = { key: 'nanogrid-role', value: 'worker' } as const;
 export const LIFECYCLE_HOOK = 'nanogrid-drain';
 /** Holds each new instance until its user data reports the install: CONTINUE, or ABANDON. */
 export const LAUNCH_HOOK = 'nanogrid-launch';
@@ -107,6 +109,7 @@ export class WorkerStack extends cdk.Stack {
       gatewayEndpoints: { s3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
     });
 
+
     // ---- queue ----
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
       retentionPeriod: cdk.Duration.days(14),
@@ -153,6 +156,19 @@ export class WorkerStack extends cdk.Stack {
     this.scraperSecurityGroup = new ec2.SecurityGroup(this, 'ScraperSecurityGroup', { vpc, description: 'NanoGrid: attach to what scrapes the workers (Prometheus, health checks)', allowAllOutbound: false });
     this.scraperSecurityGroup.addEgressRule(workerSg, ec2.Port.tcp(HTTP_PORT), 'the workers\' health, status and metrics');
     workerSg.addIngressRule(this.scraperSecurityGroup, ec2.Port.tcp(HTTP_PORT), 'health, status and Prometheus scrapes from the scraper group only');
+
+    // Session Manager reaches the workers without SSH, a bastion or an open port, and
+    // without the NAT gateway: its three services through endpoints in the workers'
+    // subnets, which answer the workers only (HTTPS).
+    const endpointSg = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', { vpc, description: 'NanoGrid: Session Manager endpoints, HTTPS from the workers only', allowAllOutbound: false });
+    endpointSg.addIngressRule(workerSg, ec2.Port.tcp(443), 'workers');
+    for (const [id, service] of [
+      ['SsmEndpoint', ec2.InterfaceVpcEndpointAwsService.SSM],
+      ['SsmMessagesEndpoint', ec2.InterfaceVpcEndpointAwsService.SSM_MESSAGES],
+      ['Ec2MessagesEndpoint', ec2.InterfaceVpcEndpointAwsService.EC2_MESSAGES],
+    ] as const) {
+      vpc.addInterfaceEndpoint(id, { service, subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, privateDnsEnabled: true, securityGroups: [endpointSg], open: false });
+    }
 
     // ---- Redis ----
     let redisUrl = props.redisUrl;
@@ -227,6 +243,20 @@ export class WorkerStack extends cdk.Stack {
       );
       this.role.addToPolicy(new iam.PolicyStatement({ sid: 'RegistryLogin', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
     }
+    // The liveness watch outside the agent (ops/fleet/health-watch.sh) reports its own instance.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'Health',
+        actions: ['autoscaling:SetInstanceHealth'],
+        resources: [`arn:${this.partition}:autoscaling:${this.region}:${this.account}:autoScalingGroup:*:autoScalingGroupName/${groupName}`],
+      }),
+    );
+    // Session Manager (docs/fleet.md, Reaching the fleet): AWS's managed policy for its agent.
+    this.role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore'));
+    cdk.Validations.of(this.role).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]',
+      reason: 'Session Manager\'s own policy for its agent (the only way in to a worker: no SSH, no bastion); AWS keeps it current with the agent.',
+    });
     // Wildcards only where IAM has no narrower form, each acknowledged with its reason.
     const wildcard = (finding: string, reason: string) => cdk.Validations.of(this.role).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
     const arnOf = (b: s3.Bucket) => `<${this.getLogicalId(b.node.defaultChild as cdk.CfnElement)}.Arn>`;
@@ -309,6 +339,8 @@ export class WorkerStack extends cdk.Stack {
         skipMatching: true,
       }),
     });
+    // The tag ops/prometheus/prometheus.yml discovers the workers by, on every instance.
+    cdk.Tags.of(this.group).add(DISCOVERY_TAG.key, DISCOVERY_TAG.value, { applyToLaunchedInstances: true });
     const cfnGroup = this.group.node.defaultChild as autoscaling.CfnAutoScalingGroup;
     groupResource = cfnGroup;
     // Instance refresh takes no cfn-signal: its launches are held by the launch hook instead.
@@ -402,6 +434,15 @@ export class WorkerStack extends cdk.Stack {
       evaluationPeriods: 3,
       // No data from the group is no workers.
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+
+    alarm('FailedInstalls', {
+      alarmDescription: 'A worker failed to install the release (the user data counts it; the instance was abandoned): see /var/log/nanogrid-user-data.log through Session Manager, or the release',
+      metric: new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: 'FailedInstalls', dimensionsMap: { AutoScalingGroupName: groupName }, period: cdk.Duration.minutes(5), statistic: 'Sum' }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
     new cdk.CfnOutput(this, 'QueueUrl', { value: this.queue.queueUrl });

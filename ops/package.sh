@@ -58,7 +58,9 @@ mkdir -p "$stage/dist" "$stage/ops/fleet"
 cp -r dist/src dist/workers dist/runner "$stage/dist/"
 find "$stage/dist" -name '*.map' -delete
 cp package.json package-lock.json "$stage/"
-cp ops/fleet/nanogrid-worker.service ops/fleet/install-artifact.sh "$stage/ops/fleet/"
+cp ops/fleet/nanogrid-worker.service ops/fleet/install-artifact.sh ops/fleet/health-watch.sh ops/fleet/nanogrid-health-watch.service ops/fleet/nanogrid-health-watch.timer "$stage/ops/fleet/"
+# The docs travel with the build: the unit's Documentation= names docs/fleet.md on the instance.
+mkdir -p "$stage/docs" && cp docs/*.md "$stage/docs/"
 
 say "installing production dependencies (from npm's cache when it has them)"
 # The lockfile decides; optional native modules are built against the pinned Node's

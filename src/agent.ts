@@ -1,3 +1,4 @@
+import { buildVersion } from './core/version.js';
 import type Docker from 'dockerode';
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
@@ -33,6 +34,9 @@ export type AgentOptions = Omit<PartsOptions, 'runId' | 'metrics'>;
 
 export interface AgentStatus {
   agentId: string;
+  /** This build's version (the release artifact's, else package.json's) and the Node it runs on. */
+  version: string;
+  node: string;
   runId: string;
   uptimeSeconds: number;
   supervisor: SupervisorStatus;
@@ -150,7 +154,7 @@ export class Agent {
     try {
       await this.redis.connect();
     } catch (err) {
-      this.log.error({ tag: 'REDIS', err: String(err) }, 'Redis unreachable at start; results wait in the outbox until it answers');
+      this.log.error({ tag: 'REDIS', err }, 'Redis unreachable at start; results wait in the outbox until it answers');
     }
     // Watched from before prewarm: an instance can be taken away while it starts.
     this.terminationWatch?.start();
@@ -184,6 +188,8 @@ export class Agent {
   status(): AgentStatus {
     return {
       agentId: this.opts.config.agentId,
+      version: buildVersion(),
+      node: process.version,
       runId: this.runId,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       supervisor: this.supervisor.status(),
@@ -283,7 +289,7 @@ export class Agent {
     this.http?.closeAllConnections();
     // Belt and braces: anything of this run that escaped its pool's bookkeeping.
     await removeAgentContainers(this.docker, c.agentId, { runId: this.runId, timeoutMs: c.dockerTimeoutMs, log: this.log, workRoot: c.workRoot }).catch(
-      (err: unknown) => this.log.error({ tag: 'DOCKER', err: String(err) }, 'final container sweep failed'),
+      (err: unknown) => this.log.error({ tag: 'DOCKER', err }, 'final container sweep failed'),
     );
     // After the containers: a network with containers attached cannot be removed.
     await this.egress?.stop();

@@ -40,11 +40,15 @@ async function main(): Promise<void> {
   let stack: LocalStack | undefined;
   let credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
   if (!config.queueUrl) {
-    stack = await startLocalStack({ port: config.local.port, redisUrl: config.redisUrl });
+    try {
+      stack = await startLocalStack({ port: config.local.port, redisUrl: config.redisUrl });
+    } catch (err) {
+      process.stderr.write(`nanogrid-worker: ${portTaken(err, 'NANOGRID_LOCAL_PORT', config.local.port) ?? `the embedded local stack could not start: ${(err as Error).message}`}\n`);
+      process.exit(2);
+    }
     const endpoints = { sqs: stack.endpoint, s3: stack.endpoint, cloudwatch: config.endpoints.cloudwatch, autoScaling: config.endpoints.autoScaling, generic: stack.endpoint };
     config = { ...config, queueUrl: stack.queueUrl, endpoints, redisUrl: stack.redisUrl, region: stack.region };
     credentials = LOCAL_CREDENTIALS;
-    await writeStackFile(config.local.stackFile, stack);
     log.info({ tag: 'AGENT', endpoint: stack.endpoint, queueUrl: stack.queueUrl, dlqUrl: stack.dlqUrl, bucket: stack.bucket, redisUrl: stack.redisUrl, stackFile: config.local.stackFile }, 'embedded local stack started');
   }
   if (!config.region) {
@@ -80,12 +84,37 @@ async function main(): Promise<void> {
   try {
     await agent.start();
   } catch (err) {
-    log.fatal({ tag: 'AGENT', err: String(err) }, 'agent could not start');
+    log.fatal({ tag: 'AGENT', err }, 'agent could not start');
+    const taken = portTaken(err, 'HTTP_PORT', config.httpPort);
+    if (taken) process.stderr.write(`nanogrid-worker: ${taken}\n`);
     await agent.stop().catch(() => undefined);
     await stopStack();
     log.flush();
-    process.exit(1);
+    process.exit(taken ? 2 : 1);
   }
+  if (stack) {
+    // Written once the agent serves: a CLI that finds the file finds a working stack.
+    await writeStackFile(stackFile, stack);
+    process.stderr.write(localSettings(stack, `http://127.0.0.1:${agent.httpPort}`, stackFile));
+  }
+}
+
+/** A listen that failed because the port is taken, as one line naming the setting; else null. */
+function portTaken(err: unknown, setting: string, port: number | undefined): string | null {
+  for (let e = err as { code?: string; port?: number; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (e.code === 'EADDRINUSE') return `port ${e.port ?? port} is taken (${setting}): stop what listens there, or set ${setting} to another port (0 picks a free one)`;
+  }
+  return null;
+}
+
+/** What another shell needs to use the embedded stack, ready to paste. */
+function localSettings(stack: LocalStack, agentUrl: string, stackFile: string): string {
+  return [
+    'nanogrid-worker: the embedded local stack is ready. In another shell:',
+    `  export SQS_QUEUE_URL=${stack.queueUrl} S3_CODE_BUCKET=${stack.bucket} AWS_ENDPOINT_URL=${stack.endpoint} REDIS_URL=${stack.redisUrl} NANOGRID_URL=${agentUrl}`,
+    `  node dist/src/cli/nanogrid.js invoke ./my-function --function my-function    (or --local: the same settings, from ${stackFile})`,
+    '',
+  ].join('\n');
 }
 
 void main();

@@ -158,6 +158,7 @@ export function buildParts(opts: PartsOptions): Parts {
       log,
       events: bus,
       maxSeries: c.cloudwatchMaxSeries,
+      workerId: c.agentId,
     });
   }
 

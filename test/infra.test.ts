@@ -9,7 +9,7 @@ import * as cdk from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import t from 'tap';
 import { buildApp } from '../infra/app.js';
-import { ARTIFACT_SHA256_PATTERN, ARTIFACT_VERSION_PATTERN, backlogTarget, LAUNCH_HOOK, LIFECYCLE_HOOK, METRICS_NAMESPACE } from '../infra/workerStack.js';
+import { ARTIFACT_SHA256_PATTERN, ARTIFACT_VERSION_PATTERN, backlogTarget, DISCOVERY_TAG, LAUNCH_HOOK, LIFECYCLE_HOOK, METRICS_NAMESPACE } from '../infra/workerStack.js';
 
 const exec = promisify(execFile);
 const fleet = (name: string) => fileURLToPath(new URL(`../ops/fleet/${name}`, import.meta.url));
@@ -202,22 +202,25 @@ t.test('a failed install is reported: the trap completes the launch action with 
   t.equal(failed.code, 1, 'the status of the failing step is the script\'s');
   t.notMatch(failed.out, /not-reached/, 'set -e stopped at the failure');
   t.same(failed.calls, [
+    'aws cloudwatch put-metric-data --region eu-west-1 --namespace NanoGrid/FunctionRunner --metric-name FailedInstalls --unit Count --value 1 --dimensions AutoScalingGroupName=NanoGridWorkers-workers',
     'aws autoscaling complete-lifecycle-action --region eu-west-1 --auto-scaling-group-name NanoGridWorkers-workers --lifecycle-hook-name nanogrid-launch --instance-id i-0123456789abcdef0 --lifecycle-action-result ABANDON',
     `cfn-signal -e 1 --reason nanogrid-worker 0.1.0-1a2b3c4: install status 1 --stack NanoGridWorkers --resource ${groupId} --region eu-west-1`,
   ]);
   const mismatch = await run('(exit 3)');
   t.equal(mismatch.code, 3, 'install-artifact.sh\'s status (3: sha256 mismatch) is kept');
-  t.match(mismatch.calls[0], /--lifecycle-action-result ABANDON$/);
-  t.match(mismatch.calls[1], /^cfn-signal -e 3 /);
+  t.match(mismatch.calls[0], /put-metric-data .*FailedInstalls/, 'a failed install is counted');
+  t.match(mismatch.calls[1], /--lifecycle-action-result ABANDON$/);
+  t.match(mismatch.calls[2], /^cfn-signal -e 3 /);
   const ok = await run('true');
   t.equal(ok.code, 0);
-  t.match(ok.calls[0], /--lifecycle-action-result CONTINUE$/);
+  t.match(ok.calls[0], /--lifecycle-action-result CONTINUE$/, 'a good install is not counted as failed');
   t.match(ok.calls[1], /^cfn-signal -e 0 /);
+  t.equal(ok.calls.length, 2);
   // The hook's API refused (no launch action pending): CloudFormation still hears of it.
   const refused = await run('(exit 5)', { AWS_STUB_STATUS: '254' });
   t.equal(refused.code, 5);
-  t.equal(refused.calls.length, 2);
-  t.match(refused.calls[1], /^cfn-signal -e 5 /);
+  t.equal(refused.calls.length, 3);
+  t.match(refused.calls[2], /^cfn-signal -e 5 /);
 });
 
 t.test('rollout: the creation waits on signals, every launch on the launch hook, and a new release is an instance refresh', async (t) => {
@@ -278,7 +281,9 @@ t.test('IAM: least privilege, each grant on its own resource', async (t) => {
   // The one statement without a Sid is the CDK's own, for the group's signals (cfn-signal).
   const bySid = Object.fromEntries(statements.map((s) => [(s.Sid as string | undefined) ?? 'Signal', s]));
   t.equal(statements.length, Object.keys(bySid).length, 'one statement each');
-  t.same(Object.keys(bySid).sort(), ['Code', 'ImagePull', 'Inputs', 'Intake', 'Lifecycle', 'Metrics', 'Outputs', 'RegistryLogin', 'Signal']);
+  t.same(Object.keys(bySid).sort(), ['Code', 'Health', 'ImagePull', 'Inputs', 'Intake', 'Lifecycle', 'Metrics', 'Outputs', 'RegistryLogin', 'Signal']);
+  t.equal(bySid.Health!.Action, 'autoscaling:SetInstanceHealth', 'the liveness watch reports its instance');
+  t.match(JSON.stringify(bySid.Health!.Resource), /autoScalingGroupName\/NanoGridWorkers-workers/, 'in its own group only');
   t.equal(bySid.Inputs!.Action, 's3:GetObject');
   t.match(JSON.stringify(bySid.Inputs!.Resource), /UserDataBucket.*Arn.*\/inputs\/\*/, 'reads exactly the inputs prefix');
   t.notMatch(JSON.stringify(bySid.Inputs!.Resource), /Arn"\]\},"\/\*"/, 'not the whole bucket');
@@ -318,7 +323,9 @@ t.test('the workers\' port is open only to the scraper group, not to the VPC', a
 });
 
 t.test('alarms: dead letters, the oldest message\'s age, no healthy workers', async (t) => {
-  tpl.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+  tpl.resourceCountIs('AWS::CloudWatch::Alarm', 4);
+  tpl.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'FailedInstalls', Namespace: METRICS_NAMESPACE, Statistic: 'Sum', Threshold: 1, Dimensions: [{ Name: 'AutoScalingGroupName', Value: 'NanoGridWorkers-workers' }] });
+  t.match(userData(tpl), /\[ "\$rc" = 0 \] \|\| aws cloudwatch put-metric-data --region [^\n]+ --namespace NanoGrid\/FunctionRunner \\\n\s+--metric-name FailedInstalls --unit Count --value 1 --dimensions AutoScalingGroupName=NanoGridWorkers-workers/, 'the user data counts a failed install');
   tpl.hasResourceProperties('AWS::CloudWatch::Alarm', {
     MetricName: 'ApproximateNumberOfMessagesVisible',
     Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('DeadLetterQueue'), 'QueueName'] } }],
@@ -384,6 +391,41 @@ t.test('the systemd unit: after and requiring docker, stop timeout past the long
   t.match(bad, /service type|ExecStart/i, 'verify reports a broken unit');
 });
 
+t.test('the systemd unit is hardened without a mount namespace of its own: systemd-analyze security below 7.0', async (t) => {
+  const unit = await readFile(UNIT, 'utf8');
+  // dockerd must see the agent's loop mounts: no option that gives the agent a private mount namespace.
+  for (const opt of ['PrivateTmp=yes', 'ProtectSystem=', 'ProtectHome=', 'PrivateDevices=', 'PrivateMounts=', 'ProtectKernelTunables=', 'ProtectKernelModules=', 'ProtectKernelLogs=', 'ProtectControlGroups=', 'ReadOnlyPaths=', 'InaccessiblePaths=', 'ProtectProc=', 'TemporaryFileSystem=', 'BindPaths=']) {
+    t.notMatch(unit, new RegExp(`^${opt}`, 'm'), `no ${opt}`);
+  }
+  for (const opt of ['NoNewPrivileges=yes', 'LockPersonality=yes', 'RestrictRealtime=yes', 'SystemCallArchitectures=native', 'ProtectClock=yes', 'ProtectHostname=yes', 'RestrictSUIDSGID=yes']) t.match(unit, new RegExp(`^${opt}$`, 'm'), opt);
+  t.match(unit, /^CapabilityBoundingSet=CAP_SYS_ADMIN /m, 'a capability bounding set');
+  t.match(unit, /^DeviceAllow=block-loop rw$/m, 'the loop devices stay open once ProtectClock closes the device list');
+  t.match(unit, /^Documentation=file:\/\/\/opt\/nanogrid\/worker\/docs\/fleet\.md$/m, 'documentation that exists on the instance');
+  const have = await exec('systemd-analyze', ['--version']).then(() => true, () => false);
+  if (!have) {
+    // CI's machines have it (Debian's systemd): there its absence is a failure.
+    if (process.env.CI) t.fail('systemd-analyze is missing');
+    else t.comment('systemd-analyze is not on this machine: the score is not checked');
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'nanogrid-unit-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'nanogrid-worker.service'), unit);
+  const score = async (file: string) => {
+    const r = await exec('systemd-analyze', ['security', '--offline=true', '--no-pager', file]).then(
+      (x) => x.stdout + x.stderr,
+      (e: { stdout: string; stderr: string }) => e.stdout + e.stderr,
+    );
+    return Number(/Overall exposure level for \S+: ([\d.]+)/.exec(r)?.[1]);
+  };
+  const exposure = await score(join(dir, 'nanogrid-worker.service'));
+  t.ok(exposure < 7.0, `exposure ${exposure} (was 9.6 before the hardening)`);
+  t.comment(`measure systemd-analyze security: ${exposure}`);
+  // The check can fail: the same unit without its hardening scores as it did.
+  await writeFile(join(dir, 'bare.service'), unit.split('\n').filter((l) => !/^(NoNewPrivileges|CapabilityBoundingSet|AmbientCapabilities|LockPersonality|RestrictRealtime|RestrictSUIDSGID|SystemCallArchitectures|ProtectClock|ProtectHostname|KeyringMode|RestrictAddressFamilies|RestrictNamespaces|SystemCallFilter|SystemCallErrorNumber|DeviceAllow)=/.test(l)).join('\n'));
+  t.ok((await score(join(dir, 'bare.service'))) > 9, 'unhardened, it is UNSAFE again');
+});
+
 t.test('the fleet scripts parse as bash, and so does the user data the stack composes', async (t) => {
   const parses = (args: string[]) =>
     exec('bash', args).then(
@@ -408,6 +450,24 @@ t.test('cdk synth (the CLI) works with no AWS account and no network', async (t)
   t.equal(r.code, 0, r.err);
   const template = JSON.parse(await readFile(join(out, 'NanoGridWorkers.template.json'), 'utf8')) as { Resources: Record<string, { Type: string }> };
   const types = Object.values(template.Resources).map((x) => x.Type);
-  t.equal(types.length, 56, 'the resources docs/fleet.md lists');
+  t.equal(types.length, 62, 'the resources docs/fleet.md lists');
   for (const type of ['AWS::SQS::Queue', 'AWS::AutoScaling::AutoScalingGroup', 'AWS::AutoScaling::LifecycleHook', 'AWS::EC2::LaunchTemplate', 'AWS::ElastiCache::ReplicationGroup']) t.ok(types.includes(type), type);
+});
+
+t.test('reach and discovery: Session Manager (its policy and endpoints, no SSH), the discovery tag Prometheus uses', async (t) => {
+  const roles = tpl.findResources('AWS::IAM::Role', { Properties: { Description: 'NanoGrid worker agent' } });
+  const role = Object.values(roles)[0] as { Properties: { ManagedPolicyArns?: unknown[] } };
+  t.match(JSON.stringify(role.Properties.ManagedPolicyArns), /AmazonSSMManagedInstanceCore/, 'Session Manager\'s managed policy');
+  const endpoints = Object.values(tpl.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface', PrivateDnsEnabled: true } })) as Array<{ Properties: { ServiceName: unknown; SecurityGroupIds: unknown } }>;
+  for (const svc of ['ssm', 'ssmmessages', 'ec2messages']) {
+    const e = endpoints.find((x) => JSON.stringify(x.Properties.ServiceName).endsWith(`".${svc}"]]}`));
+    t.ok(e, `an interface endpoint for ${svc}`);
+    t.match(JSON.stringify(e?.Properties.SecurityGroupIds), /EndpointSecurityGroup/, `${svc}: its own security group`);
+  }
+  tpl.hasResourceProperties('AWS::EC2::SecurityGroupIngress', { IpProtocol: 'tcp', FromPort: 443, ToPort: 443, GroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('EndpointSecurityGroup'), 'GroupId'] }, SourceSecurityGroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('WorkerSecurityGroup'), 'GroupId'] } });
+  const sgs = JSON.stringify(tpl.findResources('AWS::EC2::SecurityGroup'));
+  t.notMatch(sgs, /"FromPort":22\b/, 'no SSH port anywhere');
+  tpl.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', { Tags: Match.arrayWith([{ Key: DISCOVERY_TAG.key, Value: DISCOVERY_TAG.value, PropagateAtLaunch: true }]) });
+  const prom = await readFile(new URL('../ops/prometheus/prometheus.yml', import.meta.url), 'utf8');
+  t.match(prom, new RegExp(`name: tag:${DISCOVERY_TAG.key}\\s+(#[^\\n]*)?\\n\\s+values: \\[${DISCOVERY_TAG.value}\\]`), 'Prometheus discovers by the tag the stack sets');
 });

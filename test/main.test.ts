@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,12 +49,31 @@ t.test('--local runs the embedded stack, asked for explicitly', async (t) => {
     if (p.child.exitCode === null) p.child.kill('SIGKILL');
     await removeLeftovers(agentId, workRoot);
   });
-  await waitUntil('agent started', () => p.out().includes('agent started') || p.child.exitCode !== null, { timeoutMs: 60_000 });
+  await waitUntil('the stack ready', () => p.out().includes('local stack is ready') || p.child.exitCode !== null, { timeoutMs: 60_000 });
   t.match(p.out(), /embedded local stack started/);
+  t.match(p.out(), /export SQS_QUEUE_URL=http:\/\/\S+nanogrid-invocations S3_CODE_BUCKET=\S+ AWS_ENDPOINT_URL=http:\/\/127\.0\.0\.1:\d+ REDIS_URL=redis:\/\/127\.0\.0\.1:\d+ NANOGRID_URL=http:\/\/127\.0\.0\.1:\d+/, 'settings ready to paste');
   const address = JSON.parse(await readFile(stackFile, 'utf8')) as { queueUrl: string; redisUrl: string };
   t.match(address, { queueUrl: /nanogrid-invocations$/, redisUrl: /^redis:\/\/127\.0\.0\.1:\d+$/ }, 'where nanogrid --local finds the stack');
   t.equal((await stat(stackFile)).mode & 0o777, 0o600);
   p.child.kill('SIGTERM');
   t.equal((await p.done).code, 0);
   await t.rejects(stat(stackFile), 'removed when the stack stops');
+});
+
+t.test('a taken port stops the agent with one line naming the setting', async (t) => {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = String((server.address() as AddressInfo).port);
+  const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-port-'));
+  const agentId = uniqueId('port');
+  t.teardown(() => removeLeftovers(agentId, workRoot));
+  const base = { HTTP_HOST: '127.0.0.1', NANOGRID_AGENT_ID: agentId, NANOGRID_WORK_ROOT: workRoot, NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_CLOUDWATCH: 'off', NANOGRID_LOCAL_STACK_FILE: join(workRoot, 'stack.json') };
+  const stackPort = await run(['--local'], bareEnv({ ...base, NANOGRID_LOCAL_PORT: port, HTTP_PORT: '0' })).done;
+  t.equal(stackPort.code, 2);
+  t.match(stackPort.out, new RegExp(`nanogrid-worker: port ${port} is taken \\(NANOGRID_LOCAL_PORT\\)`));
+  t.notMatch(stackPort.out, /\n\s+at /, 'no stack trace');
+  const httpPort = await run(['--local'], bareEnv({ ...base, NANOGRID_LOCAL_PORT: '0', HTTP_PORT: port })).done;
+  t.equal(httpPort.code, 2);
+  t.match(httpPort.out, new RegExp(`nanogrid-worker: port ${port} is taken \\(HTTP_PORT\\)`));
 });

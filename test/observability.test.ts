@@ -88,6 +88,7 @@ t.test('CloudWatch: one batched PutMetricData per flush, flushed at shutdown', a
   const conc = call.body.MetricData.find((d) => d.MetricName === 'ConcurrentExecutions');
   t.ok(conc, 'the agent\'s concurrency, sampled');
   t.equal(conc?.Unit, 'Count');
+  t.same(conc?.Dimensions?.map((d) => d.Name), ['WorkerId'], 'per worker: the fleet\'s workers do not merge into one series');
 });
 
 t.test('a failing CloudWatch never fails an invocation; the failure is counted', async (t) => {
@@ -136,6 +137,11 @@ t.test('GET /metrics exposes the key series with Prometheus naming', async (t) =
   expectLine(/nanogrid_thread_pool_queue_size \d/, 'piscina queue');
   expectLine(/nanogrid_docker_up 1/, 'docker up');
   expectLine(/process_cpu_seconds_total/, 'default process metrics');
+  expectLine(/nanogrid_build_info\{version="\d+\.\d+\.\d+[^"]*",node="v\d+\.\d+\.\d+"\} 1/, 'the build\'s version and Node');
+  expectLine(/nanogrid_queue_wait_seconds_count\{runtime="python"\} 3/, 'queue wait of every invocation that ran');
+  const status = (await (await fetch(`http://127.0.0.1:${h.agent.httpPort}/status`)).json()) as { version: string; node: string };
+  t.match(status.version, /^\d+\.\d+\.\d+/, '/status says the version');
+  t.equal(status.node, process.version);
   t.notMatch(text, /request_?id/i, 'no request ids as labels');
 });
 

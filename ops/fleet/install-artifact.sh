@@ -85,6 +85,12 @@ if [ -d "$ROOT/worker" ] && [ ! -L "$ROOT/worker" ]; then rm -rf "$ROOT/worker";
 ln -sfn "$dest" "$ROOT/worker.next"
 mv -Tf "$ROOT/worker.next" "$ROOT/worker"
 install -m 0644 "$dest/ops/fleet/$UNIT.service" "/etc/systemd/system/$UNIT.service"
+# The liveness watch (outside the agent): only where the group can be told (NANOGRID_ASG_NAME).
+watch=0
+if [ -f "$dest/ops/fleet/nanogrid-health-watch.timer" ] && grep -q '^NANOGRID_ASG_NAME=.' "$ENV_FILE" 2>/dev/null; then
+  install -m 0644 "$dest/ops/fleet/nanogrid-health-watch.service" "$dest/ops/fleet/nanogrid-health-watch.timer" /etc/systemd/system/
+  watch=1
+fi
 
 # Containers must never reach the instance metadata (credentials): IMDSv2 with a hop limit
 # of 1 already stops them; this rule is a second wall. dockerd made the chain.
@@ -97,6 +103,7 @@ fi
 
 systemctl daemon-reload
 systemctl enable "$UNIT" >/dev/null 2>&1
+[ "$watch" = 1 ] && systemctl enable --now nanogrid-health-watch.timer >/dev/null 2>&1
 # restart, not start: an upgrade in place runs the new release.
 systemctl restart "$UNIT"
 port=$(sed -n 's/^HTTP_PORT=//p' "$ENV_FILE" | tail -1)

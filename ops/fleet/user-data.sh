@@ -31,6 +31,10 @@ report() {
   set +e
   [ "$rc" = 0 ] || result=ABANDON
   echo "[user-data] $(date -Is) install of $release ended with status $rc: $result"
+  # A failed install is counted where an alarm watches it (the stack's FailedInstalls).
+  [ "$rc" = 0 ] || aws cloudwatch put-metric-data --region @@REGION@@ --namespace @@METRICS_NAMESPACE@@ \
+    --metric-name FailedInstalls --unit Count --value 1 --dimensions AutoScalingGroupName=@@ASG_NAME@@ ||
+    echo "[user-data] the failed install was not counted in CloudWatch"
   instance=$(imds instance-id)
   aws autoscaling complete-lifecycle-action --region @@REGION@@ --auto-scaling-group-name @@ASG_NAME@@ \
     --lifecycle-hook-name @@LAUNCH_HOOK@@ --instance-id "$instance" --lifecycle-action-result "$result" ||

@@ -75,8 +75,8 @@ export class AiEgress {
   }
 
   async stop(): Promise<void> {
-    await this.removeRules().catch((err: unknown) => this.opts.log.warn({ tag: 'AI', err: String(err) }, 'egress rules not removed'));
-    await this.removeNetwork().catch((err: unknown) => this.opts.log.warn({ tag: 'AI', err: String(err) }, 'egress network not removed'));
+    await this.removeRules().catch((err: unknown) => this.opts.log.warn({ tag: 'AI', err }, 'egress rules not removed'));
+    await this.removeNetwork().catch((err: unknown) => this.opts.log.warn({ tag: 'AI', err }, 'egress network not removed'));
   }
 
   /** The installed rules, as `iptables -S` prints them (for checks: never by sending a packet). */

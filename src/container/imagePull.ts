@@ -51,13 +51,13 @@ export async function ensureImages(
       } catch (err) {
         if (attempt >= tries) {
           if (present) {
-            opts.log.warn({ tag: 'DOCKER', image, err: String(err), reason: 'IMAGE_PULL_FAILED' }, 'pull failed: keeping the image present');
+            opts.log.warn({ tag: 'DOCKER', image, err, reason: 'IMAGE_PULL_FAILED' }, 'pull failed: keeping the image present');
             break;
           }
           throw new Error(`image ${image} could not be pulled from ${registry} after ${attempt} tries: ${String(err)}`, { cause: err });
         }
         const waitMs = backoff.next();
-        opts.log.warn({ tag: 'DOCKER', image, err: String(err), retryInMs: waitMs, reason: 'IMAGE_PULL_FAILED' }, 'pull failed; retrying');
+        opts.log.warn({ tag: 'DOCKER', image, err, retryInMs: waitMs, reason: 'IMAGE_PULL_FAILED' }, 'pull failed; retrying');
         await sleep(waitMs);
       }
     }

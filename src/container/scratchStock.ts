@@ -76,7 +76,7 @@ export class ScratchStock implements ScratchSource {
       this.track(
         this.make()
           .then((s) => this.made(s))
-          .catch((err: unknown) => this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'a spare scratch file system could not be made'))
+          .catch((err: unknown) => this.opts.log.warn({ tag: 'DOCKER', err }, 'a spare scratch file system could not be made'))
           .finally(() => this.making--),
       );
     }
@@ -169,7 +169,7 @@ export class ScratchStock implements ScratchSource {
     this.counts.discarded++;
     if (why) this.counts.dirty++;
     if (why) this.opts.log.warn({ tag: 'DOCKER', scratch: s.spec.mountDir, why }, 'a scratch file system given back was not as new; destroyed');
-    await s.destroy().catch((err: unknown) => this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'a scratch file system could not be destroyed'));
+    await s.destroy().catch((err: unknown) => this.opts.log.warn({ tag: 'DOCKER', err }, 'a scratch file system could not be destroyed'));
   }
 
   private async make(): Promise<Scratch> {

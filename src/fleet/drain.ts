@@ -215,7 +215,7 @@ export class Drain {
     if (generation !== this.generation) return;
     clearTimeout(this.deadlineTimer);
     // A cut ends with the pools' removal of their containers: drained means all gone.
-    await this.cut?.catch((err: unknown) => this.opts.log.error({ tag: 'DOCKER', err: String(err) }, 'removing the pools at the drain deadline failed'));
+    await this.cut?.catch((err: unknown) => this.opts.log.error({ tag: 'DOCKER', err }, 'removing the pools at the drain deadline failed'));
     if (generation !== this.generation) return;
     this.to('drained');
     const info = this.info!;

@@ -58,7 +58,7 @@ export class LifecycleAction {
       return true;
     } catch (err) {
       this.progress.lastError = `${op}: ${String(err)}`;
-      this.opts.log.error({ tag: 'FLEET', op, err: String(err), reason: 'LIFECYCLE_CALL_FAILED' }, 'lifecycle call failed');
+      this.opts.log.error({ tag: 'FLEET', op, err, reason: 'LIFECYCLE_CALL_FAILED' }, 'lifecycle call failed');
       return false;
     }
   }

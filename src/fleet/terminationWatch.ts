@@ -63,7 +63,7 @@ export class TerminationWatch extends EventEmitter<TerminationWatchEvents> {
           this.schedule(this.opts.pollMs);
         },
         (err: unknown) => {
-          if (!this.failing) this.opts.log.warn({ tag: 'FLEET', err: String(err) }, 'instance metadata not answering: termination notices are not seen meanwhile');
+          if (!this.failing) this.opts.log.warn({ tag: 'FLEET', err }, 'instance metadata not answering: termination notices are not seen meanwhile');
           this.failing = true;
           this.schedule(Math.max(this.opts.pollMs / 2, this.backoff.next()));
         },

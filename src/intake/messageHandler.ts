@@ -1,3 +1,4 @@
+import { logSummary } from './summaryLine.js';
 import type { Message } from '@aws-sdk/client-sqs';
 import type { Invocation } from '../core/invocation.js';
 import type { Logger } from '../core/log.js';
@@ -84,7 +85,9 @@ export class MessageHandler {
       held.to('settled');
       const log = this.opts.log.child({ requestId: r.requestId, functionId: r.functionId });
       log.warn({ tag: 'FAIL', reason: r.reason, messageId: held.messageId }, r.message);
-      await this.answer(failedResult({ ...r, attempt: 1, workerId: this.opts.workerId, totalMs: Date.now() - receivedAt }), log);
+      const failed = failedResult({ ...r, attempt: 1, workerId: this.opts.workerId, totalMs: Date.now() - receivedAt });
+      logSummary(log, { result: failed, ran: false, disposition: 'failed', attempt: 1 });
+      await this.answer(failed, log);
       await this.apply(held, dispose({ kind: 'failed', failure: 'permanent', reason: r.reason, receiveCount: 1, maxReceiveCount: undefined }), r.reason, log);
       return;
     }
@@ -167,23 +170,7 @@ export class MessageHandler {
       return;
     }
     // The one line per invocation at info (Lambda's REPORT): the others are at debug.
-    log[result.success ? 'info' : 'warn'](
-      {
-        tag: result.success ? 'DONE][OK' : 'DONE][FAIL',
-        runtime: result.runtime,
-        attempt: result.attempt,
-        status: result.status,
-        reason: result.reason,
-        exitCode: result.exitCode,
-        startKind: result.startKind,
-        memoryMb: result.memoryMb,
-        durationMillis: result.durationMillis,
-        peakMemoryBytes: result.peakMemoryBytes,
-        recommendedMemoryMb: result.recommendedMemoryMb,
-        timings: result.timings,
-      },
-      'invocation finished',
-    );
+    logSummary(log, { result, ran: true, disposition: 'ran', attempt: result.attempt });
     // The run happened: answer and delete, whatever Redis does (the sink keeps it for retry).
     await this.answer(result, log);
     await this.apply(held, dispose({ kind: 'ran' }), result.reason, log);
@@ -198,8 +185,9 @@ export class MessageHandler {
     else if (d.label === 'retried') log.warn({ tag: 'FAIL', ...fields, retryInS: d.message.op === 'visible' ? d.message.afterS : 0 }, `${err.message} (left for redelivery)`);
     else log.warn({ tag: 'FAIL', reason: err.reason }, err.message);
 
+    let failed: Result | undefined;
     if (d.answerFailure) {
-      const failed = failedResult({
+      failed = failedResult({
         requestId: inv.requestId,
         functionId: inv.functionId,
         codeLocation: inv.codeLocation,
@@ -211,8 +199,18 @@ export class MessageHandler {
         workerId: this.opts.workerId,
         totalMs: Date.now() - inv.receivedAt,
       });
-      await this.answer(failed, log);
     }
+    logSummary(log, {
+      ...(failed ? { result: failed } : {}),
+      ran: false,
+      disposition: d.label,
+      runtime: inv.runtime,
+      attempt: inv.receiveCount,
+      memoryMb: inv.memoryMb,
+      reason: err.reason,
+      timings: { queuedMs: inv.sentAt !== undefined ? Math.max(0, inv.receivedAt - inv.sentAt) : undefined, totalMs: Date.now() - inv.receivedAt },
+    });
+    if (failed) await this.answer(failed, log);
     if (d.pending) await this.opts.results.markState(inv.requestId, 'PENDING', { attempt: inv.receiveCount, lastReason: err.reason }, log);
     await this.apply(held, d, err.reason, log);
   }

@@ -126,7 +126,7 @@ export class MessageLeases {
       } catch (err) {
         this.opts.events?.emit('sqsError', 'delete');
         if (attempt >= DELETE_ATTEMPTS) {
-          log.error({ tag: 'SQS', err: String(err) }, 'delete failed; a redelivery will be answered from the stored result');
+          log.error({ tag: 'SQS', err }, 'delete failed; a redelivery will be answered from the stored result');
           return false;
         }
         await sleep(200 * attempt);
@@ -145,7 +145,7 @@ export class MessageLeases {
       );
     } catch (err) {
       this.opts.events?.emit('sqsError', 'change_visibility');
-      log.warn({ tag: 'SQS', err: String(err) }, 'visibility not changed; the message returns when its timeout ends');
+      log.warn({ tag: 'SQS', err }, 'visibility not changed; the message returns when its timeout ends');
     }
   }
 
@@ -167,7 +167,7 @@ export class MessageLeases {
         );
       } catch (err) {
         this.opts.events?.emit('sqsError', 'extend_visibility');
-        this.opts.log.warn({ tag: 'SQS', err: String(err), messages: batch.length }, 'visibility extension failed');
+        this.opts.log.warn({ tag: 'SQS', err, messages: batch.length }, 'visibility extension failed');
       }
     }
   }
@@ -189,7 +189,7 @@ export class MessageLeases {
       const n = Number((JSON.parse(raw) as { maxReceiveCount?: unknown }).maxReceiveCount);
       return Number.isFinite(n) ? n : undefined;
     } catch (err) {
-      this.opts.log.warn({ tag: 'SQS', err: String(err) }, 'redrive policy unreadable; set NANOGRID_MAX_RECEIVE_COUNT');
+      this.opts.log.warn({ tag: 'SQS', err }, 'redrive policy unreadable; set NANOGRID_MAX_RECEIVE_COUNT');
       return undefined;
     }
   }

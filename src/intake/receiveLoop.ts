@@ -119,7 +119,7 @@ export class ReceiveLoop {
       } else if (!this.host.stopping) {
         this.host.receiveFailed(failure.reason);
         backoffMs = backoff.next();
-        this.opts.log.error({ tag: 'SQS', err: String(failure.reason), retryInMs: backoffMs }, 'receive failed');
+        this.opts.log.error({ tag: 'SQS', err: failure.reason, retryInMs: backoffMs }, 'receive failed');
         await sleep(backoffMs);
       }
       // Stopping is checked again at the top: a resume meanwhile (a drain undone) goes on receiving.

@@ -289,7 +289,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const task = this.handler
       .handle(m, held)
       .catch((err: unknown) => {
-        this.opts.log.error({ tag: 'FAIL', messageId: m.MessageId, err: String(err) }, 'message handling failed unexpectedly');
+        this.opts.log.error({ tag: 'FAIL', messageId: m.MessageId, err }, 'message handling failed unexpectedly');
       })
       .finally(() => {
         held.releaseMemory?.();

@@ -8,12 +8,19 @@ import { LOCAL_CREDENTIALS } from './agentConfig.js';
 
 export type ZipFiles = Record<string, string | { content: string | Buffer; mode?: number }>;
 
-/** Builds a zip in memory (what the Controller uploads for a function). */
+/** Every entry's time: the same files make the same bytes (1980-01-01 in local time, the DOS format's first day). */
+const ZIP_TIME = new Date(1980, 0, 1);
+
+/**
+ * Builds a zip in memory (what the Controller uploads for a function), deterministically:
+ * names sorted, one fixed timestamp, no extended timestamp field (it would carry the
+ * absolute time, which depends on the time zone).
+ */
 export function buildZip(files: ZipFiles): Promise<Buffer> {
   const zip = new yazl.ZipFile();
-  for (const [name, f] of Object.entries(files)) {
+  for (const [name, f] of Object.entries(files).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const content = typeof f === 'string' ? Buffer.from(f) : Buffer.isBuffer(f.content) ? f.content : Buffer.from(f.content);
-    zip.addBuffer(content, name, { mode: typeof f === 'string' ? 0o100644 : (f.mode ?? 0o100644) });
+    zip.addBuffer(content, name, { mode: typeof f === 'string' ? 0o100644 : (f.mode ?? 0o100644), mtime: ZIP_TIME, forceDosTimestamp: true });
   }
   zip.end();
   return new Promise((resolve, reject) => {

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PoolStatus } from '../pool/runtimePool.js';
 import type { ThreadStats } from '../core/threads.js';
+import { buildVersion } from '../core/version.js';
 
 /** The gauges' sources, read at scrape time. */
 export interface GaugeReadings {
@@ -16,6 +17,7 @@ export interface GaugeReadings {
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+const QUEUE_WAIT_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
 const MEMORY_BUCKETS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096].map((mb) => mb * 1024 * 1024);
 
 /**
@@ -61,9 +63,12 @@ export class Metrics {
   readonly threadQueue = this.gauge('nanogrid_thread_pool_queue_size', 'Tasks waiting for a Piscina thread', []);
   readonly threadUtilization = this.gauge('nanogrid_thread_pool_utilization_ratio', 'Piscina utilisation (0-1)', []);
   readonly threadCount = this.gauge('nanogrid_thread_pool_threads', 'Piscina threads alive', []);
+  readonly queueWait = this.histogram('nanogrid_queue_wait_seconds', 'SQS send to receive of invocations that ran (the message\'s SentTimestamp)', ['runtime'], QUEUE_WAIT_BUCKETS);
+  readonly buildInfo = this.gauge('nanogrid_build_info', 'Always 1: the agent\'s version and the Node it runs on', ['version', 'node']);
 
-  constructor() {
+  constructor(version = buildVersion()) {
     collectDefaultMetrics({ register: this.registry });
+    this.buildInfo.set({ version, node: process.version }, 1);
   }
 
   /** Sets every gauge from current readings (at scrape time). */

@@ -32,6 +32,7 @@ export function recordMetrics(m: Metrics, s: MetricSources): void {
   bus.on('ran', (r, startKind) => {
     m.invocations.inc({ runtime: r.runtime, status: r.status, start_kind: startKind, reason: r.reason });
     m.runDuration.observe({ runtime: r.runtime, start_kind: startKind }, r.durationMillis / 1000);
+    if (r.timings.queuedMs !== undefined) m.queueWait.observe({ runtime: r.runtime }, r.timings.queuedMs / 1000);
     if (r.peakMemoryBytes !== null) m.peakMemory.observe({ runtime: r.runtime, method: r.peakMemoryMethod ?? 'unknown' }, r.peakMemoryBytes);
     cloudwatch?.record(r.functionId, r.runtime, { peakMemoryBytes: r.peakMemoryBytes, durationMillis: r.durationMillis, success: r.success });
   });

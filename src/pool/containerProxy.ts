@@ -136,7 +136,7 @@ export class ContainerProxy {
       try {
         await this.engine.freeze();
       } catch (err) {
-        this.host.log[this.host.stopping ? 'debug' : 'warn']({ tag: 'DOCKER', container: this.name, err: String(err) }, 'freeze failed; retiring container');
+        this.host.log[this.host.stopping ? 'debug' : 'warn']({ tag: 'DOCKER', container: this.name, err }, 'freeze failed; retiring container');
         await this.host.step(() => this.host.failed(this, 'freeze failed'));
         return;
       }
@@ -161,7 +161,7 @@ export class ContainerProxy {
     this.host.log.debug({ tag: 'DOCKER', container: this.name, why }, 'retiring container');
     const gone = (async () => {
       await this.engine.destroy(opts).catch((err: unknown) => {
-        this.host.log.warn({ tag: 'DOCKER', container: this.name, err: String(err) }, 'container removal failed');
+        this.host.log.warn({ tag: 'DOCKER', container: this.name, err }, 'container removal failed');
       });
       await this.host.step(() => this.host.removed(this));
     })();

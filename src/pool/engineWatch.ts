@@ -122,7 +122,7 @@ export class EngineWatch extends EventEmitter<EngineEvents> {
     } catch (err) {
       this.lastError = String(err);
       if (!classifyError(err).unreachable && ++this.slowPings < 2) {
-        this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'the engine is slow to answer a ping');
+        this.opts.log.warn({ tag: 'DOCKER', err }, 'the engine is slow to answer a ping');
         return true;
       }
       this.markDown(String(err));

@@ -28,7 +28,7 @@ export async function removeAgentContainers(
       try {
         await withTimeout(`docker remove ${c.Id.slice(0, 12)}`, opts.timeoutMs, docker.getContainer(c.Id).remove({ force: true, v: true }));
       } catch (err) {
-        if (!isNotFound(err)) opts.log?.warn({ tag: 'DOCKER', container: c.Id, err: String(err) }, 'leftover container not removed');
+        if (!isNotFound(err)) opts.log?.warn({ tag: 'DOCKER', container: c.Id, err }, 'leftover container not removed');
       }
     }),
   );
@@ -57,7 +57,7 @@ export async function removeOrphans(
   await Promise.all(
     orphans.map((x) =>
       withTimeout(`docker remove ${x.Id.slice(0, 12)}`, q.timeoutMs, docker.getContainer(x.Id).remove({ force: true, v: true })).catch((err: unknown) => {
-        if (!isNotFound(err)) q.log.warn({ tag: 'DOCKER', container: x.Id, err: String(err) }, 'container the outage left not removed');
+        if (!isNotFound(err)) q.log.warn({ tag: 'DOCKER', container: x.Id, err }, 'container the outage left not removed');
       }),
     ),
   );

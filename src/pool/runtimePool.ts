@@ -127,7 +127,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
         return new ContainerLease(c, startKind, performance.now() - started, this, this.opts.run);
       } catch (err) {
         lastError = err;
-        this.opts.log.warn({ tag: 'DOCKER', container: c.name, startKind, err: String(err) }, 'container failed to come up; replacing it');
+        this.opts.log.warn({ tag: 'DOCKER', container: c.name, startKind, err }, 'container failed to come up; replacing it');
         await this.mailbox.post(() => this.retire(c, 'bring-up failed'));
         if (this.stopping) break;
         // An engine that is gone fails every other try the same way: give the message back now.
@@ -182,7 +182,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
         if (next === 'pause') await c.freeze();
       } catch (err) {
         // While stopping, the pool removes this container under the pause: expected.
-        this.opts.log[this.stopping ? 'debug' : 'warn']({ tag: 'DOCKER', container: c.name, err: String(err) }, 'reset or pause failed; retiring container');
+        this.opts.log[this.stopping ? 'debug' : 'warn']({ tag: 'DOCKER', container: c.name, err }, 'reset or pause failed; retiring container');
         await this.mailbox.post(() => this.retire(c, 'pause failed'));
       }
     })();
@@ -384,7 +384,7 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
       const known = new Set([...this.containers.values()].map((c) => c.engine.engineName).filter((n): n is string => n !== undefined));
       await removeOrphans(this.opts.docker, { agentId: this.opts.agentId, runId: this.opts.runId, runtime: this.runtime, known, timeoutMs: this.opts.apiTimeoutMs, log: this.opts.log });
     } catch (err) {
-      this.opts.log.warn({ tag: 'DOCKER', err: String(err) }, 'could not list containers after the outage');
+      this.opts.log.warn({ tag: 'DOCKER', err }, 'could not list containers after the outage');
     }
     this.prewarmBackoff.reset();
     await this.mailbox.post(() => this.replenish());

@@ -78,7 +78,7 @@ export class Invoker implements InvocationRunner {
       );
       return advice;
     } catch (err) {
-      log.warn({ tag: 'AUTO-TUNER', err: String(err) }, 'no advice for this run');
+      log.warn({ tag: 'AUTO-TUNER', err }, 'no advice for this run');
       return undefined;
     }
   }

@@ -103,7 +103,7 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
       } catch (err) {
         // The container broke before the function started: one more try on another.
         if (end.ran || attempt > 0) throw err;
-        log.warn({ tag: 'DOCKER', container: lease.containerName, err: String(err) }, 'the run could not start; retrying on another container');
+        log.warn({ tag: 'DOCKER', container: lease.containerName, err }, 'the run could not start; retrying on another container');
         lease.release({ ran: false, reusable: false });
         lease = await pool.acquire(inv.functionKey, inv.memoryMb);
       }
@@ -127,7 +127,7 @@ export async function runOnLease(inv: Invocation, pool: LeaseSource, deps: RunDe
     } else {
       // Before the release: the reset that follows it empties /tmp. No process of the run is left.
       const view = deps.build && lease.build;
-      if (view) await deps.build!.cache.harvest(view, inv.functionKey, log).catch((err: unknown) => log.warn({ tag: 'BUILD', err: String(err) }, 'the compiler output of this run could not be kept'));
+      if (view) await deps.build!.cache.harvest(view, inv.functionKey, log).catch((err: unknown) => log.warn({ tag: 'BUILD', err }, 'the compiler output of this run could not be kept'));
     }
     if (exec.clean && deps.outputs) {
       // Before the release: the reset that follows it empties the workspace.

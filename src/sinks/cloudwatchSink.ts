@@ -42,7 +42,7 @@ export class CloudWatchSink {
 
   constructor(
     private readonly client: CloudWatchClient,
-    private readonly opts: { namespace: string; flushMs: number; timeoutMs: number; log: Logger; events?: Emitter<'sinkFailure'>; maxSeries?: number },
+    private readonly opts: { namespace: string; flushMs: number; timeoutMs: number; log: Logger; events?: Emitter<'sinkFailure'>; maxSeries?: number; workerId?: string },
   ) {}
 
   /** `running`: how many invocations run now, sampled every second while started. */
@@ -119,7 +119,10 @@ export class CloudWatchSink {
     const now = new Date();
     const datums: MetricDatum[] = [];
     if (this.concurrency) {
-      datums.push({ MetricName: 'ConcurrentExecutions', Unit: StandardUnit.Count, Timestamp: now, StatisticValues: stat(this.concurrency) });
+      // Per worker: undimensioned, the workers' per-second samples would merge into one
+      // meaningless series. The fleet's is their sum (docs/operations.md: SEARCH and SUM).
+      const dims = this.opts.workerId ? [{ Name: 'WorkerId', Value: this.opts.workerId }] : undefined;
+      datums.push({ MetricName: 'ConcurrentExecutions', Unit: StandardUnit.Count, Dimensions: dims, Timestamp: now, StatisticValues: stat(this.concurrency) });
       this.concurrency = undefined;
     }
     for (const [reason, n] of notRun) {
@@ -148,7 +151,7 @@ export class CloudWatchSink {
         this.opts.log.debug({ tag: 'CLOUDWATCH', datums: chunk.length }, 'metrics sent');
       } catch (err) {
         this.opts.events?.emit('sinkFailure', 'cloudwatch', 'put_metric_data');
-        this.opts.log.warn({ tag: 'CLOUDWATCH', err: String(err), datums: chunk.length }, 'PutMetricData failed; these figures are dropped');
+        this.opts.log.warn({ tag: 'CLOUDWATCH', err, datums: chunk.length }, 'PutMetricData failed; these figures are dropped');
       }
     }
   }

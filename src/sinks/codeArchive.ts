@@ -127,7 +127,7 @@ export class CodeArchive {
           // Forgotten, so a later success of the same version offers it again.
           this.seen.delete(key);
           this.count('failed');
-          this.opts.log.warn({ tag: 'ARCHIVE', key, attempt, err: String(err) }, 'code version not archived');
+          this.opts.log.warn({ tag: 'ARCHIVE', key, attempt, err }, 'code version not archived');
           return;
         }
         await backoff.wait();

@@ -77,7 +77,7 @@ export class MemoryHistory {
     } catch (err) {
       this.opts.health?.failed();
       this.opts.events?.emit('sinkFailure', 'redis', 'memory_history');
-      (log ?? this.opts.log).warn({ tag: 'AUTO-TUNER', err: String(err) }, 'shared memory history unavailable; advising from this worker only');
+      (log ?? this.opts.log).warn({ tag: 'AUTO-TUNER', err }, 'shared memory history unavailable; advising from this worker only');
       return mine;
     }
   }

@@ -110,7 +110,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
         if (typeof requestId !== 'string') throw new Error('no requestId');
         found.push({ at: (await stat(path)).mtimeMs, entry: { requestId, bytes: Buffer.byteLength(text) } });
       } catch (err) {
-        this.log.error({ tag: 'REDIS', file: path, err: String(err) }, 'unreadable outbox entry set aside');
+        this.log.error({ tag: 'REDIS', file: path, err }, 'unreadable outbox entry set aside');
         await rename(path, `${path}.bad`).catch(() => undefined);
       }
     }

@@ -88,7 +88,7 @@ export class OutputStore implements OutputPort {
         } catch (err) {
           errors.add(`${OUTPUT_DIR}/${shown(f.rel)}: upload failed: ${String(err)}`);
           this.opts.events?.emit('output', 'failed', f.bytes);
-          log.warn({ tag: 'S3', key: shown(key), err: String(err) }, 'output not stored');
+          log.warn({ tag: 'S3', key: shown(key), err }, 'output not stored');
         }
       }
     };
@@ -111,7 +111,7 @@ export class OutputStore implements OutputPort {
       return stored;
     } catch (err) {
       this.opts.events?.emit('output', 'failed', 0);
-      log.warn({ tag: 'S3', key, err: String(err) }, 'full output stream not stored');
+      log.warn({ tag: 'S3', key, err }, 'full output stream not stored');
       return `${name}: upload failed: ${String(err)}`;
     } finally {
       await rm(path, { force: true });

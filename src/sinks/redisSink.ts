@@ -121,7 +121,7 @@ export class RedisSink implements ResultStore {
     });
     this.redis.defineCommand('nanogridClaim', { numberOfKeys: 4, lua: CLAIM });
     this.redis.defineCommand('nanogridWrite', { numberOfKeys: 4, lua: WRITE });
-    this.redis.on('error', (err) => opts.log.debug({ tag: 'REDIS', err: String(err) }, 'redis connection error'));
+    this.redis.on('error', (err) => opts.log.debug({ tag: 'REDIS', err }, 'redis connection error'));
   }
 
   /**
@@ -189,7 +189,7 @@ export class RedisSink implements ResultStore {
     } catch (err) {
       this.health.failed();
       this.opts.events?.emit('sinkFailure', 'redis', 'claim');
-      log.warn({ tag: 'REDIS', requestId, err: String(err) }, 'request id not claimed (Redis unreachable); the result is checked when it is written');
+      log.warn({ tag: 'REDIS', requestId, err }, 'request id not claimed (Redis unreachable); the result is checked when it is written');
       return 'unknown';
     }
   }
@@ -204,7 +204,7 @@ export class RedisSink implements ResultStore {
         .exec();
     } catch (err) {
       this.opts.events?.emit('sinkFailure', 'redis', 'state');
-      (log ?? this.opts.log).warn({ tag: 'REDIS', requestId, state, err: String(err) }, 'job state not written');
+      (log ?? this.opts.log).warn({ tag: 'REDIS', requestId, state, err }, 'job state not written');
     }
   }
 
@@ -229,9 +229,9 @@ export class RedisSink implements ResultStore {
         // The disk refused too: the result stays in memory only (lost if the agent dies now).
         this.opts.events?.emit('sinkFailure', 'redis', 'outbox');
         this.outbox.keepInMemory(fitted.requestId, json);
-        l.error({ tag: 'FAIL', reason: 'OUTBOX', err: String(diskErr) }, 'result not written to the outbox on disk');
+        l.error({ tag: 'FAIL', reason: 'OUTBOX', err: diskErr }, 'result not written to the outbox on disk');
       }
-      l.error({ tag: 'FAIL', reason: 'REDIS', err: String(err), outbox: this.outbox.size, durable: this.outbox.durable }, 'result not delivered; kept for retry');
+      l.error({ tag: 'FAIL', reason: 'REDIS', err, outbox: this.outbox.size, durable: this.outbox.durable }, 'result not delivered; kept for retry');
       return false;
     } finally {
       this.writing -= bytes;
@@ -312,7 +312,7 @@ export class RedisSink implements ResultStore {
           // Redis refusing this result for good (not down), or a file that is not a result:
           // retrying it forever would block the rest.
           if (err instanceof SyntaxError || classifyError(err).kind === 'permanent') {
-            this.opts.log.error({ tag: 'REDIS', requestId: id, err: String(err) }, 'this result cannot be delivered; dropped from the outbox');
+            this.opts.log.error({ tag: 'REDIS', requestId: id, err }, 'this result cannot be delivered; dropped from the outbox');
             await this.outbox.remove(id);
             continue;
           }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The fleet's liveness check from outside the agent (nanogrid-health-watch.timer runs it
+# every 20 s): GET /health/live on the agent's port. After FAILURES_BEFORE_UNHEALTHY
+# failures in a row (1 minute), the instance is marked Unhealthy in its Auto Scaling
+# group, which replaces it. Liveness is the process and its engine only, never Redis or
+# SQS: an outage of either does not replace the fleet. A stopped or restarting unit counts
+# as a failure only once systemd gives up on it (Restart= restarts it first).
+set -uo pipefail
+ENV_FILE=${NANOGRID_ENV_FILE:-/etc/nanogrid/worker.env}
+STATE=${NANOGRID_HEALTH_STATE:-/run/nanogrid/health-failures}
+LIMIT=${FAILURES_BEFORE_UNHEALTHY:-3}
+IMDS=${NANOGRID_IMDS_ENDPOINT:-http://169.254.169.254}
+say() { echo "[health-watch] $*" >&2; }
+
+port=$(sed -n 's/^HTTP_PORT=//p' "$ENV_FILE" 2>/dev/null | tail -1)
+port=${port:-8080}
+mkdir -p "$(dirname "$STATE")"
+if node -e '
+  const r = require("http").get({ host: "127.0.0.1", port: +process.argv[1], path: "/health/live", timeout: 5000 },
+    (res) => process.exit(res.statusCode === 200 ? 0 : 1));
+  r.on("error", () => process.exit(1)); r.on("timeout", () => r.destroy());
+' "$port"; then
+  rm -f "$STATE"
+  exit 0
+fi
+failures=$(( $(cat "$STATE" 2>/dev/null || echo 0) + 1 ))
+echo "$failures" > "$STATE"
+say "GET http://127.0.0.1:$port/health/live failed ($failures of $LIMIT in a row)"
+[ "$failures" -ge "$LIMIT" ] || exit 0
+
+token=$(curl -sS -m 2 -X PUT "$IMDS/latest/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60') || { say "no IMDS token"; exit 1; }
+instance=$(curl -sS -m 2 -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/instance-id") || { say "no instance id"; exit 1; }
+say "marking $instance Unhealthy: its Auto Scaling group replaces it"
+aws autoscaling set-instance-health --instance-id "$instance" --health-status Unhealthy --no-should-respect-grace-period || { say "SetInstanceHealth failed"; exit 1; }
+rm -f "$STATE"

@@ -1,0 +1,62 @@
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+
+// ops/fleet/health-watch.sh, the fleet's liveness check from outside the agent, against
+// stand-ins on loopback: the agent's /health/live, the instance metadata (IMDSv2) and the
+// aws CLI (a script that records its arguments). No packet leaves the machine.
+const SCRIPT = fileURLToPath(new URL('../ops/fleet/health-watch.sh', import.meta.url));
+
+async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ port: number; close: () => Promise<void> }> {
+  const s: Server = createServer(handler);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as { port: number }).port;
+  return { port, close: () => new Promise<void>((r) => s.close(() => r())) };
+}
+
+t.test('health-watch: a worker whose /health/live keeps failing is marked Unhealthy in its group, once', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'nanogrid-health-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  let live = 200;
+  const agent = await listen((req, res) => {
+    res.writeHead(req.url === '/health/live' ? live : 404).end('{}');
+  });
+  t.teardown(agent.close);
+  const imds = await listen((req, res) => {
+    if (req.method === 'PUT' && req.url === '/latest/api/token') return res.end('a-token');
+    if (req.url === '/latest/meta-data/instance-id' && req.headers['x-aws-ec2-metadata-token'] === 'a-token') return res.end('i-0123456789abcdef0');
+    res.writeHead(401).end();
+  });
+  t.teardown(imds.close);
+  const calls = join(dir, 'aws-calls');
+  await writeFile(join(dir, 'aws'), `#!/bin/sh\necho "$@" >> ${calls}\n`);
+  await chmod(join(dir, 'aws'), 0o755);
+  await writeFile(join(dir, 'worker.env'), `HTTP_PORT=${agent.port}\nNANOGRID_ASG_NAME=g\n`);
+  const env = { ...process.env, PATH: `${dir}:${process.env.PATH}`, NANOGRID_ENV_FILE: join(dir, 'worker.env'), NANOGRID_HEALTH_STATE: join(dir, 'state', 'failures'), NANOGRID_IMDS_ENDPOINT: `http://127.0.0.1:${imds.port}` };
+  const run = () => new Promise<{ code: number; stderr: string }>((resolve) => execFile('bash', [SCRIPT], { env, timeout: 30_000 }, (err, _o, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr })));
+  const called = () => readFile(calls, 'utf8').catch(() => '');
+
+  t.equal((await run()).code, 0, 'alive');
+  live = 503;
+  for (let i = 1; i <= 2; i++) {
+    const r = await run();
+    t.match(r.stderr, new RegExp(`failed \\(${i} of 3 in a row\\)`));
+  }
+  t.equal(await called(), '', 'two failures: not yet');
+  live = 200;
+  await run();
+  live = 503;
+  await run();
+  await run();
+  t.equal(await called(), '', 'a success in between starts the count again');
+  const third = await run();
+  t.match(third.stderr, /marking i-0123456789abcdef0 Unhealthy/);
+  t.equal((await called()).trim(), 'autoscaling set-instance-health --instance-id i-0123456789abcdef0 --health-status Unhealthy --no-should-respect-grace-period');
+  await agent.close();
+  await run();
+  t.match((await run()).stderr, /failed \(2 of 3/, 'an agent that does not answer at all fails too, counted afresh after the report');
+});
