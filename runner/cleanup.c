@@ -48,31 +48,41 @@ void kill_user(uid_t uid) {
   if (as_user(uid, kill_all_mine) < 0) logf_("cannot act as uid %u: %s", (unsigned)uid, strerror(errno));
 }
 
-/* Processes of `uid` still present (zombies included). */
-static int count_user(uid_t uid) {
+/* A /proc/<pid>/status's State, PPid and Uid (in that order in the file); 0 when it could not be read. */
+static int proc_status(const char *pid, proc_entry_t *p) {
+  char path[300];
+  snprintf(path, sizeof path, "/proc/%s/status", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char line[256];
+  int found = 0;
+  while (found != 7 && fgets(line, sizeof line, f)) {
+    if (sscanf(line, "State: %c", &p->state) == 1) found |= 1;
+    else if (sscanf(line, "PPid: %d", &p->ppid) == 1) found |= 2;
+    else if (sscanf(line, "Uid: %u", &p->uid) == 1) found |= 4;
+  }
+  fclose(f);
+  return found == 7;
+}
+
+int for_each_proc(int (*visit)(const proc_entry_t *p, void *ctx), void *ctx) {
   DIR *d = opendir("/proc");
   if (!d) return -1;
   int n = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    char path[300];
-    snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (!f) continue;
-    char line[256];
-    while (fgets(line, sizeof line, f)) {
-      unsigned ruid;
-      if (sscanf(line, "Uid: %u", &ruid) == 1) {
-        if (ruid == uid) n++;
-        break;
-      }
-    }
-    fclose(f);
+    proc_entry_t p = {.pid = atoi(e->d_name)};
+    if (proc_status(e->d_name, &p)) n += visit(&p, ctx);
   }
   closedir(d);
   return n;
 }
+
+static int is_user(const proc_entry_t *p, void *uid) { return p->uid == *(uid_t *)uid; }
+
+/* Processes of `uid` still present (zombies included). */
+static int count_user(uid_t uid) { return for_each_proc(is_user, &uid); }
 
 /* Kills what is left of the run until nothing of its user remains. Returns leftovers. */
 int clean_up(void) {

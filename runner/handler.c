@@ -14,7 +14,6 @@
  * ends it with everything else, as a plain run ends, and the next call starts it again.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -211,44 +210,17 @@ void handler_read(void) {
   }
 }
 
-/* A /proc/<pid>/status's Uid, State and PPid; 0 when it could not be read. */
-static int proc_status(const char *pid, unsigned *uid, char *state, int *ppid) {
-  char path[300];
-  snprintf(path, sizeof path, "/proc/%s/status", pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  char line[256];
-  int found = 0;
-  while (fgets(line, sizeof line, f) && found != 7) {
-    if (sscanf(line, "State: %c", state) == 1) found |= 1;
-    else if (sscanf(line, "PPid: %d", ppid) == 1) found |= 2;
-    else if (sscanf(line, "Uid: %u", uid) == 1) found |= 4;
-  }
-  fclose(f);
-  return found == 7;
+/* One process of the handler's user but the handler: SIGKILLed, and counted. A dead child
+ * of the handler is its to reap when it runs again, and holds nothing but a pid. */
+static int kill_other(const proc_entry_t *p, void *unused) {
+  (void)unused;
+  if (p->uid != h.uid || p->pid == h.pid || (p->state == 'Z' && p->ppid == h.pid)) return 0;
+  if (p->state != 'Z') kill(p->pid, SIGKILL);
+  return 1;
 }
 
-/* SIGKILLs every process of the handler's user but the handler; returns how many it found. A
- * dead child of the handler is its to reap when it runs again, and holds nothing but a pid. */
-static int kill_others(void) {
-  DIR *d = opendir("/proc");
-  if (!d) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    unsigned uid;
-    char state;
-    int ppid;
-    if (!proc_status(e->d_name, &uid, &state, &ppid) || uid != h.uid) continue;
-    int pid = atoi(e->d_name);
-    if (pid == h.pid || (state == 'Z' && ppid == h.pid)) continue;
-    n++;
-    if (state != 'Z') kill(pid, SIGKILL);
-  }
-  closedir(d);
-  return n;
-}
+/* SIGKILLs every process of the handler's user but the handler; returns how many it found. */
+static int kill_others(void) { return for_each_proc(kill_other, NULL); }
 
 /* What is left in a pipe no process can write to any more. */
 static void drain(capture_t *c) {

@@ -98,6 +98,15 @@ int as_user(uid_t uid, void (*fn)(void));
 void kill_user(uid_t uid);
 void reap_orphans(void);
 void remove_ipc(uid_t uid);
+/* One process from /proc (cleanup.c reads them; handler.c kills by them). */
+typedef struct {
+  int pid;
+  unsigned uid;
+  char state;
+  int ppid;
+} proc_entry_t;
+/* The sum of `visit` over every process in /proc; -1 when /proc cannot be read. */
+int for_each_proc(int (*visit)(const proc_entry_t *p, void *ctx), void *ctx);
 int clean_up(void);
 int write_all(int fd, const void *buf, size_t n);
 void run_reset(void);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { createServer, type AddressInfo } from 'node:net';
-import { startHarness } from './helpers/harness.js';
+import { startHarness, type Harness } from './helpers/harness.js';
 import { removeStackFile, writeStackFile } from '../src/local/stackFile.js';
 
 const CLI = fileURLToPath(new URL('../dist/src/cli/nanogrid.js', import.meta.url));
@@ -21,9 +21,12 @@ async function nanogrid(args: string[], env: Record<string, string>, stdin?: str
   return { code, stdout, stderr };
 }
 
+/** What points the CLI at a harness's stack. */
+const stackEnv = (h: Harness) => ({ SQS_QUEUE_URL: h.stack.queueUrl, AWS_ENDPOINT_URL: h.stack.endpoint, S3_CODE_BUCKET: h.stack.bucket, REDIS_URL: h.stack.redisUrl });
+
 t.test('nanogrid: invoke a folder with input, read the result, status and drain', async (t) => {
   const h = await startHarness(t);
-  const env = { SQS_QUEUE_URL: h.stack.queueUrl, AWS_ENDPOINT_URL: h.stack.endpoint, S3_CODE_BUCKET: h.stack.bucket, REDIS_URL: h.stack.redisUrl };
+  const env = stackEnv(h);
   const dir = await mkdtemp(join(tmpdir(), 'nanogrid-cli-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'main.py'), 'import json, sys\nd = json.load(sys.stdin)\nprint("hi " + d["who"])\n');
@@ -61,7 +64,7 @@ t.test('nanogrid with message keys and an admin token: invoke signs, drain and u
   const keys = `cli:${Buffer.alloc(32, 7).toString('base64')}`;
   const token = 'an-admin-token-of-the-operator';
   const h = await startHarness(t, { env: { NANOGRID_MESSAGE_KEYS: keys, NANOGRID_ADMIN_TOKEN: token } });
-  const base = { SQS_QUEUE_URL: h.stack.queueUrl, AWS_ENDPOINT_URL: h.stack.endpoint, S3_CODE_BUCKET: h.stack.bucket, REDIS_URL: h.stack.redisUrl };
+  const base = stackEnv(h);
   const signed = await nanogrid(['invoke', '--code', 'print("signed")', '--function', 'cli-signed', '--json'], { ...base, NANOGRID_MESSAGE_KEYS: keys });
   t.equal(signed.code, 0, signed.stderr);
   t.equal((JSON.parse(signed.stdout) as { stdout: string }).stdout, 'signed\n', 'a worker with keys ran it');
@@ -99,7 +102,7 @@ t.test('nanogrid --local: the queue, bucket, Redis and endpoint of the stack npm
 
 t.test('nanogrid for a person: a summary by default, stdin input, the same folder the same key, a running job\'s state', async (t) => {
   const h = await startHarness(t);
-  const env = { SQS_QUEUE_URL: h.stack.queueUrl, AWS_ENDPOINT_URL: h.stack.endpoint, S3_CODE_BUCKET: h.stack.bucket, REDIS_URL: h.stack.redisUrl };
+  const env = stackEnv(h);
   const dir = await mkdtemp(join(tmpdir(), 'nanogrid-cli-human-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'main.py'), 'import json, sys\nd = json.load(sys.stdin)\nprint("hi " + d["who"])\n');

@@ -29,20 +29,20 @@ export async function zipOf(path: string): Promise<{ zip: Buffer; names: string[
 }
 
 /**
- * What a folder's files say its runtime is, when they do not fit `runtime`: a C++ folder
- * (run.sh, *.cpp) or a node one (main.js) sent as python fails on every worker with
- * "can't open main.py". Null when they fit, or say nothing.
+ * What a folder's files say its runtime is, when they do not fit `runtime` (a runtime's
+ * name, its aliases resolved): a C++ folder (run.sh, *.cpp) or a node one (main.js) sent
+ * as python fails on every worker with "can't open main.py". Null when they fit, or say
+ * nothing.
  */
 export function runtimeHint(names: readonly string[], runtime: string): string | null {
   if (names.length === 0 || names.includes(MANIFEST_NAME)) return null;
   const top = new Set(names.filter((n) => !n.includes('/')));
-  const python = runtime === 'python' || runtime === 'python3';
-  if (python && !top.has('main.py')) {
+  if (runtime === 'python' && !top.has('main.py')) {
     if (top.has('run.sh') || names.some((n) => /\.(cpp|cc|cxx|c)$/.test(n))) return 'the folder holds C++ (run.sh or a .cpp file) and no main.py: add --runtime cpp';
     if (top.has('main.js')) return 'the folder holds main.js and no main.py: add --runtime node';
     return 'a python function needs main.py at the top of its folder (or a nanogrid.json naming a handler)';
   }
-  if ((runtime === 'cpp' || runtime === 'c++') && !top.has('run.sh')) return 'a cpp function needs run.sh at the top of its folder (it builds and runs the program)';
-  if (['node', 'nodejs', 'js', 'javascript'].includes(runtime) && !top.has('main.js')) return 'a node function needs main.js at the top of its folder (or a nanogrid.json naming a handler)';
+  if (runtime === 'cpp' && !top.has('run.sh')) return 'a cpp function needs run.sh at the top of its folder (it builds and runs the program)';
+  if (runtime === 'node' && !top.has('main.js')) return 'a node function needs main.js at the top of its folder (or a nanogrid.json naming a handler)';
   return null;
 }

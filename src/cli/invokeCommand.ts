@@ -56,13 +56,13 @@ export async function invoke(source: string | undefined, o: InvokeOptions, env: 
     delete message.requestId;
     delete message.functionId;
   }
-  check(o.code !== undefined ? message : { ...message, s3Bucket: 'placeholder-bucket', s3Key: 'placeholder.zip' });
+  const resolved = check(o.code !== undefined ? message : { ...message, s3Bucket: 'placeholder-bucket', s3Key: 'placeholder.zip' });
 
   // The embedded stack takes any key; elsewhere the SDK's own chain finds them.
   const aws = { endpoint: o.endpoint, ...(o.endpoint && !env.hasAccessKey ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, region: env.region } : {}) };
   if (o.code === undefined) {
     const { zip, names } = await zipOf(need(source, 'a folder or a zip (or --code)'));
-    const hint = runtimeHint(names, runtime);
+    const hint = runtimeHint(names, resolved);
     if (hint) throw new UsageError(`${source}: ${hint}`);
     const bucket = need(o.bucket ?? env.codeBucket, '--bucket or S3_CODE_BUCKET (or --local)');
     const key = `${functionId}/${createHash('sha256').update(zip).digest('hex').slice(0, 16)}.zip`;
@@ -112,8 +112,8 @@ export async function invoke(source: string | undefined, o: InvokeOptions, env: 
   }
 }
 
-/** The message as the agent would judge it: its refusal is a usage error here. */
-function check(message: Record<string, unknown>): void {
+/** The message as the agent would judge it: its refusal is a usage error here; else its runtime, aliases resolved. */
+function check(message: Record<string, unknown>): string {
   let runtimes = DEFAULT_RUNTIMES;
   try {
     runtimes = loadRuntimes(process.env, { buildCacheMb: DEFAULT_BUILD_CACHE_MB });
@@ -122,6 +122,7 @@ function check(message: Record<string, unknown>): void {
   }
   const parsed = parseInvocation(message, { messageId: 'cli', receiptHandle: 'cli', receiveCount: 1, receivedAt: Date.now() }, { ...LIMITS, runtimes });
   if (!parsed.ok) throw new UsageError(`the agent would refuse this invocation (${parsed.rejection.reason}): ${parsed.rejection.message}`);
+  return parsed.invocation.runtime;
 }
 
 /** --input: JSON, @file (JSON in a file), or - / @- (JSON on stdin). */
