@@ -76,7 +76,7 @@ const SCENARIOS: Scenario[] = [
       const { first } = await replaceMidStream(w, 'chaos-kill', 'SIGKILL');
       // The runs the kill interrupted: received by the killed agent, never finished there.
       const received = new Set(first.lines.filter((l) => l.msg === 'invocation received').map((l) => l.requestId as string));
-      for (const l of first.lines) if (l.msg === 'invocation finished') received.delete(l.requestId as string);
+      for (const l of first.runs()) received.delete(l.requestId as string);
       return w.row(this.name, w.ids, { timeoutMs: collectMs, restarts: 1, allowedTwice: received.size, interrupted: received, note: `${received.size} in flight at the kill, run again (at-least-once)` });
     },
   },
@@ -98,7 +98,9 @@ const SCENARIOS: Scenario[] = [
       const problems: string[] = [];
       if (!drained) problems.push('the Spot agent never drained');
       else if (Date.parse(String(drained.time ?? '')) > Date.parse(time)) problems.push('drained after the notice\'s time');
-      if (!asg.calls.some((c) => c.action === 'CompleteLifecycleAction')) problems.push('no CompleteLifecycleAction');
+      // Completed once drained: after the 'drained' line, with its own tries and back-off.
+      const completed = await waitUntil('CompleteLifecycleAction', () => asg.calls.some((c) => c.action === 'CompleteLifecycleAction'), { timeoutMs: 30_000 }).catch(() => false);
+      if (!completed) problems.push('no CompleteLifecycleAction');
       return w.row(this.name, w.ids, { timeoutMs: collectMs, restarts: 1, allowedTwice: cut.size, interrupted: cut, extra: problems, note: `${cut.size} runs cut at the deadline and run again elsewhere; lifecycle completed` });
     },
   },
@@ -108,7 +110,7 @@ const SCENARIOS: Scenario[] = [
       const [a, b] = await Promise.all([w.startAgent('chaos-two-a'), w.startAgent('chaos-two-b')]);
       await w.stream('echo', QUICK ? 40 : 150, 50);
       const row = await w.row(this.name, w.ids, { timeoutMs: collectMs });
-      const split = `${a.count('invocation finished')} / ${b.count('invocation finished')} runs`;
+      const split = `${a.runs().length} / ${b.runs().length} runs`;
       return { ...row, note: row.note || split };
     },
   },

@@ -143,7 +143,7 @@ export const SANDBOX_SCENARIOS: Scenario[] = [
         const now = await w.client.readStored(id).catch(() => undefined);
         if (!now || now.finishedAt !== at || now.stdout.trim() !== id) problems.push(`the result of ${id} was replaced`);
       }
-      const intruderRan = a.lines.filter((l) => l.msg === 'invocation finished' && l.functionId === 'intruder').length;
+      const intruderRan = a.runs((l) => l.functionId === 'intruder').length;
       if (intruderRan) problems.push(`the intruder ran ${intruderRan} times`);
       const refused = a.lines.filter((l) => typeof l.reason === 'string' && /^MESSAGE_|^FOREIGN_REQUEST_ID$/.test(l.reason)).length;
       if (refused < 2 * n) problems.push(`only ${refused} of ${2 * n} refusals logged`);

@@ -147,7 +147,8 @@ export class World {
   finishes(): Map<string, number> {
     const n = new Map<string, number>();
     for (const a of this.agents) {
-      for (const l of a.lines) if (l.msg === 'invocation finished' && typeof l.requestId === 'string') n.set(l.requestId, (n.get(l.requestId) ?? 0) + 1);
+      // Runs only: an invocation given back before it ran has its summary line too.
+      for (const l of a.runs()) if (typeof l.requestId === 'string') n.set(l.requestId, (n.get(l.requestId) ?? 0) + 1);
     }
     return n;
   }

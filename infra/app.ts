@@ -1,4 +1,5 @@
 import * as cdk from 'aws-cdk-lib';
+import * as cwlogs from 'aws-cdk-lib/aws-logs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { WorkerStack, type WorkerStackProps } from './workerStack.js';
 
@@ -9,6 +10,17 @@ import { WorkerStack, type WorkerStackProps } from './workerStack.js';
 export function buildApp(app = new cdk.App()): { app: cdk.App; stack: WorkerStack } {
   const ctx = (name: string) => app.node.tryGetContext(name) as string | undefined;
   const num = (name: string) => (ctx(name) === undefined ? undefined : Number(ctx(name)));
+  /** Days CloudWatch Logs offers (1, 3, 5, 7, 14, 30, ...), or 'off' where `off` is allowed. */
+  const retention = (name: string, off: boolean): cwlogs.RetentionDays | null | undefined => {
+    const v = ctx(name);
+    if (v === undefined) return undefined;
+    if (off && String(v) === 'off') return null;
+    const days = Number(v);
+    if (!Object.values(cwlogs.RetentionDays).includes(days)) {
+      throw new Error(`-c ${name}=${String(v)}: not a retention CloudWatch Logs offers (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ... days)${off ? ", or 'off'" : ''}`);
+    }
+    return days as cwlogs.RetentionDays;
+  };
   const props: WorkerStackProps = {
     redisUrl: ctx('redisUrl') || undefined,
     instanceType: ctx('instanceType'),
@@ -19,6 +31,8 @@ export function buildApp(app = new cdk.App()): { app: cdk.App; stack: WorkerStac
     slotsPerInstance: num('slotsPerInstance'),
     maxRunS: num('maxRunS'),
     alarmEmail: ctx('alarmEmail') || undefined,
+    agentLogRetentionDays: retention('agentLogRetentionDays', false) ?? undefined,
+    functionLogRetentionDays: retention('functionLogRetentionDays', true),
     images: ctx('imagePython') && ctx('imageCpp') ? { python: ctx('imagePython')!, cpp: ctx('imageCpp')!, ...(ctx('imageNode') ? { node: ctx('imageNode')! } : {}) } : undefined,
     description: 'NanoGrid worker fleet',
   };

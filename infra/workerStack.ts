@@ -6,6 +6,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import * as cwlogs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -27,6 +28,14 @@ export interface WorkerStackProps extends cdk.StackProps {
   maxRunS?: number;
   /** Alarm when the oldest message has waited longer than this. */
   oldestMessageAlarmS?: number;
+  /** Days the agents' log lines (the summary line included) are kept in CloudWatch Logs; default 30. */
+  agentLogRetentionDays?: cwlogs.RetentionDays;
+  /**
+   * Days each run's stdout and stderr are kept in CloudWatch Logs (one event per
+   * invocation, Lambda's per-function log); default 7. null: function output is not
+   * shipped (it stays in the result in Redis, for its 24 h).
+   */
+  functionLogRetentionDays?: cwlogs.RetentionDays | null;
   /**
    * Runtime images in a registry; default: this account's ECR repositories nanogrid/python,
    * nanogrid/cpp and nanogrid/node. Given without `node`, the workers run python and cpp only.
@@ -72,6 +81,10 @@ export class WorkerStack extends cdk.Stack {
   readonly userDataBucket: s3.Bucket;
   /** Attach to what scrapes the workers: the only source the workers' HTTP port admits. */
   readonly scraperSecurityGroup: ec2.SecurityGroup;
+  /** The agents' lines, one stream per worker (NANOGRID_LOG_GROUP). */
+  readonly agentLogGroup: cwlogs.LogGroup;
+  /** Each run's stdout and stderr, one stream per worker (NANOGRID_FUNCTION_LOG_GROUP); undefined when not shipped. */
+  readonly functionLogGroup: cwlogs.LogGroup | undefined;
   readonly group: autoscaling.AutoScalingGroup;
   readonly role: iam.Role;
 
@@ -160,15 +173,24 @@ export class WorkerStack extends cdk.Stack {
     // Session Manager reaches the workers without SSH, a bastion or an open port, and
     // without the NAT gateway: its three services through endpoints in the workers'
     // subnets, which answer the workers only (HTTPS).
-    const endpointSg = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', { vpc, description: 'NanoGrid: Session Manager endpoints, HTTPS from the workers only', allowAllOutbound: false });
+    // CloudWatch Logs too: the agents' lines stay off the NAT gateway.
+    const endpointSg = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', { vpc, description: 'NanoGrid: Session Manager and CloudWatch Logs endpoints, HTTPS from the workers only', allowAllOutbound: false });
     endpointSg.addIngressRule(workerSg, ec2.Port.tcp(443), 'workers');
     for (const [id, service] of [
       ['SsmEndpoint', ec2.InterfaceVpcEndpointAwsService.SSM],
       ['SsmMessagesEndpoint', ec2.InterfaceVpcEndpointAwsService.SSM_MESSAGES],
       ['Ec2MessagesEndpoint', ec2.InterfaceVpcEndpointAwsService.EC2_MESSAGES],
+      ['LogsEndpoint', ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS],
     ] as const) {
       vpc.addInterfaceEndpoint(id, { service, subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, privateDnsEnabled: true, securityGroups: [endpointSg], open: false });
     }
+
+    // ---- logs: the agents' lines, and each run's output, with their retention ----
+    // The stack makes the groups (the agent only makes its own stream in them): a group an
+    // agent made would keep its lines forever.
+    this.agentLogGroup = new cwlogs.LogGroup(this, 'AgentLogs', { retention: props.agentLogRetentionDays ?? cwlogs.RetentionDays.ONE_MONTH });
+    const fnRetention = props.functionLogRetentionDays === undefined ? cwlogs.RetentionDays.ONE_WEEK : props.functionLogRetentionDays;
+    this.functionLogGroup = fnRetention === null ? undefined : new cwlogs.LogGroup(this, 'FunctionLogs', { retention: fnRetention });
 
     // ---- Redis ----
     let redisUrl = props.redisUrl;
@@ -243,6 +265,14 @@ export class WorkerStack extends cdk.Stack {
       );
       this.role.addToPolicy(new iam.PolicyStatement({ sid: 'RegistryLogin', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
     }
+    // Its own stream in each group (named by the agent id), nothing else of CloudWatch Logs.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'Logs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [this.agentLogGroup, this.functionLogGroup].filter((g) => g !== undefined).map((g) => g.logGroupArn),
+      }),
+    );
     // The liveness watch outside the agent (ops/fleet/health-watch.sh) reports its own instance.
     this.role.addToPolicy(
       new iam.PolicyStatement({
@@ -268,6 +298,9 @@ export class WorkerStack extends cdk.Stack {
       `Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/${groupName}`,
       'A group ARN carries an id generated at creation: the group is named exactly instead.',
     );
+    for (const g of [this.agentLogGroup, this.functionLogGroup]) {
+      if (g) wildcard(`Resource::<${this.getLogicalId(g.node.defaultChild as cdk.CfnElement)}.Arn>`, 'A log group\'s ARN ends in :* (its streams): each worker writes its own stream, named by its agent id, in the stack\'s two groups only.');
+    }
     if (!props.images) wildcard('Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository/nanogrid/*', 'The runtime images\' repositories, pull only.');
 
     // ---- launch template: Amazon Linux 2023, IMDSv2 only, hop limit 1 ----
@@ -297,6 +330,8 @@ export class WorkerStack extends cdk.Stack {
       ARTIFACT_SHA256: artifactSha256.valueAsString,
       STACK_NAME: this.stackName,
       REGION: this.region,
+      AGENT_LOG_GROUP: this.agentLogGroup.logGroupName,
+      FUNCTION_LOG_GROUP: this.functionLogGroup?.logGroupName ?? '',
       GROUP_RESOURCE: cdk.Lazy.string({ produce: () => this.getLogicalId(groupResource!) }),
     });
     const template = new ec2.LaunchTemplate(this, 'WorkerTemplate', {

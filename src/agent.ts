@@ -23,6 +23,7 @@ import type { BuildCache, BuildCacheStatus } from './build/buildCache.js';
 import type { PoolStatus, RuntimePool } from './pool/runtimePool.js';
 import type { CodeArchive } from './sinks/codeArchive.js';
 import type { CloudWatchSink } from './sinks/cloudwatchSink.js';
+import type { LogShipper } from './sinks/logShipper.js';
 import type { RedisSink } from './sinks/redisSink.js';
 import { buildParts, type PartsOptions } from './parts.js';
 import { prepareHost } from './startup.js';
@@ -70,6 +71,7 @@ export class Agent {
   private readonly threads: ThreadPool;
   private readonly samplerThreads: ThreadPool;
   private readonly cloudwatch: CloudWatchSink | undefined;
+  private readonly functionLogs: LogShipper | undefined;
   private readonly startedAt = Date.now();
   private http: Server | undefined;
   private stopped: Promise<void> | undefined;
@@ -98,6 +100,7 @@ export class Agent {
     this.build = p.build;
     this.redis = p.redis;
     this.cloudwatch = p.cloudwatch;
+    this.functionLogs = p.functionLogs;
     this.archive = p.archive;
     this.memory = p.memory;
     this.supervisor = p.supervisor;
@@ -282,6 +285,7 @@ export class Agent {
     await this.supervisor.awaitTasks(10_000);
     await this.archive?.close(5000);
     await this.cloudwatch?.close().catch(() => undefined);
+    await this.functionLogs?.close().catch(() => undefined);
     await this.redis.close().catch(() => undefined);
     await this.threads.close().catch(() => undefined);
     await this.samplerThreads.close().catch(() => undefined);

@@ -19,8 +19,20 @@ export interface ServiceEndpoints {
   /** Only AWS_ENDPOINT_URL_CLOUDWATCH (or NANOGRID_CLOUDWATCH_ENDPOINT): emulators behind AWS_ENDPOINT_URL rarely speak CloudWatch. */
   cloudwatch: string | undefined;
   autoScaling: string | undefined;
+  /** AWS_ENDPOINT_URL_CLOUDWATCH_LOGS only, as CloudWatch's own. */
+  logs: string | undefined;
   /** AWS_ENDPOINT_URL itself: set, CloudWatch is off unless it has an endpoint of its own. */
   generic: string | undefined;
+}
+
+export interface LogShippingConfig {
+  /** NANOGRID_LOG_GROUP: the agent's own lines (the summary line included). */
+  group: string | undefined;
+  /** NANOGRID_FUNCTION_LOG_GROUP: each run's stdout and stderr, one event per invocation. */
+  functionGroup: string | undefined;
+  /** NANOGRID_LOG_STREAM: this worker's stream in both groups; the agent id by default. */
+  stream: string;
+  flushMs: number;
 }
 
 /** How the agent learns that its instance is going away. */
@@ -87,6 +99,8 @@ export interface Config {
   cloudwatchNamespace: string;
   /** Functions with figures in one flush; the rest are dropped and counted (NANOGRID_CLOUDWATCH_MAX_SERIES). */
   cloudwatchMaxSeries: number;
+  /** CloudWatch Logs shipping: off while `group` is unset (docs/operations.md, "Logs"). */
+  logShipping: LogShippingConfig;
   memoryHistorySize: number;
   /** Folder with the runner binary and the zygote, mounted read-only in every container. */
   runnerDir: string;
@@ -155,6 +169,8 @@ export { parsePerRuntime } from './core/runtimeConfig.js';
 
 const url = z.string().url();
 const absolute = z.string().startsWith('/', 'must be an absolute path');
+/** CloudWatch Logs' own rule for a group's name. */
+const logGroup = z.string().regex(/^[.\-_/#A-Za-z0-9]{1,512}$/, 'a CloudWatch Logs group name: 1-512 of letters, digits and . - _ / #');
 
 /** Beyond the longest allowed run: the runner's own bound, then removal and delivery. */
 export const SHUTDOWN_SLACK_MS = 30_000;
@@ -167,6 +183,7 @@ function serviceEndpoints(env: Env): ServiceEndpoints {
     s3: own('S3') ?? generic,
     cloudwatch: own('CLOUDWATCH') ?? read(env, 'NANOGRID_CLOUDWATCH_ENDPOINT', url, undefined as string | undefined),
     autoScaling: own('AUTO_SCALING') ?? generic,
+    logs: own('CLOUDWATCH_LOGS'),
     generic,
   };
 }
@@ -277,6 +294,12 @@ export function loadConfig(env: Env = process.env): Config {
     cloudwatchFlushMs: read(env, 'NANOGRID_CLOUDWATCH_FLUSH_MS', int(100, 3_600_000), 60_000),
     cloudwatchNamespace: read(env, 'NANOGRID_CLOUDWATCH_NAMESPACE', z.string().min(1), 'NanoGrid/FunctionRunner'),
     cloudwatchMaxSeries: read(env, 'NANOGRID_CLOUDWATCH_MAX_SERIES', int(1, 100_000), 1000),
+    logShipping: {
+      group: read(env, 'NANOGRID_LOG_GROUP', logGroup, undefined as string | undefined),
+      functionGroup: read(env, 'NANOGRID_FUNCTION_LOG_GROUP', logGroup, undefined as string | undefined),
+      stream: read(env, 'NANOGRID_LOG_STREAM', z.string().regex(/^[^:*]{1,512}$/, '1-512 characters, no : or *'), agentId),
+      flushMs: read(env, 'NANOGRID_LOG_FLUSH_MS', int(100, 600_000), 5000),
+    },
     memoryHistorySize: read(env, 'NANOGRID_MEMORY_HISTORY', int(1, 10_000), 100),
     codeStalenessMs: read(env, 'NANOGRID_CODE_STALENESS_MS', int(0, 3_600_000), 2000),
     codeCacheBytes: read(env, 'NANOGRID_CODE_CACHE_MB', int(1, 1_048_576), 1024) * 1024 * 1024,

@@ -6,6 +6,7 @@ import { startLocalStack, type LocalStack } from './local/stack.js';
 import { LOCAL_CREDENTIALS } from './local/agentConfig.js';
 import { removeStackFile, writeStackFile } from './local/stackFile.js';
 import { createLogger } from './core/log.js';
+import { agentLogShipper, startAgentLogShipper } from './observe/logShipping.js';
 
 /**
  * The worker agent's entrypoint. It fails closed: without SQS_QUEUE_URL it refuses to
@@ -36,7 +37,9 @@ async function main(): Promise<void> {
     process.stderr.write('nanogrid-worker: REDIS_URL (or REDIS_HOST and REDIS_PORT) is not set: results need a Redis\n');
     process.exit(2);
   }
-  const log = createLogger(config.logLevel);
+  // Buffering from the first line: the start's lines reach CloudWatch Logs too.
+  const shipper = agentLogShipper(config);
+  const log = createLogger(config.logLevel, undefined, shipper?.destination);
   let stack: LocalStack | undefined;
   let credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
   if (!config.queueUrl) {
@@ -46,7 +49,7 @@ async function main(): Promise<void> {
       process.stderr.write(`nanogrid-worker: ${portTaken(err, 'NANOGRID_LOCAL_PORT', config.local.port) ?? `the embedded local stack could not start: ${(err as Error).message}`}\n`);
       process.exit(2);
     }
-    const endpoints = { sqs: stack.endpoint, s3: stack.endpoint, cloudwatch: config.endpoints.cloudwatch, autoScaling: config.endpoints.autoScaling, generic: stack.endpoint };
+    const endpoints = { sqs: stack.endpoint, s3: stack.endpoint, cloudwatch: config.endpoints.cloudwatch, autoScaling: config.endpoints.autoScaling, logs: config.endpoints.logs, generic: stack.endpoint };
     config = { ...config, queueUrl: stack.queueUrl, endpoints, redisUrl: stack.redisUrl, region: stack.region };
     credentials = LOCAL_CREDENTIALS;
     log.info({ tag: 'AGENT', endpoint: stack.endpoint, queueUrl: stack.queueUrl, dlqUrl: stack.dlqUrl, bucket: stack.bucket, redisUrl: stack.redisUrl, stackFile: config.local.stackFile }, 'embedded local stack started');
@@ -62,6 +65,7 @@ async function main(): Promise<void> {
       process.exit(2);
     }
   }
+  startAgentLogShipper(shipper, config, credentials, log);
   const stackFile = config.local.stackFile;
   const stopStack = async () => {
     if (!stack) return;
@@ -76,6 +80,7 @@ async function main(): Promise<void> {
     log.info({ tag: 'AGENT', signal }, 'signal received');
     await agent.stop();
     await stopStack();
+    await shipper?.close();
     log.flush();
     process.exit(0);
   };
@@ -89,6 +94,7 @@ async function main(): Promise<void> {
     if (taken) process.stderr.write(`nanogrid-worker: ${taken}\n`);
     await agent.stop().catch(() => undefined);
     await stopStack();
+    await shipper?.close();
     log.flush();
     process.exit(taken ? 2 : 1);
   }

@@ -37,6 +37,8 @@ import { Invoker } from './run/invoker.js';
 import { OutputStore } from './sinks/outputStore.js';
 import { archiveClient, CodeArchive } from './sinks/codeArchive.js';
 import { CloudWatchSink } from './sinks/cloudwatchSink.js';
+import type { LogShipper } from './sinks/logShipper.js';
+import { functionOutputShipper } from './observe/logShipping.js';
 import { MemoryHistory } from './sinks/memoryHistory.js';
 import { RedisSink } from './sinks/redisSink.js';
 
@@ -69,6 +71,8 @@ export interface Parts {
   build: BuildCache | undefined;
   redis: RedisSink;
   cloudwatch: CloudWatchSink | undefined;
+  /** Each run's stdout and stderr to CloudWatch Logs (NANOGRID_FUNCTION_LOG_GROUP). */
+  functionLogs: LogShipper | undefined;
   archive: CodeArchive | undefined;
   memory: MemoryBudget;
   supervisor: Supervisor;
@@ -296,6 +300,7 @@ export function buildParts(opts: PartsOptions): Parts {
     });
   }
   recordMetrics(metrics, { bus, supervisor, pools: pools.values(), engine, cloudwatch });
+  const functionLogs = functionOutputShipper(c, opts.credentials, log, bus);
   const drains = new Drain({
     host: {
       stopIntake: (waitMs) => supervisor.stop(waitMs),
@@ -312,5 +317,5 @@ export function buildParts(opts: PartsOptions): Parts {
     heartbeatMs: c.termination.heartbeatMs,
     log,
   });
-  return { log, docker, engine, threads, samplerThreads, pools, scratch, build, redis, cloudwatch, archive, memory, supervisor, imds, terminationWatch, drains };
+  return { log, docker, engine, threads, samplerThreads, pools, scratch, build, redis, cloudwatch, functionLogs, archive, memory, supervisor, imds, terminationWatch, drains };
 }

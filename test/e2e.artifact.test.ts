@@ -64,7 +64,7 @@ t.test('in a namespace with no network: unpacked, started on its Node, and it ru
     agent=$!
     trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null || true' EXIT
     for _ in $(seq 1 120); do [ -s "$NANOGRID_LOCAL_STACK_FILE" ] && break; sleep 0.5; done
-    node dist/src/cli/nanogrid.js invoke "$FN" --function artifact-fn --input '{"who":"artifact"}' --local
+    node dist/src/cli/nanogrid.js invoke "$FN" --function artifact-fn --input '{"who":"artifact"}' --local --json
   `;
   const env: NodeJS.ProcessEnv = {
     ...process.env,

@@ -36,6 +36,13 @@ function userData(template: Template): string {
   return flat(lt.Properties.LaunchTemplateData.UserData);
 }
 
+/** The one resource of this type whose logical id matches. */
+function logicalId(type: string, re: RegExp, template = tpl): string {
+  const ids = Object.keys(template.findResources(type)).filter((id) => re.test(id));
+  if (ids.length !== 1) throw new Error(`${ids.length} ${type} match ${re}`);
+  return ids[0]!;
+}
+
 const base = synth();
 t.teardown(() => rm(base.outdir, { recursive: true, force: true }));
 const tpl = base.template;
@@ -281,7 +288,9 @@ t.test('IAM: least privilege, each grant on its own resource', async (t) => {
   // The one statement without a Sid is the CDK's own, for the group's signals (cfn-signal).
   const bySid = Object.fromEntries(statements.map((s) => [(s.Sid as string | undefined) ?? 'Signal', s]));
   t.equal(statements.length, Object.keys(bySid).length, 'one statement each');
-  t.same(Object.keys(bySid).sort(), ['Code', 'Health', 'ImagePull', 'Inputs', 'Intake', 'Lifecycle', 'Metrics', 'Outputs', 'RegistryLogin', 'Signal']);
+  t.same(Object.keys(bySid).sort(), ['Code', 'Health', 'ImagePull', 'Inputs', 'Intake', 'Lifecycle', 'Logs', 'Metrics', 'Outputs', 'RegistryLogin', 'Signal']);
+  t.same(bySid.Logs!.Action, ['logs:CreateLogStream', 'logs:PutLogEvents'], 'its own stream, no group made');
+  t.same(bySid.Logs!.Resource, [{ 'Fn::GetAtt': [logicalId('AWS::Logs::LogGroup', /^AgentLogs/), 'Arn'] }, { 'Fn::GetAtt': [logicalId('AWS::Logs::LogGroup', /^FunctionLogs/), 'Arn'] }], 'the stack\'s two groups only');
   t.equal(bySid.Health!.Action, 'autoscaling:SetInstanceHealth', 'the liveness watch reports its instance');
   t.match(JSON.stringify(bySid.Health!.Resource), /autoScalingGroupName\/NanoGridWorkers-workers/, 'in its own group only');
   t.equal(bySid.Inputs!.Action, 's3:GetObject');
@@ -450,8 +459,28 @@ t.test('cdk synth (the CLI) works with no AWS account and no network', async (t)
   t.equal(r.code, 0, r.err);
   const template = JSON.parse(await readFile(join(out, 'NanoGridWorkers.template.json'), 'utf8')) as { Resources: Record<string, { Type: string }> };
   const types = Object.values(template.Resources).map((x) => x.Type);
-  t.equal(types.length, 62, 'the resources docs/fleet.md lists');
+  t.equal(types.length, 65, 'the resources docs/fleet.md lists');
   for (const type of ['AWS::SQS::Queue', 'AWS::AutoScaling::AutoScalingGroup', 'AWS::AutoScaling::LifecycleHook', 'AWS::EC2::LaunchTemplate', 'AWS::ElastiCache::ReplicationGroup']) t.ok(types.includes(type), type);
+});
+
+t.test('see: the agents\' lines and each run\'s output shipped to CloudWatch Logs groups the stack makes, with retention', async (t) => {
+  const groups = tpl.findResources('AWS::Logs::LogGroup');
+  const retention = (re: RegExp) => (groups[logicalId('AWS::Logs::LogGroup', re)] as { Properties: { RetentionInDays?: number } }).Properties.RetentionInDays;
+  t.equal(retention(/^AgentLogs/), 30, 'agent lines: a month');
+  t.equal(retention(/^FunctionLogs/), 7, 'function output: a week');
+  const ud = userData(tpl);
+  t.match(ud, new RegExp(`NANOGRID_LOG_GROUP=\\{\\{"Ref":"${logicalId('AWS::Logs::LogGroup', /^AgentLogs/)}"\\}\\}`), 'the agent is told its group');
+  t.match(ud, new RegExp(`NANOGRID_FUNCTION_LOG_GROUP=\\{\\{"Ref":"${logicalId('AWS::Logs::LogGroup', /^FunctionLogs/)}"\\}\\}`));
+  const endpoints = Object.values(tpl.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } })) as Array<{ Properties: { ServiceName: unknown } }>;
+  t.ok(endpoints.some((x) => JSON.stringify(x.Properties.ServiceName).endsWith('".logs"]]}')), 'CloudWatch Logs through an endpoint, off the NAT gateway');
+
+  const off = synth({ functionLogRetentionDays: 'off', agentLogRetentionDays: '90' });
+  t.teardown(() => rm(off.outdir, { recursive: true, force: true }));
+  off.template.resourceCountIs('AWS::Logs::LogGroup', 2);
+  off.template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 90 });
+  t.match(userData(off.template), /NANOGRID_FUNCTION_LOG_GROUP=\n/, 'function output not shipped: the setting blank');
+  t.throws(() => synth({ functionLogRetentionDays: '10' }), /functionLogRetentionDays=10: not a retention CloudWatch Logs offers/);
+  t.throws(() => synth({ agentLogRetentionDays: 'off' }), /agentLogRetentionDays=off/);
 });
 
 t.test('reach and discovery: Session Manager (its policy and endpoints, no SSH), the discovery tag Prometheus uses', async (t) => {

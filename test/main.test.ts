@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { fakeLogs } from './helpers/fakeLogs.js';
 import { waitUntil } from '../src/core/timeout.js';
 import { removeLeftovers, uniqueId } from './helpers/harness.js';
 
@@ -44,7 +45,10 @@ t.test('--local runs the embedded stack, asked for explicitly', async (t) => {
   const workRoot = await mkdtemp(join(tmpdir(), 'nanogrid-local-'));
   const agentId = uniqueId('local');
   const stackFile = join(workRoot, 'local-stack.json');
-  const p = run(['--local'], bareEnv({ NANOGRID_LOCAL_PORT: '0', HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', NANOGRID_AGENT_ID: agentId, NANOGRID_WORK_ROOT: workRoot, NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_RECEIVE_WAIT_S: '1', NANOGRID_CLOUDWATCH: 'off', NANOGRID_LOCAL_STACK_FILE: stackFile }));
+  // Its lines shipped to CloudWatch Logs too (a ten-minute timer: only the shutdown's flush sends).
+  const logs = await fakeLogs(t, ['/nanogrid/agent']);
+  const p = run(['--local'], bareEnv({ NANOGRID_LOCAL_PORT: '0', HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', NANOGRID_AGENT_ID: agentId, NANOGRID_WORK_ROOT: workRoot, NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_RECEIVE_WAIT_S: '1', NANOGRID_CLOUDWATCH: 'off', NANOGRID_LOCAL_STACK_FILE: stackFile,
+    NANOGRID_LOG_GROUP: '/nanogrid/agent', AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.url, NANOGRID_LOG_FLUSH_MS: '600000' }));
   t.teardown(async () => {
     if (p.child.exitCode === null) p.child.kill('SIGKILL');
     await removeLeftovers(agentId, workRoot);
@@ -58,6 +62,10 @@ t.test('--local runs the embedded stack, asked for explicitly', async (t) => {
   p.child.kill('SIGTERM');
   t.equal((await p.done).code, 0);
   await t.rejects(stat(stackFile), 'removed when the stack stops');
+  const shipped = logs.events('/nanogrid/agent', agentId).map((e) => JSON.parse(e.message) as { msg: string; version?: string });
+  t.ok(shipped.some((l) => l.msg === 'embedded local stack started'), 'the start\'s lines, buffered before the region was known');
+  t.equal(shipped.at(-1)?.msg, 'stopped', 'the last line too: flushed at shutdown');
+  t.ok(shipped.every((l) => typeof l.version === 'string'));
 });
 
 t.test('a taken port stops the agent with one line naming the setting', async (t) => {

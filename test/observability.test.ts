@@ -2,8 +2,13 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import t from 'tap';
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import { Writable } from 'node:stream';
+import { createLogger } from '../src/core/log.js';
 import { SAMPLES } from '../src/local/samples.js';
-import { startHarness } from './helpers/harness.js';
+import { LogShipper } from '../src/sinks/logShipper.js';
+import { fakeLogs } from './helpers/fakeLogs.js';
+import { startHarness, uniqueId } from './helpers/harness.js';
 
 interface Captured {
   target: string;
@@ -166,4 +171,26 @@ t.test('every series the ops files use is one the agent exports', async (t) => {
   t.same(cw('Oldest message age'), ['AWS/SQS ApproximateAgeOfOldestMessage {"QueueName":"$queue"}']);
   t.same(cw('Dead-letter queue'), ['AWS/SQS ApproximateNumberOfMessagesVisible {"QueueName":"$dlq"}']);
   t.match(panel('Success ratio (all answers)')?.targets[0]?.expr, /nanogrid_answers_total/, 'the success ratio counts failures that never ran');
+});
+
+t.test('CloudWatch Logs: the summary line of a real run in the agent\'s group, its output in the function group', async (t) => {
+  const logs = await fakeLogs(t, ['/agent', '/functions']);
+  const env = { NANOGRID_FUNCTION_LOG_GROUP: '/functions', AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.url, NANOGRID_LOG_FLUSH_MS: '600000', NANOGRID_AGENT_ID: uniqueId('logs') };
+  // The agent's own lines go through its logger (main.ts tees it the same way).
+  const agentLines = new LogShipper({ group: '/agent', stream: env.NANOGRID_AGENT_ID, flushMs: 600_000, timeoutMs: 5000 });
+  const log = createLogger('info', new Writable({ write: (_c, _e, cb) => cb() }), agentLines.destination);
+  agentLines.start(new CloudWatchLogsClient({ region: 'us-east-1', endpoint: logs.url, credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), log);
+  t.teardown(() => agentLines.close());
+  const h = await startHarness(t, { env, log });
+  const ok = await h.invoke('logs-fn', SAMPLES.pythonHello);
+  const bad = await h.invoke('logs-fail', SAMPLES.pythonFail);
+  await h.agent.stop();
+  await agentLines.flush();
+  const lines = logs.events('/agent').map((e) => JSON.parse(e.message) as Record<string, unknown>);
+  t.match(lines.find((l) => l.msg === 'invocation finished' && l.requestId === ok.requestId), { ran: true, status: 'SUCCESS', functionId: 'logs-fn', runtime: 'python' });
+  t.match(lines.find((l) => l.msg === 'invocation finished' && l.requestId === bad.requestId), { ran: true, status: 'FAILED', level: 'warn' });
+  const out = logs.events('/functions', env.NANOGRID_AGENT_ID).map((e) => JSON.parse(e.message) as Record<string, unknown>);
+  t.match(out.find((e) => e.requestId === ok.requestId), { functionId: 'logs-fn', stdout: ok.stdout, status: 'SUCCESS', exitCode: 0 }, 'flushed at the agent\'s stop');
+  t.match(out.find((e) => e.requestId === bad.requestId), { stderr: bad.stderr, status: 'FAILED' });
+  t.notOk(lines.some((l) => l.stdout !== undefined && String(l.stdout).includes(ok.stdout.trim())), 'a tenant\'s output is not in the operator\'s lines');
 });

@@ -10,7 +10,7 @@ export interface AgentEvents {
   /** The code cache served a version, downloaded one or revalidated one. */
   code: [event: 'hit' | 'download' | 'revalidated_unchanged' | 'revalidated_changed' | 'revalidation_failed'];
   /** A side effect failed (it never fails an invocation). */
-  sinkFailure: [sink: 'redis' | 'cloudwatch', op: string];
+  sinkFailure: [sink: 'redis' | 'cloudwatch' | 'cloudwatch_logs', op: string];
   /** A file a run left under output/: stored, failed, or skipped by a limit. */
   output: [outcome: 'stored' | 'failed' | 'skipped', bytes: number];
   /** A code version offered to the archive, and what became of it. */

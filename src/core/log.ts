@@ -9,7 +9,8 @@ export type { Logger };
  * system's grep-able tags ([DOCKER], [REDIS], [FAIL][S3], ...). Every line carries the
  * build's version; an error under `err` is written with its type, message, stack and cause.
  */
-export function createLogger(level = 'info', destination?: pino.DestinationStream): Logger {
+export function createLogger(level = 'info', destination?: pino.DestinationStream, also?: pino.DestinationStream): Logger {
+  const out = destination ?? pino.destination({ fd: 1, sync: false });
   return pino(
     {
       level,
@@ -18,7 +19,8 @@ export function createLogger(level = 'info', destination?: pino.DestinationStrea
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    // `also`: a second copy of every line (the CloudWatch Logs shipper), at the same level.
+    also ? pino.multistream([{ level: level as pino.Level, stream: out }, { level: level as pino.Level, stream: also }]) : out,
   );
 }
 

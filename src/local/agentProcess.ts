@@ -98,6 +98,11 @@ export class AgentProcess {
     return this.lines.filter((l) => l.msg === msg).length;
   }
 
+  /** Runs that finished here: summary lines of invocations that ran (every invocation has one, run or not). */
+  runs(filter: (line: Record<string, unknown>) => boolean = () => true): Array<Record<string, unknown>> {
+    return this.lines.filter((l) => l.msg === 'invocation finished' && l.ran !== false && filter(l));
+  }
+
   tail(n = 10): string {
     return this.lines
       .slice(-n)

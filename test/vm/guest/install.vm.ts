@@ -10,6 +10,7 @@ import { startImds } from '../../../src/local/awsStandIns.js';
 import { LocalClient } from '../../../src/local/client.js';
 import { SAMPLES } from '../../../src/local/samples.js';
 import { startLocalStack } from '../../../src/local/stack.js';
+import { fakeLogs } from '../../helpers/fakeLogs.js';
 
 // Runs in the VM suite's guest (ops/vm) as root under systemd: the fleet's user data, as the
 // stack renders it, with the guest's package step (ops/vm/guest/packages-debian.sh) in place
@@ -78,12 +79,16 @@ await sh('chmod', ['0755', '/usr/local/bin/aws', '/opt/aws/bin/cfn-signal']);
 const s3 = new S3Client({ region: stack.region, endpoint: releasesEndpoint, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
 await s3.send(new PutObjectCommand({ Bucket: stack.bucket, Key: `releases/nanogrid-worker-${VERSION}.tgz`, Body: await readFile(ARTIFACT) }));
 s3.destroy();
+// CloudWatch Logs: a stand-in that decodes what the SDK sends, with the stack's two groups.
+const AGENT_LOGS = '/nanogrid/vm/agent';
+const FUNCTION_LOGS = '/nanogrid/vm/functions';
+const logs = await fakeLogs(t, [AGENT_LOGS, FUNCTION_LOGS]);
 // The agent's AWS endpoint and credentials in the guest: stand-ins, given beside the unit
 // (the fleet's instance has its role and the real endpoints instead).
 await mkdir(`/etc/systemd/system/${UNIT}.service.d`, { recursive: true });
 await writeFile(
   `/etc/systemd/system/${UNIT}.service.d/vm-standins.conf`,
-  `[Service]\nEnvironment=AWS_ENDPOINT_URL=${stack.endpoint} AWS_REGION=${stack.region} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local NANOGRID_CLOUDWATCH=off NANOGRID_PREWARM=python=1,cpp=0 NANOGRID_DISK_MB=64\n`,
+  `[Service]\nEnvironment=AWS_ENDPOINT_URL=${stack.endpoint} AWS_REGION=${stack.region} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local NANOGRID_CLOUDWATCH=off NANOGRID_PREWARM=python=1,cpp=0 NANOGRID_DISK_MB=64 AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=${logs.url} NANOGRID_LOG_FLUSH_MS=1000\n`,
 );
 
 function userData(sha256: string): string {
@@ -110,6 +115,8 @@ function userData(sha256: string): string {
       MAX_RUN_MS: '60000',
       STOP_TIMEOUT_S: String(STOP_TIMEOUT_S),
       METRICS_NAMESPACE: 'NanoGrid/VM',
+      AGENT_LOG_GROUP: AGENT_LOGS,
+      FUNCTION_LOG_GROUP: FUNCTION_LOGS,
       HTTP_PORT: String(PORT),
     },
     { packagesFile: '/project/ops/vm/guest/packages-debian.sh' },
@@ -155,6 +162,11 @@ t.test('the user data installs the artifact with no registry, starts the shipped
   const res = await client.waitForResult(m.requestId, 240_000);
   t.equal(res.status, 'SUCCESS', res.stderr);
   t.equal(res.stdout, 'hello from python\n');
+  // Shipped from the hardened unit: the summary line, and the run's output in its own group.
+  const summary = await waitUntil('the summary line in CloudWatch Logs', () => logs.events(AGENT_LOGS).map((e) => JSON.parse(e.message) as Record<string, unknown>).find((l) => l.msg === 'invocation finished' && l.requestId === m.requestId), { timeoutMs: 30_000 }).catch(() => undefined);
+  t.match(summary, { ran: true, status: 'SUCCESS', functionId: 'installed', version: VERSION }, 'the agent\'s lines reach its log group');
+  const output = await waitUntil('the output in CloudWatch Logs', () => logs.events(FUNCTION_LOGS).map((e) => JSON.parse(e.message) as Record<string, unknown>).find((l) => l.requestId === m.requestId), { timeoutMs: 30_000 }).catch(() => undefined);
+  t.match(output, { stdout: 'hello from python\n', status: 'SUCCESS' }, 'the run\'s output reaches the function group');
 });
 
 t.test('systemctl stop with a run in flight: it finishes within TimeoutStopSec, nothing lost', async (t) => {
