@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,7 +53,8 @@ t.test('nanogrid: invoke a folder with input, read the result, status and drain'
   t.equal(drain.code, 0);
   t.equal((JSON.parse(drain.stdout) as { state: string }).state, 'draining');
 
-  const missing = await nanogrid(['invoke', dir], env);
+  // Inline code has no folder to take a name from.
+  const missing = await nanogrid(['invoke', '--code', 'print(1)'], env);
   t.equal(missing.code, 2);
   t.match(missing.stderr, /missing --function/);
   const none = await nanogrid(['result', 'no-such-request'], env);
@@ -90,7 +91,7 @@ t.test('nanogrid --local: the queue, bucket, Redis and endpoint of the stack npm
   await writeStackFile(stackFile, h.stack);
   await writeFile(join(dir, 'main.py'), 'print("hello local")\n');
   // Nothing else in the environment says where the stack is.
-  const env = { NANOGRID_LOCAL_STACK_FILE: stackFile, SQS_QUEUE_URL: '', AWS_ENDPOINT_URL: '', S3_CODE_BUCKET: '', REDIS_URL: '', REDIS_HOST: '' };
+  const env = { NANOGRID_LOCAL_STACK_FILE: stackFile, SQS_QUEUE_URL: '', AWS_ENDPOINT_URL: '', S3_CODE_BUCKET: '', REDIS_URL: '', REDIS_HOST: '', NANOGRID_LOCAL_WAIT_S: '2' };
   const inv = await nanogrid(['invoke', dir, '--function', 'cli-local', '--local', '--json'], env);
   t.equal(inv.code, 0, inv.stderr);
   t.equal((JSON.parse(inv.stdout) as { stdout: string }).stdout.trim(), 'hello local');
@@ -98,6 +99,40 @@ t.test('nanogrid --local: the queue, bucket, Redis and endpoint of the stack npm
   const gone = await nanogrid(['invoke', dir, '--function', 'cli-local', '--local'], env);
   t.not(gone.code, 0);
   t.match(gone.stderr, /no embedded stack is running .*npm run local/);
+  t.match(gone.stderr, /waiting for the embedded stack .*up to 2 s/, 'it waited for one still starting, and said so');
+  // One that appears while the CLI waits (npm run local's agent starting) is used.
+  const late = nanogrid(['invoke', dir, '--function', 'cli-local', '--local', '--json'], { ...env, NANOGRID_LOCAL_WAIT_S: '60' });
+  await new Promise((r) => setTimeout(r, 1500));
+  await writeStackFile(stackFile, h.stack);
+  const got = await late;
+  t.equal(got.code, 0, got.stderr);
+  t.match(got.stderr, /waiting for the embedded stack/);
+});
+
+t.test('nanogrid init: a first function per runtime, which runs; never into a folder with files', async (t) => {
+  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=0,cpp=0', NANOGRID_MAX_CONTAINERS: 'python=1,cpp=1,node=1' } });
+  const dir = await mkdtemp(join(tmpdir(), 'nanogrid-cli-init-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const answers: Record<string, RegExp> = { python: /^hello, you$/, node: /^hello, you$/, cpp: /^hello from C\+\+, input: \{"who": ?"you"\}$/ };
+  for (const runtime of ['python', 'node', 'cpp']) {
+    const fn = join(dir, runtime);
+    const made = await nanogrid(['init', fn, ...(runtime === 'python' ? [] : ['--runtime', runtime])], {});
+    t.equal(made.code, 0, made.stderr);
+    t.match(made.stdout, new RegExp(`next: npm run -s nanogrid -- invoke ${fn.replace(/[/.]/g, '\\$&')}${runtime === 'python' ? '' : ` --runtime ${runtime}`} --local`), 'it says what to run next');
+    // No --function: the folder's name is the function's.
+    const run = await nanogrid(['invoke', fn, '--input', '{"who": "you"}', '--json', ...(runtime === 'python' ? [] : ['--runtime', runtime])], stackEnv(h));
+    t.equal(run.code, 0, `${runtime}: ${run.stderr}${run.stdout}`);
+    const res = JSON.parse(run.stdout) as { stdout: string; functionId: string };
+    t.match(res.stdout.trim(), answers[runtime]!, `${runtime}: the first function runs`);
+    t.equal(res.functionId, runtime, 'named after its folder');
+  }
+  const again = await nanogrid(['init', join(dir, 'python')], {});
+  t.equal(again.code, 2);
+  t.match(again.stderr, /is not empty: init writes only into a new or empty folder/);
+  const bad = await nanogrid(['init', join(dir, 'ruby'), '--runtime', 'ruby'], {});
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /init knows python, node and cpp/);
+  t.equal((await nanogrid(['init'], {})).code, 2);
 });
 
 t.test('nanogrid for a person: a summary by default, stdin input, the same folder the same key, a running job\'s state', async (t) => {
@@ -168,4 +203,27 @@ t.test('nanogrid usage errors exit 2 before anything is sent; failures name the 
   const noRedis = await nanogrid(['result', 'r-1'], env);
   t.equal(noRedis.code, 1);
   t.match(noRedis.stderr, /cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
+});
+
+t.test('npm run nanogrid waits for a setup and build another npm run holds, then runs the CLI from the caller\'s folder', async (t) => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const lock = join(root, '.nanogrid-prepare.lock');
+  // Another npm run (npm run local on a fresh clone) in its setup: it holds the lock.
+  const holder = spawn('flock', [lock, 'sleep', '2'], { stdio: 'ignore' });
+  let holderDone = false;
+  const holderExit = new Promise<void>((r) => holder.on('exit', () => ((holderDone = true), r())));
+  t.teardown(() => void holder.kill());
+  await new Promise((r) => setTimeout(r, 300));
+  const dir = await mkdtemp(join(tmpdir(), 'nanogrid-cli-wrap-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const r = await new Promise<{ code: number; out: string; err: string; holderDoneAtExit: boolean }>((resolve) => {
+    const c = execFile('bash', [join(root, 'ops/nanogrid.sh'), 'init', 'fn'], { env: { ...process.env, INIT_CWD: dir } }, (err, out, e) => resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, out, err: e, holderDoneAtExit: holderDone }));
+    c.stdin?.end();
+  });
+  await holderExit;
+  t.equal(r.code, 0, r.err);
+  t.match(r.err, /waiting for the setup and build an npm run is doing/);
+  t.ok(r.holderDoneAtExit, 'it ran once the other one was done');
+  t.match(r.out, /^fn: main\.py \(python\)/, 'the folder is the caller\'s');
+  t.ok(await readFile(join(dir, 'fn', 'main.py'), 'utf8'));
 });

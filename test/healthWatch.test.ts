@@ -29,6 +29,7 @@ t.test('health-watch: a worker whose /health/live keeps failing is marked Unheal
   const imds = await listen((req, res) => {
     if (req.method === 'PUT' && req.url === '/latest/api/token') return res.end('a-token');
     if (req.url === '/latest/meta-data/instance-id' && req.headers['x-aws-ec2-metadata-token'] === 'a-token') return res.end('i-0123456789abcdef0');
+    if (req.url === '/latest/meta-data/placement/region' && req.headers['x-aws-ec2-metadata-token'] === 'a-token') return res.end('eu-west-3');
     res.writeHead(401).end();
   });
   t.teardown(imds.close);
@@ -36,6 +37,17 @@ t.test('health-watch: a worker whose /health/live keeps failing is marked Unheal
   await writeFile(join(dir, 'aws'), `#!/bin/sh\necho "$@" >> ${calls}\n`);
   await chmod(join(dir, 'aws'), 0o755);
   await writeFile(join(dir, 'worker.env'), `HTTP_PORT=${agent.port}\nNANOGRID_ASG_NAME=g\n`);
+  // systemd, as the script asks it: the unit's state, its run's id, when it became active.
+  const unit = async (state: string, runId: string, activeSinceS: number) => {
+    const uptime = Number((await readFile('/proc/uptime', 'utf8')).split(' ')[0]);
+    await writeFile(join(dir, 'unit'), `${state}\n${runId}\n${Math.max(0, Math.round((uptime - activeSinceS) * 1e6))}\n`);
+  };
+  await writeFile(
+    join(dir, 'systemctl'),
+    `#!/bin/sh\ncase "$*" in\n  "is-active nanogrid-worker") sed -n 1p ${join(dir, 'unit')} ;;\n  "show -p InvocationID --value nanogrid-worker") sed -n 2p ${join(dir, 'unit')} ;;\n  "show -p ActiveEnterTimestampMonotonic --value nanogrid-worker") sed -n 3p ${join(dir, 'unit')} ;;\n  *) exit 1 ;;\nesac\n`,
+  );
+  await chmod(join(dir, 'systemctl'), 0o755);
+  await unit('active', 'run-1', 3600);
   const env = { ...process.env, PATH: `${dir}:${process.env.PATH}`, NANOGRID_ENV_FILE: join(dir, 'worker.env'), NANOGRID_HEALTH_STATE: join(dir, 'state', 'failures'), NANOGRID_IMDS_ENDPOINT: `http://127.0.0.1:${imds.port}` };
   const run = () => new Promise<{ code: number; stderr: string }>((resolve) => execFile('bash', [SCRIPT], { env, timeout: 30_000 }, (err, _o, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr })));
   const called = () => readFile(calls, 'utf8').catch(() => '');
@@ -55,8 +67,33 @@ t.test('health-watch: a worker whose /health/live keeps failing is marked Unheal
   t.equal(await called(), '', 'a success in between starts the count again');
   const third = await run();
   t.match(third.stderr, /marking i-0123456789abcdef0 Unhealthy/);
-  t.equal((await called()).trim(), 'autoscaling set-instance-health --instance-id i-0123456789abcdef0 --health-status Unhealthy --no-should-respect-grace-period');
+  t.equal((await called()).trim(), 'autoscaling set-instance-health --region eu-west-3 --instance-id i-0123456789abcdef0 --health-status Unhealthy --no-should-respect-grace-period', 'in its own region, from the metadata');
+  await writeFile(calls, '');
+
+  // What systemd is doing: stopped on purpose or restarting is no failure; given up on is.
+  for (const state of ['inactive', 'activating', 'deactivating']) {
+    await unit(state, 'run-1', 3600);
+    for (let i = 0; i < 4; i++) t.match((await run()).stderr, new RegExp(`nanogrid-worker is ${state}: not counted`));
+  }
+  t.equal(await called(), '', 'a stopped or restarting unit is never reported');
+  await unit('failed', 'run-1', 3600);
+  for (let i = 0; i < 3; i++) await run();
+  t.match(await called(), /set-instance-health/, 'one systemd gave up on is');
+  await writeFile(calls, '');
+
+  // A new run of the unit that has not answered yet: within its grace, then counted.
+  await unit('active', 'run-2', 30);
+  for (let i = 0; i < 4; i++) t.match((await run()).stderr, /started 30 s ago and has not answered yet: within its grace of 600 s/);
+  t.equal(await called(), '', 'a worker still starting (its first image pulls) is not replaced');
+  await unit('active', 'run-2', 700);
+  t.match((await run()).stderr, /failed \(1 of 3/, 'past the grace it counts');
+  await unit('active', 'run-3', 30);
+  live = 200;
+  await run();
+  live = 503;
+  t.match((await run()).stderr, /failed \(1 of 3/, 'once it has answered, a failure counts at once');
+
   await agent.close();
   await run();
-  t.match((await run()).stderr, /failed \(2 of 3/, 'an agent that does not answer at all fails too, counted afresh after the report');
+  t.match((await run()).stderr, /failed \(3 of 3/, 'an agent that does not answer at all fails too');
 });

@@ -65,6 +65,7 @@ t.test('--local runs the embedded stack, asked for explicitly', async (t) => {
   const shipped = logs.events('/nanogrid/agent', agentId).map((e) => JSON.parse(e.message) as { msg: string; version?: string });
   t.ok(shipped.some((l) => l.msg === 'embedded local stack started'), 'the start\'s lines, buffered before the region was known');
   t.equal(shipped.at(-1)?.msg, 'stopped', 'the last line too: flushed at shutdown');
+  t.match(p.out(), /"msg":"stopped"/, 'and on stdout, written out before the exit');
   t.ok(shipped.every((l) => typeof l.version === 'string'));
 });
 

@@ -3,14 +3,29 @@
 # every 20 s): GET /health/live on the agent's port. After FAILURES_BEFORE_UNHEALTHY
 # failures in a row (1 minute), the instance is marked Unhealthy in its Auto Scaling
 # group, which replaces it. Liveness is the process and its engine only, never Redis or
-# SQS: an outage of either does not replace the fleet. A stopped or restarting unit counts
-# as a failure only once systemd gives up on it (Restart= restarts it first).
+# SQS: an outage of either does not replace the fleet. What systemd is doing counts too: a
+# unit stopped on purpose (an operator, a drain at termination) or being restarted
+# (Restart=) is not a failure; one systemd gave up on ("failed") is. A unit just started
+# has a grace (NANOGRID_HEALTH_GRACE_S, 10 minutes: its first image pulls) until it has
+# answered once.
 set -uo pipefail
 ENV_FILE=${NANOGRID_ENV_FILE:-/etc/nanogrid/worker.env}
 STATE=${NANOGRID_HEALTH_STATE:-/run/nanogrid/health-failures}
 LIMIT=${FAILURES_BEFORE_UNHEALTHY:-3}
 IMDS=${NANOGRID_IMDS_ENDPOINT:-http://169.254.169.254}
+UNIT=nanogrid-worker
+GRACE_S=${NANOGRID_HEALTH_GRACE_S:-600}
 say() { echo "[health-watch] $*" >&2; }
+
+state=$(systemctl is-active "$UNIT" 2>/dev/null)
+case "$state" in
+  inactive|deactivating|activating|reloading)
+    rm -f "$STATE"
+    say "$UNIT is $state: not counted"
+    exit 0
+    ;;
+esac
+run_id=$(systemctl show -p InvocationID --value "$UNIT" 2>/dev/null)
 
 port=$(sed -n 's/^HTTP_PORT=//p' "$ENV_FILE" 2>/dev/null | tail -1)
 port=${port:-8080}
@@ -21,7 +36,18 @@ if node -e '
   r.on("error", () => process.exit(1)); r.on("timeout", () => r.destroy());
 ' "$port"; then
   rm -f "$STATE"
+  # This run of the unit has answered: from now on a failure counts at once.
+  [ -z "$run_id" ] || echo "$run_id" > "$STATE.live"
   exit 0
+fi
+if [ "$state" = active ] && [ "$(cat "$STATE.live" 2>/dev/null)" != "$run_id" ]; then
+  entered_us=$(systemctl show -p ActiveEnterTimestampMonotonic --value "$UNIT" 2>/dev/null)
+  up_us=$(awk '{ printf "%d", $1 * 1000000 }' /proc/uptime)
+  since_s=$(( (up_us - ${entered_us:-0}) / 1000000 ))
+  if [ "$since_s" -lt "$GRACE_S" ]; then
+    say "$UNIT started ${since_s} s ago and has not answered yet: within its grace of ${GRACE_S} s"
+    exit 0
+  fi
 fi
 failures=$(( $(cat "$STATE" 2>/dev/null || echo 0) + 1 ))
 echo "$failures" > "$STATE"
@@ -30,6 +56,7 @@ say "GET http://127.0.0.1:$port/health/live failed ($failures of $LIMIT in a row
 
 token=$(curl -sS -m 2 -X PUT "$IMDS/latest/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60') || { say "no IMDS token"; exit 1; }
 instance=$(curl -sS -m 2 -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/instance-id") || { say "no instance id"; exit 1; }
+region=$(curl -sS -m 2 -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/placement/region") || { say "no region"; exit 1; }
 say "marking $instance Unhealthy: its Auto Scaling group replaces it"
-aws autoscaling set-instance-health --instance-id "$instance" --health-status Unhealthy --no-should-respect-grace-period || { say "SetInstanceHealth failed"; exit 1; }
+aws autoscaling set-instance-health --region "$region" --instance-id "$instance" --health-status Unhealthy --no-should-respect-grace-period || { say "SetInstanceHealth failed"; exit 1; }
 rm -f "$STATE"

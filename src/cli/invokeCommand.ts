@@ -3,12 +3,13 @@ import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Redis } from 'ioredis';
 import { createHash, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
 import type { Result } from '../core/result.js';
 import { parseInvocation } from '../intake/parse.js';
 import { parseMessageKeys, signMessage } from '../intake/messageAuth.js';
 import { DEFAULT_BUILD_CACHE_MB, DEFAULT_RUNTIMES, loadRuntimes } from '../core/runtimeConfig.js';
 import { resultChannel } from '../sinks/redisKeys.js';
-import type { CliEnv } from '../config.js';
+import type { CliEnv } from './cliEnv.js';
 import { runtimeHint, zipOf } from './codeZip.js';
 import { need, UsageError, wholeNumber } from './usage.js';
 import { readResult, redisTls } from './redisRead.js';
@@ -39,7 +40,8 @@ const LIMITS = { defaultTimeoutMs: 10_000, maxTimeoutMs: 900_000, defaultMemoryM
  * --no-wait or past the wait.
  */
 export async function invoke(source: string | undefined, o: InvokeOptions, env: CliEnv, stdin: () => Promise<string>, note: (s: string) => void): Promise<{ requestId: string; result?: Result | undefined; waitedMs?: number }> {
-  const functionId = need(o.function, '--function');
+  // A folder's (or zip's) own name, unless named: `invoke my-function` is my-function.
+  const functionId = need(o.function ?? (source && !o.code ? basename(resolve(source)).replace(/\.zip$/i, '') : undefined), '--function');
   const queueUrl = need(o.queue ?? env.queueUrl, '--queue or SQS_QUEUE_URL (or --local)');
   const requestId = randomUUID();
   const runtime = o.runtime ?? 'python';

@@ -7,10 +7,11 @@
  * --endpoint) points them at the embedded stack, whose S3 and SQS take any key.
  */
 import { parseArgs } from 'node:util';
-import { loadCliEnv, type CliEnv } from '../config.js';
-import { readStackFile } from '../local/stackFile.js';
+import { loadCliEnv, type CliEnv } from './cliEnv.js';
+import { waitForStackFile } from '../local/stackFile.js';
 import { buildVersion } from '../core/version.js';
 import { agentHttp } from './agentHttp.js';
+import { init } from './initCommand.js';
 import { invoke } from './invokeCommand.js';
 import { readJob } from './redisRead.js';
 import { jobSummary, printValue, resultSummary, statusSummary, type Printer } from './show.js';
@@ -62,8 +63,15 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError((err as Error).message);
   }
   const p: Printer = { json: o.json, out: (s) => process.stdout.write(s) };
-  // --local: the embedded stack `npm run local` started on this machine (flags still win).
-  const local = o.local ? await readStackFile(env.localStackFile) : undefined;
+  if (command === 'init') {
+    const made = await init(arg, o.runtime);
+    const flag = made.runtime === 'python' ? '' : ` --runtime ${made.runtime}`;
+    printValue(p, { folder: arg, ...made }, () => `${arg}: ${made.files.join(', ')} (${made.runtime})\nnext: npm run -s nanogrid -- invoke ${arg}${flag} --local --input '{"who": "you"}'\n`);
+    return 0;
+  }
+  // --local: the embedded stack `npm run local` started on this machine (flags still win);
+  // one still starting is waited for a while.
+  const local = o.local ? await waitForStackFile(env.localStackFile, env.localWaitMs, (s) => process.stderr.write(`${s}\n`)) : undefined;
   const endpoint = o.endpoint ?? local?.endpoint ?? env.endpoint;
   const redisUrl = o.redis ?? local?.redisUrl ?? env.redisUrl;
   const url = o.url ?? env.agentUrl;

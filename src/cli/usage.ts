@@ -4,7 +4,8 @@ export class UsageError extends Error {
 }
 
 export const USAGE = `usage:
-  nanogrid invoke <folder | file.zip> --function ID [--runtime python|cpp|node] [--input JSON | --input @file.json | --input -]
+  nanogrid init <folder> [--runtime python|node|cpp]   a function to start from
+  nanogrid invoke <folder | file.zip> [--function ID (the folder's name)] [--runtime python|cpp|node] [--input JSON | --input @file.json | --input -]
                   [--memory MB] [--timeout MS] [--no-wait] [--json]
   nanogrid invoke --code 'print("hi")' --function ID ...
   nanogrid result <requestId> [--json]    its result, or the state of a job still running
@@ -17,7 +18,8 @@ export const USAGE = `usage:
   --redis URL     (REDIS_URL, or REDIS_HOST and REDIS_PORT)
   --endpoint URL  (AWS_ENDPOINT_URL: the embedded stack, LocalStack, ...)
   --local         the embedded stack of npm run local on this machine: its queue, bucket,
-                  Redis and endpoint (NANOGRID_LOCAL_STACK_FILE says where it keeps them)
+                  Redis and endpoint (NANOGRID_LOCAL_STACK_FILE says where it keeps them);
+                  one still starting is waited for (NANOGRID_LOCAL_WAIT_S, 120)
   --wait-ms N     how long invoke waits for the result (default 120000)
   --input -       the input (JSON) from stdin
   --json          the result (or status) as JSON, not the summary

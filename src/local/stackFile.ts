@@ -36,6 +36,27 @@ export async function readStackFile(path: string): Promise<StackAddress> {
   return a as StackAddress;
 }
 
+/**
+ * The stack's address, waiting up to `waitMs` for one that is still starting (the file
+ * appears once its agent serves), saying so every 10 s; then the same error as reading it.
+ */
+export async function waitForStackFile(path: string, waitMs: number, say: (line: string) => void): Promise<StackAddress> {
+  const deadline = Date.now() + waitMs;
+  let next = Date.now();
+  for (;;) {
+    try {
+      return await readStackFile(path);
+    } catch (err) {
+      if (Date.now() >= deadline || !(err as Error).message.startsWith('no embedded stack')) throw err;
+    }
+    if (Date.now() >= next) {
+      say(`waiting for the embedded stack (${path} not there yet: npm run local writes it once its agent serves; up to ${Math.round(waitMs / 1000)} s)`);
+      next = Date.now() + 10_000;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** Removes the file if it still names this stack (another `npm run local` may have started since). */
 export async function removeStackFile(path: string, s: LocalStack): Promise<void> {
   const now = await readStackFile(path).catch(() => undefined);

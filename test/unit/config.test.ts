@@ -1,5 +1,6 @@
 import t from 'tap';
-import { ConfigError, loadCliEnv, loadConfig, parsePerRuntime } from '../../src/config.js';
+import { ConfigError, loadConfig, parsePerRuntime } from '../../src/config.js';
+import { loadCliEnv } from '../../src/cli/cliEnv.js';
 import { DEFAULT_RUNTIMES } from '../../src/core/runtimeConfig.js';
 
 t.test('defaults run on one machine with no AWS settings', async (t) => {

@@ -68,3 +68,23 @@ t.test('the layer test itself fails on an import against the order', async (t) =
   t.ok(layerOf(join(src, 'container', 'x.ts')) > layerOf(join(src, 'pool', 'y.ts')), 'container is below pool');
   t.throws(() => layerOf(join(src, 'nowhere', 'z.ts')), /in no layer/, 'a new folder must be placed');
 });
+
+t.test('docs/architecture.md\'s source tree lists every file of src/, and no file that is gone', async (t) => {
+  const doc = readFileSync(new URL('../../docs/architecture.md', import.meta.url), 'utf8');
+  const tree = doc.slice(doc.indexOf('## Source tree'));
+  const block = tree.slice(tree.indexOf('```') + 3, tree.indexOf('```', tree.indexOf('```') + 3));
+  const listed = new Set<string>();
+  let folder: string | undefined;
+  for (const line of block.split('\n')) {
+    const m = /^( *)(\S+)/.exec(line);
+    if (!m || m[1]!.length === 0) continue;
+    const name = m[2]!;
+    if (m[1]!.length === 2) {
+      folder = name.endsWith('/') ? name : undefined;
+      if (!folder) listed.add(name);
+    } else if (m[1]!.length === 4 && folder) listed.add(folder + name);
+  }
+  const files = sources(src).map((f) => relative(src, f)).filter((f) => f.endsWith('.ts'));
+  t.same(files.filter((f) => !listed.has(f)), [], 'every file has its line');
+  t.same([...listed].filter((f) => !files.includes(f)), [], 'no line for a file that is gone');
+});
