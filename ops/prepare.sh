@@ -9,5 +9,7 @@ if ! flock -n 9; then
   echo "[prepare] waiting for the setup and build another npm run is doing" >&2
   flock 9
 fi
-bash ops/setup.sh "$@"
-npm run -s build
+# 9>&-: only this script holds the lock. A child keeping fd 9 (setup.sh's dockerd, which
+# runs on) would hold it for as long as it lives, and every later npm run would wait.
+bash ops/setup.sh "$@" 9>&-
+npm run -s build 9>&-

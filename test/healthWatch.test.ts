@@ -37,17 +37,16 @@ t.test('health-watch: a worker whose /health/live keeps failing is marked Unheal
   await writeFile(join(dir, 'aws'), `#!/bin/sh\necho "$@" >> ${calls}\n`);
   await chmod(join(dir, 'aws'), 0o755);
   await writeFile(join(dir, 'worker.env'), `HTTP_PORT=${agent.port}\nNANOGRID_ASG_NAME=g\n`);
-  // systemd, as the script asks it: the unit's state, its run's id, when it became active.
-  const unit = async (state: string, runId: string, activeSinceS: number) => {
-    const uptime = Number((await readFile('/proc/uptime', 'utf8')).split(' ')[0]);
-    await writeFile(join(dir, 'unit'), `${state}\n${runId}\n${Math.max(0, Math.round((uptime - activeSinceS) * 1e6))}\n`);
-  };
+  // systemd, as the script asks it: the unit's state and its run's id.
+  const unit = (state: string, runId: string) => writeFile(join(dir, 'unit'), `${state}\n${runId}\n`);
   await writeFile(
     join(dir, 'systemctl'),
-    `#!/bin/sh\ncase "$*" in\n  "is-active nanogrid-worker") sed -n 1p ${join(dir, 'unit')} ;;\n  "show -p InvocationID --value nanogrid-worker") sed -n 2p ${join(dir, 'unit')} ;;\n  "show -p ActiveEnterTimestampMonotonic --value nanogrid-worker") sed -n 3p ${join(dir, 'unit')} ;;\n  *) exit 1 ;;\nesac\n`,
+    `#!/bin/sh\ncase "$*" in\n  "is-active nanogrid-worker") sed -n 1p ${join(dir, 'unit')} ;;\n  "show -p InvocationID --value nanogrid-worker") sed -n 2p ${join(dir, 'unit')} ;;\n  *) exit 1 ;;\nesac\n`,
   );
   await chmod(join(dir, 'systemctl'), 0o755);
-  await unit('active', 'run-1', 3600);
+  await unit('active', 'run-1');
+  // The grace's start, as the script keeps it: moved back to stand for time gone by.
+  const graceStartedAgo = (s: number) => writeFile(join(dir, 'state', 'failures.since'), `${Math.floor(Date.now() / 1000) - s}\n`);
   const env = { ...process.env, PATH: `${dir}:${process.env.PATH}`, NANOGRID_ENV_FILE: join(dir, 'worker.env'), NANOGRID_HEALTH_STATE: join(dir, 'state', 'failures'), NANOGRID_IMDS_ENDPOINT: `http://127.0.0.1:${imds.port}` };
   const run = () => new Promise<{ code: number; stderr: string }>((resolve) => execFile('bash', [SCRIPT], { env, timeout: 30_000 }, (err, _o, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr })));
   const called = () => readFile(calls, 'utf8').catch(() => '');
@@ -72,22 +71,32 @@ t.test('health-watch: a worker whose /health/live keeps failing is marked Unheal
 
   // What systemd is doing: stopped on purpose or restarting is no failure; given up on is.
   for (const state of ['inactive', 'activating', 'deactivating']) {
-    await unit(state, 'run-1', 3600);
-    for (let i = 0; i < 4; i++) t.match((await run()).stderr, new RegExp(`nanogrid-worker is ${state}: not counted`));
+    await unit(state, 'run-1');
+    for (let i = 0; i < 4; i++) t.match((await run()).stderr, new RegExp(`nanogrid-worker is ${state}: (stopped on purpose, )?not counted`));
   }
   t.equal(await called(), '', 'a stopped or restarting unit is never reported');
-  await unit('failed', 'run-1', 3600);
+  await unit('failed', 'run-1');
   for (let i = 0; i < 3; i++) await run();
   t.match(await called(), /set-instance-health/, 'one systemd gave up on is');
   await writeFile(calls, '');
 
   // A new run of the unit that has not answered yet: within its grace, then counted.
-  await unit('active', 'run-2', 30);
-  for (let i = 0; i < 4; i++) t.match((await run()).stderr, /started 30 s ago and has not answered yet: within its grace of 600 s/);
+  await unit('active', 'run-2');
+  for (let i = 0; i < 4; i++) t.match((await run()).stderr, /has not answered since its start, \d+ s ago: within its grace of 600 s/);
   t.equal(await called(), '', 'a worker still starting (its first image pulls) is not replaced');
-  await unit('active', 'run-2', 700);
+  await graceStartedAgo(700);
   t.match((await run()).stderr, /failed \(1 of 3/, 'past the grace it counts');
-  await unit('active', 'run-3', 30);
+  // A crash loop: restarts (activating) neither count nor forgive, and each new run does
+  // not start the grace again.
+  await unit('activating', 'run-2');
+  await run();
+  await unit('active', 'run-3');
+  t.match((await run()).stderr, /failed \(2 of 3/, 'a restart does not start the grace again');
+  await unit('activating', 'run-3');
+  await run();
+  await unit('active', 'run-4');
+  t.match((await run()).stderr, /marking i-0123456789abcdef0 Unhealthy/, 'an agent in a crash loop is replaced');
+  await writeFile(calls, '');
   live = 200;
   await run();
   live = 503;

@@ -471,6 +471,7 @@ t.test('see: the agents\' lines and each run\'s output shipped to CloudWatch Log
   const ud = userData(tpl);
   t.match(ud, new RegExp(`NANOGRID_LOG_GROUP=\\{\\{"Ref":"${logicalId('AWS::Logs::LogGroup', /^AgentLogs/)}"\\}\\}`), 'the agent is told its group');
   t.match(ud, new RegExp(`NANOGRID_FUNCTION_LOG_GROUP=\\{\\{"Ref":"${logicalId('AWS::Logs::LogGroup', /^FunctionLogs/)}"\\}\\}`));
+  t.match(ud, /instance_id=\$\(imds instance-id \|\| hostname\)[\s\S]*NANOGRID_LOG_STREAM=\$instance_id\n/, 'streams named by the instance id, not a host name that comes back');
   const endpoints = Object.values(tpl.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } })) as Array<{ Properties: { ServiceName: unknown } }>;
   t.ok(endpoints.some((x) => JSON.stringify(x.Properties.ServiceName).endsWith('".logs"]]}')), 'CloudWatch Logs through an endpoint, off the NAT gateway');
 

@@ -4,10 +4,11 @@
 # failures in a row (1 minute), the instance is marked Unhealthy in its Auto Scaling
 # group, which replaces it. Liveness is the process and its engine only, never Redis or
 # SQS: an outage of either does not replace the fleet. What systemd is doing counts too: a
-# unit stopped on purpose (an operator, a drain at termination) or being restarted
-# (Restart=) is not a failure; one systemd gave up on ("failed") is. A unit just started
-# has a grace (NANOGRID_HEALTH_GRACE_S, 10 minutes: its first image pulls) until it has
-# answered once.
+# unit stopped on purpose (an operator, a drain at termination) is not a failure; one
+# being restarted (Restart=) is not counted, nor forgiven; one systemd gave up on
+# ("failed") is a failure. A run of the unit that has not answered yet has a grace
+# (NANOGRID_HEALTH_GRACE_S, 10 minutes: its first image pulls) from the first check it
+# failed, across restarts: an agent in a crash loop is replaced once the grace is over.
 set -uo pipefail
 ENV_FILE=${NANOGRID_ENV_FILE:-/etc/nanogrid/worker.env}
 STATE=${NANOGRID_HEALTH_STATE:-/run/nanogrid/health-failures}
@@ -19,8 +20,12 @@ say() { echo "[health-watch] $*" >&2; }
 
 state=$(systemctl is-active "$UNIT" 2>/dev/null)
 case "$state" in
-  inactive|deactivating|activating|reloading)
-    rm -f "$STATE"
+  inactive|deactivating)
+    rm -f "$STATE" "$STATE.since"
+    say "$UNIT is $state: stopped on purpose, not counted"
+    exit 0
+    ;;
+  activating|reloading|refreshing)
     say "$UNIT is $state: not counted"
     exit 0
     ;;
@@ -35,17 +40,18 @@ if node -e '
     (res) => process.exit(res.statusCode === 200 ? 0 : 1));
   r.on("error", () => process.exit(1)); r.on("timeout", () => r.destroy());
 ' "$port"; then
-  rm -f "$STATE"
+  rm -f "$STATE" "$STATE.since"
   # This run of the unit has answered: from now on a failure counts at once.
   [ -z "$run_id" ] || echo "$run_id" > "$STATE.live"
   exit 0
 fi
 if [ "$state" = active ] && [ "$(cat "$STATE.live" 2>/dev/null)" != "$run_id" ]; then
-  entered_us=$(systemctl show -p ActiveEnterTimestampMonotonic --value "$UNIT" 2>/dev/null)
-  up_us=$(awk '{ printf "%d", $1 * 1000000 }' /proc/uptime)
-  since_s=$(( (up_us - ${entered_us:-0}) / 1000000 ))
-  if [ "$since_s" -lt "$GRACE_S" ]; then
-    say "$UNIT started ${since_s} s ago and has not answered yet: within its grace of ${GRACE_S} s"
+  now=$(date +%s)
+  [ -s "$STATE.since" ] || echo "$now" > "$STATE.since"
+  since=$(cat "$STATE.since")
+  waited=$(( now - ${since:-$now} ))
+  if [ "$waited" -lt "$GRACE_S" ]; then
+    say "$UNIT has not answered since its start, ${waited} s ago: within its grace of ${GRACE_S} s"
     exit 0
   fi
 fi
@@ -54,9 +60,9 @@ echo "$failures" > "$STATE"
 say "GET http://127.0.0.1:$port/health/live failed ($failures of $LIMIT in a row)"
 [ "$failures" -ge "$LIMIT" ] || exit 0
 
-token=$(curl -sS -m 2 -X PUT "$IMDS/latest/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60') || { say "no IMDS token"; exit 1; }
-instance=$(curl -sS -m 2 -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/instance-id") || { say "no instance id"; exit 1; }
-region=$(curl -sS -m 2 -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/placement/region") || { say "no region"; exit 1; }
+token=$(curl -fsS -m 2 -X PUT "$IMDS/latest/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60') || { say "no IMDS token"; exit 1; }
+instance=$(curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/instance-id") || { say "no instance id"; exit 1; }
+region=$(curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/placement/region") || { say "no region"; exit 1; }
 say "marking $instance Unhealthy: its Auto Scaling group replaces it"
 aws autoscaling set-instance-health --region "$region" --instance-id "$instance" --health-status Unhealthy --no-should-respect-grace-period || { say "SetInstanceHealth failed"; exit 1; }
 rm -f "$STATE"

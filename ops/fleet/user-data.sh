@@ -67,6 +67,9 @@ for attempt in 1 2 3 4 5; do
   sleep $((attempt * 5))
 done
 
+# Each worker's log streams are named by its instance id (what Session Manager takes):
+# host names come back on replaced instances.
+instance_id=$(imds instance-id || hostname)
 cat > /etc/nanogrid/worker.env <<ENV
 SQS_QUEUE_URL=@@QUEUE_URL@@
 REDIS_URL=@@REDIS_URL@@
@@ -84,6 +87,7 @@ NANOGRID_ASG_NAME=@@ASG_NAME@@
 NANOGRID_CLOUDWATCH_NAMESPACE=@@METRICS_NAMESPACE@@
 NANOGRID_LOG_GROUP=@@AGENT_LOG_GROUP@@
 NANOGRID_FUNCTION_LOG_GROUP=@@FUNCTION_LOG_GROUP@@
+NANOGRID_LOG_STREAM=$instance_id
 NANOGRID_WORK_ROOT=/var/lib/nanogrid
 HTTP_PORT=@@HTTP_PORT@@
 AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true

@@ -9,7 +9,7 @@ const TEMPLATES: Record<string, Record<string, string>> = {
       '# Runs once per invocation: the input is JSON on stdin, stdout is the result\'s stdout.',
       'import json, sys',
       '',
-      'event = json.load(sys.stdin)',
+      'event = json.loads(sys.stdin.read() or "{}")',
       'print(f"hello, {event.get(\'who\', \'world\')}")',
       '',
     ].join('\n'),
@@ -44,7 +44,7 @@ const TEMPLATES: Record<string, Record<string, string>> = {
 /** `nanogrid init <folder>`: a function to start from, in a folder that is new or empty. */
 export async function init(dir: string | undefined, runtime = 'python'): Promise<{ files: string[]; runtime: string }> {
   if (!dir) throw new UsageError('init needs a folder: nanogrid init my-function [--runtime python|node|cpp]');
-  const files = TEMPLATES[runtime];
+  const files = Object.hasOwn(TEMPLATES, runtime) ? TEMPLATES[runtime] : undefined;
   if (!files) throw new UsageError(`init knows python, node and cpp, not ${JSON.stringify(runtime.slice(0, 40))}`);
   const present = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [];

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { LocalStack } from './stack.js';
 
@@ -19,17 +19,26 @@ export interface StackAddress {
 export async function writeStackFile(path: string, s: LocalStack): Promise<void> {
   const address: StackAddress = { endpoint: s.endpoint, region: s.region, queueUrl: s.queueUrl, bucket: s.bucket, redisUrl: s.redisUrl };
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFile(path, `${JSON.stringify(address)}\n`, { mode: 0o600 });
+  // Whole or not at all: a CLI waiting for it must never read half of it.
+  const part = `${path}.${process.pid}.part`;
+  await writeFile(part, `${JSON.stringify(address)}\n`, { mode: 0o600 });
+  await rename(part, path);
 }
 
 export async function readStackFile(path: string): Promise<StackAddress> {
   let raw: string;
   try {
     raw = await readFile(path, 'utf8');
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') throw new Error(`${path} cannot be read (EACCES): npm run local keeps it for root; run the CLI as root`);
     throw new Error(`no embedded stack is running (${path} not found): start one with npm run local`);
   }
-  const a = JSON.parse(raw) as Partial<StackAddress>;
+  let a: Partial<StackAddress>;
+  try {
+    a = JSON.parse(raw) as Partial<StackAddress>;
+  } catch {
+    throw new Error(`${path} is not JSON; restart npm run local`);
+  }
   for (const k of ['endpoint', 'region', 'queueUrl', 'bucket', 'redisUrl'] as const) {
     if (typeof a[k] !== 'string') throw new Error(`${path}: ${k} missing; restart npm run local`);
   }

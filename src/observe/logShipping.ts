@@ -45,6 +45,8 @@ export function startAgentLogShipper(shipper: LogShipper | undefined, c: Config,
   const client = logsClient(c, credentials);
   if ('off' in client) {
     log.warn({ tag: 'LOGS', group: c.logShipping.group }, `NANOGRID_LOG_GROUP is set but lines are not shipped: ${client.off}`);
+    // Closed, it takes no more lines: nothing piles up for a send that never comes.
+    void shipper.close();
     return;
   }
   shipper.start(client, log);

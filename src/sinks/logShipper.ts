@@ -18,6 +18,9 @@ export interface ShipperOptions {
   events?: Emitter<'sinkFailure'>;
 }
 
+/** Errors about the batch itself: sending it again cannot succeed. */
+const REFUSED = new Set(['InvalidParameterException', 'DataAlreadyAcceptedException', 'SerializationException']);
+
 interface Pending {
   event: InputLogEvent;
   bytes: number;
@@ -33,6 +36,8 @@ interface Pending {
  */
 export class LogShipper {
   private queue: Pending[] = [];
+  /** Lines at the queue's head in the call being sent: a drop meanwhile takes from them. */
+  private inFlight = 0;
   private bytes = 0;
   private dropped = 0;
   private truncated = 0;
@@ -63,6 +68,7 @@ export class LogShipper {
     const cap = this.opts.bufferBytes ?? DEFAULT_BUFFER_BYTES;
     while (this.bytes > cap && this.queue.length > 1) {
       this.bytes -= this.queue.shift()!.bytes;
+      if (this.inFlight > 0) this.inFlight--;
       this.dropped++;
     }
     if (this.client && !this.soon && (this.bytes >= PUT_LIMITS.batchBytes || this.queue.length >= PUT_LIMITS.batchEvents)) {
@@ -104,13 +110,22 @@ export class LogShipper {
 
   private async send(): Promise<void> {
     this.report();
-    while (this.queue.length > 0) {
-      const n = this.batchLength();
+    // What waits now, not what arrives meanwhile: one flush is a bounded number of calls
+    // (and the shipper's own lines about a call wait for the next flush).
+    let left = this.queue.length;
+    while (left > 0 && this.queue.length > 0) {
+      const n = Math.min(this.batchLength(), left);
       const batch = this.queue.slice(0, n).map((p) => p.event);
       // PutLogEvents wants them in order; a clock stepped back must not fail the batch.
       batch.sort((a, b) => a.timestamp! - b.timestamp!);
-      if (!(await this.put(batch))) return;
-      for (const p of this.queue.splice(0, n)) this.bytes -= p.bytes;
+      this.inFlight = n;
+      const sent = await this.put(batch);
+      const done = this.inFlight;
+      this.inFlight = 0;
+      if (sent === 'retry') return;
+      if (sent === 'refused') this.dropped += done;
+      for (const p of this.queue.splice(0, done)) this.bytes -= p.bytes;
+      left -= n;
     }
   }
 
@@ -118,16 +133,22 @@ export class LogShipper {
   private batchLength(): number {
     let bytes = 0;
     let n = 0;
-    const first = this.queue[0]!.event.timestamp!;
+    let min = Infinity;
+    let max = -Infinity;
     for (const p of this.queue) {
-      if (n >= PUT_LIMITS.batchEvents || bytes + p.bytes > PUT_LIMITS.batchBytes || Math.abs(p.event.timestamp! - first) >= PUT_LIMITS.spanMs) break;
+      const at = p.event.timestamp!;
+      const span = Math.max(max, at) - Math.min(min, at);
+      if (n >= PUT_LIMITS.batchEvents || bytes + p.bytes > PUT_LIMITS.batchBytes || span >= PUT_LIMITS.spanMs) break;
       bytes += p.bytes;
+      min = Math.min(min, at);
+      max = Math.max(max, at);
       n++;
     }
     return Math.max(1, n);
   }
 
-  private async put(batch: InputLogEvent[]): Promise<boolean> {
+  /** 'sent'; 'retry' (kept for the next flush); 'refused' (a batch the service will never take: dropped, counted). */
+  private async put(batch: InputLogEvent[]): Promise<'sent' | 'retry' | 'refused'> {
     const { group, stream, timeoutMs } = this.opts;
     try {
       if (!this.streamReady) await this.createStream();
@@ -143,11 +164,16 @@ export class LogShipper {
       }
       const r = out.rejectedLogEventsInfo;
       if (r) this.log?.warn({ tag: 'LOGS', group, stream, rejected: r }, 'CloudWatch Logs rejected some lines of a batch (too old, too new or past the retention)');
-      return true;
+      return 'sent';
     } catch (err) {
       this.opts.events?.emit('sinkFailure', 'cloudwatch_logs', 'put_log_events');
+      // A batch the service refuses as such would block every line behind it if it waited.
+      if (REFUSED.has((err as { name?: string }).name ?? '')) {
+        this.log?.warn({ tag: 'LOGS', group, stream, err, lines: batch.length }, 'PutLogEvents refused a batch: its lines are dropped (journald has them)');
+        return 'refused';
+      }
       this.log?.warn({ tag: 'LOGS', group, stream, err, waiting: this.queue.length }, 'PutLogEvents failed: the lines wait for the next flush (journald has them meanwhile)');
-      return false;
+      return 'retry';
     }
   }
 

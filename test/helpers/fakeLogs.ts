@@ -14,6 +14,8 @@ export interface FakeLogs {
   /** The next answers, by operation: an error name (with status 400) or 'fail' (500). */
   failNext(op: string, error: string, times?: number): void;
   groups: Set<string>;
+  /** Answers PutLogEvents this much later (a slow service: what happens meanwhile). */
+  delayMs: number;
 }
 
 /**
@@ -27,10 +29,13 @@ export async function fakeLogs(t: { teardown(fn: () => unknown): void }, groups:
   const streams = new Map<string, Array<{ timestamp: number; message: string }>>();
   const failures = new Map<string, string[]>();
   const known = new Set(groups);
+  const state = { delayMs: 0 };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', () => void respond());
+    const respond = async () => {
+      if (state.delayMs > 0 && String(req.headers['x-amz-target']).endsWith('PutLogEvents')) await new Promise((r) => setTimeout(r, state.delayMs));
       let raw = Buffer.concat(chunks);
       if (req.headers['content-encoding'] === 'gzip') raw = gunzipSync(raw);
       const op = String(req.headers['x-amz-target']).replace(/^Logs_20140328\./, '');
@@ -59,12 +64,18 @@ export async function fakeLogs(t: { teardown(fn: () => unknown): void }, groups:
         return answer(200, {});
       }
       return err('UnknownOperationException');
-    });
+    };
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   const addr = server.address();
   return {
+    get delayMs() {
+      return state.delayMs;
+    },
+    set delayMs(ms: number) {
+      state.delayMs = ms;
+    },
     url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`,
     calls,
     groups: known,

@@ -5,7 +5,7 @@ import { createLogger, silentLogger } from '../../src/core/log.js';
 import { EventBus } from '../../src/core/events.js';
 import { failedResult } from '../../src/core/result.js';
 import { loadConfig, ConfigError } from '../../src/config.js';
-import { functionOutputEvent, OUTPUT_EVENT_CHARS } from '../../src/sinks/functionOutput.js';
+import { functionOutputEvent, OUTPUT_EVENT_BYTES } from '../../src/sinks/functionOutput.js';
 import { LogShipper, MAX_EVENT_BYTES, PUT_LIMITS } from '../../src/sinks/logShipper.js';
 import { functionOutputShipper, logsClient } from '../../src/observe/logShipping.js';
 import { fakeLogs } from '../helpers/fakeLogs.js';
@@ -143,11 +143,14 @@ t.test('a batch\'s worth waiting is sent at once, not at the timer', async (t) =
 });
 
 t.test('function output: one event per run, each stream cut, marked; shipped from the ran event', async (t) => {
-  const r = { ...failedResult({ requestId: 'r-9', functionId: 'fn-9', runtime: 'python', reason: 'NON_ZERO_EXIT', message: 'x', memoryMb: 128, attempt: 1, workerId: 'w', totalMs: 1 }), stdout: 'o'.repeat(OUTPUT_EVENT_CHARS + 10), stderr: 'boom\n', exitCode: 1 };
+  const r = { ...failedResult({ requestId: 'r-9', functionId: 'fn-9', runtime: 'python', reason: 'NON_ZERO_EXIT', message: 'x', memoryMb: 128, attempt: 1, workerId: 'w', totalMs: 1 }), stdout: 'o'.repeat(OUTPUT_EVENT_BYTES + 10), stderr: 'boom\n', exitCode: 1 };
   const e = JSON.parse(functionOutputEvent(r)) as Record<string, unknown>;
   t.match(e, { requestId: 'r-9', functionId: 'fn-9', stderr: 'boom\n', stdoutTruncated: true, stderrTruncated: false, exitCode: 1 });
-  t.equal((e.stdout as string).length, OUTPUT_EVENT_CHARS);
-  t.ok(Buffer.byteLength(functionOutputEvent({ ...r, stderr: 'é'.repeat(OUTPUT_EVENT_CHARS) })) < MAX_EVENT_BYTES * 1.5, 'whole JSON, not cut mid-way by the shipper for ASCII output');
+  t.equal((e.stdout as string).length, OUTPUT_EVENT_BYTES - 2, 'the head that fits, quotes counted');
+  // Multi-byte text and control characters (6 bytes each as JSON) on both streams: still one whole JSON event under the limit.
+  const wide = functionOutputEvent({ ...r, stdout: '漢'.repeat(OUTPUT_EVENT_BYTES), stderr: '\u0001'.repeat(OUTPUT_EVENT_BYTES) });
+  t.ok(Buffer.byteLength(wide) <= MAX_EVENT_BYTES, `${Buffer.byteLength(wide)} bytes: the shipper never cuts it`);
+  t.match(JSON.parse(wide), { stdoutTruncated: true, stderrTruncated: true });
 
   const cw = await fakeLogs(t, ['/fn']);
   const bus = new EventBus();
@@ -171,4 +174,56 @@ t.test('configuration: off by default, names checked, and no shipping to an emul
   t.ok(own instanceof CloudWatchLogsClient);
   (own as CloudWatchLogsClient).destroy();
   t.equal(functionOutputShipper(generic, CREDS, silentLogger, new EventBus()), undefined, 'no function group: nothing');
+});
+
+t.test('lines dropped while a call is in flight take from that call: no unsent line is lost, none sent twice', async (t) => {
+  const cw = await fakeLogs(t, ['/g']);
+  const s = shipper({ group: '/g', bufferBytes: 40 * 100 });
+  s.start(client(cw.url), silentLogger);
+  const line = (i: number) => `line ${String(i).padStart(4, '0')} ${'x'.repeat(60)}`;
+  for (let i = 0; i < 40; i++) s.push(line(i));
+  cw.delayMs = 300;
+  const first = s.flush();
+  await new Promise((r) => setTimeout(r, 100));
+  // Mid-call: the buffer overflows, and its oldest lines (the ones being sent) go.
+  for (let i = 40; i < 100; i++) s.push(line(i));
+  await first;
+  cw.delayMs = 0;
+  await s.flush();
+  const got = cw.events('/g').map((e) => e.message);
+  t.equal(new Set(got).size, got.length, 'none twice');
+  t.same(got.slice(-40), Array.from({ length: 40 }, (_, i) => line(60 + i)), 'every line that stayed in the buffer, in order');
+  await s.close();
+});
+
+t.test('a flush sends what waited when it began; a batch the service refuses is dropped, not retried forever', async (t) => {
+  const cw = await fakeLogs(t, ['/g']);
+  const { log, lines } = keptLogger();
+  const s = shipper({ group: '/g' });
+  s.start(client(cw.url), log);
+  s.push('a');
+  cw.delayMs = 200;
+  const f = s.flush();
+  await new Promise((r) => setTimeout(r, 50));
+  s.push('b');
+  await f;
+  cw.delayMs = 0;
+  t.same(cw.events('/g').map((e) => e.message), ['a'], 'b waits for the next flush');
+  cw.failNext('PutLogEvents', 'InvalidParameterException');
+  await s.flush();
+  t.equal(s.pending, 0, 'the refused batch is not kept');
+  t.match(lines.join(''), /PutLogEvents refused a batch: its lines are dropped/);
+  s.push('c');
+  await s.flush();
+  t.same(cw.events('/g').map((e) => e.message), ['a', 'c'], 'what follows goes on');
+  t.match(lines.join(''), /"dropped":1/, 'the drop is counted');
+  // A batch spans under 24 hours from its earliest line to its latest, in any order.
+  const now = Date.now();
+  const before = cw.calls.length;
+  s.push('x', now);
+  s.push('y', now - 23 * 3_600_000);
+  s.push('z', now + 2 * 3_600_000);
+  await s.flush();
+  t.equal(cw.calls.length - before, 2, 'the third line starts a call of its own');
+  await s.close();
 });

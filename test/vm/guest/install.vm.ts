@@ -165,6 +165,7 @@ t.test('the user data installs the artifact with no registry, starts the shipped
   // Shipped from the hardened unit: the summary line, and the run's output in its own group.
   const summary = await waitUntil('the summary line in CloudWatch Logs', () => logs.events(AGENT_LOGS).map((e) => JSON.parse(e.message) as Record<string, unknown>).find((l) => l.msg === 'invocation finished' && l.requestId === m.requestId), { timeoutMs: 30_000 }).catch(() => undefined);
   t.match(summary, { ran: true, status: 'SUCCESS', functionId: 'installed', version: VERSION }, 'the agent\'s lines reach its log group');
+  t.ok(logs.events(AGENT_LOGS, INSTANCE_ID).length > 0, 'in a stream named by the instance id');
   const output = await waitUntil('the output in CloudWatch Logs', () => logs.events(FUNCTION_LOGS).map((e) => JSON.parse(e.message) as Record<string, unknown>).find((l) => l.requestId === m.requestId), { timeoutMs: 30_000 }).catch(() => undefined);
   t.match(output, { stdout: 'hello from python\n', status: 'SUCCESS' }, 'the run\'s output reaches the function group');
 });
