@@ -8,8 +8,8 @@
  * input's path and the context (HANDLER_CALL); its answer (HANDLER_VALUE or
  * HANDLER_ERROR) ends the call. Then every process of the sandbox user is stopped at once
  * (kill(-1) as that user is atomic with respect to fork), every one but the handler is
- * killed, and once none is left the pipes are drained: nothing can write to them any
- * more, so what they hold is the call's. The handler stays stopped until the next call.
+ * killed, and once none is left the pipes and its socket are drained: nothing can write
+ * to them any more, so what they hold is the call's. The handler stays stopped until the next call.
  * Anything else (a timeout, a crash, a process that will not die, a broken protocol)
  * ends it with everything else, as a plain run ends, and the next call starts it again.
  */
@@ -228,6 +228,36 @@ static void drain(capture_t *c) {
 }
 
 /*
+ * What the stopped handler wrote to its socket after its answer (a second answer, the
+ * start of a frame): this call's, never the next one's. Stopped, it writes no more.
+ */
+static int handler_stopped(void) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)h.pid);
+  /* A signal is delivered when its target next runs: kill() returns before the stop. */
+  for (int i = 0; i < 500; i++) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    const char *end = strrchr(buf, ')');
+    if (end && (end[2] == 'T' || end[2] == 't')) return 1;
+    struct timespec ts = {0, 200 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+
+static void drain_socket(void) {
+  unsigned char buf[65536];
+  while (h.fd >= 0 && recv(h.fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  }
+  h.in.len = 0;
+}
+
+/*
  * At a call's answer: 1 when the handler stays for the next call (stopped, nothing else
  * of its user left, the pipes drained); 0 when the call must end as a plain run does.
  */
@@ -246,8 +276,10 @@ int handler_settle(void) {
     }
   }
   if (others != 0 || h.pid <= 0) return 0;
+  if (!handler_stopped()) return 0;
   drain(&run.out);
   drain(&run.err);
+  drain_socket();
   /* A handler that closed its own stdout or stderr cannot serve another call. */
   return run.out.fd >= 0 && run.err.fd >= 0;
 }
