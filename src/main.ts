@@ -5,7 +5,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { startLocalStack, type LocalStack } from './local/stack.js';
 import { LOCAL_CREDENTIALS } from './local/agentConfig.js';
 import { removeStackFile, writeStackFile } from './local/stackFile.js';
-import { createLogger, flushLogger } from './core/log.js';
+import { createLogger } from './core/log.js';
 import { agentLogShipper, startAgentLogShipper } from './observe/logShipping.js';
 
 /**
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     await agent.stop();
     await stopStack();
     await shipper?.close();
-    flushLogger(log);
+    log.flush();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     await agent.stop().catch(() => undefined);
     await stopStack();
     await shipper?.close();
-    flushLogger(log);
+    log.flush();
     process.exit(taken ? 2 : 1);
   }
   if (stack) {

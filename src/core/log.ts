@@ -25,17 +25,3 @@ export function createLogger(level = 'info', destination?: pino.DestinationStrea
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });
-
-/**
- * Writes out what the logger still buffers, before a process.exit: pino's own flush()
- * does nothing on a multistream (the tee to CloudWatch Logs), whose flushSync does.
- */
-export function flushLogger(log: Logger): void {
-  const stream = (log as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym];
-  try {
-    if (typeof stream?.flushSync === 'function') stream.flushSync();
-    else log.flush();
-  } catch {
-    // A destination not yet open has nothing buffered.
-  }
-}
