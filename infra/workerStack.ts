@@ -1,16 +1,19 @@
 import * as cdk from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
-import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
-import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as cwlogs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import { fleetAlarms } from './alarms.js';
+import { ARTIFACT_SHA256_PATTERN, ARTIFACT_VERSION_PATTERN, DISCOVERY_TAG, HTTP_PORT, LAUNCH_HOOK, LIFECYCLE_HOOK, METRICS_NAMESPACE, RELEASES_PREFIX } from './constants.js';
+import { workerNetwork } from './network.js';
+import { backlogScaling } from './scaling.js';
+import { workerRole } from './workerRole.js';
 import { workerUserData } from './userData.js';
 
 export interface WorkerStackProps extends cdk.StackProps {
@@ -45,27 +48,8 @@ export interface WorkerStackProps extends cdk.StackProps {
   alarmEmail?: string;
 }
 
-/** The instance tag Prometheus's EC2 discovery finds workers by (ops/prometheus/prometheus.yml). */
-export const DISCOVERY_TAG = { key: 'nanogrid-role', value: 'worker' } as const;
-export const LIFECYCLE_HOOK = 'nanogrid-drain';
-/** Holds each new instance until its user data reports the install: CONTINUE, or ABANDON. */
-export const LAUNCH_HOOK = 'nanogrid-launch';
-/** Where the release artifacts (npm run package) live in the code bucket. */
-export const RELEASES_PREFIX = 'releases/';
-export const ARTIFACT_VERSION_PATTERN = '^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$';
-export const ARTIFACT_SHA256_PATTERN = '^[0-9a-f]{64}$';
-export const METRICS_NAMESPACE = 'NanoGrid/FunctionRunner';
-export const HTTP_PORT = 8080;
-/** Where inputs by reference live in the user-data bucket (the agent adds the function id). */
-export const INPUTS_PREFIX = 'inputs/';
-const VPC_CIDR = '10.40.0.0/16';
 /** Packages, fetch, install and the agent's image pulls (install-artifact.sh waits 600 s for ready). */
 const INSTALL_BUDGET = cdk.Duration.minutes(15);
-
-/** The backlog per instance the group tracks: how many messages one worker clears within the acceptable latency. */
-export function backlogTarget(p: { acceptableLatencyS: number; averageProcessingS: number; slotsPerInstance: number }): number {
-  return Math.max(1, Math.round((p.acceptableLatencyS / p.averageProcessingS) * p.slotsPerInstance));
-}
 
 /**
  * The NanoGrid worker fleet: the invocation queue and its dead-letter queue, the code and
@@ -109,19 +93,8 @@ export class WorkerStack extends cdk.Stack {
       constraintDescription: '64 lowercase hexadecimal digits',
     });
 
-    const vpc = new ec2.Vpc(this, 'Vpc', {
-      ipAddresses: ec2.IpAddresses.cidr(VPC_CIDR),
-      maxAzs: 2,
-      natGateways: 1,
-      subnetConfiguration: [
-        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
-        { name: 'workers', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 22 },
-      ],
-      flowLogs: { all: { destination: ec2.FlowLogDestination.toCloudWatchLogs(), trafficType: ec2.FlowLogTrafficType.REJECT } },
-      // Code and outputs stay off the NAT gateway.
-      gatewayEndpoints: { s3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
-    });
-
+    const { vpc, workerSg, scraperSg } = workerNetwork(this);
+    this.scraperSecurityGroup = scraperSg;
 
     // ---- queue ----
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
@@ -161,30 +134,6 @@ export class WorkerStack extends cdk.Stack {
     this.codeBucket = bucket('CodeBucket', 'code/');
     this.userDataBucket = bucket('UserDataBucket', 'user-data/');
 
-    // ---- network ----
-    const workerSg = new ec2.SecurityGroup(this, 'WorkerSecurityGroup', { vpc, description: 'NanoGrid workers: outbound to AWS APIs, Redis and the image registry', allowAllOutbound: true });
-    // The port is open only to what needs it: a group of its own that operators attach to
-    // their Prometheus (or anything else that reads /health, /status and /metrics). A
-    // state-changing request on it needs the admin token besides (src/observe/http.ts).
-    this.scraperSecurityGroup = new ec2.SecurityGroup(this, 'ScraperSecurityGroup', { vpc, description: 'NanoGrid: attach to what scrapes the workers (Prometheus, health checks)', allowAllOutbound: false });
-    this.scraperSecurityGroup.addEgressRule(workerSg, ec2.Port.tcp(HTTP_PORT), 'the workers\' health, status and metrics');
-    workerSg.addIngressRule(this.scraperSecurityGroup, ec2.Port.tcp(HTTP_PORT), 'health, status and Prometheus scrapes from the scraper group only');
-
-    // Session Manager reaches the workers without SSH, a bastion or an open port, and
-    // without the NAT gateway: its three services through endpoints in the workers'
-    // subnets, which answer the workers only (HTTPS).
-    // CloudWatch Logs too: the agents' lines stay off the NAT gateway.
-    const endpointSg = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', { vpc, description: 'NanoGrid: Session Manager and CloudWatch Logs endpoints, HTTPS from the workers only', allowAllOutbound: false });
-    endpointSg.addIngressRule(workerSg, ec2.Port.tcp(443), 'workers');
-    for (const [id, service] of [
-      ['SsmEndpoint', ec2.InterfaceVpcEndpointAwsService.SSM],
-      ['SsmMessagesEndpoint', ec2.InterfaceVpcEndpointAwsService.SSM_MESSAGES],
-      ['Ec2MessagesEndpoint', ec2.InterfaceVpcEndpointAwsService.EC2_MESSAGES],
-      ['LogsEndpoint', ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS],
-    ] as const) {
-      vpc.addInterfaceEndpoint(id, { service, subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, privateDnsEnabled: true, securityGroups: [endpointSg], open: false });
-    }
-
     // ---- logs: the agents' lines, and each run's output, with their retention ----
     // The stack makes the groups (the agent only makes its own stream in them): a group an
     // agent made would keep its lines forever.
@@ -221,87 +170,20 @@ export class WorkerStack extends cdk.Stack {
       redisUrl = `rediss://${redis.attrPrimaryEndPointAddress}:${redis.attrPrimaryEndPointPort}`;
     }
 
-    // ---- the workers' role: least privilege ----
-    this.role = new iam.Role(this, 'WorkerRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'), description: 'NanoGrid worker agent' });
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'Intake',
-        actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'],
-        resources: [this.queue.queueArn],
-      }),
-    );
-    this.role.addToPolicy(new iam.PolicyStatement({ sid: 'Code', actions: ['s3:GetObject'], resources: [this.codeBucket.arnForObjects('*')] }));
-    this.role.addToPolicy(new iam.PolicyStatement({ sid: 'Outputs', actions: ['s3:PutObject'], resources: [this.userDataBucket.arnForObjects('*')] }));
-    // Inputs by reference: exactly the prefix the agent reads them from (NANOGRID_INPUT_PREFIX's default).
-    this.role.addToPolicy(new iam.PolicyStatement({ sid: 'Inputs', actions: ['s3:GetObject'], resources: [this.userDataBucket.arnForObjects(`${INPUTS_PREFIX}*`)] }));
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'Metrics',
-        actions: ['cloudwatch:PutMetricData'],
-        // PutMetricData has no resource: the namespace condition is its limit.
-        resources: ['*'],
-        conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
-      }),
-    );
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'Lifecycle',
-        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
-        resources: [`arn:${this.partition}:autoscaling:${this.region}:${this.account}:autoScalingGroup:*:autoScalingGroupName/${groupName}`],
-      }),
-    );
+    // ---- the workers' role: least privilege (workerRole.ts) ----
     const images: { python: string; cpp: string; node?: string } = props.images ?? {
       python: `${this.account}.dkr.ecr.${this.region}.${this.urlSuffix}/nanogrid/python:latest`,
       cpp: `${this.account}.dkr.ecr.${this.region}.${this.urlSuffix}/nanogrid/cpp:latest`,
       node: `${this.account}.dkr.ecr.${this.region}.${this.urlSuffix}/nanogrid/node:latest`,
     };
-    if (!props.images) {
-      this.role.addToPolicy(
-        new iam.PolicyStatement({
-          sid: 'ImagePull',
-          actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'],
-          resources: [`arn:${this.partition}:ecr:${this.region}:${this.account}:repository/nanogrid/*`],
-        }),
-      );
-      this.role.addToPolicy(new iam.PolicyStatement({ sid: 'RegistryLogin', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
-    }
-    // Its own stream in each group (named by the agent id), nothing else of CloudWatch Logs.
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'Logs',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [this.agentLogGroup, this.functionLogGroup].filter((g) => g !== undefined).map((g) => g.logGroupArn),
-      }),
-    );
-    // The liveness watch outside the agent (ops/fleet/health-watch.sh) reports its own instance.
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'Health',
-        actions: ['autoscaling:SetInstanceHealth'],
-        resources: [`arn:${this.partition}:autoscaling:${this.region}:${this.account}:autoScalingGroup:*:autoScalingGroupName/${groupName}`],
-      }),
-    );
-    // Session Manager (docs/fleet.md, Reaching the fleet): AWS's managed policy for its agent.
-    this.role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore'));
-    cdk.Validations.of(this.role).acknowledge({
-      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]',
-      reason: 'Session Manager\'s own policy for its agent (the only way in to a worker: no SSH, no bastion); AWS keeps it current with the agent.',
+    this.role = workerRole(this, {
+      queue: this.queue,
+      codeBucket: this.codeBucket,
+      userDataBucket: this.userDataBucket,
+      logGroups: [this.agentLogGroup, this.functionLogGroup].filter((g) => g !== undefined),
+      groupName,
+      pullsFromEcr: !props.images,
     });
-    // Wildcards only where IAM has no narrower form, each acknowledged with its reason.
-    const wildcard = (finding: string, reason: string) => cdk.Validations.of(this.role).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
-    const arnOf = (b: s3.Bucket) => `<${this.getLogicalId(b.node.defaultChild as cdk.CfnElement)}.Arn>`;
-    wildcard(`Resource::${arnOf(this.codeBucket)}/*`, `Code objects are keyed by function and version, and the agent's releases by version under ${RELEASES_PREFIX}: any key of the code bucket, read only.`);
-    wildcard(`Resource::${arnOf(this.userDataBucket)}/*`, 'Outputs are keyed by function and request: any key of the user-data bucket, write only.');
-    wildcard(`Resource::${arnOf(this.userDataBucket)}/${INPUTS_PREFIX}*`, 'Inputs are keyed by function: the inputs prefix of the user-data bucket, read only (the agent reads each function\'s own part of it).');
-    wildcard('Resource::*', 'PutMetricData takes no resource (limited by its namespace condition); ecr:GetAuthorizationToken takes no resource.');
-    wildcard(
-      `Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/${groupName}`,
-      'A group ARN carries an id generated at creation: the group is named exactly instead.',
-    );
-    for (const g of [this.agentLogGroup, this.functionLogGroup]) {
-      if (g) wildcard(`Resource::<${this.getLogicalId(g.node.defaultChild as cdk.CfnElement)}.Arn>`, 'A log group\'s ARN ends in :* (its streams): each worker writes its own stream, named by its agent id, in the stack\'s two groups only.');
-    }
-    if (!props.images) wildcard('Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository/nanogrid/*', 'The runtime images\' repositories, pull only.');
 
     // ---- launch template: Amazon Linux 2023, IMDSv2 only, hop limit 1 ----
     // The group's logical id is only known once the group exists; cfn-signal names it.
@@ -398,87 +280,12 @@ export class WorkerStack extends cdk.Stack {
       defaultResult: autoscaling.DefaultResult.CONTINUE,
     });
 
-    // ---- scaling: target tracking on backlog per instance (metric math) ----
-    const target = backlogTarget({
+    backlogScaling(this, this.group, this.queue, {
       acceptableLatencyS: props.acceptableLatencyS ?? 30,
       averageProcessingS: props.averageProcessingS ?? 1,
       slotsPerInstance: props.slotsPerInstance ?? 6,
     });
-    new autoscaling.CfnScalingPolicy(this, 'BacklogPerInstance', {
-      autoScalingGroupName: this.group.autoScalingGroupName,
-      policyType: 'TargetTrackingScaling',
-      estimatedInstanceWarmup: 300,
-      targetTrackingConfiguration: {
-        targetValue: target,
-        customizedMetricSpecification: {
-          metrics: [
-            {
-              id: 'visible',
-              label: 'Messages waiting',
-              metricStat: {
-                metric: { namespace: 'AWS/SQS', metricName: 'ApproximateNumberOfMessagesVisible', dimensions: [{ name: 'QueueName', value: this.queue.queueName }] },
-                stat: 'Sum',
-              },
-              returnData: false,
-            },
-            {
-              id: 'instances',
-              label: 'Workers in service',
-              metricStat: {
-                metric: { namespace: 'AWS/AutoScaling', metricName: 'GroupInServiceInstances', dimensions: [{ name: 'AutoScalingGroupName', value: this.group.autoScalingGroupName }] },
-                stat: 'Average',
-              },
-              returnData: false,
-            },
-            { id: 'backlogPerInstance', label: 'Backlog per instance', expression: 'visible / instances', returnData: true },
-          ],
-        },
-      },
-    });
-
-    // ---- alarms ----
-    if (props.alarmEmail) new sns.Subscription(this, 'AlarmMail', { topic, protocol: sns.SubscriptionProtocol.EMAIL, endpoint: props.alarmEmail });
-    const alarm = (id: string, a: cloudwatch.AlarmProps) => new cloudwatch.Alarm(this, id, a).addAlarmAction(new actions.SnsAction(topic));
-    alarm('DeadLetters', {
-      alarmDescription: 'Invocations reached the dead-letter queue: they failed on every try',
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(1), statistic: 'Maximum' }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    alarm('OldestMessage', {
-      alarmDescription: 'Invocations wait too long: the fleet is not keeping up or not receiving',
-      metric: this.queue.metricApproximateAgeOfOldestMessage({ period: cdk.Duration.minutes(1), statistic: 'Maximum' }),
-      threshold: props.oldestMessageAlarmS ?? 600,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 3,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    alarm('NoHealthyWorkers', {
-      alarmDescription: 'No worker is in service',
-      metric: new cloudwatch.Metric({
-        namespace: 'AWS/AutoScaling',
-        metricName: 'GroupInServiceInstances',
-        dimensionsMap: { AutoScalingGroupName: this.group.autoScalingGroupName },
-        period: cdk.Duration.minutes(1),
-        statistic: 'Minimum',
-      }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      evaluationPeriods: 3,
-      // No data from the group is no workers.
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-    });
-
-    alarm('FailedInstalls', {
-      alarmDescription: 'A worker failed to install the release (the user data counts it; the instance was abandoned): see /var/log/nanogrid-user-data.log through Session Manager, or the release',
-      metric: new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: 'FailedInstalls', dimensionsMap: { AutoScalingGroupName: groupName }, period: cdk.Duration.minutes(5), statistic: 'Sum' }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
+    fleetAlarms(this, { topic, queue: this.queue, deadLetterQueue: this.deadLetterQueue, group: this.group, groupName, oldestMessageAlarmS: props.oldestMessageAlarmS, alarmEmail: props.alarmEmail });
 
     new cdk.CfnOutput(this, 'QueueUrl', { value: this.queue.queueUrl });
     new cdk.CfnOutput(this, 'DeadLetterQueueUrl', { value: this.deadLetterQueue.queueUrl });

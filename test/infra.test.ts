@@ -9,7 +9,8 @@ import * as cdk from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import t from 'tap';
 import { buildApp } from '../infra/app.js';
-import { ARTIFACT_SHA256_PATTERN, ARTIFACT_VERSION_PATTERN, backlogTarget, DISCOVERY_TAG, LAUNCH_HOOK, LIFECYCLE_HOOK, METRICS_NAMESPACE } from '../infra/workerStack.js';
+import { ARTIFACT_SHA256_PATTERN, ARTIFACT_VERSION_PATTERN, DISCOVERY_TAG, LAUNCH_HOOK, LIFECYCLE_HOOK, METRICS_NAMESPACE } from '../infra/constants.js';
+import { backlogTarget } from '../infra/scaling.js';
 
 const exec = promisify(execFile);
 const fleet = (name: string) => fileURLToPath(new URL(`../ops/fleet/${name}`, import.meta.url));
