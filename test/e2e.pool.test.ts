@@ -45,3 +45,23 @@ t.test('an unknown function scales out on its first burst', async (t) => {
   const results = await burst(h, 'fresh', 2);
   t.same(results.map((r) => r.startKind), ['cold', 'cold'], 'no run-time estimate yet: both start cold, side by side');
 });
+
+// The reactive stock's spare (one more than the minimum after any new function) comes
+// from free room only: in a pool of two, it must not take the slot of the warm container
+// that very function has just made (the demo's C++ pool saw its second call start prewarm).
+t.test('a new function keeps its warm container in a pool of two while the stock rises for it', async (t) => {
+  const h = await startHarness(t, { env: { NANOGRID_PREWARM: 'python=1,cpp=0', NANOGRID_PREWARM_MAX: 'python=2', NANOGRID_MAX_CONTAINERS: 'python=2,cpp=1', NANOGRID_PAUSE_GRACE_MS: '50', NANOGRID_IDLE_TIMEOUT_MS: '4000' } });
+  const python = () => h.agent.status().pools.find((p) => p.runtime === 'python')!;
+  await waitUntil('the prewarm stock', () => python().idlePrewarm === 1);
+  const first = await h.invoke('solo', SAMPLES.pythonHello);
+  t.equal(first.startKind, 'prewarm');
+  t.equal(python().prewarmTarget, 2, 'one new function raised the target by its spare');
+  // Past the idle time after which the stock may evict (500 ms, or the pause grace), with
+  // the reaper's replenish (every second with this idle timeout) run in between.
+  await new Promise((r) => setTimeout(r, 2500));
+  await h.quiet();
+  t.equal(python().retired, 0, 'nothing was evicted for the spare');
+  t.equal(python().idleWarm, 1, 'the warm container is still there');
+  const second = await h.invoke('solo', SAMPLES.pythonHello);
+  t.equal(second.startKind, 'warm');
+});

@@ -113,13 +113,15 @@ export function leastRecentlyUsedIdle(containers: readonly ContainerView[]): Con
  * removed, and so does each one evicted here; the pool plans again once they are gone.
  * Slots already being freed by retiring containers cover part of what is missing, so a
  * plan repeated before removals finish does not evict again for the same stock. Only
- * containers idle for at least `minIdleMs` go: one used a moment ago is likely to serve again.
+ * containers idle for at least `minIdleMs` go: one used a moment ago is likely to serve again;
+ * and only up to `evictUpTo` stock (the measured demand: the spare comes from free room only).
  */
 export function stockPlan(
   s: Pick<PoolSnapshot, 'containers' | 'capacity' | 'now'>,
   target: number,
   waiting: number,
   minIdleMs: number,
+  evictUpTo = target,
 ): { create: number; evict: string[] } {
   // A waiting request needs the room more than the stock does.
   if (waiting > 0) return { create: 0, evict: [] };
@@ -134,7 +136,7 @@ export function stockPlan(
   const missing = target - stock;
   if (missing <= 0) return { create: 0, evict: [] };
   const create = Math.min(missing, Math.max(0, s.capacity - s.containers.length));
-  const toFree = Math.max(0, missing - create - freeing);
+  const toFree = Math.max(0, Math.min(missing, evictUpTo - stock) - create - freeing);
   evictable.sort((a, b) => a.lastUsedAt - b.lastUsedAt);
   return { create, evict: evictable.slice(0, toFree).map((c) => c.name) };
 }

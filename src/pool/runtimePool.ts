@@ -323,11 +323,12 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
     if (this.stopping || this.replenishTimer || !this.opts.engine.isUp) return;
     const snap = this.snapshot();
     const target = this.stockTarget(snap.now);
-    // The minimum stock is made only where there is room (a warm container is worth more
-    // than a generic one); only while new functions keep coming does the stock above it
-    // take the slot of an idle container.
-    const evictAfterMs = target > this.stock.policy.min ? Math.max(this.opts.pauseGraceMs, MIN_IDLE_TO_EVICT_MS) : Infinity;
-    const plan = stockPlan(snap, target, this.waiters.length, evictAfterMs);
+    // The minimum stock and the spare are made only where there is room (a warm container
+    // is worth more than a generic one); only the stock that the rate of new functions
+    // needs beyond the minimum takes the slot of an idle container.
+    const demand = Math.min(target, this.stock.demand(snap.now, this.estimates.coldStartMs));
+    const evictAfterMs = demand > this.stock.policy.min ? Math.max(this.opts.pauseGraceMs, MIN_IDLE_TO_EVICT_MS) : Infinity;
+    const plan = stockPlan(snap, target, this.waiters.length, evictAfterMs, demand);
     for (const name of plan.evict) this.retire(this.containers.get(name)!, 'evicted to keep the prewarm stock');
     const n = plan.create;
     for (let i = 0; i < n; i++) {

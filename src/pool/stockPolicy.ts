@@ -66,12 +66,26 @@ export class ReactiveStock {
    * for bursts), never below min, never above max. No new function in the window: min.
    */
   target(now: number, refillMs: number): number {
+    return this.level(now, refillMs, 1);
+  }
+
+  /**
+   * The stock the measured arrival rate needs, without the spare: ceil(rate * refillMs /
+   * 1000), within min and max. Only this much may take an idle warm container's slot: a
+   * single new function in the window gives min + 1 as the target, and its spare must not
+   * evict the warm container that very function has just made.
+   */
+  demand(now: number, refillMs: number): number {
+    return this.level(now, refillMs, 0);
+  }
+
+  private level(now: number, refillMs: number, spare: number): number {
     const { min, max, windowMs } = this.policy;
     const starts = this.inWindow(now);
     if (starts === 0) return min;
     const refill = Number.isFinite(refillMs) && refillMs > 0 ? refillMs : 0;
     // starts * refill / window is rate * refill / 1000 without the rounding of the rate in between.
-    const cover = Math.ceil((starts * refill) / windowMs) + 1;
+    const cover = Math.ceil((starts * refill) / windowMs) + spare;
     return Math.min(max, Math.max(min, cover));
   }
 

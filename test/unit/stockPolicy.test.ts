@@ -226,13 +226,42 @@ t.test('stockPlan: never evicts more than is missing', async (t) => {
   t.same(stockPlan(snap([stock, c('running', 'a', 0), c('running', 'b', 0), c('resetting', 'c', 0)]), 3, 0, MIN_IDLE), { create: 0, evict: [] }, 'busy containers are never evicted');
 });
 
+t.test('stockPlan: eviction only up to evictUpTo, the spare from free room only', async (t) => {
+  const idle = [c('paused', 'g', NOW - 4000), c('paused', 'h', NOW - 8000)];
+  t.same(stockPlan(snap(idle, 2), 2, 0, MIN_IDLE, 0), { create: 0, evict: [] }, 'full, nothing may be evicted');
+  t.same(stockPlan(snap(idle, 3), 2, 0, MIN_IDLE, 1), { create: 1, evict: [] }, 'the room covers the demand; the spare is not evicted for');
+  t.same(stockPlan(snap(idle, 2), 2, 0, MIN_IDLE, 1), { create: 0, evict: [idle[1]!.name] }, 'full: one evicted for the demand, none for the spare');
+  t.same(stockPlan(snap([c('paused', null), ...idle], 3), 3, 0, MIN_IDLE, 1), { create: 0, evict: [] }, 'the stock already meets the demand');
+});
+
+t.test('demand: the target without its spare, within [min, max]', async (t) => {
+  const s = with_({ max: 4 });
+  t.equal(s.demand(T0, 300), 1, 'quiet: min');
+  s.noteNewFunction(T0);
+  t.equal(s.target(T0 + 500, 1300), 2, 'one new function: ceil(0.13) + 1');
+  t.equal(s.demand(T0 + 500, 1300), 1, 'its demand is min: ceil(0.13), nothing to evict for');
+  trace(s, T0, T0 + 10_000, 100);
+  t.equal(s.demand(T0 + 9999, 300), 4, 'ceil(10.1 * 0.3) = 4: clamped to max');
+  t.equal(with_({ min: 2 }).demand(T0, 300), 2);
+});
+
+t.test('one new function does not evict the warm container it has just made (a pool of 2)', async (t) => {
+  const s = with_({ max: 2 });
+  s.noteNewFunction(NOW - 2000);
+  const warm = c('paused', 'f', NOW - 1500);
+  const target = s.target(NOW, 1300);
+  t.equal(target, 2);
+  t.same(stockPlan(snap([warm], 2), target, 0, MIN_IDLE, s.demand(NOW, 1300)), { create: 1, evict: [] }, 'the free slot makes one; the warm container stays');
+});
+
 t.test('ReactiveStock and stockPlan together: a burst evicts for stock, a quiet pool does not', async (t) => {
   const s = with_({ max: 4 });
   const pool = [c('paused', null), c('paused', 'g', NOW - 9000), c('paused', 'h', NOW - 5000), c('running', 'a')];
-  t.same(stockPlan(snap(pool), s.target(NOW, 300), 0, MIN_IDLE), { create: 0, evict: [] }, 'quiet: min 1 is there');
+  t.same(stockPlan(snap(pool), s.target(NOW, 300), 0, MIN_IDLE, s.demand(NOW, 300)), { create: 0, evict: [] }, 'quiet: min 1 is there');
   trace(s, NOW - 9000, NOW + 1000, 100); // 100 starts in the 10 buckets up to NOW + 999: 10/s
   const at = NOW + 999;
   t.equal(s.rate(at), 10);
   t.equal(s.target(at, 300), 4, 'ceil(10 * 0.3) + 1');
-  t.same(stockPlan(snap(pool), s.target(at, 300), 0, MIN_IDLE), { create: 0, evict: [pool[1]!.name, pool[2]!.name] });
+  t.equal(s.demand(at, 300), 3, 'ceil(10 * 0.3)');
+  t.same(stockPlan(snap(pool), s.target(at, 300), 0, MIN_IDLE, s.demand(at, 300)), { create: 0, evict: [pool[1]!.name, pool[2]!.name] }, 'two evicted for the demand of 3; the spare waits for room');
 });
