@@ -4,7 +4,7 @@
 // latency: it is what bounds throughput on a loaded machine and it is far less noisy.
 import Docker from 'dockerode';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,7 @@ import { measureContainerSide } from './containerSide.js';
 import { listAgentContainers } from '../src/pool/leftovers.js';
 import { unmountUnder } from '../src/container/scratch.js';
 
-import type { StackAddress } from '../src/local/stackFile.js';
+import { waitForStackFile, type StackAddress } from '../src/local/stackFile.js';
 
 export const COST_AGENT = 'bench-cost';
 
@@ -167,7 +167,8 @@ export async function measureCost(setup: CostRun['setup'], o: CostOptions): Prom
         return out.includes('"agent started"');
       }, { timeoutMs: 90_000, intervalMs: 50 });
       httpPort = Number(/"httpPort":(\d+)/.exec(out)?.[1]);
-      address = JSON.parse(await readFile(stackFile, 'utf8')) as StackAddress;
+      // The agent writes its stack file just after it logs its start.
+      address = await waitForStackFile(stackFile, 30_000, () => undefined);
       agentPid = agentChild.pid!;
       queuePid = agentPid;
       redisPid = childrenOf(agentPid).find((p) => commOf(p).startsWith('redis-server'));
