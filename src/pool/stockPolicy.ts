@@ -66,26 +66,27 @@ export class ReactiveStock {
    * for bursts), never below min, never above max. No new function in the window: min.
    */
   target(now: number, refillMs: number): number {
-    return this.level(now, refillMs, 1);
+    return this.level(now, refillMs, Math.ceil, 1);
   }
 
   /**
-   * The stock the measured arrival rate needs, without the spare: ceil(rate * refillMs /
-   * 1000), within min and max. Only this much may take an idle warm container's slot: a
-   * single new function in the window gives min + 1 as the target, and its spare must not
-   * evict the warm container that very function has just made.
+   * The stock the measured arrival rate needs in whole containers: floor(rate * refillMs /
+   * 1000), within min and max. Only this much may take an idle warm container's slot. The
+   * target rounds up and adds a spare, so a single new function raises it; that must not
+   * evict the warm container the very function has just made (a pool of two, cpp's): one
+   * start in the window needs a whole container only when making one takes the window.
    */
   demand(now: number, refillMs: number): number {
-    return this.level(now, refillMs, 0);
+    return this.level(now, refillMs, Math.floor, 0);
   }
 
-  private level(now: number, refillMs: number, spare: number): number {
+  private level(now: number, refillMs: number, round: (x: number) => number, spare: number): number {
     const { min, max, windowMs } = this.policy;
     const starts = this.inWindow(now);
     if (starts === 0) return min;
     const refill = Number.isFinite(refillMs) && refillMs > 0 ? refillMs : 0;
     // starts * refill / window is rate * refill / 1000 without the rounding of the rate in between.
-    const cover = Math.ceil((starts * refill) / windowMs) + spare;
+    const cover = round((starts * refill) / windowMs) + spare;
     return Math.min(max, Math.max(min, cover));
   }
 

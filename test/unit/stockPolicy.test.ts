@@ -234,14 +234,20 @@ t.test('stockPlan: eviction only up to evictUpTo, the spare from free room only'
   t.same(stockPlan(snap([c('paused', null), ...idle], 3), 3, 0, MIN_IDLE, 1), { create: 0, evict: [] }, 'the stock already meets the demand');
 });
 
-t.test('demand: the target without its spare, within [min, max]', async (t) => {
-  const s = with_({ max: 4 });
+t.test('demand: whole containers of measured need, within [min, max]', async (t) => {
+  const s = with_({ max: 3 });
   t.equal(s.demand(T0, 300), 1, 'quiet: min');
   s.noteNewFunction(T0);
   t.equal(s.target(T0 + 500, 1300), 2, 'one new function: ceil(0.13) + 1');
-  t.equal(s.demand(T0 + 500, 1300), 1, 'its demand is min: ceil(0.13), nothing to evict for');
+  t.equal(s.demand(T0 + 500, 1300), 1, 'its demand is min: floor(0.13), nothing to evict for');
+  const none = with_({ min: 0, max: 1 });
+  none.noteNewFunction(T0);
+  t.equal(none.target(T0 + 500, 1300), 1, 'min 0: one new function still raises the target');
+  t.equal(none.demand(T0 + 500, 1300), 0, 'but not the demand: a pool with no minimum stock evicts nothing for it');
+  t.equal(none.demand(T0 + 500, 12_000), 1, 'a container that takes longer to make than the window: one start is a whole one');
   trace(s, T0, T0 + 10_000, 100);
-  t.equal(s.demand(T0 + 9999, 300), 4, 'ceil(10.1 * 0.3) = 4: clamped to max');
+  t.equal(s.demand(T0 + 9999, 300), 3, 'floor(10.1 * 0.3) = 3: at max 3');
+  t.equal(s.demand(T0 + 9999, 500), 3, 'floor(5.05) = 5: clamped to max 3');
   t.equal(with_({ min: 2 }).demand(T0, 300), 2);
 });
 
@@ -262,6 +268,6 @@ t.test('ReactiveStock and stockPlan together: a burst evicts for stock, a quiet 
   const at = NOW + 999;
   t.equal(s.rate(at), 10);
   t.equal(s.target(at, 300), 4, 'ceil(10 * 0.3) + 1');
-  t.equal(s.demand(at, 300), 3, 'ceil(10 * 0.3)');
+  t.equal(s.demand(at, 300), 3, 'floor(10 * 0.3)');
   t.same(stockPlan(snap(pool), s.target(at, 300), 0, MIN_IDLE, s.demand(at, 300)), { create: 0, evict: [pool[1]!.name, pool[2]!.name] }, 'two evicted for the demand of 3; the spare waits for room');
 });
