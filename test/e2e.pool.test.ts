@@ -1,7 +1,7 @@
 import t from 'tap';
 import { functionKey } from '../src/core/invocation.js';
 import { SAMPLES } from '../src/local/samples.js';
-import { waitUntil } from '../src/core/timeout.js';
+import { sleep, waitUntil } from '../src/core/timeout.js';
 import { ONE_PYTHON, startHarness } from './helpers/harness.js';
 
 const burst = async (h: Awaited<ReturnType<typeof startHarness>>, functionId: string, n: number) => {
@@ -57,7 +57,7 @@ t.test('new functions keep their warm containers in a pool of two while the stoc
   const python = () => h.agent.status().pools.find((p) => p.runtime === 'python')!;
   const pastEvictionAge = async () => {
     // Past the idle time after which the stock may evict (500 ms, or the pause grace), with a reap in between.
-    await new Promise((r) => setTimeout(r, 3000));
+    await sleep(3000);
     await h.quiet();
   };
   await waitUntil('the prewarm stock', () => python().idlePrewarm === 1);

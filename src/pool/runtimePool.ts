@@ -327,8 +327,8 @@ export class RuntimePool extends EventEmitter<PoolEvents> implements LeaseOwner,
     // is worth more than a generic one); only the stock that the rate of new functions
     // needs beyond the minimum takes the slot of an idle container.
     const demand = Math.min(target, this.stock.demand(snap.now, this.estimates.coldStartMs));
-    const evictAfterMs = demand > this.stock.policy.min ? Math.max(this.opts.pauseGraceMs, MIN_IDLE_TO_EVICT_MS) : Infinity;
-    const plan = stockPlan(snap, target, this.waiters.length, evictAfterMs, demand);
+    const evictUpTo = demand > this.stock.policy.min ? demand : 0;
+    const plan = stockPlan(snap, target, this.waiters.length, Math.max(this.opts.pauseGraceMs, MIN_IDLE_TO_EVICT_MS), evictUpTo);
     for (const name of plan.evict) this.retire(this.containers.get(name)!, 'evicted to keep the prewarm stock');
     const n = plan.create;
     for (let i = 0; i < n; i++) {
