@@ -170,6 +170,38 @@ t.test('the user data installs the artifact with no registry, starts the shipped
   t.match(output, { stdout: 'hello from python\n', status: 'SUCCESS' }, 'the run\'s output reaches the function group');
 });
 
+t.test('the liveness watch runs under its hardened unit: a live agent is remembered, a dead /health/live marks the instance Unhealthy', async (t) => {
+  const WATCH = 'nanogrid-health-watch';
+  const watchProp = async (p: string) => (await sh('systemctl', ['show', `${WATCH}.service`, '-p', p, '--value'])).out.trim();
+  t.equal((await sh('systemctl', ['is-enabled', `${WATCH}.timer`])).out.trim(), 'enabled', 'the installer enables its timer (the group has a name)');
+  t.equal((await sh('systemctl', ['is-active', `${WATCH}.timer`])).out.trim(), 'active');
+  // A oneshot: start returns once the check has run, with its result.
+  let r = await sh('systemctl', ['start', `${WATCH}.service`]);
+  t.equal(r.code, 0, `${r.out}${(await sh('journalctl', ['-u', `${WATCH}.service`, '-n', '20', '--no-pager'])).out}`);
+  t.equal(await watchProp('Result'), 'success');
+  t.equal((await readFile('/run/nanogrid/health-failures.live', 'utf8').catch(() => '')).trim(), await unitProp('InvocationID'), 'this run of the agent has answered: its state survives between checks');
+  // The same unit, pointed at a port where nothing listens, one failure enough: the whole
+  // path under its hardening (no capabilities, read-only system): curl to the metadata
+  // address, the aws CLI (the recording stand-in, which writes its log beside it).
+  const dropIn = `/etc/systemd/system/${WATCH}.service.d`;
+  await mkdir(dropIn, { recursive: true });
+  await writeFile(`${STANDINS}/dead-agent.env`, 'HTTP_PORT=9\n');
+  await writeFile(`${dropIn}/vm-dead-agent.conf`, `[Service]\nEnvironment=NANOGRID_ENV_FILE=${STANDINS}/dead-agent.env FAILURES_BEFORE_UNHEALTHY=1\nReadWritePaths=${STANDINS}\n`);
+  t.teardown(async () => {
+    await rm(dropIn, { recursive: true, force: true });
+    await sh('systemctl', ['daemon-reload']);
+    await rm('/run/nanogrid/health-failures', { force: true });
+  });
+  await sh('systemctl', ['daemon-reload']);
+  await writeFile(`${STANDINS}/calls.log`, '');
+  r = await sh('systemctl', ['start', `${WATCH}.service`]);
+  t.equal(r.code, 0, `${r.out}${(await sh('journalctl', ['-u', `${WATCH}.service`, '-n', '20', '--no-pager'])).out}`);
+  t.ok(
+    (await calls()).some((c) => c === `aws autoscaling set-instance-health --region ${stack.region} --instance-id ${INSTANCE_ID} --health-status Unhealthy --no-should-respect-grace-period`),
+    (await calls()).join('\n') || 'no aws call',
+  );
+});
+
 t.test('systemctl stop with a run in flight: it finishes within TimeoutStopSec, nothing lost', async (t) => {
   const m = { requestId: `slow-${Date.now()}`, functionId: 'slow', runtime: 'python', s3Bucket: stack.bucket, s3Key: 'slow/v1.zip', timeoutMs: 60_000, memoryMb: 128 };
   await client.uploadZip(m.s3Key, { 'main.py': 'import time\ntime.sleep(8)\nprint("finished")\n' });
@@ -208,4 +240,14 @@ t.test('a crash restarts the agent and its outbox is replayed', async (t) => {
   const res = await client.waitForResult(m.requestId, 240_000);
   t.equal(res.status, 'SUCCESS', 'the result written before the crash reached Redis after it');
   t.equal(res.stdout, 'hello from python\n');
+});
+
+t.test('no unit of the install failed at any time in the guest', async (t) => {
+  // A unit that fails on its own timer shows only on the console: ask systemd for each.
+  const failed = (await sh('systemctl', ['list-units', '--failed', '--all', '--no-legend', '--plain'])).out.split('\n').filter((l) => /nanogrid/.test(l));
+  t.same(failed, [], 'systemctl --failed names none of ours');
+  for (const unit of ['nanogrid-health-watch.service', 'nanogrid-worker.service']) {
+    const journal = (await sh('journalctl', ['-u', unit, '--no-pager', '-o', 'cat'])).out;
+    t.notMatch(journal, /Failed to (start|set up)|status=2\d\d\//, `${unit}: never refused to start (${journal.split('\n').filter((l) => /Failed/.test(l)).slice(0, 2).join(' | ') || 'no such line'})`);
+  }
 });
