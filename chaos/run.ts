@@ -14,7 +14,7 @@ import type { AgentProcess } from '../src/local/agentProcess.js';
 import { startFleetStandIns } from '../src/local/awsStandIns.js';
 import { freezeRedis, killDockerd, startDockerd } from './faults.js';
 import { HOSTILE, HOSTILE_DETAIL, hostileScenario } from './hostile.js';
-import { MALFORMED } from './malformed.js';
+import { MALFORMED_SCENARIO } from './malformed.js';
 import { SANDBOX_SCENARIOS } from './sandboxScenarios.js';
 import { SCRATCH_SCENARIOS } from './scratchReuse.js';
 import { QUICK, say, World, type Row, type Scenario } from './world.js';
@@ -114,57 +114,7 @@ const SCENARIOS: Scenario[] = [
       return { ...row, note: row.note || split };
     },
   },
-  {
-    name: `${QUICK ? 300 : 2000} malformed bodies`,
-    async run(w) {
-      const a = await w.startAgent('chaos-malformed');
-      const bodies = MALFORMED(QUICK ? 300 : 2000, w.stack.bucket);
-      const junk = (async () => {
-        // Batches of up to 10 and under SQS's 256 KiB per batch.
-        let batch: string[] = [];
-        let bytes = 0;
-        for (const b of bodies) {
-          const size = Buffer.byteLength(b);
-          if (batch.length === 10 || bytes + size > 200_000) {
-            await w.client.sendRawBatch(batch);
-            batch = [];
-            bytes = 0;
-          }
-          batch.push(b);
-          bytes += size;
-        }
-        await w.client.sendRawBatch(batch);
-      })();
-      await w.stream('echo', QUICK ? 20 : 60, 100);
-      await junk;
-      const row = await w.row(this.name, w.ids, { timeoutMs: collectMs });
-      // Every malformed body is answered and deleted, not retried: the queue drains.
-      const deadline = Date.now() + 60_000;
-      let depth = await w.client.queueDepth();
-      while (depth.visible + depth.inflight > 0 && Date.now() < deadline) {
-        await sleep(500);
-        depth = await w.client.queueDepth();
-      }
-      const problems: string[] = [];
-      const left = depth.visible + depth.inflight;
-      if (left > 0) problems.push(`${left} messages left in the queue`);
-      if (!a.running) problems.push('the agent died');
-      // The ones with a readable request id are answered FAILED / INVALID_MESSAGE.
-      let answered = 0;
-      for (let i = 0; i < bodies.length; i++) {
-        const r = await w.client.readStored(`junk-${i}`).catch(() => undefined);
-        if (r && r.reason === 'INVALID_MESSAGE') answered++;
-      }
-      return {
-        ...row,
-        sent: row.sent + bodies.length,
-        results: row.results + bodies.length - left,
-        missing: row.missing + left,
-        verdict: problems.length || row.verdict === 'FAIL' ? 'FAIL' : 'PASS',
-        note: [row.note, ...problems, `every malformed body deleted (${answered} answered INVALID_MESSAGE, the rest had no request id); the agent kept running`].filter(Boolean).join('; '),
-      };
-    },
-  },
+  MALFORMED_SCENARIO,
   ...HOSTILE.map((h) => ({ name: `hostile: ${h.name}`, run: (w: World) => hostileScenario(w, h) })),
   ...SANDBOX_SCENARIOS,
   ...SCRATCH_SCENARIOS,

@@ -162,7 +162,7 @@ export class World {
   async row(
     scenario: string,
     ids: string[],
-    opts: { timeoutMs: number; allowedTwice?: number; restarts?: number; extra?: string[]; note?: string; interrupted?: ReadonlySet<string> },
+    opts: { timeoutMs: number; allowedTwice?: number; restarts?: number; extra?: string[]; note?: string; interrupted?: ReadonlySet<string>; deadLettered?: number },
   ): Promise<Row> {
     const found = await this.collect(ids, opts.timeoutMs);
     const finishes = this.finishes();
@@ -178,7 +178,13 @@ export class World {
     }
     if (wrong.length > 0) problems.push(`${wrong.length} wrong results (${wrong[0]!.requestId}: ${wrong[0]!.status}/${wrong[0]!.reason} ${wrong[0]!.stderr.slice(0, 100)})`);
     if (ranTwice > (opts.allowedTwice ?? 0)) problems.push(`${ranTwice} ran twice (allowed ${opts.allowedTwice ?? 0})`);
-    if (dlq > 0) problems.push(`${dlq} dead-lettered`);
+    // Only what the scenario expects there (none unless it says so).
+    if (dlq !== (opts.deadLettered ?? 0)) {
+      // What landed there, so a failed row says which messages and not only how many.
+      const seen = await this.client.peek(this.stack.dlqUrl).catch(() => []);
+      const shown = seen.slice(0, 3).map((m) => `${JSON.stringify(m.body.slice(0, 80))} (${m.body.length} chars)`);
+      problems.push(`${dlq} dead-lettered (expected ${opts.deadLettered ?? 0})${shown.length ? `: ${shown.join(', ')}` : ''}`);
+    }
     return {
       scenario,
       sent: ids.length,

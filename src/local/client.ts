@@ -1,5 +1,5 @@
 import { CreateBucketCommand, DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Redis } from 'ioredis';
 import yazl from 'yazl';
 import type { Result } from '../core/result.js';
@@ -159,6 +159,17 @@ export class LocalClient {
       visible: Number(res.Attributes?.ApproximateNumberOfMessages ?? 0),
       inflight: Number(res.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0),
     };
+  }
+
+  /**
+   * Up to 10 bodies visible on `queueUrl` (a dead-letter queue, to say what landed there),
+   * each with its receive count; they stay on the queue, visible again at once.
+   */
+  async peek(queueUrl: string): Promise<{ body: string; receiveCount: number }[]> {
+    const res = await this.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0, WaitTimeSeconds: 0, MessageSystemAttributeNames: ['ApproximateReceiveCount'] }),
+    );
+    return (res.Messages ?? []).map((m) => ({ body: m.Body ?? '', receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 0) }));
   }
 
   forget(requestId: string): void {
