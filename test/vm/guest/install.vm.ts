@@ -184,6 +184,8 @@ t.test('the liveness watch runs under its hardened unit: a live agent is remembe
   // path under its hardening (no capabilities, read-only system): curl to the metadata
   // address, the aws CLI (the recording stand-in, which writes its log beside it).
   const dropIn = `/etc/systemd/system/${WATCH}.service.d`;
+  // The timer stays out of it: a run it started with the live port would take this start's place.
+  await sh('systemctl', ['stop', `${WATCH}.timer`]);
   await mkdir(dropIn, { recursive: true });
   await writeFile(`${STANDINS}/dead-agent.env`, 'HTTP_PORT=9\n');
   await writeFile(`${dropIn}/vm-dead-agent.conf`, `[Service]\nEnvironment=NANOGRID_ENV_FILE=${STANDINS}/dead-agent.env FAILURES_BEFORE_UNHEALTHY=1\nReadWritePaths=${STANDINS}\n`);
@@ -191,6 +193,7 @@ t.test('the liveness watch runs under its hardened unit: a live agent is remembe
     await rm(dropIn, { recursive: true, force: true });
     await sh('systemctl', ['daemon-reload']);
     await rm('/run/nanogrid/health-failures', { force: true });
+    await sh('systemctl', ['start', `${WATCH}.timer`]);
   });
   await sh('systemctl', ['daemon-reload']);
   await writeFile(`${STANDINS}/calls.log`, '');
@@ -244,6 +247,12 @@ t.test('a crash restarts the agent and its outbox is replayed', async (t) => {
 
 t.test('no unit of the install failed at any time in the guest', async (t) => {
   // A unit that fails on its own timer shows only on the console: ask systemd for each.
+  // The timer has fired by now (2 minutes after boot, every 20 s), or the check says nothing.
+  const fired = await waitUntil('the liveness timer fired', async () => {
+    const v = (await sh('systemctl', ['show', 'nanogrid-health-watch.timer', '-p', 'LastTriggerUSec', '--value'])).out.trim();
+    return v && v !== 'n/a' && v !== '0' ? v : undefined;
+  }, { timeoutMs: 150_000, intervalMs: 2000 }).catch(() => undefined);
+  t.ok(fired, `the liveness timer ran the watch on its own (last at ${fired ?? 'never'})`);
   const failed = (await sh('systemctl', ['list-units', '--failed', '--all', '--no-legend', '--plain'])).out.split('\n').filter((l) => /nanogrid/.test(l));
   t.same(failed, [], 'systemctl --failed names none of ours');
   for (const unit of ['nanogrid-health-watch.service', 'nanogrid-worker.service']) {
