@@ -89,20 +89,20 @@ export const MALFORMED_SCENARIO: Scenario = {
     // (1 s and 2 s apart), when its fourth receive moves it to the DLQ (a message waiting
     // out its retry delay counts as in flight). The DLQ's count is the row's to check.
     const deadline = Date.now() + 90_000;
-    let left = Infinity;
-    while (Date.now() < deadline) {
-      const depth = await w.client.queueDepth();
-      left = depth.visible + depth.inflight;
-      if (left === 0) break;
+    const depthNow = async () => {
+      const d = await w.client.queueDepth();
+      return d.visible + d.inflight;
+    };
+    let left = await depthNow();
+    while (left > 0 && Date.now() < deadline) {
       await sleep(500);
+      left = await depthNow();
     }
     const row = await w.row(this.name, w.ids, { timeoutMs: 120_000, deadLettered: codeMissing.length });
     const problems: string[] = [];
     if (left > 0) problems.push(`${left} messages left in the queue`);
     if (!a.running) problems.push('the agent died');
-    // Tries per request id, from the agent's one line per invocation.
-    const tries = new Map<string, number>();
-    for (const l of a.lines) if (l.msg === 'invocation finished' && typeof l.requestId === 'string') tries.set(l.requestId, (tries.get(l.requestId) ?? 0) + 1);
+    const tries = w.tries();
     let answered = 0;
     const wrong: string[] = [];
     for (const b of bodies) {
@@ -121,8 +121,8 @@ export const MALFORMED_SCENARIO: Scenario = {
     return {
       ...row,
       sent: row.sent + bodies.length,
-      results: row.results + bodies.length - (Number.isFinite(left) ? left : bodies.length),
-      missing: row.missing + (Number.isFinite(left) ? left : bodies.length),
+      results: row.results + bodies.length - left,
+      missing: row.missing + left,
       verdict: problems.length || row.verdict === 'FAIL' ? 'FAIL' : 'PASS',
       note: [
         row.note,

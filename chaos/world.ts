@@ -145,12 +145,13 @@ export class World {
 
   /** How many times each request's run finished, over every agent this world started. */
   finishes(): Map<string, number> {
-    const n = new Map<string, number>();
-    for (const a of this.agents) {
-      // Runs only: an invocation given back before it ran has its summary line too.
-      for (const l of a.runs()) if (typeof l.requestId === 'string') n.set(l.requestId, (n.get(l.requestId) ?? 0) + 1);
-    }
-    return n;
+    // Runs only: an invocation given back before it ran has its summary line too.
+    return byRequestId(this.agents.flatMap((a) => a.runs()));
+  }
+
+  /** How many times each request was taken, run or not (its summary line per try), over every agent. */
+  tries(): Map<string, number> {
+    return byRequestId(this.agents.flatMap((a) => a.summaries()));
   }
 
   async deadLettered(): Promise<number> {
@@ -182,7 +183,7 @@ export class World {
     if (dlq !== (opts.deadLettered ?? 0)) {
       // What landed there, so a failed row says which messages and not only how many.
       const seen = await this.client.peek(this.stack.dlqUrl).catch(() => []);
-      const shown = seen.slice(0, 3).map((m) => `${JSON.stringify(m.body.slice(0, 80))} (${m.body.length} chars)`);
+      const shown = seen.slice(0, 3).map((body) => `${JSON.stringify(body.slice(0, 80))} (${body.length} chars)`);
       problems.push(`${dlq} dead-lettered (expected ${opts.deadLettered ?? 0})${shown.length ? `: ${shown.join(', ')}` : ''}`);
     }
     return {
@@ -223,3 +224,9 @@ export class World {
 }
 
 export type Scenario = { name: string; run: (w: World) => Promise<Row> };
+
+function byRequestId(lines: readonly Record<string, unknown>[]): Map<string, number> {
+  const n = new Map<string, number>();
+  for (const l of lines) if (typeof l.requestId === 'string') n.set(l.requestId, (n.get(l.requestId) ?? 0) + 1);
+  return n;
+}

@@ -98,9 +98,14 @@ export class AgentProcess {
     return this.lines.filter((l) => l.msg === msg).length;
   }
 
-  /** Runs that finished here: summary lines of invocations that ran (every invocation has one, run or not). */
+  /** The summary line of every invocation taken here, run or not: one per try. */
+  summaries(): Array<Record<string, unknown>> {
+    return this.lines.filter((l) => l.msg === 'invocation finished');
+  }
+
+  /** Runs that finished here: summary lines of invocations that ran. */
   runs(filter: (line: Record<string, unknown>) => boolean = () => true): Array<Record<string, unknown>> {
-    return this.lines.filter((l) => l.msg === 'invocation finished' && l.ran !== false && filter(l));
+    return this.summaries().filter((l) => l.ran !== false && filter(l));
   }
 
   tail(n = 10): string {

@@ -162,14 +162,12 @@ export class LocalClient {
   }
 
   /**
-   * Up to 10 bodies visible on `queueUrl` (a dead-letter queue, to say what landed there),
-   * each with its receive count; they stay on the queue, visible again at once.
+   * Up to 10 bodies visible on `queueUrl` (a dead-letter queue, to say what landed there);
+   * they stay on the queue, visible again at once.
    */
-  async peek(queueUrl: string): Promise<{ body: string; receiveCount: number }[]> {
-    const res = await this.sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0, WaitTimeSeconds: 0, MessageSystemAttributeNames: ['ApproximateReceiveCount'] }),
-    );
-    return (res.Messages ?? []).map((m) => ({ body: m.Body ?? '', receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 0) }));
+  async peek(queueUrl: string): Promise<string[]> {
+    const res = await this.sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0, WaitTimeSeconds: 0 }));
+    return (res.Messages ?? []).map((m) => m.Body ?? '');
   }
 
   forget(requestId: string): void {
